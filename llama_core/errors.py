@@ -1,0 +1,84 @@
+"""The one exception tree of llama_core. Every wire maps from here, in one place each
+(HTTP status in llama_rpc/http.py, JSON-RPC code in llama_rpc/jsonrpc.py, CLI message in llama_cli).
+
+    LlamaError                    anything we raise on purpose; `str(e)` is one line for a user
+    ├── InvalidRequestError       400 / -32602: bad input; `field` names the offending path
+    │   └── UnsupportedError      400: valid, but this model or provider cannot do it
+    ├── NotFoundError             404: unknown model, agent, session, bank, document
+    │   └── ModelNotFoundError    404: also lists the closest descriptors
+    ├── ConflictError             409: already exists, or in the wrong state
+    ├── PayloadTooLargeError      413: a body or prompt over the limit
+    ├── NotConfiguredError        501: the API has no provider in this stack
+    ├── UnavailableError          503: busy, or the worker group is down
+    ├── ProviderError             502: a remote vendor failed (after retries where safe)
+    ├── CheckpointError           a model's files are missing, corrupt or mismatched
+    └── DownloadError             a download failed (expired URL, 404, network, disk full)
+"""
+
+from __future__ import annotations
+
+
+class LlamaError(Exception):
+    """Base of every error we raise on purpose. The message is one line, meant for a user."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequestError(LlamaError):
+    """The request is malformed or inconsistent; `field` is the dotted path at fault, if known."""
+
+    status = 400
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnsupportedError(InvalidRequestError):
+    """A valid request this model or provider cannot serve (e.g. tool calling on a plain chat model)."""
+
+
+class NotFoundError(LlamaError):
+    status = 404
+
+
+class ModelNotFoundError(NotFoundError):
+    """An unknown model id; `suggestions` are the closest known descriptors."""
+
+    def __init__(self, model_id: str, suggestions: list[str] | None = None) -> None:
+        self.model_id = model_id
+        self.suggestions = suggestions or []
+        hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
+        super().__init__(f"Unknown model '{model_id}'.{hint} See `llama model list --show-all`.")
+
+
+class ConflictError(LlamaError):
+    status = 409
+
+
+class PayloadTooLargeError(LlamaError):
+    status = 413
+
+
+class NotConfiguredError(LlamaError):
+    status = 501
+
+
+class UnavailableError(LlamaError):
+    status = 503
+
+
+class ProviderError(LlamaError):
+    status = 502
+
+
+class CheckpointError(LlamaError):
+    """A checkpoint's files are missing, corrupt, or do not match the model."""
+
+
+class DownloadError(LlamaError):
+    """A download failed; the message never contains a URL's signature or a token."""
