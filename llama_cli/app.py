@@ -1,0 +1,67 @@
+"""The root `llama` app and `main()`, the console script.
+
+Sub-apps are registered lazily by import path, so `llama --help` imports none of them. To add a
+command group (`download`, `stack`), write `llama_cli/<name>.py` with an `app = App(name=...)` and
+add one row to COMMANDS.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from cyclopts import App
+
+from llama_cli.errors import EXIT_USAGE, report
+
+# (name, import path of its App, one-line help): the order is the order `llama --help` lists them.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("model", "llama_cli.model:app", "Work with llama models: list, describe, template."),
+)
+
+DEBUG_FLAG = "--debug"
+
+app = App(
+    name="llama",
+    help="Welcome to the Llama CLI.\n\nAdd --debug (or set LLAMA_DEBUG=1) to see tracebacks.",
+    version_flags=[],
+    result_action="return_value",
+)
+for _name, _path, _help in COMMANDS:
+    app.command(_path, name=_name, help=_help)
+
+
+def _error_line(error: Exception) -> object:
+    # cyclopts' own parse errors (unknown option, missing value) as one plain line.
+    from rich.text import Text
+
+    return Text(f"Error: {' '.join(str(error).split())}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `llama` on `argv` (default: sys.argv[1:]); return the exit status.
+
+    A LlamaError becomes one line on stderr and a non-zero status; the traceback is shown only
+    with `--debug` anywhere on the line or LLAMA_DEBUG=1.
+    """
+    from cyclopts import CycloptsError
+
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in tokens or os.environ.get("LLAMA_DEBUG", "") not in ("", "0")
+    tokens = [t for t in tokens if t != DEBUG_FLAG]
+    try:
+        from llama_cli.output import console
+
+        result = app(
+            tokens,
+            console=console(),
+            error_console=console(stderr=True),
+            exit_on_error=False,
+            error_formatter=_error_line,
+        )
+    except CycloptsError:
+        return EXIT_USAGE  # already printed by cyclopts, through _error_line
+    except (Exception, KeyboardInterrupt) as error:
+        return report(error, debug)
+    return result if isinstance(result, int) else 0

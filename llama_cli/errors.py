@@ -1,0 +1,41 @@
+"""The CLI's one mapping from the error tree to what a user sees: one line on stderr and an exit code."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+from llama_core.errors import InvalidRequestError, LlamaError, NotFoundError
+
+# Exit codes: 2 is the usage-error code (argparse, cyclopts): the input names something that does
+# not exist or is malformed. 1 is everything else that went wrong on purpose.
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+def exit_code(error: BaseException) -> int:
+    """The process exit status for `error`."""
+    if isinstance(error, InvalidRequestError | NotFoundError):
+        return EXIT_USAGE
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILURE
+
+
+def one_line(message: str) -> str:
+    """`message` squeezed onto one line (a user-facing error never spans several)."""
+    return " ".join(message.split())
+
+
+def report(error: BaseException, debug: bool) -> int:
+    """Print `error` for a user ("Error: ..." on stderr; the traceback too when `debug`); return the exit code."""
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    if isinstance(error, KeyboardInterrupt):
+        print("Interrupted.", file=sys.stderr)
+    elif isinstance(error, LlamaError):
+        print(f"Error: {one_line(error.message)}", file=sys.stderr)
+    else:  # a bug: still one line, and the way to see more
+        print(f"Error: unexpected {type(error).__name__}: {one_line(str(error))} (rerun with --debug for the traceback)", file=sys.stderr)
+    return exit_code(error)

@@ -1,0 +1,88 @@
+"""`llama model`: list the registry, describe one model, show prompt templates."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Literal
+
+from cyclopts import App, Parameter
+
+from llama_cli import output
+
+app = App(name="model", help="Work with llama models: list, describe, template.")
+
+ModelId = Annotated[str, Parameter(name=["--model-id", "-m"], help="Model descriptor or Hugging Face repo.")]
+
+
+@app.command(name="list")
+def list_models(
+    *,
+    show_all: Annotated[bool, Parameter(negative=(), help="Also list Llama 2 and Llama 3.")] = False,
+    json_: Annotated[bool, Parameter(name="--json", negative=(), help="Print a JSON array.")] = False,
+) -> None:
+    """List the models available for download, with the hardware needed to serve them."""
+    import msgspec
+
+    from llama_core.models import all_models
+
+    models = all_models(show_all=show_all)
+    if json_:
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(models), indent=2).decode() + "\n")
+        return
+    rows = [
+        (
+            m.descriptor,
+            m.huggingface_repo or "",
+            output.context_length(m.context_length),
+            output.hardware(m.hardware_requirements.gpu_count, m.hardware_requirements.memory_gb_per_gpu),
+        )
+        for m in models
+    ]
+    headers = ("Model Descriptor", "Hugging Face Repo", "Context Length", "Hardware Requirements")
+    output.console().print(output.grid(headers, rows))
+
+
+@app.command
+def describe(*, model_id: ModelId) -> None:
+    """Describe a model: Hugging Face repo, context length, weights format, params.json, sampling."""
+    from llama_core.models import describe_sampling, resolve_model
+
+    m = resolve_model(model_id)
+    rows = [
+        ("Model", m.descriptor),
+        ("Hugging Face ID", m.huggingface_repo or ""),
+        ("Description", m.description),
+        ("Context Length", f"{output.context_length(m.context_length)} tokens"),
+        ("Weights format", str(m.quantization_format)),
+        ("Model params.json", json.dumps(m.arch_args, indent=4)),
+    ]
+    if (sampling := describe_sampling(m.recommended_sampling_params)) is not None:
+        rows.append(("Recommended sampling params", json.dumps(sampling, indent=4)))
+    output.console().print(output.grid(None, rows))
+
+
+@app.command
+def template(
+    *,
+    name: Annotated[str | None, Parameter(help="Template to render; omit for the list.")] = None,
+    format: Annotated[
+        Literal["json", "function_tag", "python_list"], Parameter(help="Tool prompt format of custom tools.")
+    ] = "json",
+    raw: Annotated[bool, Parameter(negative=(), help="Keep newlines as they are (no ↵ marks).")] = False,
+) -> None:
+    """Show the Llama 3 prompt templates and how each renders, special tokens highlighted."""
+    from llama_core.prompt.templates import TEMPLATES, render_template
+    from llama_core.types import ToolPromptFormat
+
+    if name is None:
+        table = output.grid(("Role", "Template Name"), ((t.role, t.name) for t in TEMPLATES))
+        table.show_lines = False
+        output.console().print(table)
+        return
+    prompt = render_template(name, tool_prompt_format=ToolPromptFormat(format))
+    notes = next(t.notes for t in TEMPLATES if t.name == name)
+    if not raw:
+        notes = "\n".join(n for n in (f"{output.NEWLINE_MARK} represents newline", notes) if n)
+    rows = [("Name", name), ("Template", output.prompt_text(prompt, raw)), ("Notes", notes)]
+    output.console().print(output.grid(None, rows))
