@@ -1,0 +1,219 @@
+"""The Llama 3 transformer on fairscale model-parallel layers, with a static per-slot KV cache.
+
+Parameter names are Meta's (tok_embeddings, layers.N.attention.wq/wk/wv/wo, feed_forward.w1/w2/w3,
+attention_norm, ffn_norm, norm, output), so `consolidated.NN.pth` shards load unchanged.
+
+The KV cache is built for continuous batching: cache row = slot, and every row has its own
+position. `forward(tokens, input_pos, first_slot)` runs rows first_slot .. first_slot+B-1 of the
+cache, row b's tokens sitting at positions input_pos[b], input_pos[b]+1, ...; a boolean mask lets
+each query see only its own row's keys at positions <= its own, so a slot's stale tail (from an
+earlier occupant) and the other rows never leak in.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from fairscale.nn.model_parallel.layers import ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding
+
+from llama_core.engine.args import ModelArgs
+from llama_core.engine.parallel import model_parallel_size
+
+
+def _keep(x: Tensor) -> Tensor:  # fairscale init_method: weights come from the checkpoint
+    return x
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        # normalise in float32, cast back, then scale (as the reference does for bf16)
+        return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x) * self.weight
+
+
+def scale_rope_freqs(freqs: Tensor, args: ModelArgs) -> Tensor:
+    """Llama 3.1 RoPE scaling: keep high frequencies, divide low ones by the factor, blend between."""
+    factor = args.rope_scale
+    low_freq_wavelen = args.rope_original_max_position / args.rope_low_freq_factor
+    high_freq_wavelen = args.rope_original_max_position / args.rope_high_freq_factor
+    wavelen = 2 * math.pi / freqs
+    smooth = (args.rope_original_max_position / wavelen - args.rope_low_freq_factor) / (
+        args.rope_high_freq_factor - args.rope_low_freq_factor
+    )
+    blended = (1 - smooth) * freqs / factor + smooth * freqs
+    out = torch.where(wavelen > low_freq_wavelen, freqs / factor, blended)
+    return torch.where(wavelen < high_freq_wavelen, freqs, out)
+
+
+def precompute_freqs_cis(args: ModelArgs, end: int) -> Tensor:
+    """(cos, sin) of every position's rotation angles: (end, head_dim/2, 2), float32."""
+    hd = args.head_dim
+    freqs = 1.0 / (args.rope_theta ** (torch.arange(0, hd, 2)[: hd // 2].float() / hd))
+    if args.use_scaled_rope:
+        freqs = scale_rope_freqs(freqs, args)
+    angles = torch.outer(torch.arange(end, dtype=torch.float32), freqs)
+    return torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
+
+
+def apply_rotary_emb(x: Tensor, freqs_cis: Tensor) -> Tensor:
+    """Rotate adjacent pairs (Meta's interleaved convention). x: (B, T, H, D); freqs_cis: (B, T, D/2, 2)."""
+    xp = x.float().reshape(*x.shape[:-1], -1, 2)  # (B, T, H, D/2, 2)
+    fc = freqs_cis.unsqueeze(2)  # (B, T, 1, D/2, 2)
+    x0, x1 = xp[..., 0], xp[..., 1]
+    cos, sin = fc[..., 0], fc[..., 1]
+    out = torch.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], dim=-1)
+    return out.flatten(3).type_as(x)
+
+
+class KVCache(nn.Module):
+    """Keys and values of one layer: (max_batch_size, n_local_kv_heads, max_seq_len, head_dim)."""
+
+    def __init__(self, max_batch_size: int, max_seq_len: int, n_kv_heads: int, head_dim: int,
+                 dtype: torch.dtype, device: torch.device) -> None:
+        super().__init__()
+        shape = (max_batch_size, n_kv_heads, max_seq_len, head_dim)
+        self.register_buffer("k_cache", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+        self.register_buffer("v_cache", torch.zeros(shape, dtype=dtype, device=device), persistent=False)
+
+    def update(self, rows: Tensor, pos: Tensor, k: Tensor, v: Tensor) -> None:
+        """Write k, v (B, T, H, D) at cache[rows[b, t], :, pos[b, t]]; rows, pos: (B, T)."""
+        self.k_cache[rows, :, pos] = k
+        self.v_cache[rows, :, pos] = v
+
+
+class Attention(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        mp = model_parallel_size()
+        self.n_local_heads = args.n_heads // mp
+        self.n_local_kv_heads = args.kv_heads // mp
+        self.head_dim = args.head_dim
+        hd = args.head_dim
+        self.wq = ColumnParallelLinear(args.dim, args.n_heads * hd, bias=False, gather_output=False, init_method=_keep)
+        self.wk = ColumnParallelLinear(args.dim, args.kv_heads * hd, bias=False, gather_output=False, init_method=_keep)
+        self.wv = ColumnParallelLinear(args.dim, args.kv_heads * hd, bias=False, gather_output=False, init_method=_keep)
+        self.wo = RowParallelLinear(args.n_heads * hd, args.dim, bias=False, input_is_parallel=True, init_method=_keep)
+        self.kv_cache: KVCache | None = None
+
+    def forward(self, x: Tensor, freqs_cis: Tensor, mask: Tensor | None, rows: Tensor, pos: Tensor,
+                first_slot: int, kv_len: int) -> Tensor:
+        B, T, _ = x.shape
+        q = self.wq(x).view(B, T, self.n_local_heads, self.head_dim)
+        k = self.wk(x).view(B, T, self.n_local_kv_heads, self.head_dim)
+        v = self.wv(x).view(B, T, self.n_local_kv_heads, self.head_dim)
+        q, k = apply_rotary_emb(q, freqs_cis), apply_rotary_emb(k, freqs_cis)
+        assert self.kv_cache is not None, "call Transformer.setup_caches first"
+        self.kv_cache.update(rows, pos, k, v)
+        keys = self.kv_cache.k_cache[first_slot : first_slot + B, :, :kv_len]  # (B, Hkv, L, D)
+        values = self.kv_cache.v_cache[first_slot : first_slot + B, :, :kv_len]
+        y = F.scaled_dot_product_attention(
+            q.transpose(1, 2), keys, values, attn_mask=mask,
+            enable_gqa=self.n_local_heads != self.n_local_kv_heads,
+        )  # (B, H, T, D)
+        return self.wo(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class FeedForward(nn.Module):
+    """SwiGLU: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.w1 = ColumnParallelLinear(dim, hidden_dim, bias=False, gather_output=False, init_method=_keep)
+        self.w2 = RowParallelLinear(hidden_dim, dim, bias=False, input_is_parallel=True, init_method=_keep)
+        self.w3 = ColumnParallelLinear(dim, hidden_dim, bias=False, gather_output=False, init_method=_keep)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        self.attention = Attention(args)
+        self.feed_forward = FeedForward(args.dim, args.ffn_hidden_dim)
+        self.attention_norm = RMSNorm(args.dim, args.norm_eps)
+        self.ffn_norm = RMSNorm(args.dim, args.norm_eps)
+
+    def forward(self, x: Tensor, freqs_cis: Tensor, mask: Tensor | None, rows: Tensor, pos: Tensor,
+                first_slot: int, kv_len: int) -> Tensor:
+        h = x + self.attention(self.attention_norm(x), freqs_cis, mask, rows, pos, first_slot, kv_len)
+        return h + self.feed_forward(self.ffn_norm(h))
+
+
+class Transformer(nn.Module):
+    """Pre-norm decoder. Call `setup_caches(max_batch_size, max_seq_len)` before `forward`."""
+
+    def __init__(self, args: ModelArgs) -> None:
+        super().__init__()
+        mp = model_parallel_size()
+        if args.n_heads % mp or args.kv_heads % mp or args.vocab_size % mp:
+            raise ValueError(f"n_heads, n_kv_heads and vocab_size must divide by model-parallel size {mp}")
+        self.args = args
+        self.tok_embeddings = VocabParallelEmbedding(args.vocab_size, args.dim, init_method=_keep)
+        self.layers = nn.ModuleList(TransformerBlock(args) for _ in range(args.n_layers))
+        self.norm = RMSNorm(args.dim, args.norm_eps)
+        # vocab-split like the embedding, so a tied weight is the same shard on every rank
+        self.output = ColumnParallelLinear(args.dim, args.vocab_size, bias=False, init_method=_keep)
+        if args.tie_word_embeddings:
+            self.tie_weights()
+        self.register_buffer("freqs_cis", torch.empty(0, 0, 2), persistent=False)  # set by setup_caches
+        self.max_batch_size = 0
+        self.max_seq_len = 0
+
+    def tie_weights(self) -> None:
+        self.output.weight = self.tok_embeddings.weight
+
+    def setup_caches(self, max_batch_size: int, max_seq_len: int) -> None:
+        """Allocate each layer's KV cache and the RoPE table; a no-op when the sizes are unchanged."""
+        if (max_batch_size, max_seq_len) == (self.max_batch_size, self.max_seq_len):
+            return
+        weight = self.tok_embeddings.weight
+        for layer in self.layers:
+            attn = layer.attention
+            attn.kv_cache = KVCache(max_batch_size, max_seq_len, attn.n_local_kv_heads, attn.head_dim,
+                                    weight.dtype, weight.device)
+        self.freqs_cis = precompute_freqs_cis(self.args, max_seq_len).to(weight.device)
+        self.max_batch_size, self.max_seq_len = max_batch_size, max_seq_len
+
+    def forward(self, tokens: Tensor, input_pos: Tensor, first_slot: int = 0, kv_len: int | None = None,
+                last_only: bool = False) -> Tensor:
+        """Logits (B, T or 1, vocab) in float32.
+
+        tokens: (B, T) ids for cache rows first_slot .. first_slot+B-1; input_pos: (B,) position of
+        each row's first token; kv_len: max(input_pos) + T if the caller knows it (saves a sync).
+        """
+        assert self.max_seq_len > 0, "call setup_caches first"
+        B, T = tokens.shape
+        device = tokens.device
+        pos = input_pos.to(device)[:, None] + torch.arange(T, device=device)  # (B, T)
+        if kv_len is None:
+            kv_len = int(pos.max()) + 1
+        rows = torch.arange(first_slot, first_slot + B, device=device)[:, None].expand(B, T)
+        mask = None
+        if T > 1 or B > 1:  # a lone decode row sees every cached key: no mask needed
+            mask = (torch.arange(kv_len, device=device) <= pos[:, :, None])[:, None]  # (B, 1, T, L)
+        freqs_cis = self.freqs_cis[pos]  # (B, T, D/2, 2)
+        h = self.tok_embeddings(tokens)
+        for layer in self.layers:
+            h = layer(h, freqs_cis, mask, rows, pos, first_slot, kv_len)
+        if last_only:
+            h = h[:, -1:]
+        return self.output(self.norm(h)).float()
+
+
+def build_model(args: ModelArgs, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Transformer:
+    """An uninitialised Transformer (weights are to be loaded) in `dtype` on `device`."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # fairscale allocates with torch.Tensor(...), i.e. the default dtype
+    try:
+        model = Transformer(args)
+    finally:
+        torch.set_default_dtype(previous)
+    return model.to(device).eval()
