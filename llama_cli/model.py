@@ -81,8 +81,6 @@ def template(
         output.console().print(table)
         return
     prompt = render_template(name, tool_prompt_format=ToolPromptFormat(format))
-    notes = next(t.notes for t in TEMPLATES if t.name == name)
-    if not raw:
-        notes = "\n".join(n for n in (f"{output.NEWLINE_MARK} represents newline", notes) if n)
+    notes = output.template_notes(next(t.notes for t in TEMPLATES if t.name == name), raw)
     rows = [("Name", name), ("Template", output.prompt_text(prompt, raw)), ("Notes", notes)]
     output.console().print(output.grid(None, rows))

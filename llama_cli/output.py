@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # rich is imported on first print, not at `llama --help` time
 PIPE_WIDTH = 160
 SPECIAL_TOKEN = re.compile(r"<\|[a-z_0-9]+\|>")
 NEWLINE_MARK = "↵"
+NEWLINE_NOTE = f"{NEWLINE_MARK} represents newline"
 
 
 def console(stderr: bool = False) -> Console:
@@ -64,3 +65,9 @@ def prompt_text(prompt: str, raw: bool) -> Text:
     text = Text(prompt if raw else prompt.replace("\n", f"{NEWLINE_MARK}\n"))
     text.highlight_regex(SPECIAL_TOKEN.pattern, "bold yellow")
     return text
+
+
+def template_notes(notes: str, raw: bool) -> str:
+    """A template's notes, led by "↵ represents newline" exactly when the marks are shown."""
+    notes = notes.removeprefix(NEWLINE_NOTE).lstrip("\n")
+    return notes if raw else "\n".join(n for n in (NEWLINE_NOTE, notes) if n)
