@@ -1,0 +1,163 @@
+"""Inference wire types: chat/completion/embedding requests, responses and stream chunks.
+
+Streams follow the original server: a chat stream is `start` (delta ""), then `progress` events whose
+delta is text or a ToolCallDelta, then `complete` (delta "", final stop_reason).
+
+Unions stay JSON-compatible with the original without tags: `str | ToolCall` and
+`str | ToolCallDelta` each hold one string type and one Struct (a JSON object), which msgspec tells
+apart by JSON type alone.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import msgspec
+
+from llama_core.types._base import Base
+from llama_core.types.common import (
+    Content,
+    LogProbConfig,
+    SamplingParams,
+    StopReason,
+    TokenLogProbs,
+)
+from llama_core.types.messages import (
+    CompletionMessage,
+    Message,
+    ToolCall,
+    ToolChoice,
+    ToolDefinition,
+    ToolPromptFormat,
+)
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+class ChatCompletionRequest(Base):
+    """POST /inference/chat_completion. `tools` are offered zero-shot; `stream` picks SSE."""
+
+    model: str
+    messages: list[Message]
+    sampling_params: SamplingParams = msgspec.field(default_factory=SamplingParams)
+    tools: list[ToolDefinition] = []
+    tool_choice: ToolChoice = ToolChoice.auto
+    tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json
+    stream: bool = False
+    logprobs: LogProbConfig | None = None
+
+
+class CompletionRequest(Base):
+    """POST /inference/completion: raw text continuation, no chat template."""
+
+    model: str
+    content: Content
+    sampling_params: SamplingParams = msgspec.field(default_factory=SamplingParams)
+    stream: bool = False
+    logprobs: LogProbConfig | None = None
+
+
+class BatchChatCompletionRequest(Base):
+    """POST /inference/batch_chat_completion: one dialog per item, same tools and sampling."""
+
+    model: str
+    messages_batch: list[list[Message]]
+    sampling_params: SamplingParams = msgspec.field(default_factory=SamplingParams)
+    tools: list[ToolDefinition] = []
+    tool_choice: ToolChoice = ToolChoice.auto
+    tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json
+    logprobs: LogProbConfig | None = None
+
+
+class BatchCompletionRequest(Base):
+    """POST /inference/batch_completion: one prompt per item."""
+
+    model: str
+    content_batch: list[Content]
+    sampling_params: SamplingParams = msgspec.field(default_factory=SamplingParams)
+    logprobs: LogProbConfig | None = None
+
+
+class EmbeddingsRequest(Base):
+    """POST /inference/embeddings: one vector per item of `contents`."""
+
+    model: str
+    contents: list[Content]
+
+
+# --- responses --------------------------------------------------------------------------------
+
+
+class ChatCompletionResponse(Base):
+    """The whole assistant message; `logprobs` (one entry per token) only when asked for."""
+
+    completion_message: CompletionMessage
+    logprobs: list[TokenLogProbs] | None = None
+
+
+class CompletionResponse(Base):
+    content: str
+    stop_reason: StopReason
+    logprobs: list[TokenLogProbs] | None = None
+
+
+class BatchChatCompletionResponse(Base):
+    completion_message_batch: list[CompletionMessage]
+
+
+class BatchCompletionResponse(Base):
+    completion_message_batch: list[CompletionMessage]
+
+
+class EmbeddingsResponse(Base):
+    """`embeddings[i]` is the vector of `contents[i]`."""
+
+    embeddings: list[list[float]]
+
+
+# --- stream chunks ----------------------------------------------------------------------------
+
+
+class ChatCompletionResponseEventType(enum.StrEnum):
+    start = "start"
+    progress = "progress"
+    complete = "complete"
+
+
+class ToolCallParseStatus(enum.StrEnum):
+    """Where a streamed tool call stands: raw text arrives `started`/`in_progress`, then the parse."""
+
+    started = "started"
+    in_progress = "in_progress"
+    failure = "failure"
+    success = "success"
+
+
+class ToolCallDelta(Base):
+    """Raw tool-call text while it streams; the parsed ToolCall once `parse_status` is `success`."""
+
+    content: str | ToolCall
+    parse_status: ToolCallParseStatus
+
+
+class ChatCompletionResponseEvent(Base):
+    """One event of a chat stream; `stop_reason` is set once the stop token (or budget) is seen."""
+
+    event_type: ChatCompletionResponseEventType
+    delta: str | ToolCallDelta
+    logprobs: list[TokenLogProbs] | None = None
+    stop_reason: StopReason | None = None
+
+
+class ChatCompletionResponseStreamChunk(Base):
+    """One SSE `data:` line of a chat stream."""
+
+    event: ChatCompletionResponseEvent
+
+
+class CompletionResponseStreamChunk(Base):
+    """One SSE `data:` line of a completion stream: the next text piece."""
+
+    delta: str
+    stop_reason: StopReason | None = None
+    logprobs: list[TokenLogProbs] | None = None

@@ -1,0 +1,173 @@
+"""The route table of request types, their JSON Schemas, and request decoding at the edge.
+
+`REQUEST_TYPES` maps each route of DESIGN.md (without the leading slash; also the JSON-RPC method
+name) to its request Struct. The HTTP, JSON-RPC and MCP layers are built from it: they decode a body
+with `decode_request`, and describe a route with `json_schema` (an MCP tool's inputSchema).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any, TypeVar
+
+import msgspec
+
+from llama_core.errors import InvalidRequestError
+from llama_core.types._base import Base
+from llama_core.types.agents import (
+    AgenticSystemCreateRequest,
+    AgenticSystemDeleteRequest,
+    AgenticSystemMemoryBankAttachRequest,
+    AgenticSystemMemoryBankDetachRequest,
+    AgenticSystemSessionCreateRequest,
+    AgenticSystemSessionDeleteRequest,
+    AgenticSystemSessionGetRequest,
+    AgenticSystemStepGetRequest,
+    AgenticSystemTurnCreateRequest,
+    AgenticSystemTurnGetRequest,
+)
+from llama_core.types.inference import (
+    BatchChatCompletionRequest,
+    BatchCompletionRequest,
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingsRequest,
+)
+from llama_core.types.memory import (
+    CreateMemoryBankRequest,
+    DeleteDocumentsRequest,
+    DropMemoryBankRequest,
+    GetDocumentsRequest,
+    GetMemoryBankRequest,
+    InsertDocumentsRequest,
+    ListMemoryBanksRequest,
+    QueryDocumentsRequest,
+    UpdateDocumentsRequest,
+)
+from llama_core.types.models import ModelsGetRequest, ModelsListRequest
+from llama_core.types.safety import RunShieldsRequest
+
+T = TypeVar("T", bound=Base)
+
+# Route (= JSON-RPC method name) -> request Struct. A request with a `stream` field may stream.
+REQUEST_TYPES: dict[str, type[Base]] = {
+    "inference/chat_completion": ChatCompletionRequest,
+    "inference/completion": CompletionRequest,
+    "inference/batch_chat_completion": BatchChatCompletionRequest,
+    "inference/batch_completion": BatchCompletionRequest,
+    "inference/embeddings": EmbeddingsRequest,
+    "safety/run_shields": RunShieldsRequest,
+    "agentic_system/create": AgenticSystemCreateRequest,
+    "agentic_system/delete": AgenticSystemDeleteRequest,
+    "agentic_system/session/create": AgenticSystemSessionCreateRequest,
+    "agentic_system/session/get": AgenticSystemSessionGetRequest,
+    "agentic_system/session/delete": AgenticSystemSessionDeleteRequest,
+    "agentic_system/turn/create": AgenticSystemTurnCreateRequest,
+    "agentic_system/turn/get": AgenticSystemTurnGetRequest,
+    "agentic_system/step/get": AgenticSystemStepGetRequest,
+    "agentic_system/memory_bank/attach": AgenticSystemMemoryBankAttachRequest,
+    "agentic_system/memory_bank/detach": AgenticSystemMemoryBankDetachRequest,
+    "memory_banks/create": CreateMemoryBankRequest,
+    "memory_banks/list": ListMemoryBanksRequest,
+    "memory_banks/get": GetMemoryBankRequest,
+    "memory_banks/drop": DropMemoryBankRequest,
+    "memory_bank/insert": InsertDocumentsRequest,
+    "memory_bank/update": UpdateDocumentsRequest,
+    "memory_bank/query": QueryDocumentsRequest,
+    "memory_bank/documents/get": GetDocumentsRequest,
+    "memory_bank/documents/delete": DeleteDocumentsRequest,
+    "models/list": ModelsListRequest,
+    "models/get": ModelsGetRequest,
+}
+
+
+# --- JSON Schema ------------------------------------------------------------------------------
+
+_REF_PREFIX = "#/$defs/"
+
+
+def json_schema(request_type: type[Base]) -> dict[str, Any]:
+    """A self-contained JSON Schema object for `request_type`: every `$ref` inlined.
+
+    Usable as an MCP tool's inputSchema or an OpenAPI request body. Discriminators keep only
+    `propertyName` (their `mapping` would point at the dropped `$defs`).
+    """
+    (root,), defs = msgspec.json.schema_components([request_type], ref_template=_REF_PREFIX + "{name}")
+    return _inline(root, defs, ())
+
+
+def _inline(node: Any, defs: dict[str, Any], seen: tuple[str, ...]) -> Any:
+    if isinstance(node, list):
+        return [_inline(item, defs, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out: dict[str, Any] = {}
+    if "$ref" in node:
+        name = node["$ref"].removeprefix(_REF_PREFIX)
+        if name in seen:  # a recursive type cannot be inlined; none of the request types is one
+            raise TypeError(f"{name} refers to itself; its schema cannot be inlined")
+        out.update(_inline(defs[name], defs, seen + (name,)))
+    for key, value in node.items():
+        if key == "$ref":
+            continue
+        if key == "discriminator":
+            out[key] = {"propertyName": value["propertyName"]}
+        else:
+            out[key] = _inline(value, defs, seen)
+    return out
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+@functools.cache
+def _decoders(request_type: type[Base]) -> tuple[msgspec.json.Decoder, msgspec.json.Decoder]:
+    """(flat, wrapped) decoders of `request_type`; wrapped reads the legacy `{"request": {...}}`."""
+    envelope = msgspec.defstruct(
+        f"{request_type.__name__}Envelope", [("request", request_type)], forbid_unknown_fields=True
+    )
+    return msgspec.json.Decoder(request_type), msgspec.json.Decoder(envelope)
+
+
+# msgspec's messages: "<what> - at `$.path`", or "<what>" at the top level.
+_AT_PATH = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>.*)`)?$", re.DOTALL)
+_NAMED_FIELD = re.compile(r"^Object (?P<kind>contains unknown|missing required) field `(?P<name>[^`]*)`$")
+_WRAPPER_SIGN = "Object contains unknown field `request`"
+
+
+def decode_request(request_type: type[T], body: bytes) -> T:
+    """Decode a JSON body into `request_type`, flat or inside the legacy `{"request": ...}` wrapper.
+
+    An empty body means no fields (GET routes). Bad JSON, wrong types, missing and unknown fields
+    raise InvalidRequestError with `field` set to the path at fault (e.g. `messages[0].content`).
+    """
+    flat, wrapped = _decoders(request_type)
+    if not body.strip():
+        body = b"{}"
+    try:
+        return flat.decode(body)
+    except msgspec.ValidationError as e:
+        if str(e) != _WRAPPER_SIGN:
+            raise _invalid(e) from None
+    except msgspec.DecodeError as e:
+        raise InvalidRequestError(f"Malformed JSON body: {e}") from None
+    try:
+        return wrapped.decode(body).request
+    except msgspec.ValidationError as e:
+        raise _invalid(e) from None
+
+
+def _invalid(error: msgspec.ValidationError) -> InvalidRequestError:
+    """Turn msgspec's "... - at `$.x[0].y`" into a one-line message and field="x[0].y"."""
+    match = _AT_PATH.match(str(error))
+    assert match is not None  # the pattern matches any string
+    what, path = match["what"], (match["path"] or "").removeprefix(".")
+    named = _NAMED_FIELD.match(what)
+    if named:
+        field = f"{path}.{named['name']}" if path else named["name"]
+        kind = "Unknown" if named["kind"] == "contains unknown" else "Missing required"
+        return InvalidRequestError(f"{kind} field `{field}`", field=field)
+    if path:
+        return InvalidRequestError(f"Invalid `{path}`: {what}", field=path)
+    return InvalidRequestError(f"Invalid request: {what}")
