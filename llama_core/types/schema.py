@@ -136,26 +136,29 @@ _NAMED_FIELD = re.compile(r"^Object (?P<kind>contains unknown|missing required) 
 _WRAPPER_SIGN = "Object contains unknown field `request`"
 
 
-def decode_request(request_type: type[T], body: bytes) -> T:
+def decode_request(request_type: type[T], body: bytes | memoryview) -> T:
     """Decode a JSON body into `request_type`, flat or inside the legacy `{"request": ...}` wrapper.
 
-    An empty body means no fields (GET routes). Bad JSON, wrong types, missing and unknown fields
-    raise InvalidRequestError with `field` set to the path at fault (e.g. `messages[0].content`).
+    `body` is any buffer (bytes, memoryview, msgspec.Raw). An empty body means no fields (GET
+    routes). Bad JSON, wrong types, missing and unknown fields raise InvalidRequestError with
+    `field` set to the path at fault (e.g. `messages[0].content`).
     """
     flat, wrapped = _decoders(request_type)
-    if not body.strip():
-        body = b"{}"
     try:
-        return flat.decode(body)
-    except msgspec.ValidationError as e:
-        if str(e) != _WRAPPER_SIGN:
-            raise _invalid(e) from None
+        try:
+            return flat.decode(body)
+        except msgspec.ValidationError as e:
+            if str(e) != _WRAPPER_SIGN:
+                raise
+            return wrapped.decode(body).request
+        except msgspec.DecodeError:
+            if bytes(body).strip():
+                raise
+            return flat.decode(b"{}")
+    except msgspec.ValidationError as e:  # a subclass of DecodeError: caught first
+        raise _invalid(e) from None
     except msgspec.DecodeError as e:
         raise InvalidRequestError(f"Malformed JSON body: {e}") from None
-    try:
-        return wrapped.decode(body).request
-    except msgspec.ValidationError as e:
-        raise _invalid(e) from None
 
 
 def _invalid(error: msgspec.ValidationError) -> InvalidRequestError:

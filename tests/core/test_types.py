@@ -542,6 +542,14 @@ def test_empty_body_is_an_empty_request() -> None:
     assert info.value.field == "core_model_id"
 
 
+def test_decode_request_reads_any_buffer() -> None:
+    # JSON-RPC keeps `params` as msgspec.Raw and decodes it once the method is known.
+    params = msgspec.json.decode(b'{"params": {"bank_id": "b1"}}', type=dict[str, msgspec.Raw])["params"]
+    assert decode_request(GetMemoryBankRequest, params) == GetMemoryBankRequest(bank_id="b1")
+    assert decode_request(GetMemoryBankRequest, memoryview(b'{"bank_id": "b2"}')) == GetMemoryBankRequest(bank_id="b2")
+    assert decode_request(ModelsListRequest, msgspec.Raw(b"")) == ModelsListRequest()
+
+
 def test_original_wrapped_chat_request_decodes() -> None:
     # 0.0.13's client posted {"request": ChatCompletionRequest.json()} with every field present.
     body = b"""{"request": {"model": "Meta-Llama3.1-8B-Instruct",
