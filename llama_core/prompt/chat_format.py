@@ -45,6 +45,7 @@ class Special:
 Segment = str | Special
 
 BEGIN_OF_TEXT = Special("<|begin_of_text|>")
+END_OF_TEXT = Special("<|end_of_text|>")
 START_HEADER = Special("<|start_header_id|>")
 END_HEADER = Special("<|end_header_id|>")
 EOT = Special("<|eot_id|>")
@@ -116,19 +117,20 @@ def decode_assistant_message_from_content(
 ) -> CompletionMessage:
     """Parse a reply given as text with special tokens inline (as llama-models does; for text APIs).
 
-    Strips spaces, a leading assistant header and `<|python_tag|>`; a trailing `<|eot_id|>` or
-    `<|eom_id|>` sets the stop reason, else `stop_reason` stands.
+    Strips a leading assistant header and `<|python_tag|>`; a trailing `<|eot_id|>` or `<|eom_id|>`
+    sets the stop reason, a trailing `<|end_of_text|>` leaves `stop_reason` as given. Spaces around
+    the body are dropped, as `decode_assistant_message` does.
     """
     content = content.strip(" ")
     header = render_segments(header_segments("assistant"))
     content = content.removeprefix(header)
     ipython = content.startswith(PYTHON_TAG.name)
     content = content.removeprefix(PYTHON_TAG.name)
-    for token, reason in ((EOT, StopReason.end_of_turn), (EOM, StopReason.end_of_message)):
+    for token, reason in ((EOT, StopReason.end_of_turn), (EOM, StopReason.end_of_message), (END_OF_TEXT, stop_reason)):
         if content.endswith(token.name):
             content, stop_reason = content.removesuffix(token.name), reason
             break
-    return assistant_message(content, ipython, stop_reason, make_call_id)
+    return assistant_message(content.strip(" "), ipython, stop_reason, make_call_id)
 
 
 def assistant_message(
