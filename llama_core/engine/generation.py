@@ -1,0 +1,232 @@
+"""Generation: prefill, incremental decode and sampling as small functions, plus `Batch`, the
+continuous-batching stepper a worker loop drives (one batched forward per step for every live slot).
+
+Under model parallel every rank runs the same Batch calls with the same params (a concrete
+`seed`), so every rank samples the same token from the same gathered logits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Hashable, Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from llama_core.engine.model import Transformer
+from llama_core.errors import InvalidRequestError, UnavailableError
+from llama_core.types import StopReason
+
+PREFILL_CHUNK = 1024  # prompt tokens per forward: bounds attention memory on long prompts
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationParams:
+    """How one sequence is sampled and when it stops. temperature 0 is greedy."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0: off
+    repetition_penalty: float = 1.0  # 1.0: off; HF's rule over prompt and generated ids
+    seed: int | None = None
+    max_tokens: int = 0  # 0: up to the context length
+    logprobs: int = 0  # how many top tokens' log-probabilities to return per step
+    stop_tokens: frozenset[int] = frozenset()  # e.g. eot, eom, eos ids
+    eom_tokens: frozenset[int] = frozenset()  # the stop tokens that mean end_of_message
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenResult:
+    """One generated token. `stop_reason` is set on a sequence's last token (which may be a stop token)."""
+
+    seq_id: Hashable
+    token: int
+    logprobs: dict[int, float] | None = None
+    stop_reason: StopReason | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.stop_reason is not None
+
+
+# ---- the hot path: tensors in, tensors out -------------------------------------------------------
+
+
+def prefill(model: Transformer, tokens: Tensor, slot: int, start_pos: int = 0) -> Tensor:
+    """Run a prompt (T,) into cache row `slot` from `start_pos`; the last position's logits (vocab,)."""
+    logits = None
+    for i in range(0, tokens.shape[0], PREFILL_CHUNK):
+        chunk = tokens[i : i + PREFILL_CHUNK][None]
+        pos = start_pos + i
+        logits = model(chunk, torch.tensor([pos]), first_slot=slot, kv_len=pos + chunk.shape[1], last_only=True)
+    assert logits is not None, "empty prompt"
+    return logits[0, -1]
+
+
+def decode_one_token(model: Transformer, tokens: Tensor, input_pos: Tensor, kv_len: int) -> Tensor:
+    """One token for each of cache rows 0..B-1: tokens, input_pos (B,) -> logits (B, vocab)."""
+    return model(tokens[:, None], input_pos, first_slot=0, kv_len=kv_len)[:, 0]
+
+
+def apply_repetition_penalty(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:
+    """Make already-seen ids less likely: divide positive logits by `penalty`, multiply negative ones."""
+    if penalty == 1.0 or seen.numel() == 0:
+        return logits
+    scores = logits.gather(-1, seen)
+    scores = torch.where(scores > 0, scores / penalty, scores * penalty)
+    return logits.scatter(-1, seen, scores)
+
+
+def logits_to_probs(logits: Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> Tensor:
+    """Softmax of logits / temperature over the top-k ids and then the top-p nucleus (vocab,)."""
+    logits = logits / max(temperature, 1e-5)
+    if top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[-1]
+        logits = torch.where(logits < kth, float("-inf"), logits)
+    probs = torch.softmax(logits, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > top_p  # mass before this id already > p
+        sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+        probs = probs / probs.sum()
+    return probs
+
+
+def sample(logits: Tensor, params: GenerationParams, generator: torch.Generator | None, seen: Tensor) -> int:
+    """The next id from one row of logits (vocab,): argmax when greedy, else a seeded draw."""
+    logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
+    if params.temperature <= 0.0:
+        return int(torch.argmax(logits))
+    probs = logits_to_probs(logits, params.temperature, params.top_k, params.top_p)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def top_logprobs(logits: Tensor, k: int) -> dict[int, float]:
+    """The k most likely ids' log-probabilities under the model's raw distribution."""
+    values, ids = torch.topk(torch.log_softmax(logits.float(), dim=-1), k)
+    return dict(zip(ids.tolist(), values.tolist()))
+
+
+# ---- continuous batching --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Sequence:
+    seq_id: Hashable
+    slot: int
+    params: GenerationParams
+    generator: torch.Generator
+    seen: Tensor  # ids for the repetition penalty (prompt + generated), on the model's device
+    pos: int  # where the next input token goes
+    last_token: int = 0
+    n_generated: int = 0
+
+
+class Batch:
+    """Live sequences in the slots (cache rows) of one model, stepped together.
+
+    `add` prefills a prompt into a free slot and returns its first token; `step` makes one more
+    token for every live sequence in one batched forward; a finished or cancelled sequence frees
+    its slot at once, so a new one can join while the others keep decoding. The KV cache lives in
+    the model, so use one Batch per model at a time.
+    """
+
+    def __init__(self, model: Transformer, max_batch_size: int | None = None, max_seq_len: int | None = None) -> None:
+        model.setup_caches(max_batch_size or model.max_batch_size or 1, max_seq_len or model.max_seq_len or 2048)
+        self.model = model
+        self.device = model.tok_embeddings.weight.device
+        self.slots: list[_Sequence | None] = [None] * model.max_batch_size
+
+    @property
+    def max_seq_len(self) -> int:
+        return self.model.max_seq_len
+
+    def __len__(self) -> int:
+        return sum(s is not None for s in self.slots)
+
+    @property
+    def has_free_slot(self) -> bool:
+        return None in self.slots
+
+    def __contains__(self, seq_id: Hashable) -> bool:
+        return any(s is not None and s.seq_id == seq_id for s in self.slots)
+
+    @torch.inference_mode()
+    def add(self, seq_id: Hashable, prompt_tokens: Sequence[int], params: GenerationParams) -> TokenResult:
+        """Prefill into the lowest free slot and sample the first token."""
+        n = len(prompt_tokens)
+        if n == 0:
+            raise InvalidRequestError("The prompt is empty.")
+        if n >= self.max_seq_len:
+            raise InvalidRequestError(
+                f"The prompt has {n} tokens; this model's context (max_seq_len) is {self.max_seq_len}."
+            )
+        if seq_id in self:
+            raise InvalidRequestError(f"Sequence {seq_id!r} is already running.")
+        if not self.has_free_slot:
+            raise UnavailableError(f"All {len(self.slots)} batch slots are busy; try again shortly.")
+        slot = self.slots.index(None)
+        seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**63)
+        tokens = torch.tensor(list(prompt_tokens), dtype=torch.long, device=self.device)
+        seq = _Sequence(seq_id, slot, params, torch.Generator(self.device).manual_seed(seed),
+                        seen=tokens.unique() if params.repetition_penalty != 1.0 else tokens[:0], pos=n)
+        logits = prefill(self.model, tokens, slot)
+        self.slots[slot] = seq
+        return self._advance(seq, logits)
+
+    @torch.inference_mode()
+    def step(self) -> list[TokenResult]:
+        """One token for every live sequence (one forward over cache rows 0..highest live slot)."""
+        live = [s for s in self.slots if s is not None]
+        if not live:
+            return []
+        rows = max(s.slot for s in live) + 1
+        tokens = [0] * rows  # free rows below `rows` decode a dummy token at position 0 of their own slot
+        positions = [0] * rows
+        for s in live:
+            tokens[s.slot], positions[s.slot] = s.last_token, s.pos
+        logits = decode_one_token(
+            self.model, torch.tensor(tokens, device=self.device), torch.tensor(positions, device=self.device),
+            kv_len=max(positions) + 1,
+        )
+        for s in live:
+            s.pos += 1
+        return [self._advance(s, logits[s.slot]) for s in live]
+
+    def cancel(self, seq_id: Hashable) -> bool:
+        """Drop a sequence and free its slot; False if it is not live."""
+        for i, s in enumerate(self.slots):
+            if s is not None and s.seq_id == seq_id:
+                self.slots[i] = None
+                return True
+        return False
+
+    def _advance(self, seq: _Sequence, logits: Tensor) -> TokenResult:
+        """Sample seq's next token from its logits (vocab,), record it, and free the slot if done."""
+        p = seq.params
+        token = sample(logits, p, seq.generator, seq.seen)
+        logprobs = top_logprobs(logits, p.logprobs) if p.logprobs > 0 else None
+        seq.last_token = token
+        seq.n_generated += 1
+        if p.repetition_penalty != 1.0:
+            seq.seen = torch.cat([seq.seen, torch.tensor([token], device=self.device)]).unique()
+        stop: StopReason | None = None
+        if token in p.stop_tokens:
+            stop = StopReason.end_of_message if token in p.eom_tokens else StopReason.end_of_turn
+        elif (p.max_tokens and seq.n_generated >= p.max_tokens) or seq.pos + 1 >= self.max_seq_len:
+            stop = StopReason.out_of_tokens  # budget spent, or prompt + generated fill the context
+        if stop is not None:
+            self.slots[seq.slot] = None
+        return TokenResult(seq.seq_id, token, logprobs, stop)
+
+
+def generate(model: Transformer, prompt_tokens: Sequence[int], params: GenerationParams) -> Iterator[TokenResult]:
+    """Tokens of one sequence as they are made (slot 0 of the model's cache); the last has stop_reason."""
+    batch = Batch(model)
+    result = batch.add("solo", prompt_tokens, params)
+    yield result
+    while not result.finished:
+        (result,) = batch.step()
+        yield result

@@ -1,0 +1,164 @@
+"""Generation on the tiny checkpoint: pinned greedy ids, transformers' generate, continuous batching,
+stops, sampling, logprobs, and the pure sampling functions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from llama_core.engine.checkpoint import load_model, locate, read_shard
+from llama_core.engine.generation import (
+    Batch, GenerationParams, apply_repetition_penalty, generate, logits_to_probs, top_logprobs,
+)
+from llama_core.errors import InvalidRequestError, UnavailableError
+from llama_core.types import StopReason
+
+from engine.hf_reference import hf_greedy, hf_model
+
+PROMPT = [128000, 791, 6864, 315, 9822, 374]  # <|begin_of_text|>The capital of France is
+HELLO = [128000, 9906, 1917]  # <|begin_of_text|>Hello world
+LIKE = [128000, 40, 1093, 311, 8343]  # <|begin_of_text|>I like to eat
+# Greedy continuation of PROMPT by the seed-0 tiny checkpoint (random weights, so not English).
+TINY_GREEDY = [40052, 28923, 24733, 15087, 19829, 40128, 10460, 122968, 74799, 35432,
+               30013, 71733, 112214, 10803, 122821, 108569, 58560, 45695, 90573, 71602]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_ckpt: Path):
+    return load_model(tiny_ckpt, max_seq_len=64, max_batch_size=4, dtype="fp32", device="cpu")[0]
+
+
+def tokens(model, prompt: list[int], **params) -> list[int]:
+    return [r.token for r in generate(model, prompt, GenerationParams(**params))]
+
+
+def test_pinned_greedy_ids(tiny) -> None:
+    assert tokens(tiny, PROMPT, max_tokens=20) == TINY_GREEDY
+
+
+def test_greedy_equals_transformers_generate(tiny, tiny_ckpt: Path) -> None:
+    reference = hf_model(tiny.args, read_shard(locate(tiny_ckpt).shards[0]))
+    for prompt in (PROMPT, HELLO):
+        assert tokens(tiny, prompt, max_tokens=12) == hf_greedy(reference, prompt, 12)
+
+
+def run_staggered(batch: Batch, prompts: dict[str, list[int]], params: GenerationParams) -> dict[str, list[int]]:
+    """Each prompt joins after the previous one has decoded a step: continuous batching."""
+    out: dict[str, list[int]] = {k: [] for k in prompts}
+    for seq_id, prompt in prompts.items():
+        out[seq_id].append(batch.add(seq_id, prompt, params).token)
+        for r in batch.step():
+            out[r.seq_id].append(r.token)
+    while len(batch):
+        for r in batch.step():
+            out[r.seq_id].append(r.token)
+    return out
+
+
+@pytest.mark.parametrize(
+    "params",
+    [GenerationParams(max_tokens=15), GenerationParams(max_tokens=15, temperature=0.9, top_p=0.9, top_k=50, seed=7)],
+    ids=["greedy", "seeded-sampling"],
+)
+def test_batched_equals_solo(tiny, params: GenerationParams) -> None:
+    prompts = {"a": PROMPT, "b": HELLO, "c": LIKE}
+    batched = run_staggered(Batch(tiny), prompts, params)
+    for seq_id, prompt in prompts.items():
+        assert batched[seq_id] == [r.token for r in generate(tiny, prompt, params)], seq_id
+
+
+def test_slot_reuse_after_finish_and_cancel(tiny) -> None:
+    batch = Batch(tiny)
+    batch.add("a", PROMPT, GenerationParams(max_tokens=1))  # finishes at once, freeing slot 0
+    batch.add("b", HELLO, GenerationParams(max_tokens=30))
+    batch.add("c", LIKE, GenerationParams(max_tokens=30))
+    assert [s.seq_id if s else None for s in batch.slots] == ["b", "c", None, None]
+    assert batch.cancel("b") and not batch.cancel("b")
+    first = batch.add("d", PROMPT, GenerationParams(max_tokens=20))  # into slot 0, over b's stale cache
+    assert batch.slots[0] is not None and batch.slots[0].seq_id == "d"
+    out = [first.token]
+    while "d" in batch:
+        out += [r.token for r in batch.step() if r.seq_id == "d"]
+    assert out == TINY_GREEDY
+
+
+def test_stop_tokens_and_reasons(tiny) -> None:
+    eot, eom = TINY_GREEDY[3], TINY_GREEDY[5]
+    results = list(generate(tiny, PROMPT, GenerationParams(stop_tokens=frozenset({eot}))))
+    assert [r.token for r in results] == TINY_GREEDY[:4] and results[-1].stop_reason is StopReason.end_of_turn
+    assert [r.finished for r in results] == [False, False, False, True]
+    results = list(generate(tiny, PROMPT, GenerationParams(stop_tokens=frozenset({eom}), eom_tokens=frozenset({eom}))))
+    assert len(results) == 6 and results[-1].stop_reason is StopReason.end_of_message
+    results = list(generate(tiny, PROMPT, GenerationParams(max_tokens=3)))
+    assert len(results) == 3 and results[-1].stop_reason is StopReason.out_of_tokens
+
+
+def test_context_length_caps_generation(tiny_ckpt: Path) -> None:
+    model = load_model(tiny_ckpt, max_seq_len=10, max_batch_size=1)[0]
+    results = list(generate(model, PROMPT, GenerationParams()))  # max_tokens 0: up to the context
+    assert [r.token for r in results] == TINY_GREEDY[:4]  # 6 prompt + 4 new = 10 positions
+    assert results[-1].stop_reason is StopReason.out_of_tokens
+    with pytest.raises(InvalidRequestError, match="The prompt has 10 tokens; this model's context"):
+        list(generate(model, PROMPT + [1, 2, 3, 4], GenerationParams()))
+    with pytest.raises(InvalidRequestError, match="empty"):
+        list(generate(model, [], GenerationParams()))
+
+
+def test_full_batch_is_unavailable(tiny) -> None:
+    batch = Batch(tiny)
+    for i in range(4):
+        batch.add(i, HELLO, GenerationParams(max_tokens=5))
+    with pytest.raises(UnavailableError, match="All 4 batch slots are busy"):
+        batch.add(9, HELLO, GenerationParams())
+    batch.cancel(3)
+    with pytest.raises(InvalidRequestError, match="Sequence 0 is already running"):
+        batch.add(0, HELLO, GenerationParams())
+
+
+def test_seed_reproducible(tiny) -> None:
+    params = GenerationParams(max_tokens=12, temperature=1.0, seed=123)
+    first = tokens(tiny, PROMPT, max_tokens=12, temperature=1.0, seed=123)
+    assert first == [r.token for r in generate(tiny, PROMPT, params)]
+    assert first != tokens(tiny, PROMPT, max_tokens=12, temperature=1.0, seed=124)
+    assert first != TINY_GREEDY[:12]
+
+
+def test_logprobs(tiny) -> None:
+    results = list(generate(tiny, PROMPT, GenerationParams(max_tokens=3, logprobs=5)))
+    for r, expected in zip(results, TINY_GREEDY):
+        assert r.logprobs is not None and len(r.logprobs) == 5
+        ids, values = list(r.logprobs), list(r.logprobs.values())
+        assert ids[0] == expected and values == sorted(values, reverse=True) and values[0] < 0
+
+
+def test_repetition_penalty_changes_greedy(tiny) -> None:
+    out = tokens(tiny, PROMPT, max_tokens=20, repetition_penalty=1e6)
+    assert len(set(out)) == 20 and not set(out) & set(PROMPT)
+
+
+def test_logits_to_probs_filters() -> None:
+    logits = torch.tensor([2.0, 1.0, 0.0, -1.0])
+    torch.testing.assert_close(logits_to_probs(logits, 1.0), torch.softmax(logits, -1))
+    assert logits_to_probs(logits, 1.0, top_k=1).tolist() == [1.0, 0.0, 0.0, 0.0]
+    two = logits_to_probs(logits, 1.0, top_k=2)
+    torch.testing.assert_close(two, torch.tensor([0.7310586, 0.2689414, 0.0, 0.0]))
+    # softmax is [0.644, 0.237, 0.087, 0.032]: p=0.7 keeps the first two ids, p=0.5 only the first
+    torch.testing.assert_close(logits_to_probs(logits, 1.0, top_p=0.7), two)
+    assert logits_to_probs(logits, 1.0, top_p=0.5).tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert logits_to_probs(logits, 1e-9).argmax().item() == 0  # temperature ~0 is greedy
+
+
+def test_repetition_penalty_rule() -> None:
+    logits = torch.tensor([2.0, -2.0, 1.0, 0.5])
+    out = apply_repetition_penalty(logits, torch.tensor([0, 1]), 2.0)
+    assert out.tolist() == [1.0, -4.0, 1.0, 0.5]
+    assert apply_repetition_penalty(logits, torch.tensor([0]), 1.0) is logits
+
+
+def test_top_logprobs_pure() -> None:
+    lp = top_logprobs(torch.tensor([0.0, 3.0, 1.0, 0.0]), 2)
+    assert list(lp) == [1, 2]
+    expected = torch.log_softmax(torch.tensor([0.0, 3.0, 1.0, 0.0]), -1)[[1, 2]]
+    torch.testing.assert_close(torch.tensor(list(lp.values())), expected)
