@@ -192,7 +192,9 @@ class HFTokenizer(Tokenizer):
         bos = _token_name(config.get("bos_token")) or _first_present(_BOS_NAMES, self.special_tokens)
         eos = _token_name(config.get("eos_token")) or _first_present(_EOS_NAMES, self.special_tokens)
         if eos is None or self.model.token_to_id(eos) is None:
-            raise CheckpointError("tokenizer.json names no end-of-sequence token; add tokenizer_config.json with eos_token")
+            raise CheckpointError(
+                "tokenizer.json names no end-of-sequence token; add a tokenizer_config.json with eos_token"
+            )
         self.eos_id = self.eot_id = self.model.token_to_id(eos)
         bos_id = self.model.token_to_id(bos) if bos else None
         self.bos_id = self.eos_id if bos_id is None else bos_id

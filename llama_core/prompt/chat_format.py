@@ -147,7 +147,8 @@ class ChatFormat:
     supports_tools = True
 
     def __init__(self, tokenizer: Tokenizer) -> None:
-        missing = [s.name for s in (START_HEADER, END_HEADER, EOT, EOM, PYTHON_TAG) if s.name not in tokenizer.special_tokens]
+        needed = (START_HEADER, END_HEADER, EOT, EOM, PYTHON_TAG)
+        missing = [s.name for s in needed if s.name not in tokenizer.special_tokens]
         if missing:
             raise CheckpointError(f"Not a Llama 3 tokenizer: it lacks {', '.join(missing)}")
         self.tokenizer = tokenizer
@@ -164,7 +165,9 @@ class ChatFormat:
                 ids += self.tokenizer.encode(s)
         return ids
 
-    def encode_message(self, message: Message, tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json) -> list[int]:
+    def encode_message(
+        self, message: Message, tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json
+    ) -> list[int]:
         return self.tokenize(message_segments(message, tool_prompt_format))
 
     def encode_dialog_prompt(

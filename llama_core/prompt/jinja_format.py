@@ -84,8 +84,9 @@ def message_dict(message: Message) -> dict[str, str]:
     text = content_text(message.content)
     if isinstance(message, UserMessage) and message.context is not None:
         text += "\n\n" + content_text(message.context)
-    role = "system" if isinstance(message, SystemMessage) else "assistant" if isinstance(message, CompletionMessage) else "user"
-    return {"role": role, "content": text}
+    if isinstance(message, SystemMessage):
+        return {"role": "system", "content": text}
+    return {"role": "assistant" if isinstance(message, CompletionMessage) else "user", "content": text}
 
 
 class JinjaChatFormat:

@@ -169,7 +169,9 @@ DIALOGS: list[tuple[str, list[Message], ToolPromptFormat]] = [
 
 
 @pytest.mark.parametrize(("messages", "tool_format"), [d[1:] for d in DIALOGS], ids=[d[0] for d in DIALOGS])
-def test_token_ids_match_llama_models(fmt: ChatFormat, reference: Any, messages: list[Message], tool_format: ToolPromptFormat):
+def test_token_ids_match_llama_models(
+    fmt: ChatFormat, reference: Any, messages: list[Message], tool_format: ToolPromptFormat
+):
     from llama_models.llama3.api.datatypes import ToolPromptFormat as RefFormat
 
     expected = reference.encode_dialog_prompt([to_reference(m) for m in messages], RefFormat(tool_format.value)).tokens
@@ -192,8 +194,12 @@ ASSISTANT_MESSAGES = [
 ]
 
 
-@pytest.mark.parametrize(("message", "tool_format"), [a[1:] for a in ASSISTANT_MESSAGES], ids=[a[0] for a in ASSISTANT_MESSAGES])
-def test_decoding_what_we_encoded_gives_the_message_back(fmt: ChatFormat, message: CompletionMessage, tool_format: ToolPromptFormat):
+@pytest.mark.parametrize(
+    ("message", "tool_format"), [a[1:] for a in ASSISTANT_MESSAGES], ids=[a[0] for a in ASSISTANT_MESSAGES]
+)
+def test_decoding_what_we_encoded_gives_the_message_back(
+    fmt: ChatFormat, message: CompletionMessage, tool_format: ToolPromptFormat
+):
     tokens = fmt.encode_message(message, tool_format)  # starts with the assistant header; decode drops it
     if message.stop_reason == OOT:
         tokens = tokens[:-1]  # a reply cut by the token budget has no end token
@@ -383,7 +389,9 @@ def test_jinja_template_errors(tmp_path: Path):
     tok = Tokenizer.from_file(make_hf_tokenizer_json(tmp_path))
     with pytest.raises(CheckpointError, match="does not compile"):
         JinjaChatFormat(tok, "{% for %}")
-    strict = JinjaChatFormat(tok, "{% if messages[0]['role'] != 'user' %}{{ raise_exception('user first') }}{% endif %}")
+    strict = JinjaChatFormat(
+        tok, "{% if messages[0]['role'] != 'user' %}{{ raise_exception('user first') }}{% endif %}"
+    )
     with pytest.raises(InvalidRequestError, match="user first"):
         strict.render_dialog_text([sys_("x")])
     # The sandbox refuses attribute access to internals.

@@ -73,7 +73,9 @@ def test_custom_tool_call_function_tag():
 def test_python_list_custom_tools_go_into_the_system_message():
     text = render_template("system-custom-tools-only", ToolPromptFormat.python_list, TODAY)
     assert text.startswith("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nYou are an expert")
-    assert text.endswith('    }\n]\nYou are a helpful assistant.<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n')
+    assert text.endswith(
+        "    }\n]\nYou are a helpful assistant.<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
     assert "Today Date" not in text
 
 

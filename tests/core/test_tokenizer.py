@@ -37,7 +37,8 @@ def make_hf_tokenizer_json(path: Path) -> Path:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    hf.train_from_iterator(["hello world, the quick brown fox jumps over the lazy dog", "user assistant system"], trainer)
+    corpus = ["hello world, the quick brown fox jumps over the lazy dog", "user assistant system"]
+    hf.train_from_iterator(corpus, trainer)
     path.mkdir(parents=True, exist_ok=True)
     (path / "tokenizer.json").write_text(hf.to_str())
     return path / "tokenizer.json"
