@@ -75,19 +75,17 @@ def content_segments(content: Content) -> list[Segment]:
 def message_segments(message: Message, tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json) -> list[Segment]:
     """One message: header, body, and its end token."""
     segments = header_segments(role_of(message))
-    is_assistant = isinstance(message, CompletionMessage)
-    if is_assistant and message.tool_calls:
-        segments.append(PYTHON_TAG)
+    if isinstance(message, CompletionMessage):
+        # 0.0.63 marks any reply with tool calls, whatever their format, with <|python_tag|>.
+        segments += [PYTHON_TAG] if message.tool_calls else []
+        segments += content_segments(message.content)
+        segments += encode_tool_calls(message.tool_calls, tool_prompt_format)
+        return segments + [EOM if message.stop_reason == StopReason.end_of_message else EOT]
     segments += content_segments(message.content)
     if isinstance(message, UserMessage) and message.context is not None:
         # RAG context follows the question after a blank line.
         segments += ["\n\n", *content_segments(message.context)]
-    if is_assistant:
-        segments += encode_tool_calls(message.tool_calls, tool_prompt_format)
-        segments.append(EOM if message.stop_reason == StopReason.end_of_message else EOT)
-    else:
-        segments.append(EOT)
-    return segments
+    return segments + [EOT]
 
 
 def dialog_segments(

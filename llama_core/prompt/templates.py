@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from llama_core.errors import NotFoundError
-from llama_core.prompt.chat_format import render_dialog_text
+from llama_core.prompt.chat_format import Segment, dialog_segments, render_segments
 from llama_core.prompt.system_prompts import (
     llama31_system_messages,
     python_list_system_prompt,
@@ -168,6 +168,13 @@ def template_messages(
     return get_template(name).build(tool_prompt_format, today or date.today())
 
 
+def template_segments(
+    name: str, tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json, today: date | None = None
+) -> list[Segment]:
+    """Template `name` as segments: text pieces and `Special` tokens (for colouring them apart)."""
+    return dialog_segments(template_messages(name, tool_prompt_format, today), tool_prompt_format)
+
+
 def render_template(
     name: str, tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json, today: date | None = None
 ) -> str:
@@ -176,4 +183,4 @@ def render_template(
     `<|begin_of_text|><|start_header_id|>ipython<|end_header_id|>\\n\\ncompleted\\n[stdout]...[/stdout]<|eot_id|>`
     followed by the open assistant header. `today` pins the date of the system templates.
     """
-    return render_dialog_text(template_messages(name, tool_prompt_format, today), tool_prompt_format)
+    return render_segments(template_segments(name, tool_prompt_format, today))

@@ -8,7 +8,8 @@ from datetime import date
 import pytest
 
 from llama_core.errors import NotFoundError
-from llama_core.prompt.templates import TEMPLATES, render_template
+from llama_core.prompt.chat_format import Special
+from llama_core.prompt.templates import TEMPLATES, render_template, template_segments
 from llama_core.types import ToolPromptFormat
 
 TODAY = date(2024, 12, 6)
@@ -77,6 +78,17 @@ def test_python_list_custom_tools_go_into_the_system_message():
         "    }\n]\nYou are a helpful assistant.<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
     )
     assert "Today Date" not in text
+
+
+def test_segments_set_special_tokens_apart():
+    assert template_segments("tool-failure")[:6] == [
+        Special("<|begin_of_text|>"),
+        Special("<|start_header_id|>"),
+        "ipython",
+        Special("<|end_header_id|>"),
+        "\n\n",
+        "failed\n[stderr]brave_search encounter an error: could not communicate with api.brave.com[/stderr]",
+    ]
 
 
 def test_unknown_name_lists_valid_names():
