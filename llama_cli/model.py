@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Annotated, Literal
 
@@ -22,13 +21,15 @@ def list_models(
     json_: Annotated[bool, Parameter(name="--json", negative=(), help="Print a JSON array.")] = False,
 ) -> None:
     """List the models available for download, with the hardware needed to serve them."""
-    import msgspec
-
     from llama_core.models import all_models
 
     models = all_models(show_all=show_all)
     if json_:
-        sys.stdout.write(msgspec.json.format(msgspec.json.encode(models), indent=2).decode() + "\n")
+        import msgspec
+
+        # Mappings (the sampling recommendation) are read-only proxies; msgspec encodes dicts.
+        data = msgspec.json.encode(models, enc_hook=lambda obj: dict(obj))
+        sys.stdout.write(msgspec.json.format(data, indent=2).decode() + "\n")
         return
     rows = [
         (
@@ -46,7 +47,9 @@ def list_models(
 @app.command
 def describe(*, model_id: ModelId) -> None:
     """Describe a model: Hugging Face repo, context length, weights format, params.json, sampling."""
-    from llama_core.models import describe_sampling, resolve_model
+    import json
+
+    from llama_core.models import resolve_model
 
     m = resolve_model(model_id)
     rows = [
@@ -57,8 +60,8 @@ def describe(*, model_id: ModelId) -> None:
         ("Weights format", str(m.quantization_format)),
         ("Model params.json", json.dumps(m.arch_args, indent=4)),
     ]
-    if (sampling := describe_sampling(m.recommended_sampling_params)) is not None:
-        rows.append(("Recommended sampling params", json.dumps(sampling, indent=4)))
+    if m.recommended_sampling is not None:
+        rows.append(("Recommended sampling params", json.dumps(dict(m.recommended_sampling), indent=4)))
     output.console().print(output.grid(None, rows))
 
 

@@ -19,19 +19,20 @@ from llama_core.models.registry import (
     closest_descriptors,
     resolve_model,
 )
-from llama_core.models.sampling import describe_sampling
+from llama_core.models.sampling import SAMPLING_SETS, as_sampling_params
 
 __all__ = [
     "ARCH_ARGS",
     "MODELS",
+    "SAMPLING_SETS",
     "HardwareRequirements",
     "MetaNetInfo",
     "Model",
     "ModelFamily",
     "QuantizationFormat",
     "all_models",
+    "as_sampling_params",
     "closest_descriptors",
-    "describe_sampling",
     "meta_net_info",
     "resolve_model",
 ]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import msgspec
+from dataclasses import dataclass, field
 
 from llama_core.errors import UnsupportedError
 from llama_core.models.registry import Model, ModelFamily, QuantizationFormat
 
 
-class MetaNetInfo(msgspec.Struct, frozen=True, kw_only=True):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetaNetInfo:
     """A signed URL's `*` becomes `{folder}/{file}` for each of `files`.
 
     `pth_size` is the byte size of each `consolidated.NN.pth` where the CDN refuses HEAD
@@ -16,7 +17,7 @@ class MetaNetInfo(msgspec.Struct, frozen=True, kw_only=True):
     """
 
     folder: str
-    files: list[str]
+    files: list[str] = field(default_factory=list)
     pth_size: int = 0
 
 

@@ -7,16 +7,17 @@ the Prompt Guard pseudo-SKU from llama-stack, and the demo model from SmolLM2-13
 from __future__ import annotations
 
 import copy
-import difflib
 import enum
 import re
-from typing import Any
-
-import msgspec
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from llama_core.errors import ModelNotFoundError
-from llama_core.models.sampling import sampling_set
-from llama_core.types.common import SamplingParams
+from llama_core.models.sampling import SAMPLING_SETS, as_sampling_params
+
+if TYPE_CHECKING:
+    from llama_core.types.common import SamplingParams
 
 
 class ModelFamily(enum.StrEnum):
@@ -37,14 +38,20 @@ class QuantizationFormat(enum.StrEnum):
     int4 = "int4"
 
 
-class HardwareRequirements(msgspec.Struct, frozen=True, kw_only=True):
+# Plain frozen dataclasses, not msgspec Structs: the registry is read by `llama model list`, which
+# should not pay for the wire types. (The wire record is llama_core.types.models.Model.)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HardwareRequirements:
     """What serving the checkpoint as shipped needs: `gpu_count` GPUs of `memory_gb_per_gpu` GB each."""
 
     gpu_count: int
     memory_gb_per_gpu: int
 
 
-class Model(msgspec.Struct, frozen=True, kw_only=True):
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Model:
     """One SKU. `arch_args` is the checkpoint's params.json; `descriptor` names it everywhere else."""
 
     descriptor: str
@@ -53,13 +60,19 @@ class Model(msgspec.Struct, frozen=True, kw_only=True):
     hardware_requirements: HardwareRequirements
     description: str
     arch_args: dict[str, Any]
-    recommended_sampling_params: SamplingParams | None
+    # strategy, temperature, top_p, top_k (llama_core.models.sampling); None: no recommendation
+    recommended_sampling: Mapping[str, Any] | None
     quantization_format: QuantizationFormat
     pth_file_count: int
     family: ModelFamily
     featured: bool
     # RoPE frequency-scaling factor when `use_scaled_rope` (Meta hard-codes 8; 3.2 1B/3B need 32).
     rope_scaling_factor: float | None
+
+    @property
+    def recommended_sampling_params(self) -> SamplingParams | None:
+        """The recommendation as request SamplingParams (a fresh object each time)."""
+        return as_sampling_params(self.recommended_sampling)
 
     @property
     def core_model_id(self) -> str:
@@ -222,7 +235,7 @@ def _model(row: _Row) -> Model:
         hardware_requirements=HardwareRequirements(gpu_count=gpus, memory_gb_per_gpu=gb),
         description=description,
         arch_args=args,
-        recommended_sampling_params=sampling_set(sampling),
+        recommended_sampling=SAMPLING_SETS[sampling],
         quantization_format=QuantizationFormat(q),
         pth_file_count=pth,
         family=ModelFamily(family),
@@ -274,6 +287,8 @@ def _candidates(model_id: str) -> list[str]:
 
 def closest_descriptors(model_id: str, n: int = 3) -> list[str]:
     """Up to `n` registered descriptors that look most like `model_id` (difflib ratio)."""
+    import difflib  # only on the error path
+
     by_lower = {m.descriptor.lower(): m.descriptor for m in MODELS}
     matches = difflib.get_close_matches(_candidates(model_id)[-1], list(by_lower), n=n, cutoff=0.6)
     return [by_lower[m] for m in matches]

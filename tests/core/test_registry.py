@@ -11,7 +11,7 @@ from llama_core.models import (
     ModelFamily,
     QuantizationFormat,
     all_models,
-    describe_sampling,
+    as_sampling_params,
     meta_net_info,
     resolve_model,
 )
@@ -203,13 +203,13 @@ def test_hardware_has_one_gpu_per_shard(model):
 def test_recommended_sampling():
     m = resolve_model("Llama3.1-8B-Instruct")
     assert m.recommended_sampling_params == SamplingParams(strategy=SamplingStrategy.top_p, temperature=1.0, top_p=0.9)
-    assert describe_sampling(m.recommended_sampling_params) == {
-        "strategy": "top_p", "temperature": 1.0, "top_p": 0.9, "top_k": 0,
-    }  # fmt: skip
+    assert m.recommended_sampling == {"strategy": "top_p", "temperature": 1.0, "top_p": 0.9, "top_k": 0}
     assert m.recommended_sampling_params is not resolve_model("Llama3.1-8B").recommended_sampling_params
     assert resolve_model("Llama-Guard-3-8B").recommended_sampling_params is None
     assert resolve_model("SmolLM2-135M-Instruct").recommended_sampling_params.temperature == 0.2
-    assert describe_sampling(None) is None
+    assert as_sampling_params(None) is None
+    with pytest.raises(TypeError):  # the table is read-only
+        m.recommended_sampling["top_p"] = 0.5  # type: ignore[index]
 
 
 def test_fp8_405b_file_list():
@@ -249,7 +249,10 @@ def test_row_matches_reference(reference, descriptor):
     assert m.quantization_format == r.quantization_format.value
     assert m.pth_file_count == r.pth_file_count
     assert m.featured == r.is_featured
-    assert (m.recommended_sampling_params is None) == (r.recommended_sampling_params is None)
+    rs = r.recommended_sampling_params
+    assert m.recommended_sampling == (None if rs is None else {
+        "strategy": rs.strategy.value, "temperature": rs.temperature, "top_p": rs.top_p, "top_k": rs.top_k,
+    })  # fmt: skip
     ours, theirs = meta_net_info(m), ref_net_info(r)
     assert (ours.folder, ours.files, ours.pth_size) == (theirs.folder, theirs.files, theirs.pth_size)
 
