@@ -131,6 +131,16 @@ def test_split_long_runs(text: str, pieces: list[str]):
     assert list(split_long_runs(text, max_run=3)) == pieces
 
 
+def test_split_long_runs_cuts_where_the_reference_does():
+    from llama_models.llama3.api.tokenizer import Tokenizer as Reference
+
+    rng = random.Random(1)
+    for _ in range(200):
+        text = "".join(rng.choice(["a", "b", " ", "\n", "\t", "é"]) * rng.randint(1, 9) for _ in range(30))
+        max_run = rng.randint(1, 12)
+        assert list(split_long_runs(text, max_run)) == list(Reference._split_whitespaces_or_nonwhitespaces(text, max_run))
+
+
 def test_million_chars_encode_and_round_trip_like_the_reference(tok: Tokenizer):
     from llama_models.llama3.api.tokenizer import Tokenizer as Reference
 
