@@ -221,11 +221,14 @@ class HFTokenizer(Tokenizer):
 def load_tiktoken_ranks(data: bytes) -> dict[bytes, int]:
     """Parse a tiktoken BPE file: one `base64(token_bytes) rank` per line, blank lines skipped."""
     ranks: dict[bytes, int] = {}
-    for line in data.splitlines():
+    for number, line in enumerate(data.splitlines(), 1):
         if not line.strip():
             continue
-        token, rank = line.split()
-        ranks[base64.b64decode(token)] = int(rank)
+        try:
+            token, rank = line.split()
+            ranks[base64.b64decode(token, validate=True)] = int(rank)
+        except ValueError:  # binascii.Error is a ValueError too
+            raise ValueError(f"not a tiktoken BPE file (line {number}); SentencePiece models are not supported")
     return ranks
 
 
