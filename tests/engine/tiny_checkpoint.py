@@ -60,3 +60,12 @@ def write_tiny_checkpoint(dest: Path, args: ModelArgs = TINY_ARGS, model_paralle
     save_checkpoint(dest, args, sd, model_parallel=model_parallel)
     shutil.copyfile(llama3_tokenizer_model(), dest / "tokenizer.model")
     return dest
+
+
+def rank_logits(ckpt: str, tokens: list[int]) -> list[list[float]]:
+    """Run on each model-parallel rank (parallel.run_model_parallel): this rank's gathered logits."""
+    from llama_core.engine.checkpoint import load_model
+
+    model = load_model(ckpt, max_seq_len=32, max_batch_size=1, dtype="fp32", device="cpu")[0]
+    with torch.inference_mode():
+        return model(torch.tensor([tokens]), torch.tensor([0]))[0].tolist()
