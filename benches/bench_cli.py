@@ -70,9 +70,11 @@ def main() -> None:
 
     ours = Path(sys.executable).with_name("llama")
     theirs = reference_cli(args.cache_dir)
-    # Same terminal-less conditions for both; each gets its own empty ~/.llama.
+    # Same terminal-less conditions for both, with an empty ~/.llama. Bytecode caching is on, as
+    # after any pip install (the warm-up run writes our .pyc files; theirs come from pip).
     home = tempfile.mkdtemp(prefix="bench-cli-")
     env = dict(os.environ, COLUMNS="160", LLAMA_STACK_CONFIG_DIR=home, NO_COLOR="1")
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
 
     print(f"# median of {args.runs} cold starts each; ours: {ours}; theirs: {theirs} ({REFERENCE})")
     for label, our_args, their_args in CONFIGS:

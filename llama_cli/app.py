@@ -17,6 +17,7 @@ from llama_cli.errors import EXIT_USAGE, report
 
 # (name, import path of its App, one-line help): the order is the order `llama --help` lists them.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("download", "llama_cli.download:download", "Download a model from Meta or Hugging Face (or the demo model)."),
     ("model", "llama_cli.model:app", "Work with llama models: list, describe, template."),
 )
 

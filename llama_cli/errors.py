@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import traceback
 
 from llama_core.errors import InvalidRequestError, LlamaError, NotFoundError
 
@@ -31,6 +30,8 @@ def one_line(message: str) -> str:
 def report(error: BaseException, debug: bool) -> int:
     """Print `error` for a user ("Error: ..." on stderr; the traceback too when `debug`); return the exit code."""
     if debug:
+        import traceback
+
         traceback.print_exception(error, file=sys.stderr)
     if isinstance(error, KeyboardInterrupt):
         print("Interrupted.", file=sys.stderr)

@@ -13,14 +13,24 @@ app = App(name="model", help="Work with llama models: list, describe, template."
 
 ModelId = Annotated[str, Parameter(name=["--model-id", "-m"], help="Model descriptor or Hugging Face repo.")]
 
+# Models on disk (llama_cli/model_files.py); `llama model download` is `llama download`, as in the original.
+app.command("llama_cli.download:download", name="download", help="Download a model (same as `llama download`).")
+app.command("llama_cli.model_files:verify_download", name="verify-download", help="Check a downloaded model's checksums.")
+app.command("llama_cli.model_files:remove", name="remove", help="Delete a downloaded model.")
+
 
 @app.command(name="list")
 def list_models(
     *,
     show_all: Annotated[bool, Parameter(negative=(), help="Also list Llama 2 and Llama 3.")] = False,
     json_: Annotated[bool, Parameter(name="--json", negative=(), help="Print a JSON array.")] = False,
+    downloaded: Annotated[bool, Parameter(negative=(), help="List the downloaded models, with their size on disk.")] = False,
 ) -> None:
     """List the models available for download, with the hardware needed to serve them."""
+    if downloaded:
+        from llama_cli.model_files import list_downloaded
+
+        return list_downloaded(json_)
     from llama_core.models import all_models
 
     models = all_models(show_all=show_all)

