@@ -68,7 +68,8 @@ def describe(*, model_id: ModelId) -> None:
         ("Description", m.description),
         ("Context Length", f"{output.context_length(m.context_length)} tokens"),
         ("Weights format", str(m.quantization_format)),
-        ("Model params.json", json.dumps(m.arch_args, indent=4)),
+        # Prompt Guard is no Llama model: its arch args are a Hugging Face config.json
+        (f"Model {'params' if m.is_llama_architecture else 'config'}.json", json.dumps(m.arch_args, indent=4)),
     ]
     if m.recommended_sampling is not None:
         rows.append(("Recommended sampling params", json.dumps(dict(m.recommended_sampling), indent=4)))

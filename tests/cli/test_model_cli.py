@@ -159,6 +159,14 @@ def test_describe_demo_model(llama):
     assert '"temperature": 0.2,' in out
 
 
+def test_describe_prompt_guard_shows_its_hf_config(llama):
+    rc, out, _ = llama("model", "describe", "-m", "prompt-guard-86m")
+    assert rc == 0
+    assert _row_cells(out, "Model config.json")[1] == "{"
+    assert '"model_type": "deberta-v2",' in out and "params.json" not in out
+    assert _row_cells(out, "Context Length")[1] == "512 tokens"
+
+
 def test_describe_without_sampling_recommendation(llama):
     rc, out, _ = llama("model", "describe", "-m", "Llama-Guard-3-8B:int8")
     assert rc == 0
