@@ -4,6 +4,7 @@
     LlamaError                    anything we raise on purpose; `str(e)` is one line for a user
     ├── InvalidRequestError       400 / -32602: bad input; `field` names the offending path
     │   └── UnsupportedError      400: valid, but this model or provider cannot do it
+    ├── AuthenticationError       401: a server's API key is missing or wrong
     ├── NotFoundError             404: unknown model, agent, session, bank, document
     │   └── ModelNotFoundError    404: also lists the closest descriptors
     ├── ConflictError             409: already exists, or in the wrong state
@@ -40,6 +41,10 @@ class InvalidRequestError(LlamaError):
 
 class UnsupportedError(InvalidRequestError):
     """A valid request this model or provider cannot serve (e.g. tool calling on a plain chat model)."""
+
+
+class AuthenticationError(LlamaError):
+    status = 401
 
 
 class NotFoundError(LlamaError):
