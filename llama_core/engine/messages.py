@@ -34,8 +34,8 @@ class WorkerSpec:
 
     ckpt_dir: str
     world_size: int = 1
-    device: str = "cpu"  # "cpu", "cuda" or "mps"
-    dtype: str = "fp32"  # "fp32", "bf16", "int8"
+    device: str | None = None  # "cpu", "cuda" or "mps"; None: the best present
+    dtype: str | None = None  # "fp32", "bf16", "int8"; None: bf16 on CUDA, else fp32
     max_seq_len: int = 4096
     max_batch_size: int = 8
     threads: int | None = None  # torch intra-op threads per rank; None = torch's default

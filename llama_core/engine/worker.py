@@ -39,7 +39,7 @@ def worker_main(rank: int, init_file: str, conn: Any, spec: WorkerSpec) -> None:
             conn.close()
         return
     if conn is not None:
-        conn.send(Ready(_info(spec)))
+        conn.send(Ready(_info(spec, batch)))
     try:
         _loop(rank, conn, spec, batch)
     except Exception:
@@ -55,19 +55,21 @@ def worker_main(rank: int, init_file: str, conn: Any, spec: WorkerSpec) -> None:
 def _load(rank: int, init_file: str, spec: WorkerSpec) -> Any:
     import torch
 
-    from llama_core.engine.checkpoint import load_model
+    from llama_core.engine.checkpoint import default_device, load_model
     from llama_core.engine.generation import Batch
     from llama_core.engine.parallel import init_model_parallel
 
     if spec.threads:
         torch.set_num_threads(spec.threads)
-    backend = "nccl" if spec.device == "cuda" else "gloo"
-    if spec.device == "cuda":
+    device = torch.device(spec.device) if spec.device else default_device()
+    if device.type == "cuda":
         torch.cuda.set_device(rank % torch.cuda.device_count())
+        device = torch.device("cuda", rank % torch.cuda.device_count())
+    backend = "nccl" if device.type == "cuda" else "gloo"
     init_model_parallel(spec.world_size, rank, "file://" + init_file, backend=backend)
     model, _files = load_model(
         spec.ckpt_dir,
-        device=spec.device,
+        device=device,
         dtype=spec.dtype,
         max_seq_len=spec.max_seq_len,
         max_batch_size=spec.max_batch_size,
@@ -75,10 +77,11 @@ def _load(rank: int, init_file: str, spec: WorkerSpec) -> Any:
     return Batch(model, max_batch_size=spec.max_batch_size, max_seq_len=spec.max_seq_len)
 
 
-def _info(spec: WorkerSpec) -> dict[str, object]:
+def _info(spec: WorkerSpec, batch: Any) -> dict[str, object]:
+    weight = batch.model.tok_embeddings.weight
     return {
-        "device": spec.device,
-        "dtype": spec.dtype,
+        "device": str(weight.device),
+        "dtype": str(weight.dtype).removeprefix("torch."),
         "world_size": spec.world_size,
         "max_seq_len": spec.max_seq_len,
         "max_batch_size": spec.max_batch_size,

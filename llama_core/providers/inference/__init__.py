@@ -1,0 +1,1 @@
+"""Inference providers: meta_reference (local engine); remote adapters join here."""

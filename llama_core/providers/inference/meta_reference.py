@@ -1,0 +1,329 @@
+"""`meta-reference` inference: the Llama model of llama_core.engine, run by the worker process group.
+
+The async boundary lives here. This side owns the tokenizer and the prompt format (Llama 3
+ChatFormat, or the checkpoint's Jinja chat template for other Llama-architecture models); the
+worker group owns the weights and streams token ids back. Concurrent requests share the workers'
+continuous batch.
+
+    async with MetaReferenceInference(MetaReferenceInferenceConfig(model="SmolLM2-135M-Instruct")) as inf:
+        response = await inf.chat_completion(ChatCompletionRequest(model=..., messages=[...]))
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from llama_core import paths
+from llama_core.engine.group import WorkerGroup
+from llama_core.engine.messages import GenParams, TokenOut, WorkerSpec
+from llama_core.errors import CheckpointError, InvalidRequestError, NotFoundError, UnsupportedError
+from llama_core.models.registry import Model, resolve_model
+from llama_core.prompt.chat_format import ChatFormat
+from llama_core.prompt.jinja_format import JinjaChatFormat, load_chat_template
+from llama_core.prompt.system_prompts import prepare_messages
+from llama_core.providers.inference.detokenize import IncrementalDecoder
+from llama_core.providers.inference.stream import ChatStream
+from llama_core.tokenizer import Llama3Tokenizer, Tokenizer
+from llama_core.types import (
+    CompletionMessage,
+    SamplingParams,
+    SamplingStrategy,
+    StopReason,
+    TokenLogProbs,
+)
+from llama_core.types._base import Base
+from llama_core.types.inference import (
+    BatchChatCompletionRequest,
+    BatchChatCompletionResponse,
+    BatchCompletionRequest,
+    BatchCompletionResponse,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatCompletionResponseStreamChunk,
+    CompletionRequest,
+    CompletionResponse,
+    CompletionResponseStreamChunk,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+)
+
+
+class MetaReferenceInferenceConfig(Base, kw_only=True):
+    """Which model to serve and how. `checkpoint_dir` overrides ~/.llama/checkpoints/<descriptor>."""
+
+    model: str = "SmolLM2-135M-Instruct"
+    max_seq_len: int = 4096
+    max_batch_size: int = 8
+    device: str | None = None  # cuda, mps or cpu; default: the best present
+    dtype: str | None = None  # fp32, bf16 or int8; default: bf16 on CUDA, fp32 elsewhere
+    model_parallel_size: int | None = None  # default: the checkpoint's shard count
+    checkpoint_dir: str | None = None
+
+
+def shard_count(ckpt_dir: Path) -> int:
+    """How many consolidated.NN.pth shards the checkpoint has (Meta layout, or under original/)."""
+    for d in (ckpt_dir, ckpt_dir / "original"):
+        n = len(list(d.glob("consolidated.*.pth")))
+        if n:
+            return n
+    return 1  # Hugging Face layout: one process
+
+
+def gen_params(sp: SamplingParams, tokenizer: Tokenizer, logprobs: int = 0) -> GenParams:
+    """Our SamplingParams in the engine's terms; greedy unless a strategy with temperature > 0."""
+    temperature = 0.0 if sp.strategy == SamplingStrategy.greedy else sp.temperature
+    stops = set(tokenizer.stop_tokens) | {tokenizer.eos_id}
+    return GenParams(
+        temperature=temperature,
+        top_p=sp.top_p if sp.strategy == SamplingStrategy.top_p else 1.0,
+        top_k=sp.top_k if sp.strategy == SamplingStrategy.top_k else 0,
+        repetition_penalty=sp.repetition_penalty,
+        seed=sp.seed,
+        max_tokens=sp.max_tokens,
+        logprobs=logprobs,
+        stop_tokens=frozenset(stops),
+        eom_tokens=frozenset({tokenizer.eom_id} if tokenizer.eom_id is not None else ()),
+    )
+
+
+class MetaReferenceInference:
+    """apis.Inference over one local model. An async context manager: entering starts the workers."""
+
+    def __init__(self, config: MetaReferenceInferenceConfig) -> None:
+        self.config = config
+        self.model: Model = resolve_model(config.model)
+        self.ckpt_dir = Path(config.checkpoint_dir or paths.model_checkpoint_dir(self.model.descriptor)).expanduser()
+        self.tokenizer: Tokenizer | None = None
+        self.format: ChatFormat | JinjaChatFormat | None = None
+        self.group: WorkerGroup | None = None
+
+    async def __aenter__(self) -> MetaReferenceInference:
+        if not self.ckpt_dir.is_dir():
+            raise CheckpointError(
+                f"No checkpoint for {self.model.descriptor} in {self.ckpt_dir}. "
+                f"Run `llama download --model-id {self.model.descriptor}` first."
+            )
+        self.tokenizer, self.format = await anyio.to_thread.run_sync(self._load_format)
+        spec = WorkerSpec(
+            ckpt_dir=str(self.ckpt_dir),
+            world_size=self.config.model_parallel_size or shard_count(self.ckpt_dir),
+            device=self.config.device,
+            dtype=self.config.dtype,
+            max_seq_len=self.config.max_seq_len,
+            max_batch_size=self.config.max_batch_size,
+        )
+        self.group = WorkerGroup(spec)
+        await self.group.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.group is not None:
+            await self.group.aclose()
+            self.group = None
+
+    def _load_format(self) -> tuple[Tokenizer, ChatFormat | JinjaChatFormat]:
+        tokenizer = Tokenizer.from_file(self.ckpt_dir)
+        if isinstance(tokenizer, Llama3Tokenizer):
+            return tokenizer, ChatFormat(tokenizer)
+        return tokenizer, JinjaChatFormat(tokenizer, load_chat_template(self.ckpt_dir))
+
+    # -- Inference ---------------------------------------------------------------------------------
+
+    async def chat_completion(
+        self, request: ChatCompletionRequest
+    ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
+        """A reply to `request.messages`; a chunk stream (start, progress..., complete) if `stream`."""
+        prompt = self._chat_prompt(request)
+        params = self._params(request.sampling_params, request.logprobs)
+        if request.stream:
+            return self._chat_stream(prompt, params)
+        tokens, logprobs, stop = await self._run(prompt, params)
+        message = self._fmt.decode_assistant_message(tokens, stop)
+        return ChatCompletionResponse(completion_message=message, logprobs=logprobs)
+
+    async def completion(
+        self, request: CompletionRequest
+    ) -> CompletionResponse | AsyncIterator[CompletionResponseStreamChunk]:
+        """A raw continuation of `request.content` (no chat template); a chunk stream if `stream`."""
+        self._check_model(request.model)
+        prompt = self._fmt.encode_content(request.content)
+        self._check_length(prompt)
+        params = self._params(request.sampling_params, request.logprobs)
+        if request.stream:
+            return self._completion_stream(prompt, params)
+        tokens, logprobs, stop = await self._run(prompt, params)
+        text = self._tok.decode([t for t in tokens if t not in params.stop_tokens])
+        return CompletionResponse(content=text, stop_reason=stop, logprobs=logprobs)
+
+    async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
+        """Every dialog at once: they share the continuous batch, so this is faster than one by one."""
+        requests = [
+            ChatCompletionRequest(
+                model=request.model,
+                messages=messages,
+                sampling_params=request.sampling_params,
+                tools=request.tools,
+                tool_choice=request.tool_choice,
+                tool_prompt_format=request.tool_prompt_format,
+                logprobs=request.logprobs,
+            )
+            for messages in request.messages_batch
+        ]
+        prompts = [self._chat_prompt(r) for r in requests]  # validate all before running any
+        params = self._params(request.sampling_params, request.logprobs)
+        results = await self._run_all(prompts, params)
+        return BatchChatCompletionResponse(
+            completion_message_batch=[self._fmt.decode_assistant_message(t, stop) for t, _, stop in results]
+        )
+
+    async def batch_completion(self, request: BatchCompletionRequest) -> BatchCompletionResponse:
+        """One CompletionMessage per prompt of `content_batch`, in order."""
+        self._check_model(request.model)
+        prompts = [self._fmt.encode_content(c) for c in request.content_batch]
+        for p in prompts:
+            self._check_length(p)
+        params = self._params(request.sampling_params, request.logprobs)
+        results = await self._run_all(prompts, params)
+        return BatchCompletionResponse(
+            completion_message_batch=[
+                CompletionMessage(
+                    content=self._tok.decode([t for t in tokens if t not in params.stop_tokens]),
+                    stop_reason=stop,
+                )
+                for tokens, _, stop in results
+            ]
+        )
+
+    async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
+        """Not offered by a generative Llama: the memory API embeds with its own sentence encoder."""
+        self._check_model(request.model)
+        raise UnsupportedError(
+            f"{self.model.descriptor} is a generative model served by meta-reference; it does not compute "
+            "embeddings. Use an embedding model's provider.",
+            field="model",
+        )
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    @property
+    def _tok(self) -> Tokenizer:
+        assert self.tokenizer is not None, "use `async with MetaReferenceInference(...)` first"
+        return self.tokenizer
+
+    @property
+    def _fmt(self) -> ChatFormat | JinjaChatFormat:
+        assert self.format is not None, "use `async with MetaReferenceInference(...)` first"
+        return self.format
+
+    def _check_model(self, model_id: str) -> None:
+        if resolve_model(model_id).descriptor != self.model.descriptor:
+            raise NotFoundError(f"Model '{model_id}' is not served here; this stack serves {self.model.descriptor}.")
+
+    def _check_length(self, prompt: Sequence[int]) -> None:
+        if len(prompt) >= self.config.max_seq_len:
+            raise InvalidRequestError(
+                f"The prompt has {len(prompt)} tokens, but this model's context (max_seq_len) is "
+                f"{self.config.max_seq_len}. Shorten the messages.",
+                field="messages",
+            )
+
+    def _chat_prompt(self, request: ChatCompletionRequest) -> list[int]:
+        self._check_model(request.model)
+        if request.tools and isinstance(self.format, JinjaChatFormat):
+            raise UnsupportedError(f"{self.model.descriptor} does not support tool calling.", field="tools")
+        messages = prepare_messages(
+            request.messages,
+            family=self.model.family,
+            tools=request.tools,
+            tool_prompt_format=request.tool_prompt_format if request.tools else None,
+            tool_choice=request.tool_choice,
+        )
+        prompt = self._fmt.encode_dialog_prompt(messages, request.tool_prompt_format)
+        self._check_length(prompt)
+        return prompt
+
+    def _params(self, sp: SamplingParams, logprobs: Any) -> GenParams:
+        top_k = logprobs.top_k if logprobs is not None else 0
+        return gen_params(sp, self._tok, logprobs=max(top_k, 1) if logprobs is not None else 0)
+
+    def _logprobs(self, out: TokenOut) -> TokenLogProbs | None:
+        if out.logprobs is None:
+            return None
+        return TokenLogProbs(logprobs_by_token={self._tok.decode([t]): lp for t, lp in out.logprobs.items()})
+
+    async def _run(
+        self, prompt: list[int], params: GenParams
+    ) -> tuple[list[int], list[TokenLogProbs] | None, StopReason]:
+        assert self.group is not None, "use `async with MetaReferenceInference(...)` first"
+        tokens: list[int] = []
+        logprobs: list[TokenLogProbs] = []
+        stop = StopReason.out_of_tokens
+        async with self.group.generate(prompt, params) as stream:
+            async for out in stream:
+                tokens.append(out.token)
+                if (lp := self._logprobs(out)) is not None:
+                    logprobs.append(lp)
+                if out.stop_reason is not None:
+                    stop = StopReason(out.stop_reason)
+        return tokens, (logprobs if params.logprobs else None), stop
+
+    async def _run_all(
+        self, prompts: list[list[int]], params: GenParams
+    ) -> list[tuple[list[int], list[TokenLogProbs] | None, StopReason]]:
+        results: list[Any] = [None] * len(prompts)
+
+        async def one(i: int) -> None:
+            results[i] = await self._run(prompts[i], params)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(prompts)):
+                tg.start_soon(one, i)
+        return results
+
+    async def _tokens(self, prompt: list[int], params: GenParams) -> AsyncIterator[tuple[TokenOut, str]]:
+        """Each generated token with the text it completes ('' for stop tokens)."""
+        assert self.group is not None, "use `async with MetaReferenceInference(...)` first"
+        decoder = IncrementalDecoder(self._tok)
+        async with self.group.generate(prompt, params) as stream:
+            async for out in stream:
+                text = "" if out.token in params.stop_tokens else decoder.push(out.token)
+                yield out, text
+
+    async def _chat_stream(
+        self, prompt: list[int], params: GenParams
+    ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
+        chat = ChatStream()
+        yield chat.start()
+        tokens: list[int] = []
+        stop = StopReason.out_of_tokens
+        python_tag = self._tok.python_tag_id
+        async with contextlib.aclosing(self._tokens(prompt, params)) as outs:
+            async for out, text in outs:
+                tokens.append(out.token)
+                if out.stop_reason is not None:
+                    stop = StopReason(out.stop_reason)
+                if len(tokens) == 1 and python_tag is not None and out.token == python_tag:
+                    yield chat.tool_call_started()
+                elif text:
+                    lp = self._logprobs(out)
+                    yield chat.text(text, [lp] if lp is not None else None)
+        for chunk in chat.finish(self._fmt.decode_assistant_message(tokens, stop)):
+            yield chunk
+
+    async def _completion_stream(
+        self, prompt: list[int], params: GenParams
+    ) -> AsyncIterator[CompletionResponseStreamChunk]:
+        async with contextlib.aclosing(self._tokens(prompt, params)) as outs:
+            async for out, text in outs:
+                lp = self._logprobs(out)
+                stop = StopReason(out.stop_reason) if out.stop_reason is not None else None
+                if text or stop is not None:
+                    yield CompletionResponseStreamChunk(
+                        delta=text, stop_reason=stop, logprobs=[lp] if lp is not None else None
+                    )
+

@@ -1,0 +1,119 @@
+"""meta-reference inference end to end on a tiny random Llama 3 checkpoint: the provider, the worker
+group and the prompt format together, checked against the engine run in-process."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import pytest
+
+from llama_core.engine.checkpoint import load_model
+from llama_core.engine.generation import GenerationParams, generate
+from llama_core.engine.parallel import init_model_parallel
+from llama_core.errors import InvalidRequestError, ModelNotFoundError, NotFoundError, UnsupportedError
+from llama_core.prompt.chat_format import ChatFormat
+from llama_core.providers.inference.meta_reference import MetaReferenceInference, MetaReferenceInferenceConfig
+from llama_core.tokenizer import Tokenizer
+from llama_core.types import (
+    LogProbConfig,
+    SamplingParams,
+    StopReason,
+    SystemMessage,
+    ToolDefinition,
+    UserMessage,
+)
+from llama_core.types.inference import (
+    BatchChatCompletionRequest,
+    ChatCompletionRequest,
+    CompletionRequest,
+    ToolCallDelta,
+)
+
+pytestmark = pytest.mark.anyio
+
+MODEL = "Llama3.2-1B-Instruct"  # the 3.2 route adds no dated system prompt: prompts are stable
+DIALOGS = [
+    [UserMessage(content="What is the capital of France?")],
+    [SystemMessage(content="Be brief."), UserMessage(content="Name a color.")],
+    [UserMessage(content="Count to three.")],
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from engine.tiny_checkpoint import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("mr") / "tiny")
+
+
+def config(ckpt: Path) -> MetaReferenceInferenceConfig:
+    return MetaReferenceInferenceConfig(model=MODEL, checkpoint_dir=str(ckpt), max_seq_len=96, max_batch_size=4)
+
+
+def in_process_greedy(ckpt: Path, messages: list, n: int) -> tuple[list[int], str]:
+    tok = Tokenizer.from_file(ckpt / "tokenizer.model")
+    prompt = ChatFormat(tok).encode_dialog_prompt(messages)
+    init_model_parallel()  # a 1-process group for fairscale's layers in this test process
+    model, _ = load_model(ckpt, max_seq_len=96, max_batch_size=1)
+    stops = frozenset(tok.stop_tokens)
+    tokens = [r.token for r in generate(model, prompt, GenerationParams(max_tokens=n, stop_tokens=stops))]
+    return tokens, tok.decode([t for t in tokens if t not in stops])
+
+
+async def test_chat_stream_batch_and_completion(tiny_dir: Path) -> None:
+    sp = SamplingParams(max_tokens=16)
+    expected = [in_process_greedy(tiny_dir, d, 16)[1] for d in DIALOGS]
+    async with MetaReferenceInference(config(tiny_dir)) as inf:
+        # non-stream: the same greedy text as the engine run in this process
+        reply = await inf.chat_completion(ChatCompletionRequest(model=MODEL, messages=DIALOGS[0], sampling_params=sp))
+        assert reply.completion_message.content == expected[0]
+        assert reply.completion_message.stop_reason == StopReason.out_of_tokens
+
+        # stream: start, progress..., complete; the deltas add up to the same text
+        request = ChatCompletionRequest(model=MODEL, messages=DIALOGS[0], sampling_params=sp, stream=True)
+        stream = await inf.chat_completion(request)
+        async with contextlib.aclosing(stream):
+            events = [chunk.event async for chunk in stream]
+        kinds = [e.event_type for e in events]
+        assert kinds[0] == "start" and kinds[-1] == "complete" and set(kinds[1:-1]) == {"progress"}
+        assert "".join(e.delta for e in events if isinstance(e.delta, str)) == expected[0]
+        assert not any(isinstance(e.delta, ToolCallDelta) for e in events)
+        assert events[-1].stop_reason == StopReason.out_of_tokens
+
+        # batch: each dialog as if alone
+        batch = await inf.batch_chat_completion(
+            BatchChatCompletionRequest(model=MODEL, messages_batch=DIALOGS, sampling_params=sp)
+        )
+        assert [m.content for m in batch.completion_message_batch] == expected
+
+        # logprobs: one entry per generated token, the chosen token's text among them
+        request = ChatCompletionRequest(
+            model=MODEL, messages=DIALOGS[2], sampling_params=sp, logprobs=LogProbConfig(top_k=2)
+        )
+        reply = await inf.chat_completion(request)
+        assert reply.logprobs is not None and len(reply.logprobs) == 16
+        assert all(len(lp.logprobs_by_token) == 2 for lp in reply.logprobs)
+
+        # raw completion: BOS + text, no chat template
+        done = await inf.completion(CompletionRequest(model=MODEL, content="Once upon a time", sampling_params=sp))
+        assert done.stop_reason == StopReason.out_of_tokens and isinstance(done.content, str)
+
+
+async def test_bad_requests_are_clear_errors(tiny_dir: Path) -> None:
+    async with MetaReferenceInference(config(tiny_dir)) as inf:
+        with pytest.raises(NotFoundError, match="not served here"):
+            await inf.chat_completion(ChatCompletionRequest(model="Llama3.1-8B-Instruct", messages=DIALOGS[0]))
+        with pytest.raises(ModelNotFoundError):
+            await inf.chat_completion(ChatCompletionRequest(model="gpt-5", messages=DIALOGS[0]))
+        with pytest.raises(InvalidRequestError, match="max_seq_len"):
+            long = [UserMessage(content="hello " * 200)]
+            await inf.chat_completion(ChatCompletionRequest(model=MODEL, messages=long))
+        with pytest.raises(UnsupportedError, match="python_list"):
+            tools = [ToolDefinition(tool_name="get_weather", description="Weather in a city")]
+            await inf.chat_completion(ChatCompletionRequest(model=MODEL, messages=DIALOGS[0], tools=tools))
+        # still serving after the errors
+        reply = await inf.chat_completion(
+            ChatCompletionRequest(model=MODEL, messages=DIALOGS[1], sampling_params=SamplingParams(max_tokens=3))
+        )
+        assert reply.completion_message.stop_reason == StopReason.out_of_tokens
