@@ -17,6 +17,7 @@ ModelId = Annotated[str, Parameter(name=["--model-id", "-m"], help="Model descri
 app.command("llama_cli.download:download", name="download", help="Download a model (same as `llama download`).")
 app.command("llama_cli.model_files:verify_download", name="verify-download", help="Check a downloaded model's checksums.")
 app.command("llama_cli.model_files:remove", name="remove", help="Delete a downloaded model.")
+app.command("llama_cli.model_run:run", name="run", help="Chat with a model locally, without a server.")
 
 
 @app.command(name="list")

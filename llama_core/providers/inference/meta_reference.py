@@ -138,8 +138,8 @@ class MetaReferenceInference:
         self, request: ChatCompletionRequest
     ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
         """A reply to `request.messages`; a chunk stream (start, progress..., complete) if `stream`."""
-        prompt = self._chat_prompt(request)
-        params = self._params(request.sampling_params, request.logprobs)
+        prompt = self.chat_prompt(request)
+        params = self.gen_params(request.sampling_params, request.logprobs)
         if request.stream:
             return self._chat_stream(prompt, params)
         tokens, logprobs, stop = await self._run(prompt, params)
@@ -153,7 +153,7 @@ class MetaReferenceInference:
         self._check_model(request.model)
         prompt = self._fmt.encode_content(request.content)
         self._check_length(prompt)
-        params = self._params(request.sampling_params, request.logprobs)
+        params = self.gen_params(request.sampling_params, request.logprobs)
         if request.stream:
             return self._completion_stream(prompt, params)
         tokens, logprobs, stop = await self._run(prompt, params)
@@ -174,8 +174,8 @@ class MetaReferenceInference:
             )
             for messages in request.messages_batch
         ]
-        prompts = [self._chat_prompt(r) for r in requests]  # validate all before running any
-        params = self._params(request.sampling_params, request.logprobs)
+        prompts = [self.chat_prompt(r) for r in requests]  # validate all before running any
+        params = self.gen_params(request.sampling_params, request.logprobs)
         results = await self._run_all(prompts, params)
         return BatchChatCompletionResponse(
             completion_message_batch=[self._fmt.decode_assistant_message(t, stop) for t, _, stop in results]
@@ -187,7 +187,7 @@ class MetaReferenceInference:
         prompts = [self._fmt.encode_content(c) for c in request.content_batch]
         for p in prompts:
             self._check_length(p)
-        params = self._params(request.sampling_params, request.logprobs)
+        params = self.gen_params(request.sampling_params, request.logprobs)
         results = await self._run_all(prompts, params)
         return BatchCompletionResponse(
             completion_message_batch=[
@@ -232,7 +232,8 @@ class MetaReferenceInference:
                 field="messages",
             )
 
-    def _chat_prompt(self, request: ChatCompletionRequest) -> list[int]:
+    def chat_prompt(self, request: ChatCompletionRequest) -> list[int]:
+        """The prompt's token ids: system prompt and tools per model family, then the chat format."""
         self._check_model(request.model)
         if request.tools and isinstance(self.format, JinjaChatFormat):
             raise UnsupportedError(f"{self.model.descriptor} does not support tool calling.", field="tools")
@@ -247,7 +248,8 @@ class MetaReferenceInference:
         self._check_length(prompt)
         return prompt
 
-    def _params(self, sp: SamplingParams, logprobs: Any) -> GenParams:
+    def gen_params(self, sp: SamplingParams, logprobs: Any = None) -> GenParams:
+        """The engine's sampling params, with this model's stop tokens."""
         top_k = logprobs.top_k if logprobs is not None else 0
         return gen_params(sp, self._tok, logprobs=max(top_k, 1) if logprobs is not None else 0)
 
@@ -285,7 +287,7 @@ class MetaReferenceInference:
                 tg.start_soon(one, i)
         return results
 
-    async def _tokens(self, prompt: list[int], params: GenParams) -> AsyncIterator[tuple[TokenOut, str]]:
+    async def token_stream(self, prompt: list[int], params: GenParams) -> AsyncIterator[tuple[TokenOut, str]]:
         """Each generated token with the text it completes ('' for stop tokens)."""
         assert self.group is not None, "use `async with MetaReferenceInference(...)` first"
         decoder = IncrementalDecoder(self._tok)
@@ -302,7 +304,7 @@ class MetaReferenceInference:
         tokens: list[int] = []
         stop = StopReason.out_of_tokens
         python_tag = self._tok.python_tag_id
-        async with contextlib.aclosing(self._tokens(prompt, params)) as outs:
+        async with contextlib.aclosing(self.token_stream(prompt, params)) as outs:
             async for out, text in outs:
                 tokens.append(out.token)
                 if out.stop_reason is not None:
@@ -318,7 +320,7 @@ class MetaReferenceInference:
     async def _completion_stream(
         self, prompt: list[int], params: GenParams
     ) -> AsyncIterator[CompletionResponseStreamChunk]:
-        async with contextlib.aclosing(self._tokens(prompt, params)) as outs:
+        async with contextlib.aclosing(self.token_stream(prompt, params)) as outs:
             async for out, text in outs:
                 lp = self._logprobs(out)
                 stop = StopReason(out.stop_reason) if out.stop_reason is not None else None

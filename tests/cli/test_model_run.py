@@ -1,0 +1,54 @@
+"""`llama model run` on a tiny checkpoint in ~/.llama: the answer on stdout, timings on stderr."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+MODEL = "Llama3.2-1B-Instruct"
+
+
+@pytest.fixture
+def installed_tiny(llama_home: Path) -> Path:
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from engine.tiny_checkpoint import write_tiny_checkpoint
+
+    return write_tiny_checkpoint(llama_home / "checkpoints" / MODEL)
+
+
+def llama(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "llama_cli", *args], input=stdin, capture_output=True, text=True,
+        env=os.environ | {"OMP_NUM_THREADS": "1"}, timeout=300,
+    )
+
+
+def test_one_prompt_prints_the_answer_and_verbose_stats(installed_tiny: Path) -> None:
+    from llama_core.prompt.chat_format import ChatFormat
+    from llama_core.tokenizer import Tokenizer
+    from llama_core.types import UserMessage
+
+    done = llama("model", "run", "-m", MODEL, "--max-tokens", "8", "--max-seq-len", "128", "--verbose", "Hello!")
+    assert done.returncode == 0, done.stderr
+    tok = Tokenizer.from_file(installed_tiny / "tokenizer.model")
+    prompt_len = len(ChatFormat(tok).encode_dialog_prompt([UserMessage(content="Hello!")]))
+    assert f"prompt eval count:    {prompt_len} token(s)" in done.stderr
+    assert "eval count:           8 token(s)" in done.stderr
+    assert "prompt eval rate:" in done.stderr and "\neval rate:" in done.stderr
+    # piped stdin is the prompt; greedy is deterministic
+    again = llama("model", "run", "-m", MODEL, "--max-tokens", "8", "--max-seq-len", "128", stdin="Hello!")
+    assert again.returncode == 0 and again.stdout == done.stdout and again.stderr == ""
+
+
+def test_missing_model_is_one_line() -> None:
+    done = llama("model", "run", "-m", MODEL, "hi")
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: No checkpoint for Llama3.2-1B-Instruct")
+    assert "llama download --model-id Llama3.2-1B-Instruct" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
