@@ -86,8 +86,8 @@ def main() -> None:
             times_b.append(wall_time(b, env))
         med_a, med_b = statistics.median(times_a), statistics.median(times_b)
         print(
-            f"llama {label:<12} {med_a * 1000:7.1f} ms   "
-            f"llama-model {' '.join(their_args):<8} {med_b * 1000:7.1f} ms   "
+            f"llama {label:<12} {med_a * 1000:6.1f} ms (min {min(times_a) * 1000:5.1f})   "
+            f"llama-model {' '.join(their_args):<6} {med_b * 1000:6.1f} ms (min {min(times_b) * 1000:5.1f})   "
             f"ratio {med_a / med_b:.2f} ({'ok' if med_a <= 0.5 * med_b else 'over'} goal 0.50)"
         )
 
