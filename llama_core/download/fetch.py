@@ -35,7 +35,8 @@ DISK_HEADROOM = 1.05  # ask for 5% more free space than the bytes still to fetch
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 PARTIAL = ".partial"
 
-_QUERY = re.compile(r"(https?://[^\s?#]+)\?[^\s#]*")
+# A URL's query runs to the next space, less any sentence punctuation that ends the text or precedes the space.
+_QUERY = re.compile(r"(https?://[^\s?#]+)\?[^\s#]*?(?=[.,;:)]*(?:\s|$))")
 
 
 def redact(text: str) -> str:

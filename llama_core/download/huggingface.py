@@ -26,6 +26,7 @@ from llama_core.models import Model
 DEFAULT_IGNORE = ("*.safetensors",)
 DEFAULT_ENDPOINT = "https://huggingface.co"
 POLL_S = 0.25
+_HTTP_PACKAGES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "requests", "urllib3"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,8 @@ def _hub_error(error: Exception, repo: str, hub: str) -> DownloadError | None:
         return DownloadError(f"{repo}: {type(error).__name__} on the Hugging Face Hub ({hub}).")
     if isinstance(error, errors.LocalEntryNotFoundError | errors.OfflineModeIsEnabled):
         return DownloadError(f"Could not reach the Hugging Face Hub at {hub} to download {repo}. Check the network (or HF_ENDPOINT) and run it again.")
+    if type(error).__module__.partition(".")[0] in _HTTP_PACKAGES:  # connect / read failures of its HTTP client
+        return DownloadError(f"Could not reach the Hugging Face Hub at {hub} ({type(error).__name__}). Check the network (or HF_ENDPOINT) and run it again.")
     if isinstance(error, errors.HfHubHTTPError):
         status = getattr(getattr(error, "response", None), "status_code", "?")
         return DownloadError(f"The Hugging Face Hub at {hub} answered {status} while downloading {repo}; run it again later.")
@@ -103,6 +106,7 @@ def _snapshot(repo: str, commit: str, dest: Path, token: str | None, ignore_patt
         repo,
         revision=commit,
         local_dir=dest,
+        cache_dir=dest / ".cache" / "huggingface",  # its refs too: nothing lands outside the model folder
         ignore_patterns=list(ignore_patterns) or None,
         token=token,
         endpoint=hub,

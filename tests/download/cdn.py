@@ -6,7 +6,7 @@ as the real one does where a client can tell:
 - the query must carry a policy signed with the server's key (else 403), whose `AWS:EpochTime` has not
   passed (else 403, as does `expire()`);
 - HEAD is refused (403), so sizes come from a ranged GET's Content-Range;
-- `Range: bytes=a-b` / `bytes=a-` answer 206 (416 past the end); no Range answers 200;
+- `Range: bytes=a-b` / `bytes=a-` answer 206 (416 past the end); no Range (or `ranges = False`) answers 200;
 - `cut(path, at)` closes the connection once, after byte `at` of that file has been sent;
 - a missing file is 404. Bodies go out with os.sendfile, so the bench measures the client.
 
@@ -47,6 +47,7 @@ class FakeCDN:
         self.requests: list[tuple[str, str, str | None]] = []
         self.cuts: dict[str, list[int]] = {}
         self.expired = False
+        self.ranges = True  # False: ignore Range and always answer 200 with the whole file
         self.lock = threading.Lock()
         cdn = self
 
@@ -54,7 +55,7 @@ class FakeCDN:
             server_cdn = cdn
 
         self.httpd = _Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 
     @property
     def base(self) -> str:
@@ -134,7 +135,7 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(404, NOT_FOUND)
         size = path.stat().st_size
         start, end = 0, size  # [start, end)
-        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "") if cdn.ranges else None
         if match:
             start = int(match.group(1))
             end = min(size, int(match.group(2)) + 1) if match.group(2) else size
