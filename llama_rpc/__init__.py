@@ -1,0 +1,13 @@
+"""Transports over one method table: the stack's APIs served over HTTP (and JSON-RPC / MCP).
+
+    methods.py       the table: route -> verb, request type, API and core method, streams?
+    http.py          `create_app(stack)`: the Quart app of every route, /health, /openapi.json
+    openai.py        OpenAI-compatible /v1 routes mapped onto inference and models
+    openai_types.py  their request bodies
+    openapi.py       the OpenAPI 3.1 document, generated from the table
+    sse.py           chunk iterators as server-sent events
+    errors.py        the one exception -> HTTP status and error body mapping
+
+Non-goals: no business logic (decode, call the core, encode), no routers or plugin discovery, no
+TLS, sessions or CORS.
+"""

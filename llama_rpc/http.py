@@ -1,0 +1,196 @@
+"""The HTTP server: a Quart app serving every route of the method table, from a `Stack`.
+
+    POST/GET/DELETE /<route>   decode at the edge (body, or the query string of GET), call the
+                               provider, answer JSON, or SSE (`data: <json>\\n\\n`) for a stream
+    GET /health                {"status": "OK"} (never behind the API key: for liveness probes)
+    GET /openapi.json          the OpenAPI 3.1 document of all of it
+    /v1/..., /v1/openai/v1/... the OpenAI-compatible routes (llama_rpc/openai.py)
+
+Errors become statuses and bodies in llama_rpc/errors.py only. With an API key, every other
+request must carry `Authorization: Bearer <key>` (401 otherwise).
+
+Non-goals: no business logic (a transport decodes, calls, encodes), no sessions or cookies, no
+CORS, no TLS (put a proxy in front).
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import msgspec
+from quart import Quart, Response, request
+
+from llama_core.errors import AuthenticationError
+from llama_core.types._base import Base
+from llama_core.types.schema import decode_request
+from llama_rpc import openai
+from llama_rpc.errors import error_body, openai_error_body
+from llama_rpc.methods import METHODS, Method, Streams, provider_call, wants_stream
+from llama_rpc.openapi import openapi_document
+from llama_rpc.sse import sse_stream
+
+MAX_BODY_BYTES = 16 * 1024 * 1024  # beyond this: 413 before the body is read
+
+_encoder = msgspec.json.Encoder()
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    """`data` (a Struct, list, dict or None) as an application/json answer."""
+    return Response(_encoder.encode(data), status=status, content_type="application/json")
+
+
+def sse_response(events: AsyncIterator[bytes]) -> Response:
+    """A text/event-stream answer with no time limit (a generation may run for minutes)."""
+    response = Response(events, content_type="text/event-stream", headers=SSE_HEADERS)
+    response.timeout = None
+    return response
+
+
+async def _one(item: Any) -> AsyncIterator[Any]:
+    yield item
+
+
+# --- the query string of GET routes -----------------------------------------------------------
+
+
+def _accepts_str(info: msgspec.inspect.Type) -> bool:
+    if isinstance(info, msgspec.inspect.UnionType):
+        return any(_accepts_str(t) for t in info.types)
+    return isinstance(info, (msgspec.inspect.StrType, msgspec.inspect.AnyType, msgspec.inspect.EnumType))
+
+
+def _list_item(info: msgspec.inspect.Type) -> msgspec.inspect.Type | None:
+    """The item type if `info` is a list (or an optional list), else None."""
+    if isinstance(info, msgspec.inspect.UnionType):
+        items = [_list_item(t) for t in info.types]
+        return next((t for t in items if t is not None), None)
+    return info.item_type if isinstance(info, msgspec.inspect.ListType) else None
+
+
+@functools.cache
+def _query_fields(request_type: type[Base]) -> dict[str, tuple[bool, bool]]:
+    """field name -> (is a list, its values are strings)."""
+    out = {}
+    for field in msgspec.inspect.type_info(request_type).fields:
+        item = _list_item(field.type)
+        out[field.encode_name] = (item is not None, _accepts_str(item if item is not None else field.type))
+    return out
+
+
+def _query_value(value: str, keep_str: bool) -> Any:
+    if keep_str:
+        return value
+    try:
+        return msgspec.json.decode(value)  # numbers, true/false, null
+    except msgspec.DecodeError:
+        return value  # let the request decoder name the field
+
+
+def query_body(request_type: type[Base], args: Any) -> bytes:
+    """A GET request's query string as the JSON body `decode_request` reads.
+
+    A list field takes every value of its key (`?document_ids=a&document_ids=b`); other fields the
+    last one. Unknown keys pass through so the decoder rejects them by name.
+    """
+    fields = _query_fields(request_type)
+    body: dict[str, Any] = {}
+    for key in args.keys():
+        is_list, keep_str = fields.get(key, (False, True))
+        values = [_query_value(v, keep_str) for v in args.getlist(key)]
+        body[key] = values if is_list else values[-1]
+    return _encoder.encode(body)
+
+
+# --- the routes -------------------------------------------------------------------------------
+
+
+async def _request_body(method: Method) -> bytes:
+    if method.verb != "POST" and request.args:
+        return query_body(method.request_type, request.args)
+    return await request.get_data(cache=False)
+
+
+def _route_handler(stack: Any, method: Method) -> Callable[[], Any]:
+    async def handle() -> Response:
+        call = provider_call(stack, method)  # 501 before anything else if the API has no provider
+        decoded = decode_request(method.request_type, await _request_body(method))
+        result = await call(decoded)
+        if hasattr(result, "__aiter__"):
+            return sse_response(sse_stream(result, error_body))
+        if wants_stream(method, decoded) or method.streams is Streams.always:
+            return sse_response(sse_stream(_one(result), error_body))
+        return json_response(result)
+
+    handle.__name__ = "route_" + method.name.replace("/", "_")
+    return handle
+
+
+def serving_lines(stack: Any) -> list[str]:
+    """`Serving POST /inference/chat_completion`... for each route whose API this stack has."""
+    from llama_core.errors import NotConfiguredError
+
+    lines = []
+    for method in METHODS.values():
+        try:
+            stack.api(method.api)
+        except NotConfiguredError:
+            continue
+        lines.append(f"Serving {method.verb} {method.path}")
+    lines += [f"Serving {verb} {path}" for verb, path in openai.ROUTES]
+    lines += ["Serving GET /health", "Serving GET /openapi.json"]
+    return lines
+
+
+def create_app(
+    stack: Any,
+    *,
+    api_key: str | None = None,
+    openai_done: bool = False,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> Quart:
+    """The Quart app serving `stack` (anything with `api(name)`, as llama_core.stack.Stack).
+
+    `api_key`: require `Authorization: Bearer <api_key>` on every route but /health.
+    `openai_done`: end OpenAI-compatible streams with `data: [DONE]` (off by default).
+    """
+    app = Quart(__name__, static_folder=None)
+    app.config.update(MAX_CONTENT_LENGTH=max_body_bytes, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=60)
+
+    for method in METHODS.values():
+        app.add_url_rule(method.path, method.name, _route_handler(stack, method), methods=[method.verb])
+
+    async def health() -> Response:
+        return json_response({"status": "OK"})
+
+    async def openapi_json() -> Response:
+        return json_response(openapi_document())
+
+    app.add_url_rule("/health", "health", health, methods=["GET"])
+    app.add_url_rule("/openapi.json", "openapi", openapi_json, methods=["GET"])
+    openai.register(app, stack, done=openai_done)
+
+    expected = f"Bearer {api_key}".encode() if api_key else None
+
+    @app.before_request
+    async def check_api_key() -> None:
+        if expected is None or request.path == "/health":
+            return
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            raise AuthenticationError("Missing or wrong API key: send the header `Authorization: Bearer <key>`.")
+
+    @app.errorhandler(Exception)
+    async def on_error(error: Exception) -> Response:
+        render = openai_error_body if openai.is_openai_path(request.path) else error_body
+        status, body = render(error)
+        response = json_response(body, status)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
+    return app

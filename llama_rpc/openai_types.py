@@ -1,0 +1,149 @@
+"""Request bodies of the OpenAI-compatible routes, as msgspec Structs (responses are built as dicts).
+
+Fields follow OpenAI's API reference. Unlike our own wire types, unknown fields are ignored: these
+routes exist for clients we do not control, which add fields faster than we can list them. Fields we
+cannot honour are listed (so a value we cannot serve is refused by name, in llama_rpc/openai.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias
+
+import msgspec
+
+
+class _Struct(msgspec.Struct, kw_only=True, omit_defaults=True):
+    pass
+
+
+class OpenAITextPart(_Struct, tag_field="type", tag="text"):
+    text: str
+
+
+# A message's content: a string or a list of parts (text only: no image or audio parts).
+OpenAIContent: TypeAlias = str | list[OpenAITextPart]
+
+
+class OpenAIFunctionCall(_Struct):
+    name: str
+    arguments: str  # a JSON object, as a string
+
+
+class OpenAIToolCall(_Struct):
+    id: str
+    function: OpenAIFunctionCall
+    type: Literal["function"] = "function"
+
+
+class OpenAISystemMessage(_Struct, tag_field="role", tag="system"):
+    content: OpenAIContent
+    name: str | None = None
+
+
+class OpenAIDeveloperMessage(_Struct, tag_field="role", tag="developer"):
+    content: OpenAIContent
+    name: str | None = None
+
+
+class OpenAIUserMessage(_Struct, tag_field="role", tag="user"):
+    content: OpenAIContent
+    name: str | None = None
+
+
+class OpenAIAssistantMessage(_Struct, tag_field="role", tag="assistant"):
+    content: OpenAIContent | None = None
+    tool_calls: list[OpenAIToolCall] | None = None
+    name: str | None = None
+    refusal: str | None = None
+
+
+class OpenAIToolMessage(_Struct, tag_field="role", tag="tool"):
+    content: OpenAIContent
+    tool_call_id: str
+
+
+OpenAIMessage: TypeAlias = OpenAISystemMessage | OpenAIDeveloperMessage | OpenAIUserMessage | OpenAIAssistantMessage | OpenAIToolMessage
+
+
+class OpenAIFunctionDefinition(_Struct):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON Schema object
+    strict: bool | None = None
+
+
+class OpenAITool(_Struct):
+    function: OpenAIFunctionDefinition
+    type: Literal["function"] = "function"
+
+
+class OpenAINamedFunction(_Struct):
+    name: str
+
+
+class OpenAINamedToolChoice(_Struct):
+    function: OpenAINamedFunction
+    type: Literal["function"] = "function"
+
+
+class OpenAIStreamOptions(_Struct):
+    include_usage: bool | None = None
+
+
+class OpenAIChatCompletionRequest(_Struct):
+    """POST /v1/chat/completions."""
+
+    model: str
+    messages: list[OpenAIMessage]
+    temperature: float | None = None
+    top_p: float | None = None
+    n: int | None = None
+    stop: str | list[str] | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    seed: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
+    stream: bool | None = None
+    stream_options: OpenAIStreamOptions | None = None
+    tools: list[OpenAITool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | OpenAINamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    user: str | None = None
+
+
+class OpenAICompletionRequest(_Struct):
+    """POST /v1/completions (the legacy text completion)."""
+
+    model: str
+    prompt: str | list[str]
+    max_tokens: int | None = 16
+    temperature: float | None = None
+    top_p: float | None = None
+    n: int | None = None
+    best_of: int | None = None
+    stop: str | list[str] | None = None
+    echo: bool | None = None
+    suffix: str | None = None
+    logprobs: int | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, float] | None = None
+    seed: int | None = None
+    stream: bool | None = None
+    stream_options: OpenAIStreamOptions | None = None
+    user: str | None = None
+
+
+class OpenAIEmbeddingsRequest(_Struct):
+    """POST /v1/embeddings."""
+
+    model: str
+    input: str | list[str]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = None
+    user: str | None = None

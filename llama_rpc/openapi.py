@@ -1,0 +1,143 @@
+"""The OpenAPI 3.1 document of the server, generated from the method table and msgspec's schemas.
+
+Every route of `methods.METHODS` becomes an operation: POST and DELETE take a JSON body, GET takes
+the request fields as query parameters. A route that can stream answers `text/event-stream` with
+its chunk type as the event schema. Component schemas are msgspec's JSON Schemas (2020-12, which
+OpenAPI 3.1 uses as is). The OpenAI-compatible routes are listed with their request bodies.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import msgspec
+
+from llama_rpc import openai, openai_types
+from llama_rpc.methods import METHODS, Method, Streams
+
+VERSION = "0.1.0"
+REF = "#/components/schemas/{name}"
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "status": {"type": "integer"},
+                "field": {"type": "string", "description": "the request field at fault, e.g. messages[0].content"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": "integer"},
+            },
+        }
+    },
+}
+
+OPENAI_BODIES = {
+    "/chat/completions": openai_types.OpenAIChatCompletionRequest,
+    "/completions": openai_types.OpenAICompletionRequest,
+    "/embeddings": openai_types.OpenAIEmbeddingsRequest,
+}
+
+
+def _error_responses() -> dict[str, Any]:
+    error = {"content": {"application/json": {"schema": {"$ref": REF.format(name="Error")}}}}
+    return {
+        code: {"description": text, **error}
+        for code, text in (
+            ("400", "Invalid request; `field` names the offending path"),
+            ("401", "Missing or wrong API key"),
+            ("404", "Unknown model, agent, session, bank or document"),
+            ("501", "This stack has no provider for the API"),
+            ("503", "Busy, or the model's worker is down"),
+            ("default", "Any other error"),
+        )
+    }
+
+
+def _operation(method: Method, schemas: dict[Any, Any], components: dict[str, Any]) -> dict[str, Any]:
+    request_schema = schemas[method.request_type]
+    content: dict[str, Any] = {}
+    if method.streams is not Streams.always:
+        content["application/json"] = {"schema": schemas["response", method.name]}
+    if method.chunk_type is not None:
+        content["text/event-stream"] = {"schema": schemas[method.chunk_type]}
+    op: dict[str, Any] = {
+        "operationId": method.name.replace("/", "_"),
+        "summary": method.summary,
+        "tags": [method.api],
+        "responses": {"200": {"description": "OK", "content": content}, **_error_responses()},
+    }
+    if method.verb == "GET":
+        op["parameters"] = _query_parameters(components[request_schema["$ref"].rsplit("/", 1)[1]])
+    else:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": request_schema}}}
+    return op
+
+
+def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """A GET request's fields as query parameters (a list field repeats its key)."""
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop, "explode": True}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The whole document (built once; plain JSON-able data)."""
+    keys: list[Any] = []
+    types: list[Any] = []
+    for method in METHODS.values():
+        keys += [method.request_type, ("response", method.name)]
+        types += [method.request_type, method.response_type]
+        if method.chunk_type is not None:
+            keys.append(method.chunk_type)
+            types.append(method.chunk_type)
+    keys += list(OPENAI_BODIES.values())
+    types += list(OPENAI_BODIES.values())
+    refs, components = msgspec.json.schema_components(types, ref_template=REF)
+    schemas = dict(zip(keys, refs))
+    components["Error"] = ERROR_SCHEMA
+
+    paths: dict[str, Any] = {}
+    for method in METHODS.values():
+        paths.setdefault(method.path, {})[method.verb.lower()] = _operation(method, schemas, components)
+    paths["/health"] = {"get": _plain_get("health", "Liveness: {\"status\": \"OK\"}", "health")}
+    paths["/openapi.json"] = {"get": _plain_get("openapi", "This document", "health")}
+    for verb, path in openai.ROUTES:
+        suffix = path.removeprefix("/v1/openai/v1").removeprefix("/v1")
+        op: dict[str, Any] = {
+            "operationId": "openai" + path.replace("/", "_"),
+            "summary": f"OpenAI-compatible {suffix}",
+            "tags": ["openai"],
+            "responses": {"200": {"description": "OpenAI's response object (or chunk stream)"}, **_error_responses()},
+        }
+        if verb == "POST":
+            body = schemas[OPENAI_BODIES[suffix]]
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        paths[path] = {verb.lower(): op}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Llama Stack", "version": VERSION, "description": "Llama Stack APIs served by llama-toolchain."},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _plain_get(op_id: str, summary: str, tag: str) -> dict[str, Any]:
+    return {
+        "operationId": op_id,
+        "summary": summary,
+        "tags": [tag],
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}},
+    }
