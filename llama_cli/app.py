@@ -19,6 +19,7 @@ from llama_cli.errors import EXIT_USAGE, report
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("download", "llama_cli.download:download", "Download a model from Meta or Hugging Face (or the demo model)."),
     ("model", "llama_cli.model:app", "Work with llama models: list, describe, template."),
+    ("stack", "llama_cli.stack:app", "Operations for the Llama Stack / Distributions: list, build, configure, run."),
 )
 
 DEBUG_FLAG = "--debug"

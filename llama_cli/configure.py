@@ -1,0 +1,259 @@
+"""`llama stack configure`'s prompt engine: questions generated from the provider config Structs.
+
+It walks each Struct's fields in order (msgspec.inspect), as the reference's transcript shows:
+
+    Enter value for <field> (required|optional|default: v|existing: v):   a leaf; re-asked when invalid
+    Do you want to configure <field>? (y/n):                              an optional sub-config
+    Entering sub-configuration for <field>:                               then its fields
+    Choose <field> (options: a, b):                                       an enum or literal
+
+Empty input keeps the existing value, else the default; "none" clears an optional field. Lists are
+JSON (`["S1", "S2"]`) or comma-separated. `--set api.field=value` answers a question ahead of time,
+and `--yes` answers all the others with their existing or default value, for scripts.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+import json
+import typing
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import msgspec.inspect as mi
+
+from llama_core.config import RunConfig, display_path, load_run_config, save_run_config
+from llama_core.distributions import api as parse_api
+from llama_core.distributions import import_path, provider_spec
+from llama_core.errors import InvalidRequestError
+
+Ask = Callable[[str], str]  # prompt -> one line of answer; EOFError when input ends
+Say = Callable[[str], None]
+
+SECRET_HINTS = ("api_key", "token", "secret", "password")
+YES, NO = ("y", "yes"), ("n", "no")
+
+
+class Prompter:
+    """Where questions go and answers come from; `interactive=False` answers every one by default."""
+
+    def __init__(self, ask: Ask = input, say: Say = print, interactive: bool = True) -> None:
+        self._ask, self.say, self.interactive = ask, say, interactive
+
+    def ask(self, prompt: str) -> str:
+        try:
+            return self._ask(prompt).strip()
+        except EOFError:
+            raise InvalidRequestError(
+                "Input ended before configuration finished: answer every prompt, or use --yes with --set API.FIELD=VALUE."
+            ) from None
+
+
+def parse_sets(sets: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """["inference.max_seq_len=2048", "safety.llama_guard_shield.model=X"] -> nested raw strings per API."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in sets:
+        key, eq, value = item.partition("=")
+        api, _, path = key.strip().partition(".")
+        if not eq or not path:
+            raise InvalidRequestError(f"--set {item!r}: expected API.FIELD=VALUE, e.g. inference.max_seq_len=2048.", field="set")
+        node = out.setdefault(str(parse_api(api)), {})
+        *parents, leaf = path.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise InvalidRequestError(f"--set {item!r}: '{p}' is a value, not a sub-config.", field="set")
+        node[leaf] = value
+    return out
+
+
+def type_name(ann: Any) -> str:
+    """A type as a user reads it: int, list[str], str | None."""
+    if typing.get_origin(ann) is typing.Annotated:
+        ann = typing.get_args(ann)[0]
+    if isinstance(ann, type) and not typing.get_args(ann):
+        return ann.__name__
+    return str(ann).replace("typing.", "").replace("NoneType", "None")
+
+
+def show(value: Any, secret: bool = False) -> str:
+    """A value as the prompts print it: False, 4096, [], text; secrets masked."""
+    if secret and value:
+        return "********"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return str(value)
+
+
+def _accepts(info: mi.Type, kind: type[mi.Type]) -> bool:
+    types = info.types if isinstance(info, mi.UnionType) else (info,)
+    return any(isinstance(t, kind) for t in types)
+
+
+def parse_value(raw: str, ann: Any) -> Any:
+    """`raw` as a value of type `ann` (JSON-able builtins); ValueError when it is not one."""
+    info = mi.type_info(ann)
+    candidates: list[Any] = [raw] if _accepts(info, mi.StrType) else []
+    for load in (json.loads, ast.literal_eval):
+        try:
+            candidates.append(load(raw))
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            pass
+    if _accepts(info, mi.BoolType) and raw.lower() in YES + NO:
+        candidates.append(raw.lower() in YES)
+    if _accepts(info, mi.ListType):
+        candidates.append([part.strip() for part in raw.split(",") if part.strip()])
+    candidates.append(raw)  # lax conversions: "true", "2048"
+    for candidate in candidates:
+        try:
+            return msgspec.to_builtins(msgspec.convert(candidate, ann, strict=False))
+        except (msgspec.ValidationError, TypeError):
+            continue
+    raise ValueError(f"Invalid input. Expected type: {type_name(ann)}")
+
+
+def _default(field: mi.Field) -> Any:
+    if field.default is not mi.NODEFAULT:
+        return msgspec.to_builtins(field.default)
+    if field.default_factory is not mi.NODEFAULT:
+        return msgspec.to_builtins(field.default_factory())
+    return mi.NODEFAULT
+
+
+def _split_optional(info: mi.Type) -> tuple[mi.Type, bool]:
+    """(the type without None, whether None is allowed)."""
+    if isinstance(info, mi.UnionType) and any(isinstance(t, mi.NoneType) for t in info.types):
+        rest = tuple(t for t in info.types if not isinstance(t, mi.NoneType))
+        return (rest[0] if len(rest) == 1 else mi.UnionType(rest)), True
+    return info, False
+
+
+def configure_struct(
+    cls: type, existing: dict[str, Any], sets: dict[str, Any], prompter: Prompter, path: str
+) -> dict[str, Any]:
+    """The fields of Struct `cls` as builtins: asked, or taken from `sets`, `existing` or defaults.
+
+    Re-asks the whole Struct when its own checks (`__post_init__`) reject the answers.
+    """
+    info = mi.type_info(cls)
+    assert isinstance(info, mi.StructType)
+    hints = typing.get_type_hints(cls, include_extras=True)
+    unknown = set(sets) - {f.name for f in info.fields}
+    if unknown:
+        names = ", ".join(f.name for f in info.fields) or "none"
+        raise InvalidRequestError(
+            f"--set {path}.{sorted(unknown)[0]}: {cls.__name__} has no such field (fields: {names}).", field="set"
+        )
+    while True:
+        values: dict[str, Any] = {}
+        for field in info.fields:
+            values[field.name] = _configure_field(field, hints[field.name], existing.get(field.name), sets, prompter, path)
+        try:
+            msgspec.convert(values, cls)
+            return values
+        except msgspec.ValidationError as e:
+            if not prompter.interactive:
+                raise InvalidRequestError(f"Invalid {path}: {e}", field=path) from None
+            prompter.say(f"Validation error: {e}")
+            existing = values
+
+
+def _configure_field(field: mi.Field, ann: Any, existing: Any, sets: dict[str, Any], prompter: Prompter, path: str) -> Any:
+    name, where = field.name, f"{path}.{field.name}"
+    inner, optional = _split_optional(field.type)
+    if isinstance(inner, mi.StructType):
+        sub_sets = sets.get(name, {})
+        if not isinstance(sub_sets, dict):
+            raise InvalidRequestError(f"--set {where}: it is a sub-config; set its fields ({where}.FIELD=VALUE).", field="set")
+        if optional and not sub_sets and not _wants(name, existing, prompter):
+            return None
+        if prompter.interactive:
+            prompter.say(f"Entering sub-configuration for {name}:")
+        return configure_struct(inner.cls, existing or {}, sub_sets, prompter, where)
+    default = _default(field)
+    if name in sets:
+        try:
+            return parse_value(sets[name], ann)
+        except ValueError as e:
+            raise InvalidRequestError(f"--set {where}={sets[name]}: {e}", field=where) from None
+    fallback = existing if existing is not None else default
+    if not prompter.interactive:
+        if fallback is mi.NODEFAULT:
+            raise InvalidRequestError(f"{where} is required: pass --set {where}=VALUE.", field=where)
+        return fallback
+    secret = any(hint in name for hint in SECRET_HINTS)
+    if existing is not None:
+        hint = f"existing: {show(existing, secret)}"
+    elif default is not mi.NODEFAULT and default is not None:
+        hint = f"default: {show(default)}"
+    else:
+        hint = "optional" if optional or default is None else "required"
+    choices = _choices(inner)
+    question = f"Choose {name} (options: {', '.join(choices)}) ({hint}): " if choices else f"Enter value for {name} ({hint}): "
+    while True:
+        raw = prompter.ask(question)
+        if not raw:
+            if fallback is not mi.NODEFAULT:
+                return fallback
+            prompter.say("This field is required.")
+            continue
+        if optional and raw.lower() == "none":
+            return None
+        try:
+            return parse_value(raw, ann)
+        except ValueError as e:
+            prompter.say(str(e) if not choices else f"Invalid input. Choose one of: {', '.join(choices)}")
+
+
+def _wants(name: str, existing: Any, prompter: Prompter) -> bool:
+    """Whether to configure optional sub-config `name` (non-interactive: only if it exists already)."""
+    if not prompter.interactive:
+        return existing is not None
+    while True:
+        answer = prompter.ask(f"Do you want to configure {name}? (y/n): ").lower()
+        if answer in YES or (not answer and existing is not None):
+            return True
+        if answer in NO or not answer:
+            return False
+        prompter.say("Please answer y or n.")
+
+
+def _choices(info: mi.Type) -> list[str]:
+    if isinstance(info, mi.EnumType):
+        return [str(m.value) for m in info.cls]
+    if isinstance(info, mi.LiteralType):
+        return [str(v) for v in info.values]
+    return []
+
+
+def configure_run_config(config: RunConfig, sets: dict[str, dict[str, Any]], prompter: Prompter) -> RunConfig:
+    """`config` with every provider table (re)configured, in file order."""
+    unknown = set(sets) - set(config.providers)
+    if unknown:
+        api = sorted(unknown)[0]
+        raise InvalidRequestError(f"--set {api}.*: this build has no {api} provider.", field="set")
+    providers: dict[str, dict[str, Any]] = {}
+    for api_name, section in config.providers.items():
+        spec = provider_spec(parse_api(api_name), str(section.get("provider_id")))
+        if prompter.interactive:
+            prompter.say(f"Configuring API: {api_name} ({spec.provider_id})")
+        existing = {k: v for k, v in section.items() if k != "provider_id"}
+        cls = import_path(spec.config_class)
+        values = configure_struct(cls, existing, sets.get(api_name, {}), prompter, api_name)
+        providers[api_name] = {"provider_id": spec.provider_id, **msgspec.to_builtins(msgspec.convert(values, cls))}
+    return msgspec.structs.replace(config, providers=providers)
+
+
+def run_configure(path: Path, sets: Sequence[str], yes: bool, ask: Ask = input, say: Say = print) -> Path:
+    """Configure the build whose TOML is at `path` and write it back; prints where it went."""
+    config = load_run_config(path)
+    prompter = Prompter(ask, say, interactive=not yes)
+    config = configure_run_config(config, parse_sets(sets), prompter)
+    save_run_config(config, path)
+    say(f"TOML configuration has been written to {display_path(path)}")
+    return path

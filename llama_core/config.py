@@ -1,0 +1,202 @@
+"""Build and run configs: the TOML file `llama stack build` writes and `llama stack run` reads.
+
+One file per build, `~/.llama/builds/<distribution>/<image type>/<name>.toml`: who built it, where
+its environment is, and one `[providers.<api>]` table per API holding `provider_id` and that
+provider's config fields (the original's `providers.inference = {provider_id: ..., model: ...}`).
+Files are written with mode 0600, since provider tables may hold API keys.
+
+Also here: the config Structs of the providers the reference lists that have no module of their
+own yet (safety, memory, agents, remote vendors). A provider module that lands may define its own
+and point its row in llama_core.distributions at it.
+
+Non-goals: no YAML, no config versions or migrations, no environment-variable interpolation.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import tempfile
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+from llama_core.errors import InvalidRequestError, NotFoundError
+from llama_core.paths import builds_dir
+from llama_core.types._base import Base
+
+ImageType = Literal["venv", "conda", "container"]
+IMAGE_TYPES: tuple[str, ...] = ("venv", "conda", "container")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+# -- provider configs without a module of their own yet (fields as the reference's, §9.2) --------
+
+
+class RemoteProviderConfig(Base, kw_only=True):
+    """Another Llama Stack server that serves this API."""
+
+    url: str = "http://localhost:5000"
+
+    def __post_init__(self) -> None:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+        self.url = self.url.rstrip("/")
+
+
+class OllamaImplConfig(RemoteProviderConfig, kw_only=True):
+    url: str = "http://localhost:11434"
+
+
+class FireworksImplConfig(RemoteProviderConfig, kw_only=True):
+    url: str = "https://api.fireworks.ai/inference"
+    api_key: str
+
+
+class TogetherImplConfig(RemoteProviderConfig, kw_only=True):
+    url: str = "https://api.together.xyz/v1"
+    api_key: str
+
+
+class LlamaGuardShieldConfig(Base, kw_only=True):
+    model: str = "Llama-Guard-3-8B"
+    excluded_categories: list[str] = []  # hazard codes "S1".."S14"
+    disable_input_check: bool = False
+    disable_output_check: bool = False
+
+    def __post_init__(self) -> None:
+        bad = [c for c in self.excluded_categories if not re.fullmatch(r"S(?:[1-9]|1[0-4])", c)]
+        if bad:
+            raise ValueError(f"excluded_categories are codes S1..S14, got {', '.join(bad)}")
+
+
+class PromptGuardShieldConfig(Base, kw_only=True):
+    model: str = "Prompt-Guard-86M"
+
+
+class SafetyConfig(Base, kw_only=True):
+    llama_guard_shield: LlamaGuardShieldConfig | None = None
+    prompt_guard_shield: PromptGuardShieldConfig | None = None
+
+
+class AgenticSystemConfig(Base, kw_only=True):
+    brave_search_api_key: str | None = None
+    wolfram_api_key: str | None = None
+
+
+class FaissImplConfig(Base, kw_only=True):
+    """The faiss memory provider has nothing to configure."""
+
+
+class ModelsConfig(Base, kw_only=True):
+    """The builtin models provider has nothing to configure."""
+
+
+# -- the build / run config ------------------------------------------------------------------------
+
+
+class RunConfig(Base, kw_only=True):
+    """One build of a distribution. `providers[api]` is `{"provider_id": ..., <config fields>}`."""
+
+    name: str
+    distribution_id: str
+    image_type: ImageType = "venv"
+    # venv directory, conda env name or container image tag; None: the environment running llama.
+    environment: str | None = None
+    built_at: str | None = None
+    providers: dict[str, dict[str, Any]] = {}
+
+
+def check_name(name: str) -> str:
+    """`name` if it is a safe build name (a file name); `::` becomes `-` as in the original."""
+    name = name.replace("::", "-")
+    if not NAME.fullmatch(name):
+        raise InvalidRequestError(
+            f"Invalid build name '{name}': use letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit.",
+            field="name",
+        )
+    return name
+
+
+def run_config_path(distribution_id: str, name: str, image_type: str = "venv") -> Path:
+    """`~/.llama/builds/<distribution>/<image type>/<name>.toml`."""
+    return builds_dir() / distribution_id / image_type / f"{check_name(name)}.toml"
+
+
+def find_run_config(distribution_id: str, name: str, image_type: str | None = None) -> Path:
+    """The existing config of this build (any image type unless given); NotFoundError otherwise."""
+    types = (image_type,) if image_type else IMAGE_TYPES
+    paths = [run_config_path(distribution_id, name, t) for t in types]
+    for path in paths:
+        if path.is_file():
+            return path
+    raise NotFoundError(
+        f"Could not find {display_path(paths[0])}. Please run `llama stack build {distribution_id} --name {name}` first."
+    )
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read and check a run config TOML; one-line errors for a missing, unparsable or wrong file."""
+    path = Path(path).expanduser()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NotFoundError(f"File {display_path(path)} does not exist. Did you run `llama stack build`?") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise InvalidRequestError(f"Could not read {display_path(path)}: {e}") from None
+    try:
+        return msgspec.convert(data, RunConfig)
+    except msgspec.ValidationError as e:
+        raise InvalidRequestError(f"{display_path(path)} is not a valid run config: {e}", field=error_field(e)) from None
+
+
+def save_run_config(config: RunConfig, path: str | Path) -> Path:
+    """Write `config` as TOML, atomically and with mode 0600 (provider tables may hold secrets)."""
+    import tomli_w
+
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "# Written by `llama stack build` / `llama stack configure`; rerun configure to change it.\n"
+    text += tomli_w.dumps(without_none(msgspec.to_builtins(config)))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return path
+
+
+def now() -> str:
+    """The current UTC time as the configs record it: 2026-11-28T03:04:05Z."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def without_none(value: Any) -> Any:
+    """`value` with None dropped from every mapping (TOML has no null; absent means default)."""
+    if isinstance(value, dict):
+        return {k: without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_none(v) for v in value]
+    return value
+
+
+def error_field(error: msgspec.ValidationError, prefix: str = "") -> str | None:
+    """The dotted field path of a msgspec error ("... - at `$.a.b[0]`" -> "prefix.a.b[0]")."""
+    match = re.search(r"at `\$(.*)`$", str(error))
+    if not match:
+        return prefix or None
+    return (prefix + match.group(1)).lstrip(".") or None
+
+
+def display_path(path: Path) -> str:
+    """`path` with the home directory shown as `~`, as the reference prints it."""
+    try:
+        return f"~/{path.relative_to(Path.home())}"
+    except ValueError:
+        return str(path)
