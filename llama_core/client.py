@@ -171,6 +171,8 @@ class ChunkStream(AsyncIterator[C]):
             await self.aclose()
             raise
         if event.startswith('{"error"'):
+            async for _ in self._events:  # the server ends a stream after its error event; reading
+                pass  # to the end finishes httpx's own generators too (trio warns about open ones)
             await self.aclose()
             raise error_from_answer(self._status_of(event), event.encode())
         return self._decoder.decode(event)

@@ -1,0 +1,48 @@
+"""Serve a stack over HTTP with Hypercorn: addresses to bind, then the app until shutdown.
+
+Binding follows `llama stack run`: localhost unless told; `::` is every interface (IPv6 and, on a
+dual-stack system, IPv4 too) unless IPv6 is disabled, then `0.0.0.0`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+DEFAULT_PORT = 5000
+LOCALHOST = "127.0.0.1"
+
+
+def bind_address(host: str | None, port: int, disable_ipv6: bool = False) -> str:
+    """Hypercorn's `host:port` for `host` (None: localhost); IPv6 literals in brackets."""
+    if host in (None, "", "localhost"):
+        host = LOCALHOST
+    elif host in ("::", "[::]") and disable_ipv6:
+        host = "0.0.0.0"
+    host = host.strip("[]")
+    try:
+        is_v6 = ipaddress.ip_address(host).version == 6
+    except ValueError:  # a host name
+        is_v6 = False
+    return f"[{host}]:{port}" if is_v6 else f"{host}:{port}"
+
+
+def hypercorn_config(bind: str, *, quiet: bool = False) -> Any:
+    """A Hypercorn Config binding `bind`; no access log (one line per token stream is noise)."""
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [bind]
+    config.accesslog = None
+    config.errorlog = None if quiet else "-"
+    config.keep_alive_timeout = 75  # longer than common client pools keep idle connections
+    config.graceful_timeout = 3.0
+    return config
+
+
+async def serve_app(app: Any, bind: str, *, shutdown_trigger: Callable[..., Awaitable[Any]] | None = None, quiet: bool = False) -> None:
+    """Run `app` on `bind` until `shutdown_trigger` returns (default: SIGINT or SIGTERM)."""
+    from hypercorn.asyncio import serve
+
+    await serve(app, hypercorn_config(bind, quiet=quiet), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]

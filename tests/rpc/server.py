@@ -1,0 +1,60 @@
+"""A real Hypercorn server on a free loopback port, in a thread with its own asyncio loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+
+from llama_rpc.serve import serve_app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(make_app: Callable[[], Any], timeout: float = 20.0) -> Iterator[str]:
+    """Serve `make_app()` (built inside the server's loop) on 127.0.0.1; yield its base URL."""
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    failure: list[BaseException] = []
+
+    async def main() -> None:
+        await serve_app(make_app(), f"127.0.0.1:{port}", shutdown_trigger=stop.wait, quiet=True)
+
+    def run() -> None:
+        try:
+            loop.run_until_complete(main())
+        except BaseException as e:  # noqa: BLE001 -- reported to the test below
+            failure.append(e)
+        finally:
+            loop.close()
+
+    thread = threading.Thread(target=run, name=f"hypercorn-{port}", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/health", timeout=1.0).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if failure or time.monotonic() > deadline:
+            raise RuntimeError(f"server did not start: {failure}")
+        time.sleep(0.02)
+    try:
+        yield url
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
