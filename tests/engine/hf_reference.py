@@ -18,11 +18,16 @@ def hf_model(args: ModelArgs, state_dict: dict[str, Tensor]) -> Any:
     config = {k: v for k, v in hf.hf_config(args).items() if k not in ("architectures", "model_type")}
     cfg = LlamaConfig(**config)
     cfg._attn_implementation = "eager"
-    model = LlamaForCausalLM(cfg).eval()
+    with torch.device("meta"):  # no random init: every weight comes from state_dict
+        model = LlamaForCausalLM(cfg).eval()
     sd = {k: v.float() for k, v in hf.to_hf_state_dict(args, state_dict).items()}
-    result = model.load_state_dict(sd, strict=False)
+    result = model.load_state_dict(sd, strict=False, assign=True)
     allowed_missing = {"lm_head.weight"} if args.tie_word_embeddings else set()
     assert set(result.missing_keys) <= allowed_missing and not result.unexpected_keys, result
+    if args.tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    model.model.rotary_emb = type(model.model.rotary_emb)(config=cfg)  # its buffers are not in state_dict
+    assert not any(t.is_meta for t in [*model.parameters(), *model.buffers()])
     return model
 
 
