@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,7 +202,7 @@ class Stack:
                     self.impls[api] = impl
                     setattr(self, api.value, impl)
         except BaseException:
-            await self._close()
+            await self._close(*sys.exc_info())
             raise
         return self
 
