@@ -1,0 +1,291 @@
+"""The configure prompt engine: the reference transcript, re-asks, --set/--yes, and the CLI on stdin."""
+
+from __future__ import annotations
+
+import enum
+import io
+import textwrap
+from collections.abc import Iterable
+from typing import Literal
+
+import msgspec
+import pytest
+
+from llama_cli.app import main
+from llama_cli.configure import Prompter, configure_run_config, configure_struct, parse_sets, parse_value
+from llama_core.config import RunConfig, without_none, load_run_config, run_config_path, save_run_config
+from llama_core.errors import InvalidRequestError
+from llama_core.types._base import Base
+
+
+class Script:
+    """Answers prompts from a list and keeps the transcript (prompt + answer per line)."""
+
+    def __init__(self, answers: Iterable[str]) -> None:
+        self.answers = list(answers)
+        self.lines: list[str] = []
+
+    def ask(self, prompt: str) -> str:
+        if not self.answers:
+            raise EOFError
+        answer = self.answers.pop(0)
+        self.lines.append(prompt + answer)
+        return answer
+
+    def say(self, text: str) -> None:
+        self.lines.append(text)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines) + "\n"
+
+
+def local_build(**sections: dict) -> RunConfig:
+    providers = {
+        "inference": {"provider_id": "meta-reference"},
+        "safety": {"provider_id": "meta-reference"},
+        "agentic_system": {"provider_id": "meta-reference"},
+        "memory": {"provider_id": "meta-reference-faiss"},
+    }
+    for api, section in sections.items():
+        providers[api] |= section
+    return RunConfig(name="8b-instruct", distribution_id="local", providers=providers)
+
+
+# The reference's Step 3.3 session, as our provider configs ask it.
+TRANSCRIPT = """\
+Configuring API: inference (meta-reference)
+Enter value for model (default: SmolLM2-135M-Instruct): Llama3.1-8B-Instruct
+Enter value for max_seq_len (default: 4096): 4096
+Enter value for max_batch_size (default: 8): 1
+Enter value for device (optional): 
+Enter value for dtype (optional): 
+Enter value for model_parallel_size (optional): 
+Enter value for checkpoint_dir (optional): 
+Configuring API: safety (meta-reference)
+Do you want to configure llama_guard_shield? (y/n): y
+Entering sub-configuration for llama_guard_shield:
+Enter value for model (default: Llama-Guard-3-8B): Llama-Guard-3-8B
+Enter value for excluded_categories (default: []): []
+Enter value for disable_input_check (default: False): 
+Enter value for disable_output_check (default: False): 
+Do you want to configure prompt_guard_shield? (y/n): y
+Entering sub-configuration for prompt_guard_shield:
+Enter value for model (default: Prompt-Guard-86M): Prompt-Guard-86M
+Configuring API: agentic_system (meta-reference)
+Enter value for brave_search_api_key (optional): 
+Enter value for wolfram_api_key (optional): 
+Configuring API: memory (meta-reference-faiss)
+"""  # noqa: W291 (an empty answer leaves the prompt's trailing space)
+
+TRANSCRIPT_ANSWERS = [line.partition("): ")[2] for line in TRANSCRIPT.splitlines() if "): " in line]
+
+CONFIGURED = {
+    "inference": {"provider_id": "meta-reference", "model": "Llama3.1-8B-Instruct", "max_seq_len": 4096, "max_batch_size": 1,
+                  "device": None, "dtype": None, "model_parallel_size": None, "checkpoint_dir": None},
+    "safety": {"provider_id": "meta-reference",
+               "llama_guard_shield": {"model": "Llama-Guard-3-8B", "excluded_categories": [], "disable_input_check": False,
+                                      "disable_output_check": False},
+               "prompt_guard_shield": {"model": "Prompt-Guard-86M"}},
+    "agentic_system": {"provider_id": "meta-reference", "brave_search_api_key": None, "wolfram_api_key": None},
+    "memory": {"provider_id": "meta-reference-faiss"},
+}  # fmt: skip
+
+
+def test_reference_transcript():
+    script = Script(TRANSCRIPT_ANSWERS)
+    configured = configure_run_config(local_build(), {}, Prompter(script.ask, script.say))
+    assert script.text == TRANSCRIPT
+    assert configured.providers == CONFIGURED
+
+
+def test_existing_values_are_the_defaults_and_secrets_are_masked():
+    build = local_build(inference={"max_seq_len": 2048}, agentic_system={"brave_search_api_key": "bsk-1"})
+    build.providers["safety"]["prompt_guard_shield"] = {"model": "Prompt-Guard-86M"}
+    script = Script([""] * 7 + ["n", ""] + [""] * 3)
+    configured = configure_run_config(build, {}, Prompter(script.ask, script.say))
+    assert "Enter value for max_seq_len (existing: 2048): " in script.lines
+    assert "Enter value for brave_search_api_key (existing: ********): " in script.lines
+    # An empty answer to (y/n) keeps an existing sub-config, and declines a missing one.
+    assert "Do you want to configure prompt_guard_shield? (y/n): " in script.lines
+    assert configured.providers["safety"] == {"provider_id": "meta-reference", "llama_guard_shield": None,
+                                              "prompt_guard_shield": {"model": "Prompt-Guard-86M"}}  # fmt: skip
+    assert configured.providers["inference"]["max_seq_len"] == 2048
+    assert configured.providers["agentic_system"]["brave_search_api_key"] == "bsk-1"
+
+
+class Color(enum.StrEnum):
+    red = "red"
+    blue = "blue"
+
+
+class Inner(Base, kw_only=True):
+    depth: int = 1
+
+
+class Toy(Base, kw_only=True):
+    """Every kind of field the engine handles."""
+
+    count: int
+    ratio: float = 0.5
+    color: Color = Color.red
+    mode: Literal["fast", "slow"] = "fast"
+    tags: list[str] = []
+    note: str | None = None
+    inner: Inner = msgspec.field(default_factory=Inner)
+    extra: Inner | None = None
+
+    def __post_init__(self) -> None:
+        if self.count > 100:
+            raise ValueError("count must be at most 100")
+
+
+def test_reasks_invalid_input_required_fields_choices_and_validation():
+    answers = [
+        "", "many", "500",  # count: required, not an int, then valid alone
+        "1e-3", "green", "blue", "slow", "a, b", "none", "", "maybe", "y", "3",
+        # the whole Struct again after __post_init__ rejected count=500: existing values are the defaults
+        "7", "", "", "", "", "", "", "y", "",
+    ]
+    script = Script(answers)
+    values = configure_struct(Toy, {}, {}, Prompter(script.ask, script.say), "toy")
+    assert script.text == textwrap.dedent(
+        """\
+        Enter value for count (required): 
+        This field is required.
+        Enter value for count (required): many
+        Invalid input. Expected type: int
+        Enter value for count (required): 500
+        Enter value for ratio (default: 0.5): 1e-3
+        Choose color (options: red, blue) (default: red): green
+        Invalid input. Choose one of: red, blue
+        Choose color (options: red, blue) (default: red): blue
+        Choose mode (options: fast, slow) (default: fast): slow
+        Enter value for tags (default: []): a, b
+        Enter value for note (optional): none
+        Entering sub-configuration for inner:
+        Enter value for depth (default: 1): 
+        Do you want to configure extra? (y/n): maybe
+        Please answer y or n.
+        Do you want to configure extra? (y/n): y
+        Entering sub-configuration for extra:
+        Enter value for depth (default: 1): 3
+        Validation error: count must be at most 100
+        Enter value for count (existing: 500): 7
+        Enter value for ratio (existing: 0.001): 
+        Choose color (options: red, blue) (existing: blue): 
+        Choose mode (options: fast, slow) (existing: slow): 
+        Enter value for tags (existing: ["a", "b"]): 
+        Enter value for note (optional): 
+        Entering sub-configuration for inner:
+        Enter value for depth (existing: 1): 
+        Do you want to configure extra? (y/n): y
+        Entering sub-configuration for extra:
+        Enter value for depth (existing: 3): 
+        """
+    )
+    assert values == {"count": 7, "ratio": 0.001, "color": "blue", "mode": "slow", "tags": ["a", "b"], "note": None,
+                      "inner": {"depth": 1}, "extra": {"depth": 3}}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "annotation", "value"),
+    [
+        ("4096", int, 4096),
+        ("False", bool, False),
+        ("yes", bool, True),
+        ("true", bool, True),
+        ('["S1", "S2"]', list[str], ["S1", "S2"]),
+        ("['S1']", list[str], ["S1"]),
+        ("S1,S2", list[str], ["S1", "S2"]),
+        ("[1, 2]", list[int], [1, 2]),
+        ("123", str, "123"),
+        ("2", int | None, 2),
+        ("0.5", float, 0.5),
+    ],
+    ids=lambda v: repr(v) if isinstance(v, str) else "",
+)
+def test_parse_value(raw, annotation, value):
+    assert parse_value(raw, annotation) == value
+
+
+@pytest.mark.parametrize(("raw", "annotation"), [("x", int), ("maybe", bool), ("1.5", int), ("[1, 'a']", list[int])])
+def test_parse_value_refuses(raw, annotation):
+    with pytest.raises(ValueError, match="^Invalid input. Expected type: "):
+        parse_value(raw, annotation)
+
+
+def test_yes_with_sets_asks_nothing():
+    script = Script([])
+    sets = parse_sets(["inference.max_seq_len=2048", "safety.llama_guard_shield.excluded_categories=S1,S2"])
+    configured = configure_run_config(local_build(), sets, Prompter(script.ask, script.say, interactive=False))
+    assert script.lines == []
+    assert configured.providers["inference"]["max_seq_len"] == 2048
+    assert configured.providers["inference"]["model"] == "SmolLM2-135M-Instruct"
+    # Setting a field of an optional sub-config turns it on; the others stay off.
+    assert configured.providers["safety"]["llama_guard_shield"]["excluded_categories"] == ["S1", "S2"]
+    assert configured.providers["safety"]["prompt_guard_shield"] is None
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["inference.max_seq_len=lots"], r"^--set inference.max_seq_len=lots: Invalid input. Expected type: int$"),
+        (["inference.max_seqlen=1"], r"^--set inference.max_seqlen: MetaReferenceInferenceConfig has no such field \(fields: model, max_seq_len, "),
+        (["inference=1"], r"^--set 'inference=1': expected API.FIELD=VALUE"),
+        (["telemetry.x=1"], r"^Unknown API 'telemetry'"),
+        (["models.x=1"], r"^--set models.\*: this build has no models provider.$"),
+        (["safety.llama_guard_shield=x"], r"^--set safety.llama_guard_shield: it is a sub-config; set its fields"),
+        (["safety.llama_guard_shield.excluded_categories=S99"], r"^Invalid safety.llama_guard_shield: excluded_categories are codes S1..S14, got S99$"),
+    ],
+    ids=["type", "field", "shape", "api", "absent-api", "sub-config", "validation"],
+)
+def test_bad_sets_are_one_line_errors(sets, message):
+    with pytest.raises(InvalidRequestError, match=message):
+        configure_run_config(local_build(), parse_sets(sets), Prompter(interactive=False))
+
+
+def test_yes_without_a_required_value_says_how_to_give_it():
+    build = RunConfig(name="f", distribution_id="local-plus-fireworks-inference",
+                      providers={"inference": {"provider_id": "remote::fireworks"}})  # fmt: skip
+    with pytest.raises(InvalidRequestError, match=r"^inference.api_key is required: pass --set inference.api_key=VALUE.$"):
+        configure_run_config(build, {}, Prompter(interactive=False))
+    configured = configure_run_config(build, parse_sets(["inference.api_key=fw-1"]), Prompter(interactive=False))
+    assert configured.providers["inference"] == {"provider_id": "remote::fireworks", "url": "https://api.fireworks.ai/inference", "api_key": "fw-1"}
+
+
+@pytest.fixture
+def llama(capsys, monkeypatch):
+    """Run `llama <argv>` in-process with `stdin` as standard input; (exit status, stdout, stderr)."""
+
+    def run(*argv: str, stdin: str = "") -> tuple[int, str, str]:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        rc = main(list(argv))
+        out, err = capsys.readouterr()
+        return rc, out, err
+
+    return run
+
+
+def test_cli_configure_reads_answers_from_stdin(llama):
+    path = save_run_config(local_build(), run_config_path("local", "8b-instruct"))
+    rc, out, err = llama("stack", "configure", "local", "--name", "8b-instruct", stdin="\n".join(TRANSCRIPT_ANSWERS) + "\n")
+    assert (rc, err) == (0, "")
+    # input() prints each prompt with no newline, and piped answers are not echoed.
+    prompts = "".join(line.partition("): ")[0] + "): " if "): " in line else line + "\n" for line in TRANSCRIPT.splitlines())
+    assert out == prompts + f"TOML configuration has been written to {path}\n"
+    assert load_run_config(path).providers == without_none(CONFIGURED)
+
+
+def test_cli_configure_errors(llama):
+    rc, out, err = llama("stack", "configure", "local", "--name", "nobuild")
+    assert (rc, out) == (2, "")
+    assert err.startswith("Error: Could not find ") and err.endswith("builds/local/venv/nobuild.toml. Please run `llama stack build local --name nobuild` first.\n")
+    save_run_config(local_build(), run_config_path("local", "x"))
+    rc, out, err = llama("stack", "configure", "local", "--name", "x", stdin="Llama3.1-8B-Instruct\n")
+    assert rc == 2 and err == (
+        "Error: Input ended before configuration finished: answer every prompt, or use --yes with --set API.FIELD=VALUE.\n"
+    )
+    rc, out, err = llama("stack", "configure", "local", "--name", "x", "--yes", "--set", "inference.max_seq_len=1024")
+    assert (rc, err) == (0, "") and out.startswith("TOML configuration has been written to")
+    assert load_run_config(run_config_path("local", "x")).providers["inference"]["max_seq_len"] == 1024
