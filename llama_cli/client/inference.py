@@ -1,0 +1,129 @@
+"""`python -m llama_cli.client.inference HOST PORT [--stream]`: chat with a running stack.
+
+With stdin a terminal it is an interactive chat (empty line or Ctrl-D ends it); otherwise it sends
+one prompt (piped stdin, `--message`, or the reference's troll prompt) and prints the answer:
+
+    Initializing client for http://localhost:5000
+    User>hello world, troll me in two-paragraphs about 42
+
+    Assistant> ...
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from cyclopts import App, Parameter
+
+DEFAULT_MESSAGE = "hello world, troll me in two-paragraphs about 42"
+CYAN, YELLOW, RESET = "\033[36m", "\033[33m", "\033[0m"
+
+app = App(name="python -m llama_cli.client.inference", help_format="plaintext", result_action="return_value")
+
+
+def _colour(text: str, code: str) -> str:
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        return code + text + RESET
+    return text
+
+
+@app.default
+def inference(
+    host: Annotated[str, Parameter(help="Host of the stack server.")],
+    port: Annotated[int, Parameter(help="Its port.")],
+    *,
+    stream: Annotated[bool, Parameter(help="Stream the answer as it is generated.")] = True,
+    model: Annotated[str | None, Parameter(help="Model to ask (default: the first the stack serves).")] = None,
+    message: Annotated[str | None, Parameter(help="The prompt (default: piped stdin, else the reference's).")] = None,
+    max_tokens: Annotated[int, Parameter(help="Most tokens per answer (0: up to the context).")] = 0,
+    api_key: Annotated[str | None, Parameter(env_var="LLAMA_STACK_API_KEY", help="The server's API key.")] = None,
+) -> None:
+    """Send a chat to a stack's /inference/chat_completion and print the assistant's answer."""
+    import anyio
+
+    interactive = message is None and sys.stdin.isatty()
+    if message is None and not interactive:
+        message = sys.stdin.read().strip() or DEFAULT_MESSAGE
+    base_url = f"http://{_host(host)}:{port}"
+    print(f"Initializing client for {base_url}")
+    anyio.run(_chat, base_url, api_key, model, message, stream, max_tokens)
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+async def _chat(base_url: str, api_key: str | None, model: str | None, message: str | None, stream: bool, max_tokens: int) -> None:
+    from llama_core.client import StackClient
+    from llama_core.types import CompletionMessage, Message, SamplingParams, UserMessage
+
+    async with StackClient(base_url, api_key=api_key) as client:
+        if model is None:
+            models = await client.list_models()
+            model = models[0].descriptor if models else "SmolLM2-135M-Instruct"
+        history: list[Message] = []
+        while True:
+            text = message if message is not None else _ask()
+            if not text:
+                return
+            if message is not None:
+                print(f"User>{text}")
+            history.append(UserMessage(content=text))
+            answer, stop = await _answer(client, model, history, stream, SamplingParams(max_tokens=max_tokens))
+            history.append(CompletionMessage(content=answer, stop_reason=stop))
+            if message is not None:
+                return
+
+
+def _ask() -> str | None:
+    try:
+        return input("User> ").strip() or None
+    except EOFError:
+        print()
+        return None
+
+
+async def _answer(client: Any, model: str, history: list[Any], stream: bool, sampling: Any) -> tuple[str, Any]:
+    """Ask, print `Assistant> ...` (deltas as they come when streaming); the answer and stop reason."""
+    from llama_core.types import StopReason, content_text
+    from llama_core.types.inference import ChatCompletionRequest
+
+    request = ChatCompletionRequest(model=model, messages=list(history), sampling_params=sampling, stream=stream)
+    print("\n" + _colour("Assistant> ", CYAN), end="", flush=True)
+    if not stream:
+        reply = (await client.chat_completion(request)).completion_message
+        text = content_text(reply.content)
+        print(_colour(text, YELLOW))
+        return text, reply.stop_reason
+    pieces, stop = [], StopReason.end_of_turn
+    async for chunk in await client.chat_completion(request):
+        event = chunk.event
+        if isinstance(event.delta, str) and event.delta:
+            pieces.append(event.delta)
+            print(_colour(event.delta, YELLOW), end="", flush=True)
+        if event.stop_reason is not None:
+            stop = event.stop_reason
+    print()
+    return "".join(pieces), stop
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the client; a LlamaError (server down, HTTP error) is one line on stderr and exit 1."""
+    from cyclopts import CycloptsError
+
+    from llama_cli.errors import report
+
+    try:
+        app(list(sys.argv[1:] if argv is None else argv), exit_on_error=False)
+    except CycloptsError:
+        return 2
+    except (Exception, KeyboardInterrupt) as error:
+        return report(error, debug=bool(os.environ.get("LLAMA_DEBUG")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
