@@ -55,11 +55,24 @@ def run(argv: Sequence[str], what: str) -> None:
         raise LlamaError(f"Could not {what}: `{argv[0]}` exited with status {done.returncode} (its output is above).")
 
 
-def build_wheel(dest: Path) -> Path:
-    """A wheel of the checkout, built offline with this environment's setuptools."""
+def stage_source(dest: Path) -> Path:
+    """A clean copy of the checkout's packaged files in `dest` (no caches, no stale build/)."""
     root = source_root()
     assert root is not None
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(dest), str(root)],
+    for rel in SOURCE_PATHS:
+        src = root / rel
+        if src.is_dir():
+            shutil.copytree(src, dest / rel, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info"))
+        elif src.is_file():
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    return dest
+
+
+def build_wheel(dest: Path) -> Path:
+    """A wheel of the checkout, built offline with this environment's setuptools from a clean copy."""
+    src = stage_source(dest / "src")
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--wheel-dir", str(dest), str(src)],
         "build the llama-toolchain wheel")  # fmt: skip
     wheels = sorted(dest.glob("llama_toolchain-*.whl"))
     if not wheels:
@@ -114,7 +127,8 @@ def build_venv(distribution_id: str, name: str, packages: Sequence[str], system_
     return python, str(env_dir)
 
 
-def conda_env_name(name: str) -> str:
+def env_name(name: str) -> str:
+    """The conda env or container image of build NAME: `llamastack-NAME`, as the original named them."""
     return f"llamastack-{name}"
 
 
@@ -123,7 +137,7 @@ def build_conda(name: str, packages: Sequence[str], no_deps: bool) -> tuple[list
     conda = shutil.which("conda")
     if conda is None:
         raise LlamaError("--image-type conda needs `conda` on PATH; install Miniconda, or use --image-type venv.")
-    env = conda_env_name(name)
+    env = env_name(name)
     exists = subprocess.run([conda, "run", "-n", env, "python", "-V"], capture_output=True, check=False).returncode == 0
     if not exists:
         run([conda, "create", "-y", "-n", env, f"python={sys.version_info.major}.{sys.version_info.minor}"], f"create conda env {env}")
@@ -162,14 +176,9 @@ def build_container(distribution_id: str, name: str, packages: Sequence[str]) ->
     context.mkdir(parents=True)
     root = source_root()
     if root is not None:
-        for rel in SOURCE_PATHS:
-            src = root / rel
-            if src.is_dir():
-                shutil.copytree(src, context / "src" / rel, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-            elif src.is_file():
-                shutil.copy2(src, context / "src" / rel)
+        stage_source(context / "src")
     (context / "Containerfile").write_text(containerfile(packages, root is not None), encoding="utf-8")
-    tag = conda_env_name(name)
+    tag = env_name(name)
     tool = container_tool()
     if tool is None:
         raise LlamaError(

@@ -17,6 +17,8 @@ from llama_core.config import RunConfig, without_none, load_run_config, run_conf
 from llama_core.errors import InvalidRequestError
 from llama_core.types._base import Base
 
+from .transcript import ANSWERS, CONFIGURED, TRANSCRIPT
+
 
 class Script:
     """Answers prompts from a list and keeps the transcript (prompt + answer per line)."""
@@ -52,48 +54,8 @@ def local_build(**sections: dict) -> RunConfig:
     return RunConfig(name="8b-instruct", distribution_id="local", providers=providers)
 
 
-# The reference's Step 3.3 session, as our provider configs ask it.
-TRANSCRIPT = """\
-Configuring API: inference (meta-reference)
-Enter value for model (default: SmolLM2-135M-Instruct): Llama3.1-8B-Instruct
-Enter value for max_seq_len (default: 4096): 4096
-Enter value for max_batch_size (default: 8): 1
-Enter value for device (optional): 
-Enter value for dtype (optional): 
-Enter value for model_parallel_size (optional): 
-Enter value for checkpoint_dir (optional): 
-Configuring API: safety (meta-reference)
-Do you want to configure llama_guard_shield? (y/n): y
-Entering sub-configuration for llama_guard_shield:
-Enter value for model (default: Llama-Guard-3-8B): Llama-Guard-3-8B
-Enter value for excluded_categories (default: []): []
-Enter value for disable_input_check (default: False): 
-Enter value for disable_output_check (default: False): 
-Do you want to configure prompt_guard_shield? (y/n): y
-Entering sub-configuration for prompt_guard_shield:
-Enter value for model (default: Prompt-Guard-86M): Prompt-Guard-86M
-Configuring API: agentic_system (meta-reference)
-Enter value for brave_search_api_key (optional): 
-Enter value for wolfram_api_key (optional): 
-Configuring API: memory (meta-reference-faiss)
-"""  # noqa: W291 (an empty answer leaves the prompt's trailing space)
-
-TRANSCRIPT_ANSWERS = [line.partition("): ")[2] for line in TRANSCRIPT.splitlines() if "): " in line]
-
-CONFIGURED = {
-    "inference": {"provider_id": "meta-reference", "model": "Llama3.1-8B-Instruct", "max_seq_len": 4096, "max_batch_size": 1,
-                  "device": None, "dtype": None, "model_parallel_size": None, "checkpoint_dir": None},
-    "safety": {"provider_id": "meta-reference",
-               "llama_guard_shield": {"model": "Llama-Guard-3-8B", "excluded_categories": [], "disable_input_check": False,
-                                      "disable_output_check": False},
-               "prompt_guard_shield": {"model": "Prompt-Guard-86M"}},
-    "agentic_system": {"provider_id": "meta-reference", "brave_search_api_key": None, "wolfram_api_key": None},
-    "memory": {"provider_id": "meta-reference-faiss"},
-}  # fmt: skip
-
-
 def test_reference_transcript():
-    script = Script(TRANSCRIPT_ANSWERS)
+    script = Script(ANSWERS)
     configured = configure_run_config(local_build(), {}, Prompter(script.ask, script.say))
     assert script.text == TRANSCRIPT
     assert configured.providers == CONFIGURED
@@ -269,7 +231,7 @@ def llama(capsys, monkeypatch):
 
 def test_cli_configure_reads_answers_from_stdin(llama):
     path = save_run_config(local_build(), run_config_path("local", "8b-instruct"))
-    rc, out, err = llama("stack", "configure", "local", "--name", "8b-instruct", stdin="\n".join(TRANSCRIPT_ANSWERS) + "\n")
+    rc, out, err = llama("stack", "configure", "local", "--name", "8b-instruct", stdin="\n".join(ANSWERS) + "\n")
     assert (rc, err) == (0, "")
     # input() prints each prompt with no newline, and piped answers are not echoed.
     prompts = "".join(line.partition("): ")[0] + "): " if "): " in line else line + "\n" for line in TRANSCRIPT.splitlines())
