@@ -133,23 +133,32 @@ def query_params(request: Base) -> list[tuple[str, str]]:
     """A GET request's fields as query parameters: lists repeat their key, None is left out."""
     params: list[tuple[str, str]] = []
     for key, value in msgspec.to_builtins(request).items():
+        if value is None:
+            continue
         for item in value if isinstance(value, list) else [value]:
             params.append((key, item if isinstance(item, str) else msgspec.json.encode(item).decode()))
     return params
 
 
 async def iter_sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The `data` of each server-sent event (multi-line data joined with "\\n"); stops at [DONE]."""
+    """The `data` of each server-sent event (multi-line data joined with "\\n"), up to `[DONE]`.
+
+    Lines after `[DONE]` are read and dropped: the stream ends right after it, and reading to the
+    end finishes `lines` (an unfinished async generator is a warning under trio).
+    """
     data: list[str] = []
+    done = False
     async for line in lines:
+        if done:
+            continue
         if line.startswith("data:"):
             data.append(line[5:].removeprefix(" "))
         elif not line and data:
             event, data = "\n".join(data), []
-            if event == "[DONE]":
-                return
-            yield event
-    if data and data != ["[DONE]"]:
+            done = event == "[DONE]"
+            if not done:
+                yield event
+    if data and not done and data != ["[DONE]"]:
         yield "\n".join(data)
 
 
