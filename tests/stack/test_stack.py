@@ -223,14 +223,6 @@ async def test_models_provider_reports_the_served_model(table):
         assert await stack.models.list_models(ModelsListRequest()) == []
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory):
-    pytest.importorskip("torch")
-    from engine.tiny_checkpoint import write_tiny_checkpoint
-
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "Llama3-tiny")
-
-
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["trio"])  # asyncio: the provider's own tests; ~6 s each
 async def test_local_stack_serves_inference_and_models_with_the_real_provider(tiny_ckpt, anyio_backend):
