@@ -1,0 +1,174 @@
+"""The OpenAI mapping as pure functions: requests in, our types out; refusals name the field."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from typing import Any
+
+import pytest
+
+from llama_core.errors import InvalidRequestError, UnsupportedError
+from llama_core.types import (
+    CompletionMessage,
+    SamplingParams,
+    SamplingStrategy,
+    StopReason,
+    SystemMessage,
+    TextContentItem,
+    ToolCall,
+    ToolDefinition,
+    ToolParamDefinition,
+    ToolResponseMessage,
+    UserMessage,
+)
+from llama_core.types.inference import ToolChoice
+from llama_core.types.schema import decode_request
+from llama_rpc import openai
+from llama_rpc.openai_types import OpenAIChatCompletionRequest, OpenAICompletionRequest
+
+
+def chat(**fields: Any) -> OpenAIChatCompletionRequest:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **fields}
+    return decode_request(OpenAIChatCompletionRequest, json.dumps(body).encode())
+
+
+def test_messages_map_to_ours() -> None:
+    req = chat(
+        messages=[
+            {"role": "developer", "content": "be brief"},
+            {"role": "system", "content": [{"type": "text", "text": "and kind"}]},
+            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": None,
+             "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+            {"role": "assistant", "content": "It is sunny."},
+        ],
+        user="someone", metadata={"ignored": True},  # unknown fields are ignored on these routes
+    )  # fmt: skip
+    assert openai.chat_messages(req.messages) == [
+        SystemMessage(content="be brief"),
+        SystemMessage(content="and kind"),
+        UserMessage(content=[TextContentItem(text="a"), TextContentItem(text="b")]),
+        CompletionMessage(
+            content="", stop_reason=StopReason.end_of_message,
+            tool_calls=[ToolCall(call_id="c1", tool_name="get_weather", arguments={"city": "Paris"})],
+        ),
+        ToolResponseMessage(call_id="c1", tool_name="get_weather", content="sunny"),
+        CompletionMessage(content="It is sunny.", stop_reason=StopReason.end_of_turn),
+    ]  # fmt: skip
+
+
+def test_tools_and_tool_choice() -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather", "description": "Weather now",
+            "parameters": {"type": "object", "required": ["city"],
+                           "properties": {"city": {"type": "string", "description": "A city"}, "days": {"type": "integer", "default": 1}}},
+        },
+    }  # fmt: skip
+    ours = openai.chat_request(chat(tools=[tool], tool_choice="required"))
+    assert ours.tools == [
+        ToolDefinition(
+            tool_name="get_weather", description="Weather now",
+            parameters={"city": ToolParamDefinition(param_type="string", description="A city", required=True),
+                        "days": ToolParamDefinition(param_type="integer", required=False, default=1)},
+        )
+    ]  # fmt: skip
+    assert ours.tool_choice == ToolChoice.required
+    assert openai.chat_request(chat(tools=[tool], tool_choice="none")).tools == []
+    named = openai.chat_request(chat(tools=[tool], tool_choice={"type": "function", "function": {"name": "get_weather"}}))
+    assert (len(named.tools), named.tool_choice) == (1, ToolChoice.required)
+    with pytest.raises(InvalidRequestError) as caught:
+        openai.chat_request(chat(tools=[tool], tool_choice={"type": "function", "function": {"name": "other"}}))
+    assert caught.value.field == "tool_choice.function.name"
+
+
+@pytest.mark.parametrize(
+    ("fields", "sampling"),
+    [
+        pytest.param({}, SamplingParams(), id="default-greedy"),
+        pytest.param({"temperature": 0}, SamplingParams(), id="zero-greedy"),
+        pytest.param({"temperature": 0.7, "seed": 3}, SamplingParams(strategy=SamplingStrategy.top_p, temperature=0.7, top_p=1.0, seed=3), id="temperature"),
+        pytest.param({"temperature": 0.7, "top_p": 0.9}, SamplingParams(strategy=SamplingStrategy.top_p, temperature=0.7, top_p=0.9), id="top-p"),
+        pytest.param({"max_tokens": 5}, SamplingParams(max_tokens=5), id="max-tokens"),
+        pytest.param({"max_tokens": 5, "max_completion_tokens": 7}, SamplingParams(max_tokens=7), id="max-completion-tokens-wins"),
+        pytest.param({"n": 1, "presence_penalty": 0, "logit_bias": {}, "response_format": {"type": "text"}}, SamplingParams(), id="harmless"),
+    ],
+)  # fmt: skip
+def test_sampling(fields: dict[str, Any], sampling: SamplingParams) -> None:
+    assert openai.chat_request(chat(**fields)).sampling_params == sampling
+
+
+@pytest.mark.parametrize(
+    ("fields", "error", "field"),
+    [
+        pytest.param({"n": 2}, UnsupportedError, "n", id="n"),
+        pytest.param({"presence_penalty": 0.5}, UnsupportedError, "presence_penalty", id="presence"),
+        pytest.param({"frequency_penalty": 0.5}, UnsupportedError, "frequency_penalty", id="frequency"),
+        pytest.param({"logit_bias": {"1": 2.0}}, UnsupportedError, "logit_bias", id="logit-bias"),
+        pytest.param({"logprobs": True}, UnsupportedError, "logprobs", id="logprobs"),
+        pytest.param({"response_format": {"type": "json_object"}}, UnsupportedError, "response_format", id="json-mode"),
+        pytest.param({"stream_options": {"include_usage": True}}, UnsupportedError, "stream_options.include_usage", id="usage"),
+        pytest.param({"temperature": 3}, InvalidRequestError, "temperature", id="temperature"),
+        pytest.param({"top_p": 0}, InvalidRequestError, "top_p", id="top-p"),
+        pytest.param({"max_tokens": -1}, InvalidRequestError, "max_tokens", id="max-tokens"),
+        pytest.param({"messages": []}, InvalidRequestError, "messages", id="no-messages"),
+        pytest.param({"messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "[1]"}}]}]},
+                     InvalidRequestError, "messages[0].tool_calls[0].function.arguments", id="arguments-not-object"),
+    ],
+)  # fmt: skip
+def test_refusals_name_the_field(fields: dict[str, Any], error: type[Exception], field: str) -> None:
+    with pytest.raises(error) as caught:
+        openai.chat_request(chat(**fields))
+    assert caught.value.field == field  # type: ignore[attr-defined]
+
+
+def test_completion_request() -> None:
+    req = decode_request(OpenAICompletionRequest, b'{"model": "m", "prompt": ["once"]}')
+    ours = openai.completion_request(req)
+    assert (ours.content, ours.sampling_params.max_tokens) == ("once", 16)  # OpenAI's default max_tokens
+    for body, field in ((b'{"model": "m", "prompt": ["a", "b"]}', "prompt"), (b'{"model": "m", "prompt": "a", "suffix": "z"}', "suffix")):
+        with pytest.raises(UnsupportedError) as caught:
+            openai.completion_request(decode_request(OpenAICompletionRequest, body))
+        assert caught.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("stops", "pieces", "sent", "stopped"),
+    [
+        pytest.param(["END"], ["abc", "de"], ["abc", "de"], False, id="no-stop"),
+        pytest.param(["END"], ["abE", "NDxyz"], ["ab", ""], True, id="across-pieces"),
+        pytest.param(["END"], ["abEN", "D"], ["ab", ""], True, id="held-back-prefix"),
+        pytest.param(["END"], ["abE", "x"], ["ab", "Ex"], False, id="false-alarm"),
+        pytest.param(["\n", "ab"], ["xa", "b\nz"], ["x", ""], True, id="earliest-of-several"),
+    ],
+)
+def test_stop_cutter(stops: list[str], pieces: list[str], sent: list[str], stopped: bool) -> None:
+    cutter = openai.StopCutter(stops)
+    assert [cutter.push(p) for p in pieces] == sent
+    assert cutter.stopped == stopped
+
+
+def test_stop_list() -> None:
+    assert openai.stop_list(None) == [] and openai.stop_list("x") == ["x"] and openai.stop_list(["a", "b"]) == ["a", "b"]
+    with pytest.raises(InvalidRequestError):
+        openai.stop_list([""])
+
+
+def test_embedding_item_base64_is_little_endian_float32() -> None:
+    item = openai.embedding_item(2, [1.5, -2.0], "base64")
+    assert struct.unpack("<2f", base64.b64decode(item["embedding"])) == (1.5, -2.0)
+    assert openai.embedding_item(0, [1.5], "float") == {"object": "embedding", "index": 0, "embedding": [1.5]}
+
+
+def test_tool_call_and_finish_reason() -> None:
+    call = ToolCall(call_id="c", tool_name="brave_search", arguments={"query": "x"})
+    assert openai.openai_tool_call(call, 0) == {
+        "index": 0, "id": "c", "type": "function", "function": {"name": "brave_search", "arguments": '{"query": "x"}'}
+    }  # fmt: skip
+    assert openai.finish_reason(StopReason.out_of_tokens, False) == "length"
+    assert openai.finish_reason(StopReason.end_of_message, True) == "tool_calls"
+    assert openai.finish_reason(StopReason.end_of_turn, False) == "stop"
