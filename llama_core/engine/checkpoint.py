@@ -196,6 +196,7 @@ def load_model(
     load_weights(model, state_dict, shard)
     del state_dict
     model = model.to(dev)
+    model.fuse_weights()
     model.setup_caches(max_batch_size, max_seq_len)
     return model, files
 

@@ -167,6 +167,7 @@ def load_hf_model(path: Path, max_seq_len: int, max_batch_size: int, dtype: torc
     model = build_model(args, dtype=dtype, device="cpu")
     load_weights(model, state_dict, path / "model.safetensors")
     model = model.to(device)
+    model.fuse_weights()
     model.setup_caches(max_batch_size, max_seq_len)
     tokenizer = next((p for p in (path / "tokenizer.json", path / "original" / "tokenizer.model") if p.is_file()), None)
     template = path / "chat_template.jinja"

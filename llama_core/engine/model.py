@@ -88,6 +88,32 @@ class KVCache(nn.Module):
         self.v_cache[rows, :, pos] = v
 
 
+def grouped_decode_attention(q: Tensor, keys: Tensor, values: Tensor, mask: Tensor) -> Tensor:
+    """One query per row, masked per row: q (B, H, 1, D); keys, values (B, Hkv, L, D); mask (B, 1, 1, L).
+
+    CPU SDPA takes a slow path for a masked single query; two batched matmuls over the query heads
+    that share each kv head (head h reads kv head h // n_rep) do not.
+    """
+    B, H, _, D = q.shape
+    n_kv = keys.shape[1]
+    qg = q.reshape(B, n_kv, H // n_kv, D)  # (B, Hkv, n_rep, D)
+    scores = torch.matmul(qg, keys.transpose(-1, -2)) * D**-0.5  # (B, Hkv, n_rep, L)
+    scores = scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(scores.float(), dim=-1).type_as(q)
+    return torch.matmul(probs, values).reshape(B, H, 1, D)
+
+
+def _fuse(*layers: nn.Module) -> Tensor:
+    """Concatenate the layers' weights along the output rows, and make each weight a view of it."""
+    fused = torch.cat([layer.weight.detach() for layer in layers])
+    start = 0
+    for layer in layers:
+        rows = layer.weight.shape[0]
+        layer.weight.data = fused[start : start + rows]  # loads still land in the fused tensor
+        start += rows
+    return fused
+
+
 class Attention(nn.Module):
     def __init__(self, args: ModelArgs) -> None:
         super().__init__()
@@ -101,22 +127,34 @@ class Attention(nn.Module):
         self.wv = ColumnParallelLinear(args.dim, args.kv_heads * hd, bias=False, gather_output=False, init_method=_keep)
         self.wo = RowParallelLinear(args.n_heads * hd, args.dim, bias=False, input_is_parallel=True, init_method=_keep)
         self.kv_cache: KVCache | None = None
+        self.wqkv: Tensor | None = None  # set by fuse_weights: one matmul instead of three
+
+    def fuse_weights(self) -> None:
+        self.wqkv = _fuse(self.wq, self.wk, self.wv)
 
     def forward(self, x: Tensor, freqs_cis: Tensor, mask: Tensor | None, rows: Tensor, pos: Tensor,
                 first_slot: int, kv_len: int) -> Tensor:
         B, T, _ = x.shape
-        q = self.wq(x).view(B, T, self.n_local_heads, self.head_dim)
-        k = self.wk(x).view(B, T, self.n_local_kv_heads, self.head_dim)
-        v = self.wv(x).view(B, T, self.n_local_kv_heads, self.head_dim)
+        if self.wqkv is not None:  # column-parallel without gather: a plain matmul on this rank's rows
+            q, k, v = F.linear(x, self.wqkv).split(
+                [self.n_local_heads * self.head_dim] + [self.n_local_kv_heads * self.head_dim] * 2, dim=-1)
+        else:
+            q, k, v = self.wq(x), self.wk(x), self.wv(x)
+        q = q.view(B, T, self.n_local_heads, self.head_dim)
+        k = k.view(B, T, self.n_local_kv_heads, self.head_dim)
+        v = v.view(B, T, self.n_local_kv_heads, self.head_dim)
         q, k = apply_rotary_emb(q, freqs_cis), apply_rotary_emb(k, freqs_cis)
         assert self.kv_cache is not None, "call Transformer.setup_caches first"
         self.kv_cache.update(rows, pos, k, v)
         keys = self.kv_cache.k_cache[first_slot : first_slot + B, :, :kv_len]  # (B, Hkv, L, D)
         values = self.kv_cache.v_cache[first_slot : first_slot + B, :, :kv_len]
-        y = F.scaled_dot_product_attention(
-            q.transpose(1, 2), keys, values, attn_mask=mask,
-            enable_gqa=self.n_local_heads != self.n_local_kv_heads,
-        )  # (B, H, T, D)
+        if T == 1 and mask is not None:
+            y = grouped_decode_attention(q.transpose(1, 2), keys, values, mask)
+        else:
+            y = F.scaled_dot_product_attention(
+                q.transpose(1, 2), keys, values, attn_mask=mask,
+                enable_gqa=self.n_local_heads != self.n_local_kv_heads,
+            )  # (B, H, T, D)
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))
 
 
@@ -128,8 +166,15 @@ class FeedForward(nn.Module):
         self.w1 = ColumnParallelLinear(dim, hidden_dim, bias=False, gather_output=False, init_method=_keep)
         self.w2 = RowParallelLinear(hidden_dim, dim, bias=False, input_is_parallel=True, init_method=_keep)
         self.w3 = ColumnParallelLinear(dim, hidden_dim, bias=False, gather_output=False, init_method=_keep)
+        self.w13: Tensor | None = None  # set by fuse_weights
+
+    def fuse_weights(self) -> None:
+        self.w13 = _fuse(self.w1, self.w3)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.w13 is not None:
+            gate, up = F.linear(x, self.w13).chunk(2, dim=-1)
+            return self.w2(F.silu(gate) * up)
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
@@ -169,6 +214,13 @@ class Transformer(nn.Module):
 
     def tie_weights(self) -> None:
         self.output.weight = self.tok_embeddings.weight
+
+    def fuse_weights(self) -> None:
+        """wq|wk|wv and w1|w3 become one matmul each (weights turn into views; names unchanged).
+        Call after the model is on its device: `.to()` would copy the views apart."""
+        for layer in self.layers:
+            layer.attention.fuse_weights()
+            layer.feed_forward.fuse_weights()
 
     def setup_caches(self, max_batch_size: int, max_seq_len: int) -> None:
         """Allocate each layer's KV cache and the RoPE table; a no-op when the sizes are unchanged."""

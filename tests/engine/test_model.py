@@ -85,3 +85,26 @@ def test_rope_scaling_equals_llama_models_reference() -> None:
     table = precompute_freqs_cis(args, 16)
     assert table.shape == (16, 64, 2)
     torch.testing.assert_close(table[5, 3], torch.tensor([math.cos(5 * freqs[3]), math.sin(5 * freqs[3])]))
+
+
+def test_grouped_decode_attention_equals_sdpa() -> None:
+    from llama_core.engine.model import grouped_decode_attention
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(3, 4, 1, 8, generator=g)
+    cache = torch.randn(3, 2, 16, 8, generator=g)
+    keys, values = cache[:, :, :10], cache.flip(2)[:, :, :10]  # strided views, as the cache gives them
+    mask = (torch.arange(10) <= torch.tensor([9, 4, 0])[:, None, None])[:, None]  # (3, 1, 1, 10)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=True)
+    torch.testing.assert_close(grouped_decode_attention(q, keys, values, mask), expected)
+
+
+def test_fused_weights_are_the_named_parameters(tiny, tiny_ckpt: Path) -> None:
+    """After fuse_weights, wq/wk/wv and w1/w3 are views of the fused matrices, so loads still land."""
+    attn, ffn = tiny.layers[0].attention, tiny.layers[0].feed_forward
+    assert attn.wqkv is not None and ffn.w13 is not None
+    assert attn.wq.weight.data_ptr() == attn.wqkv.data_ptr()
+    assert attn.wv.weight.data_ptr() == attn.wqkv[-attn.wv.weight.shape[0]:].data_ptr()
+    assert ffn.w3.weight.data_ptr() == ffn.w13[ffn.w1.weight.shape[0]:].data_ptr()
+    sd = read_shard(locate(tiny_ckpt).shards[0])
+    assert torch.equal(tiny.state_dict()["layers.0.attention.wk.weight"], sd["layers.0.attention.wk.weight"].float())
