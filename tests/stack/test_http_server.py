@@ -205,3 +205,53 @@ def test_disconnect_mid_stream_closes_the_provider_stream(url: str, stack: FakeS
     while inference.closed_streams == closed_before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert (inference.open_streams, inference.closed_streams) == (0, closed_before + 1)
+
+
+# --- python -m llama_cli.client.inference ----------------------------------------------------------
+
+
+def test_inference_client_interactive_chat_on_a_terminal(url: str, stack: FakeStack) -> None:
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    port = url.rsplit(":", 1)[1]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cli.client.inference", "127.0.0.1", port],
+        stdin=slave, stdout=slave, stderr=slave, env={**os.environ, "NO_COLOR": "1"}, close_fds=True,
+    )  # fmt: skip
+    os.close(slave)
+    os.write(master, b"hi there\nand again\n\n")  # two turns, then an empty line ends the chat
+    seen = b""
+    try:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            seen += data
+    finally:
+        os.close(master)
+        assert proc.wait(30) == 0, seen
+    text = seen.decode().replace("\r\n", "\n")
+    assert f"Initializing client for http://127.0.0.1:{port}\n" in text
+    assert "Assistant> You said: hi there\n" in text
+    assert "Assistant> You said: and again\n" in text
+    last = stack.providers["inference"].requests[-1]  # the second turn carried the whole chat
+    assert [type(m).__name__ for m in last.messages] == ["UserMessage", "CompletionMessage", "UserMessage"]
+
+
+def test_inference_client_errors_are_one_line() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "llama_cli.client.inference", "127.0.0.1", "9", "--message", "hi"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.startswith("Error: Cannot reach the stack at http://127.0.0.1:9") and done.stderr.count("\n") == 1
