@@ -39,7 +39,7 @@ class ProviderSpec:
     api: Api
     provider_id: str
     pip_packages: tuple[str, ...]
-    config_class: str
+    config_class: str | type
     # None: listed by the reference, not written yet (its API stays unserved).
     implementation: str | type | None
     # APIs this provider is built on; it is constructed as `Class(config, stack)` and after them.

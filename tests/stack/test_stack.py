@@ -69,7 +69,7 @@ class BrokenSafety(StandIn):
 
 
 def row(api: Api, impl: type | str | None, *deps: Api, provider_id: str = "x", config: type | str = Knob) -> ProviderSpec:
-    return ProviderSpec(api=api, provider_id=provider_id, pip_packages=("pkg",), config_class=config, implementation=impl, api_dependencies=deps)  # type: ignore[arg-type]
+    return ProviderSpec(api=api, provider_id=provider_id, pip_packages=("pkg",), config_class=config, implementation=impl, api_dependencies=deps)
 
 
 TABLE = (
