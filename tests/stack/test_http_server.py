@@ -198,8 +198,8 @@ def test_disconnect_mid_stream_closes_the_provider_stream(url: str, stack: FakeS
     closed_before = inference.closed_streams
     body = {"model": MODEL, "messages": [{"role": "user", "content": "slow " + "word " * 200}], "stream": True}
     with httpx.stream("POST", url + "/inference/chat_completion", json=body) as response:
-        first = next(response.iter_lines())
-        assert first.startswith('data: {"event":{"event_type":"start"')
+        lines = response.iter_lines()  # held: dropping it would close the connection at once
+        assert next(lines).startswith('data: {"event":{"event_type":"start"')
         assert inference.open_streams == 1
     deadline = time.monotonic() + 2.0  # 200 words at 50 ms would take 10 s: closed early, or not at all
     while inference.closed_streams == closed_before and time.monotonic() < deadline:
