@@ -1,0 +1,356 @@
+"""MCP (Model Context Protocol, handshake era 2025-11-25) over the same method table, on stdio.
+
+    initialize / notifications/initialized / ping      lifecycle; 2025-11-25, 2025-06-18, 2025-03-26
+                                                        and 2024-11-05 are echoed, others get 2025-11-25
+    tools/list, tools/call                              one tool per served route (`/` -> `_`):
+                                                        inputSchema = the request's JSON Schema,
+                                                        outputSchema = the result's (non-objects
+                                                        wrapped as {"result": ...})
+    resources/list, resources/read                      llama://models/<descriptor>,
+                                                        llama://memory_banks/<bank_id>
+    prompts/list, prompts/get                           the `llama model template` templates
+    notifications/progress                              one per chunk of a streaming call, when the
+                                                        caller sent a progressToken
+    notifications/cancelled                             stops the request; it gets no answer
+
+The routes of the table stay callable by their own names too (plain JSON-RPC, llama_rpc/jsonrpc.py).
+A tool's failure (bad arguments, unknown model, ...) is a result with `isError: true` and one line
+of text, so a model can correct itself; an unknown tool is JSON-RPC -32602. `server/discover` (the
+2026-07-28 era) answers -32601 at once, so SDK clients in "auto" mode fall back to `initialize`.
+
+Non-goals: no 2026-07-28 stateless era, no subscriptions, sampling, elicitation or tasks; one page
+per list (no cursors are handed out).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from typing import Any
+from urllib.parse import quote, unquote
+
+import msgspec
+
+import llama_core
+from llama_core.errors import LlamaError, NotConfiguredError, NotFoundError
+from llama_core.types import ToolPromptFormat
+from llama_core.types._base import Base
+from llama_core.types.memory import GetMemoryBankRequest, ListMemoryBanksRequest
+from llama_core.types.models import ModelsGetRequest, ModelsListRequest
+from llama_core.types.schema import decode_request, json_schema
+from llama_rpc.jsonrpc import (
+    FOLDS,
+    INVALID_PARAMS,
+    Connection,
+    Context,
+    Handler,
+    JsonRpcError,
+    NotificationHandler,
+    call_method,
+    table_handlers,
+)
+from llama_rpc.methods import METHODS, Method, Streams, provider_call
+from llama_rpc.stdio import Receiver, Sender, process_stdio, read_lines
+
+log = logging.getLogger("llama_rpc.mcp")
+
+LATEST_PROTOCOL_VERSION = "2025-11-25"
+PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
+SERVER_INFO = {"name": "llama-toolchain", "title": "Llama Stack", "version": llama_core.__version__}
+INSTRUCTIONS = (
+    "Llama Stack APIs as tools: inference (chat, completion, embeddings), models, memory banks, "
+    "safety and agents, as this stack serves them. Set `stream: true` (or send a progressToken) "
+    "to get progress notifications while text is generated."
+)
+RESOURCE_NOT_FOUND = -32002
+MODELS_URI = "llama://models/"
+BANKS_URI = "llama://memory_banks/"
+
+_encoder = msgspec.json.Encoder()
+
+
+# --- params (unknown members ignored: the protocol grows) -------------------------------------
+
+
+class _Params(Base, forbid_unknown_fields=False):
+    pass
+
+
+class Meta(_Params):
+    progressToken: int | str | None = None  # noqa: N815 -- the protocol's name
+
+
+class InitializeParams(_Params):
+    protocolVersion: str  # noqa: N815
+    capabilities: dict[str, Any] = {}
+    clientInfo: dict[str, Any] = {}  # noqa: N815
+
+
+class CallToolParams(_Params):
+    name: str
+    arguments: dict[str, Any] = {}
+    meta: Meta = msgspec.field(default_factory=Meta, name="_meta")
+
+
+class ListParams(_Params):
+    cursor: str | None = None
+
+
+class ReadResourceParams(_Params):
+    uri: str
+
+
+class GetPromptParams(_Params):
+    name: str
+    arguments: dict[str, str] = {}
+
+
+class CancelledParams(_Params):
+    requestId: int | str  # noqa: N815
+    reason: str | None = None
+
+
+def _params(cls: type[Any], ctx: Context) -> Any:
+    return decode_request(cls, ctx.params or b"")
+
+
+def _no_cursor(ctx: Context) -> None:
+    if _params(ListParams, ctx).cursor is not None:
+        raise JsonRpcError(INVALID_PARAMS, "Invalid cursor: this server answers every list in one page")
+
+
+# --- tools ------------------------------------------------------------------------------------
+
+
+def tool_name(method: Method) -> str:
+    """`inference/chat_completion` -> `inference_chat_completion` (MCP names take no `/`)."""
+    return method.name.replace("/", "_")
+
+
+TOOL_METHODS: dict[str, Method] = {tool_name(m): m for m in METHODS.values()}
+
+
+def _is_object(response_type: Any) -> bool:
+    return isinstance(response_type, type) and issubclass(response_type, msgspec.Struct)
+
+
+def output_schema(method: Method) -> dict[str, Any]:
+    """The result's JSON Schema; a non-object result is wrapped as {"result": ...}."""
+    if _is_object(method.response_type):
+        return json_schema(method.response_type)
+    return {"type": "object", "properties": {"result": json_schema(method.response_type)}, "required": ["result"]}
+
+
+def tool(method: Method) -> dict[str, Any]:
+    """The MCP Tool of one route."""
+    streams = " Streams progress with `stream: true`." if method.streams is Streams.on_request else ""
+    return {
+        "name": tool_name(method),
+        "title": method.name,
+        "description": method.summary + streams,
+        "inputSchema": json_schema(method.request_type),
+        "outputSchema": output_schema(method),
+    }
+
+
+def structured(method: Method, result: Any) -> Any:
+    return result if _is_object(method.response_type) else {"result": result}
+
+
+def tool_error(error: LlamaError) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": error.message}], "isError": True}
+
+
+# --- the server -------------------------------------------------------------------------------
+
+
+class McpServer:
+    """MCP and plain JSON-RPC for one started Stack (anything with `api(name)`)."""
+
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+        self.client: InitializeParams | None = None
+
+    def served(self, method: Method) -> bool:
+        try:
+            self.stack.api(method.api)
+        except NotConfiguredError:
+            return False
+        return True
+
+    @cached_property
+    def tools(self) -> list[dict[str, Any]]:
+        return [tool(m) for m in METHODS.values() if self.served(m)]
+
+    def connection(self, sender: Sender, **options: Any) -> Connection:
+        """A Connection answering MCP and every route of the table, writing to `sender`."""
+        handlers: dict[str, Handler] = {
+            **table_handlers(self.stack),
+            "initialize": self.initialize,
+            "ping": self.ping,
+            "logging/setLevel": self.ping,  # accepted; logs go to stderr regardless
+            "tools/list": self.list_tools,
+            "tools/call": self.call_tool,
+            "resources/list": self.list_resources,
+            "resources/templates/list": self.list_resource_templates,
+            "resources/read": self.read_resource,
+            "prompts/list": self.list_prompts,
+            "prompts/get": self.get_prompt,
+        }
+        connection = Connection(sender, handlers, **options)
+
+        def cancelled(params: msgspec.Raw | None) -> None:
+            p = decode_request(CancelledParams, params or b"")
+            if connection.cancel(p.requestId):
+                log.info("cancelling request %r: %s", p.requestId, p.reason or "no reason given")
+
+        notifications: dict[str, NotificationHandler] = {
+            "notifications/initialized": lambda params: None,
+            "notifications/cancelled": cancelled,
+        }
+        connection.notifications.update(notifications)
+        return connection
+
+    async def serve(self, receiver: Receiver, sender: Sender, **options: Any) -> None:
+        """Serve one client on a pair of byte streams until its input ends."""
+        await self.connection(sender, **options).serve(read_lines(receiver))
+
+    # lifecycle
+
+    async def initialize(self, ctx: Context) -> dict[str, Any]:
+        self.client = _params(InitializeParams, ctx)
+        asked = self.client.protocolVersion
+        version = asked if asked in PROTOCOL_VERSIONS else LATEST_PROTOCOL_VERSION
+        capabilities = {
+            "tools": {"listChanged": False},
+            "resources": {"subscribe": False, "listChanged": False},
+            "prompts": {"listChanged": False},
+            "logging": {},
+        }
+        return {"protocolVersion": version, "capabilities": capabilities, "serverInfo": SERVER_INFO, "instructions": INSTRUCTIONS}
+
+    async def ping(self, ctx: Context) -> dict[str, Any]:
+        return {}
+
+    # tools
+
+    async def list_tools(self, ctx: Context) -> dict[str, Any]:
+        _no_cursor(ctx)
+        return {"tools": self.tools}
+
+    async def call_tool(self, ctx: Context) -> dict[str, Any]:
+        p = _params(CallToolParams, ctx)
+        method = TOOL_METHODS.get(p.name) or METHODS.get(p.name)
+        if method is None or not self.served(method):
+            raise JsonRpcError(INVALID_PARAMS, f"Unknown tool: {p.name}", {"name": p.name})
+        token = p.meta.progressToken
+        try:
+            request = decode_request(method.request_type, _encoder.encode(p.arguments))
+            if token is not None and method.streams is Streams.on_request:
+                request = msgspec.structs.replace(request, stream=True)  # type: ignore[type-var]
+
+            async def on_chunk(chunk: Any, n: int) -> None:
+                if token is not None:
+                    text = _chunk_text(method, chunk)
+                    await ctx.notify("notifications/progress", {"progressToken": token, "progress": n, "message": text})
+
+            result = await call_method(self.stack, method, request, on_chunk)
+        except LlamaError as error:
+            return tool_error(error)
+        return {
+            "content": [{"type": "text", "text": _encoder.encode(result).decode()}],
+            "structuredContent": structured(method, result),
+            "isError": False,
+        }
+
+    # resources
+
+    async def _call(self, name: str, request: Base) -> Any:
+        return await provider_call(self.stack, METHODS[name])(request)
+
+    async def list_resources(self, ctx: Context) -> dict[str, Any]:
+        _no_cursor(ctx)
+        resources = [
+            {"uri": MODELS_URI + quote(m.descriptor, safe=""), "name": m.descriptor, "title": f"Model {m.descriptor}",
+             "description": m.description or None, "mimeType": "application/json"}
+            for m in await self._call("models/list", ModelsListRequest())
+        ]  # fmt: skip
+        if self.served(METHODS["memory_banks/list"]):
+            resources += [
+                {"uri": BANKS_URI + quote(b.bank_id, safe=""), "name": b.name, "title": f"Memory bank {b.name}",
+                 "mimeType": "application/json"}
+                for b in await self._call("memory_banks/list", ListMemoryBanksRequest())
+            ]  # fmt: skip
+        return {"resources": [{k: v for k, v in r.items() if v is not None} for r in resources]}
+
+    async def list_resource_templates(self, ctx: Context) -> dict[str, Any]:
+        _no_cursor(ctx)
+        return {
+            "resourceTemplates": [
+                {"uriTemplate": MODELS_URI + "{descriptor}", "name": "model", "mimeType": "application/json"},
+                {"uriTemplate": BANKS_URI + "{bank_id}", "name": "memory_bank", "mimeType": "application/json"},
+            ]
+        }
+
+    async def read_resource(self, ctx: Context) -> dict[str, Any]:
+        uri = _params(ReadResourceParams, ctx).uri
+        try:
+            if uri.startswith(MODELS_URI):
+                found = await self._call("models/get", ModelsGetRequest(core_model_id=unquote(uri[len(MODELS_URI) :])))
+            elif uri.startswith(BANKS_URI) and self.served(METHODS["memory_banks/get"]):
+                found = await self._call("memory_banks/get", GetMemoryBankRequest(bank_id=unquote(uri[len(BANKS_URI) :])))
+            else:
+                found = None
+        except NotFoundError:
+            found = None
+        if found is None:
+            raise JsonRpcError(RESOURCE_NOT_FOUND, f"Resource not found: {uri}", {"uri": uri})
+        return {"contents": [{"uri": uri, "mimeType": "application/json", "text": _encoder.encode(found).decode()}]}
+
+    # prompts
+
+    async def list_prompts(self, ctx: Context) -> dict[str, Any]:
+        from llama_core.prompt.templates import TEMPLATES
+
+        _no_cursor(ctx)
+        argument = {"name": "tool_prompt_format", "description": "json (default), function_tag or python_list", "required": False}
+        return {
+            "prompts": [
+                {"name": t.name, "title": t.name, "description": f"A {t.role} prompt. {t.notes}", "arguments": [argument]}
+                for t in TEMPLATES
+            ]
+        }
+
+    async def get_prompt(self, ctx: Context) -> dict[str, Any]:
+        from llama_core.prompt.templates import TEMPLATE_NAMES, get_template, render_template
+
+        p = _params(GetPromptParams, ctx)
+        if p.name not in TEMPLATE_NAMES:
+            raise JsonRpcError(INVALID_PARAMS, f"Unknown prompt: {p.name}", {"name": p.name})
+        fmt = p.arguments.get("tool_prompt_format", "json")
+        try:
+            tool_prompt_format = ToolPromptFormat(fmt)
+        except ValueError:
+            valid = ", ".join(f.value for f in ToolPromptFormat)
+            raise JsonRpcError(INVALID_PARAMS, f"Invalid tool_prompt_format '{fmt}': use one of {valid}", {"field": "arguments.tool_prompt_format"}) from None
+        text = render_template(p.name, tool_prompt_format=tool_prompt_format)
+        return {
+            "description": f"A {get_template(p.name).role} prompt, rendered in the Llama 3 chat format",
+            "messages": [{"role": "user", "content": {"type": "text", "text": text}}],
+        }
+
+
+def _chunk_text(method: Method, chunk: Any) -> str:
+    fold = FOLDS.get(method.chunk_type) if method.chunk_type else None
+    return fold.text(chunk) if fold else ""
+
+
+async def serve_stdio(stack: Any) -> None:
+    """Start `stack` and serve MCP on this process's stdin/stdout until stdin ends.
+
+    stdout is taken over first, so the stack's worker processes inherit stderr as their fd 1.
+    """
+    with process_stdio() as (receiver, sender):
+        async with stack:
+            log.info("serving MCP on stdio (%d tools)", len(McpServer(stack).tools))
+            await McpServer(stack).serve(receiver, sender)
