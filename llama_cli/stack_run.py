@@ -7,7 +7,8 @@
 A build in a venv or conda environment other than this one runs inside it (re-executed there). The
 demo model is downloaded first when missing. It prints `Serving <VERB> /<route>` for each route,
 binds localhost unless `--host` says otherwise (`--host ::` is every interface), and stops on
-Ctrl-C. With `--api-key` (or LLAMA_STACK_API_KEY) every request but /health needs
+Ctrl-C. With `--stdio` it serves MCP / JSON-RPC 2.0 on stdin and stdout instead (llama_rpc/mcp.py).
+With `--api-key` (or LLAMA_STACK_API_KEY) every request but /health needs
 `Authorization: Bearer <key>`.
 """
 
@@ -42,6 +43,7 @@ def run(
         str | None, Parameter(env_var="LLAMA_STACK_API_KEY", help="Require `Authorization: Bearer <key>` (env LLAMA_STACK_API_KEY).")
     ] = None,
     openai_done: Annotated[bool, Parameter(negative=(), help="End OpenAI-compatible streams with `data: [DONE]`.")] = False,
+    stdio: Annotated[bool, Parameter(negative=(), help="Serve MCP / JSON-RPC 2.0 on stdin and stdout instead of HTTP.")] = False,
 ) -> None:
     """Start the server of a built distribution (or of `local` with defaults)."""
     import asyncio
@@ -57,6 +59,12 @@ def run(
         _maybe_reexec(path)
     stack = _stack(path)
     _download_demo_if_missing(stack)
+    if stdio:
+        import anyio
+
+        from llama_rpc.mcp import serve_stdio
+
+        return anyio.run(serve_stdio, stack)
     asyncio.run(_serve(stack, bind_address(host, port, disable_ipv6), api_key, openai_done))
 
 
