@@ -8,7 +8,8 @@ as the real one does where a client can tell:
 - HEAD is refused (403), so sizes come from a ranged GET's Content-Range;
 - `Range: bytes=a-b` / `bytes=a-` answer 206 (416 past the end); no Range (or `ranges = False`) answers 200;
 - `cut(path, at)` closes the connection once, after byte `at` of that file has been sent;
-- a missing file is 404. Bodies go out with os.sendfile, so the bench measures the client.
+- a missing file is 404. Bodies go out with os.sendfile, so the bench measures the client;
+  `rate` caps each response's bytes/s, as a CDN edge caps a connection.
 
 Requests are recorded as (method, path, Range header) in `requests`.
 """
@@ -48,6 +49,7 @@ class FakeCDN:
         self.cuts: dict[str, list[int]] = {}
         self.expired = False
         self.ranges = True  # False: ignore Range and always answer 200 with the whole file
+        self.rate: float | None = None  # bytes/s per response, like a CDN edge's per-connection cap
         self.lock = threading.Lock()
         cdn = self
 
@@ -161,9 +163,12 @@ class _Handler(BaseHTTPRequestHandler):
                     stop = at
                     break
         with path.open("rb") as f:
-            sent = start
+            sent, began = start, time.monotonic()
             while sent < stop:
-                sent += os.sendfile(self.connection.fileno(), f.fileno(), sent, stop - sent)
+                count = stop - sent if cdn.rate is None else min(stop - sent, 1 << 18)
+                sent += os.sendfile(self.connection.fileno(), f.fileno(), sent, count)
+                if cdn.rate is not None:  # pace: never ahead of rate * elapsed
+                    time.sleep(max(0.0, (sent - start) / cdn.rate - (time.monotonic() - began)))
         if stop < end:  # the cut: the client has a Content-Length it will never get
             self.close_connection = True
             self.connection.shutdown(2)
