@@ -325,17 +325,19 @@ class Connection:
         async with anyio.create_task_group() as tg:
             self._tg = tg
             tg.start_soon(self._writer)
-            async for line in lines:
-                self.on_line(line)
-            self._closing = True
-            if not self.in_flight:
-                self._drained.set()
-            with anyio.move_on_after(self.eof_grace):
+            try:
+                async for line in lines:
+                    self.on_line(line)
+                self._closing = True
+                if not self.in_flight:
+                    self._drained.set()
+                with anyio.move_on_after(self.eof_grace):
+                    await self._drained.wait()
+                for scope in list(self.in_flight.values()):
+                    scope.cancel()
                 await self._drained.wait()
-            for scope in list(self.in_flight.values()):
-                scope.cancel()
-            await self._drained.wait()
-            self._out_send.close()
+            finally:
+                self._out_send.close()
 
     async def _writer(self) -> None:
         async with self._out_recv:
