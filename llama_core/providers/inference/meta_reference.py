@@ -21,7 +21,13 @@ import anyio
 from llama_core import paths
 from llama_core.engine.group import WorkerGroup
 from llama_core.engine.messages import GenParams, TokenOut, WorkerSpec
-from llama_core.errors import CheckpointError, InvalidRequestError, NotFoundError, UnsupportedError
+from llama_core.errors import (
+    CheckpointError,
+    InvalidRequestError,
+    ModelNotFoundError,
+    NotFoundError,
+    UnsupportedError,
+)
 from llama_core.models.registry import Model, resolve_model
 from llama_core.prompt.chat_format import ChatFormat
 from llama_core.prompt.jinja_format import JinjaChatFormat, load_chat_template
@@ -63,6 +69,12 @@ class MetaReferenceInferenceConfig(Base, kw_only=True):
     dtype: str | None = None  # fp32, bf16 or int8; default: bf16 on CUDA, fp32 elsewhere
     model_parallel_size: int | None = None  # default: the checkpoint's shard count
     checkpoint_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        try:  # an unknown model fails when the config is read (configure re-asks), not at start-up
+            resolve_model(self.model)
+        except ModelNotFoundError as e:
+            raise ValueError(e.message) from None
 
 
 def shard_count(ckpt_dir: Path) -> int:
