@@ -97,10 +97,10 @@ class ErrorResponse(msgspec.Struct, kw_only=True):
     error: ErrorObject
 
 
-class Notification(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Notification(msgspec.Struct, kw_only=True):
     jsonrpc: str = "2.0"
     method: str
-    params: Any = None
+    params: Any  # always given: JSON-RPC allows it absent, never null
 
 
 class JsonRpcError(Exception):
