@@ -109,17 +109,21 @@ def download(
     patterns = None if ignore_patterns is None else [p for arg in ignore_patterns for p in arg.split(",") if p]
     out = output.console()
     with ProgressBars(output.console(stderr=True)) as bars:
-        dest = anyio.run(
-            lambda: download_model(
-                model_id,
-                source=chosen,
-                meta_url=url,
-                hf_token=hf_token,
-                ignore_patterns=patterns,
-                max_parallel=max_parallel,
-                progress=bars,
+        try:
+            dest = anyio.run(
+                lambda: download_model(
+                    model_id,
+                    source=chosen,
+                    meta_url=url,
+                    hf_token=hf_token,
+                    ignore_patterns=patterns,
+                    max_parallel=max_parallel,
+                    progress=bars,
+                )
             )
-        )
+        except KeyboardInterrupt:
+            bars.note("Interrupted: what arrived is kept; run the same command again to resume.")
+            raise
     out.print(f"Successfully downloaded model to {dest}", markup=False)
     if chosen == Source.meta:
         out.print(f"MD5 Checksums are at: {dest / 'checklist.chk'}", markup=False)

@@ -250,14 +250,24 @@ class Fetcher:
 
     async def _in_threads(self, jobs: list[Callable[[], None]]) -> None:
         """Run `jobs` in threads, `max_parallel` at a time, replaying their events; the first failure wins."""
+        if not jobs:
+            return
         limiter = anyio.CapacityLimiter(self.options.max_parallel)
+        remaining = len(jobs)
 
         async def run(job: Callable[[], None]) -> None:
+            nonlocal remaining
             try:
-                await anyio.to_thread.run_sync(job, limiter=limiter)
+                await anyio.to_thread.run_sync(job, limiter=limiter)  # waits for the thread, even when cancelled
+            except _Stopped:
+                pass  # told to stop: whatever stopped it (a sibling's error, a cancellation) is raised instead
             except BaseException:
                 self.stop.set()
                 raise
+            finally:
+                remaining -= 1
+                if remaining == 0:
+                    tg.cancel_scope.cancel()  # only `replay` is left
 
         async def replay() -> None:
             try:
@@ -265,18 +275,16 @@ class Fetcher:
                     self._replay()
                     await anyio.sleep(REPLAY_S)
             finally:
-                self.stop.set()  # cancelled: from outside (Ctrl-C), or because the jobs are over
+                # Cancelled: the jobs are over, or the run is (Ctrl-C, a failed sibling). Being a sibling of
+                # the jobs, not their parent, is what lets this reach the threads while they still run.
+                self.stop.set()
                 self._replay()
 
         try:
-            async with anyio.create_task_group() as outer:
-                outer.start_soon(replay)
-                try:
-                    async with anyio.create_task_group() as tg:
-                        for job in jobs:
-                            tg.start_soon(run, job)
-                finally:
-                    outer.cancel_scope.cancel()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(replay)
+                for job in jobs:
+                    tg.start_soon(run, job)
         except BaseExceptionGroup as group:
             raise _first_error(group) from None
         self.stop.clear()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from download.cdn import FakeCDN
@@ -22,9 +25,10 @@ SHARD = f"/{FOLDER}/consolidated.00.pth"
 class Recorder:
     """A Progress that writes down what it is told."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_advance: Callable[[], object] = lambda: None) -> None:
         self.events: list[tuple[str, ...]] = []
         self.bytes: dict[str, int] = {}
+        self.on_advance = on_advance
 
     def start(self, name: str, total: int | None, done: int) -> None:
         self.events.append(("start", name, str(total), str(done)))
@@ -32,6 +36,7 @@ class Recorder:
 
     def advance(self, name: str, n: int) -> None:
         self.bytes[name] += n
+        self.on_advance()
 
     def finish(self, name: str) -> None:
         self.events.append(("finish", name))
@@ -62,6 +67,25 @@ async def test_parts_in_parallel_with_two_cuts(cdn, files, tmp_path):
     assert (SHARD, f"bytes=100-{PART - 1}") in [(p, r) for _, p, r in cdn.requests]
     assert (SHARD, f"bytes={2 * PART + 7}-{3 * PART - 1}") in [(p, r) for _, p, r in cdn.requests]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["consolidated.00.pth", "params.json"]
+
+
+async def test_cancelled_download_stops_at_once_and_resumes(cdn, files, tmp_path):
+    cdn.rate = 2**20  # 1 MiB/s per stream: each 1 MiB part takes a second
+    out, shard = tmp_path / "out", files["consolidated.00.pth"]
+    with anyio.CancelScope() as scope:
+        cancelled_at: list[float] = []
+        progress = Recorder(on_advance=lambda: cancelled_at.append(time.monotonic()) or scope.cancel())
+        await fetch_files(_remote(cdn, "consolidated.00.pth"), out, options=OPTIONS, progress=progress)
+    assert scope.cancelled_caught and time.monotonic() - cancelled_at[0] < 0.5  # the threads saw the stop flag
+    record = json.loads((out / "consolidated.00.pth.partial.json").read_text())
+    assert record["size"] == len(shard) and 0 < sum(record["done"]) < len(shard)
+    assert not (out / "consolidated.00.pth").exists()
+
+    cdn.rate, cdn.requests = None, []
+    [path] = await fetch_files(_remote(cdn, "consolidated.00.pth"), out, options=OPTIONS)
+    assert path.read_bytes() == shard
+    starts = sorted(int(r.split("=")[1].split("-")[0]) for _, _, r in cdn.requests if r != "bytes=0-0")
+    assert starts == sorted(i * PART + done for i, done in enumerate(record["done"]) if done < min(PART, len(shard) - i * PART))
 
 
 async def test_server_without_range_support_starts_over_after_a_cut(cdn, files, tmp_path):
