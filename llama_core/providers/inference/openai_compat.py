@@ -1,0 +1,575 @@
+"""Inference over a vendor's OpenAI-style REST API (Fireworks, Together), and what Ollama shares with it.
+
+    chat_completion  ->  POST {url}/v1/chat/completions   messages, tools, sampling (SSE if stream)
+    completion       ->  POST {url}/v1/completions        prompt, sampling (SSE if stream)
+    embeddings       ->  POST {url}/v1/embeddings
+
+Models: a registry descriptor (or its Hugging Face repo, or an older name) maps to the vendor's id
+by the vendor's table; a name the registry does not know is sent as it is (a vendor's own id).
+The API key is the config's `api_key`, else the request's provider data (`{"<vendor>_api_key": ...}`
+in the X-LlamaStack-ProviderData header).
+
+Streams give the meta-reference chunk sequence (llama_core.providers.inference.stream.ChatStream):
+text deltas as progress, a leading `<|python_tag|>` as a started tool call, the vendor's own tool
+calls once complete, then `complete` with the stop reason. The first request is sent before the
+stream is returned, so refusals (401, 404, 429) are answered as statuses and retried where safe
+(llama_core.providers.retry); a stream that breaks off later is a ProviderError.
+
+Non-goals: no logprobs, no images, no vendor SDKs (plain httpx).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+import msgspec
+
+from llama_core.errors import AuthenticationError, ModelNotFoundError, ProviderError, UnsupportedError
+from llama_core.models.registry import resolve_model
+from llama_core.prompt.chat_format import PYTHON_TAG, decode_assistant_message_from_content
+from llama_core.prompt.tool_calls import new_call_id
+from llama_core.providers.inference.stream import ChatStream
+from llama_core.providers.provider_data import provider_data
+from llama_core.providers.retry import RetryPolicy, error_for_status, send_with_retries
+from llama_core.types import (
+    BuiltinTool,
+    CompletionMessage,
+    Message,
+    SamplingParams,
+    SamplingStrategy,
+    StopReason,
+    SystemMessage,
+    ToolCall,
+    ToolDefinition,
+    ToolResponseMessage,
+    UserMessage,
+    content_text,
+)
+from llama_core.types.inference import (
+    BatchChatCompletionRequest,
+    BatchChatCompletionResponse,
+    BatchCompletionRequest,
+    BatchCompletionResponse,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatCompletionResponseEvent,
+    ChatCompletionResponseEventType,
+    ChatCompletionResponseStreamChunk,
+    CompletionRequest,
+    CompletionResponse,
+    CompletionResponseStreamChunk,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    ToolCallDelta,
+    ToolCallParseStatus,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+T = TypeVar("T")
+
+# OpenAI finish_reason -> ours. "eos" is Together's; "tool_calls": the model waits for a tool's result.
+FINISH_REASONS: dict[str, StopReason] = {
+    "stop": StopReason.end_of_turn,
+    "eos": StopReason.end_of_turn,
+    "length": StopReason.out_of_tokens,
+    "tool_calls": StopReason.end_of_message,
+    "function_call": StopReason.end_of_message,
+}
+
+# Llama stop tokens a raw-text endpoint may leave in its text.
+STOP_TOKENS = ("<|eot_id|>", "<|eom_id|>")
+
+# The parameters of the builtin tools, as the model calls them.
+BUILTIN_PARAMS: dict[str, tuple[str, str]] = {
+    BuiltinTool.brave_search: ("query", "The search query."),
+    BuiltinTool.wolfram_alpha: ("query", "The Wolfram Alpha query."),
+    BuiltinTool.photogen: ("query", "What the image should show."),
+    BuiltinTool.code_interpreter: ("code", "Python code to run."),
+}
+
+# -- requests: our types -> OpenAI-style JSON ------------------------------------------------------
+
+
+def tool_schema(tool: ToolDefinition) -> dict[str, Any]:
+    """`{"type": "function", "function": {name, description, parameters: JSON Schema}}` for one tool."""
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    if tool.tool_name in BUILTIN_PARAMS:
+        name, description = BUILTIN_PARAMS[tool.tool_name]
+        properties[name] = {"type": "string", "description": description}
+        required.append(name)
+    for name, param in (tool.parameters or {}).items():
+        prop: dict[str, Any] = {"type": param.param_type}
+        if param.description:
+            prop["description"] = param.description
+        if param.default is not None:
+            prop["default"] = param.default
+        properties[name] = prop
+        if param.required:
+            required.append(name)
+    function: dict[str, Any] = {"name": tool.tool_name}
+    if tool.description:
+        function["description"] = tool.description
+    function["parameters"] = {"type": "object", "properties": properties, "required": required}
+    return {"type": "function", "function": function}
+
+
+def user_text(message: UserMessage) -> str:
+    """A user turn's text, with its RAG context after a blank line (as the chat format lays it out)."""
+    text = content_text(message.content)
+    return text if message.context is None else f"{text}\n\n{content_text(message.context)}"
+
+
+def openai_tool_call(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.call_id,
+        "type": "function",
+        "function": {"name": call.tool_name, "arguments": json.dumps(call.arguments)},
+    }
+
+
+def openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Our messages as OpenAI chat messages; tool calls and tool results keep their call ids."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if isinstance(m, SystemMessage):
+            out.append({"role": "system", "content": content_text(m.content)})
+        elif isinstance(m, UserMessage):
+            out.append({"role": "user", "content": user_text(m)})
+        elif isinstance(m, ToolResponseMessage):
+            out.append({"role": "tool", "tool_call_id": m.call_id, "content": content_text(m.content)})
+        else:
+            reply: dict[str, Any] = {"role": "assistant", "content": content_text(m.content)}
+            if m.tool_calls:
+                reply["tool_calls"] = [openai_tool_call(c) for c in m.tool_calls]
+            out.append(reply)
+    return out
+
+
+def sampling_fields(sp: SamplingParams) -> dict[str, Any]:
+    """temperature (0 for greedy), top_p or top_k by strategy, max_tokens when set, seed, repetition_penalty."""
+    fields: dict[str, Any] = {"temperature": 0.0 if sp.strategy == SamplingStrategy.greedy else sp.temperature}
+    if sp.strategy == SamplingStrategy.top_p:
+        fields["top_p"] = sp.top_p
+    elif sp.strategy == SamplingStrategy.top_k:
+        fields["top_k"] = sp.top_k
+    if sp.max_tokens > 0:
+        fields["max_tokens"] = sp.max_tokens
+    if sp.seed is not None:
+        fields["seed"] = sp.seed
+    if sp.repetition_penalty != 1.0:
+        fields["repetition_penalty"] = sp.repetition_penalty
+    return fields
+
+
+# -- answers: vendor JSON -> our types -------------------------------------------------------------
+
+
+def vendor_tool_call(call_id: str | None, name: str, arguments: str | dict[str, Any] | None) -> ToolCall | None:
+    """A ToolCall from a vendor's call (arguments as a JSON string, or an object as Ollama sends them).
+
+    None when the arguments are not a JSON object.
+    """
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments) if arguments.strip() else {}
+        except ValueError:
+            return None
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        return None
+    return ToolCall(call_id=call_id or new_call_id(), tool_name=name, arguments=arguments)
+
+
+def vendor_message(text: str, stop_reason: StopReason, calls: Sequence[ToolCall] = ()) -> CompletionMessage:
+    """The assistant message of a vendor's reply: its text parsed as meta-reference parses the model's
+    (a leading <|python_tag|>, tool calls written as text), plus the calls the vendor returned itself."""
+    message = decode_assistant_message_from_content(text, stop_reason)
+    if calls:
+        message = msgspec.structs.replace(message, tool_calls=[*message.tool_calls, *calls])
+    return message
+
+
+def error_message(body: bytes) -> str:
+    """The human part of a vendor's error body: OpenAI's {"error": {"message"}}, Ollama's {"error": "..."}."""
+    try:
+        data = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return body.decode(errors="replace")
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict):
+            return str(error.get("message") or error.get("detail") or error)
+        if error is not None:
+            return str(error)
+    return str(data)
+
+
+# -- streams ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Piece:
+    """One step of a vendor's reply stream, in our terms."""
+
+    text: str = ""
+    calls: list[ToolCall] = field(default_factory=list)
+    bad_calls: list[str] = field(default_factory=list)  # raw text of calls whose arguments did not parse
+    finish: StopReason | None = None  # set by the last piece
+
+
+async def chat_chunks(vendor: str, pieces: AsyncIterator[Piece]) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
+    """The meta-reference chunk sequence from a vendor's pieces; ProviderError if it never finishes."""
+    chat = ChatStream()
+    yield chat.start()
+    raw: list[str] = []
+    calls: list[ToolCall] = []
+    bad: list[str] = []
+    stop: StopReason | None = None
+    # aclosing: closing this stream early closes the vendor's pieces too (trio warns about open ones).
+    async with contextlib.aclosing(pieces):  # type: ignore[type-var]
+        async for piece in pieces:
+            delta = piece.text
+            for token in STOP_TOKENS:
+                delta = delta.replace(token, "")
+            if delta and not raw and delta.startswith(PYTHON_TAG.name):
+                yield chat.tool_call_started()
+                raw.append(piece.text)
+                delta = delta.removeprefix(PYTHON_TAG.name)
+            elif piece.text:
+                raw.append(piece.text)
+            if delta:
+                yield chat.text(delta)
+            calls += piece.calls
+            bad += piece.bad_calls
+            stop = piece.finish or stop
+    if stop is None:
+        raise ProviderError(f"{vendor}'s stream ended before the reply was complete.")
+    message = vendor_message("".join(raw), stop, calls)
+    for text in bad:
+        failure = ToolCallDelta(content=text, parse_status=ToolCallParseStatus.failure)
+        event = ChatCompletionResponseEvent(
+            event_type=ChatCompletionResponseEventType.progress, delta=failure, stop_reason=stop
+        )
+        yield ChatCompletionResponseStreamChunk(event=event)
+    for chunk in chat.finish(message):
+        yield chunk
+
+
+async def completion_chunks(vendor: str, pieces: AsyncIterator[Piece]) -> AsyncIterator[CompletionResponseStreamChunk]:
+    """Completion chunks: each text piece, the stop reason on the last; ProviderError if it never finishes."""
+    finished = False
+    async with contextlib.aclosing(pieces):  # type: ignore[type-var]
+        async for piece in pieces:  # read to the end: the vendor ends the stream after the last piece
+            if not finished and (piece.text or piece.finish is not None):
+                yield CompletionResponseStreamChunk(delta=piece.text, stop_reason=piece.finish)
+            finished = finished or piece.finish is not None
+    if not finished:
+        raise ProviderError(f"{vendor}'s stream ended before the reply was complete.")
+
+
+class OpenStream(Generic[T]):
+    """Chunks read from an open vendor answer; the end, an error or `aclose()` closes the answer."""
+
+    def __init__(self, response: httpx.Response, chunks: AsyncIterator[T]) -> None:
+        self._response = response
+        self._chunks = chunks
+
+    def __aiter__(self) -> OpenStream[T]:
+        return self
+
+    async def __anext__(self) -> T:
+        try:
+            return await self._chunks.__anext__()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()  # type: ignore[attr-defined]
+        await self._response.aclose()
+
+
+async def stream_lines(vendor: str, response: httpx.Response) -> AsyncIterator[str]:
+    """The lines of a streamed answer; a connection that breaks off is a ProviderError."""
+    import httpx
+
+    try:
+        async for line in response.aiter_lines():
+            yield line
+    except httpx.TransportError as e:
+        raise ProviderError(f"{vendor}'s stream was cut midway: {e or type(e).__name__}") from None
+
+
+async def drain(lines: AsyncIterator[str]) -> None:
+    """Read to the end (the vendor closes after an error event), so every generator finishes."""
+    try:
+        async for _ in lines:
+            pass
+    except ProviderError:
+        pass
+
+
+async def sse_json(vendor: str, response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON object of each `data:` line up to `[DONE]`; an `{"error": ...}` event is a ProviderError."""
+    async with contextlib.aclosing(stream_lines(vendor, response)) as lines:
+        async for line in lines:
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                await drain(lines)
+                return
+            try:
+                event = msgspec.json.decode(data)
+            except msgspec.DecodeError:
+                await drain(lines)
+                raise ProviderError(f"{vendor} sent a stream event that is not JSON: {data[:200]}") from None
+            if isinstance(event, dict) and "error" in event:
+                await drain(lines)
+                raise ProviderError(f"{vendor} failed during the stream: {error_message(data.encode())}")
+            yield event
+
+
+# -- the provider ----------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _ToolCallParts:
+    """One streamed OpenAI tool call, its `arguments` arriving in pieces."""
+
+    id: str | None = None
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+def chat_pieces_from_choice(choice: Mapping[str, Any], finish_reasons: Mapping[str, StopReason]) -> Piece:
+    """A whole (non-stream) choice as one Piece."""
+    message = choice.get("message") or {}
+    piece = Piece(text=message.get("content") or "")
+    for raw in message.get("tool_calls") or []:
+        function = raw.get("function") or {}
+        call = vendor_tool_call(raw.get("id"), function.get("name", ""), function.get("arguments"))
+        if call is None:
+            piece.bad_calls.append(str(function.get("arguments")))
+        else:
+            piece.calls.append(call)
+    piece.finish = finish_reasons.get(choice.get("finish_reason") or "stop", StopReason.end_of_turn)
+    return piece
+
+
+class OpenAIStyleInference:
+    """apis.Inference over an OpenAI-style vendor API. Subclasses name the vendor and its model ids."""
+
+    vendor: ClassVar[str]  # "Fireworks"
+    key_name: ClassVar[str]  # the provider-data key of its API key: "fireworks_api_key"
+    model_ids: ClassVar[Mapping[str, str]]  # core model id (descriptor without variant) -> vendor id
+    finish_reasons: ClassVar[Mapping[str, StopReason]] = FINISH_REASONS
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.retry = RetryPolicy()
+        self._http: httpx.AsyncClient | None = None
+
+    @property
+    def api_base(self) -> str:
+        """The config's url with `/v1` once (the 2024 Fireworks url had none)."""
+        url = self.config.url.rstrip("/")
+        return url if url.endswith("/v1") else url + "/v1"
+
+    async def __aenter__(self) -> OpenAIStyleInference:
+        import httpx
+
+        self._http = httpx.AsyncClient(base_url=self.api_base, timeout=httpx.Timeout(300.0, connect=10.0))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    # -- models and keys -----------------------------------------------------------------------------
+
+    def vendor_model(self, model_id: str) -> str:
+        """The vendor's id of `model_id`; a name the registry does not know passes as the vendor's own."""
+        try:
+            model = resolve_model(model_id)
+        except ModelNotFoundError:
+            return model_id
+        if model.core_model_id not in self.model_ids:
+            known = ", ".join(self.model_ids)
+            raise UnsupportedError(f"{model.descriptor} is not served by {self.vendor}; choose one of: {known}.", field="model")
+        return self.model_ids[model.core_model_id]
+
+    def api_key(self) -> str:
+        """The config's key, else the one in this request's provider data; AuthenticationError if neither."""
+        key = self.config.api_key or provider_data().get(self.key_name)
+        if not key:
+            raise AuthenticationError(
+                f"No {self.vendor} API key: set api_key in the run config (`llama stack configure`), or send "
+                f'the header X-LlamaStack-ProviderData: {{"{self.key_name}": "<your key>"}}.'
+            )
+        return str(key)
+
+    # -- HTTP ------------------------------------------------------------------------------------------
+
+    async def _post(self, path: str, body: dict[str, Any], *, stream: bool = False) -> httpx.Response:
+        import httpx
+
+        assert self._http is not None, f"use `async with {type(self).__name__}(...)` first"
+        http = self._http
+        headers = {"Authorization": f"Bearer {self.api_key()}", "Content-Type": "application/json"}
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        content = msgspec.json.encode(body)
+        try:
+            response = await send_with_retries(
+                http, lambda: http.build_request("POST", path, content=content, headers=headers), self.retry, stream=stream
+            )
+        except httpx.TransportError as e:
+            raise ProviderError(f"Cannot reach {self.vendor} at {self.api_base}: {e or type(e).__name__}") from None
+        if response.status_code >= 400:
+            raise error_for_status(
+                self.vendor, response.status_code, error_message(response.content), response.headers.get("retry-after")
+            )
+        return response
+
+    def _check_logprobs(self, logprobs: Any) -> None:
+        if logprobs is not None:
+            raise UnsupportedError(f"logprobs are not offered through {self.vendor} here.", field="logprobs")
+
+    def chat_body(self, request: ChatCompletionRequest) -> dict[str, Any]:
+        """The vendor's /chat/completions body for `request`."""
+        body: dict[str, Any] = {
+            "model": self.vendor_model(request.model),
+            "messages": openai_messages(request.messages),
+            **sampling_fields(request.sampling_params),
+        }
+        if request.tools:
+            body["tools"] = [tool_schema(t) for t in request.tools]
+            body["tool_choice"] = str(request.tool_choice)
+        if request.stream:
+            body["stream"] = True
+        return body
+
+    # -- Inference ---------------------------------------------------------------------------------
+
+    async def chat_completion(
+        self, request: ChatCompletionRequest
+    ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
+        """A reply to `request.messages`; a chunk stream (start, progress..., complete) if `stream`."""
+        self._check_logprobs(request.logprobs)
+        body = self.chat_body(request)
+        response = await self._post("/chat/completions", body, stream=request.stream)
+        if request.stream:
+            return OpenStream(response, chat_chunks(self.vendor, self._chat_pieces(response)))
+        choice = self._first_choice(response)
+        piece = chat_pieces_from_choice(choice, self.finish_reasons)
+        assert piece.finish is not None
+        return ChatCompletionResponse(completion_message=vendor_message(piece.text, piece.finish, piece.calls))
+
+    async def completion(
+        self, request: CompletionRequest
+    ) -> CompletionResponse | AsyncIterator[CompletionResponseStreamChunk]:
+        """A raw continuation of `request.content`; a chunk stream if `stream`."""
+        self._check_logprobs(request.logprobs)
+        body: dict[str, Any] = {
+            "model": self.vendor_model(request.model),
+            "prompt": content_text(request.content),
+            **sampling_fields(request.sampling_params),
+        }
+        if request.stream:
+            body["stream"] = True
+        response = await self._post("/completions", body, stream=request.stream)
+        if request.stream:
+            return OpenStream(response, completion_chunks(self.vendor, self._completion_pieces(response)))
+        choice = self._first_choice(response)
+        stop = self.finish_reasons.get(choice.get("finish_reason") or "stop", StopReason.end_of_turn)
+        return CompletionResponse(content=choice.get("text") or "", stop_reason=stop)
+
+    async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
+        """One reply per dialog, asked for one after another."""
+        replies = []
+        for messages in request.messages_batch:
+            one = ChatCompletionRequest(
+                model=request.model, messages=messages, sampling_params=request.sampling_params, tools=request.tools,
+                tool_choice=request.tool_choice, tool_prompt_format=request.tool_prompt_format, logprobs=request.logprobs,
+            )  # fmt: skip
+            response = await self.chat_completion(one)
+            assert isinstance(response, ChatCompletionResponse)
+            replies.append(response.completion_message)
+        return BatchChatCompletionResponse(completion_message_batch=replies)
+
+    async def batch_completion(self, request: BatchCompletionRequest) -> BatchCompletionResponse:
+        """One continuation per prompt, asked for one after another."""
+        replies = []
+        for content in request.content_batch:
+            one = CompletionRequest(model=request.model, content=content, sampling_params=request.sampling_params, logprobs=request.logprobs)
+            response = await self.completion(one)
+            assert isinstance(response, CompletionResponse)
+            replies.append(CompletionMessage(content=response.content, stop_reason=response.stop_reason))
+        return BatchCompletionResponse(completion_message_batch=replies)
+
+    async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
+        """One vector per item of `request.contents`, from the vendor's /embeddings."""
+        body = {"model": self.vendor_model(request.model), "input": [content_text(c) for c in request.contents]}
+        data = self._json(await self._post("/embeddings", body))
+        items = sorted(data.get("data") or [], key=lambda d: d.get("index", 0))
+        return EmbeddingsResponse(embeddings=[item["embedding"] for item in items])
+
+    # -- answers -----------------------------------------------------------------------------------
+
+    def _json(self, response: httpx.Response) -> dict[str, Any]:
+        try:
+            data = msgspec.json.decode(response.content)
+        except msgspec.DecodeError:
+            raise ProviderError(f"{self.vendor} answered with something that is not JSON.") from None
+        if not isinstance(data, dict):
+            raise ProviderError(f"{self.vendor} answered with JSON that is not an object.")
+        return data
+
+    def _first_choice(self, response: httpx.Response) -> dict[str, Any]:
+        choices = self._json(response).get("choices") or []
+        if not choices:
+            raise ProviderError(f"{self.vendor} answered with no choices.")
+        return choices[0]
+
+    async def _chat_pieces(self, response: httpx.Response) -> AsyncIterator[Piece]:
+        parts: dict[int, _ToolCallParts] = {}
+        async with contextlib.aclosing(sse_json(self.vendor, response)) as events:
+            async for event in events:
+                for choice in event.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    for raw in delta.get("tool_calls") or []:
+                        part = parts.setdefault(raw.get("index", len(parts)), _ToolCallParts())
+                        function = raw.get("function") or {}
+                        part.id = raw.get("id") or part.id
+                        part.name = function.get("name") or part.name
+                        part.arguments.append(function.get("arguments") or "")
+                    piece = Piece(text=delta.get("content") or "")
+                    reason = choice.get("finish_reason")
+                    if reason:
+                        piece.finish = self.finish_reasons.get(reason, StopReason.end_of_turn)
+                        for part in parts.values():  # tool calls are whole once the choice finishes
+                            call = vendor_tool_call(part.id, part.name, "".join(part.arguments))
+                            if call is None:
+                                piece.bad_calls.append("".join(part.arguments))
+                            else:
+                                piece.calls.append(call)
+                        parts.clear()
+                    yield piece
+
+    async def _completion_pieces(self, response: httpx.Response) -> AsyncIterator[Piece]:
+        async with contextlib.aclosing(sse_json(self.vendor, response)) as events:
+            async for event in events:
+                for choice in event.get("choices") or []:
+                    reason = choice.get("finish_reason")
+                    finish = self.finish_reasons.get(reason, StopReason.end_of_turn) if reason else None
+                    yield Piece(text=choice.get("text") or "", finish=finish)

@@ -1,0 +1,101 @@
+"""The `remote` provider of every API: another llama-toolchain server does the work.
+
+Each method sends its request to the stack at `config.url` through llama_core.client.StackClient
+and returns its answer: streams pass through chunk by chunk, and the other server's errors come back
+as the same exception classes (a 404 there is a 404 here). A stack that cannot be reached is an
+UnavailableError (503). The caller's provider data (X-LlamaStack-ProviderData) goes along, so a
+vendor key sent here reaches the stack that talks to the vendor.
+
+    [providers.inference]
+    provider_id = "remote"
+    url = "http://gpu-box:5000"
+
+Non-goals: no retries (a chat is not ours to repeat), no load balancing over several urls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from llama_core.apis import AgenticSystem, Inference, Memory, Safety
+from llama_core.client import StackClient
+from llama_core.config import RemoteProviderConfig
+from llama_core.providers.provider_data import HEADER, encoded_provider_data
+
+if TYPE_CHECKING:
+    import httpx
+
+
+def protocol_methods(protocol: type) -> list[str]:
+    """The public method names of an API Protocol, in definition order."""
+    return [name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_")]
+
+
+def _forward(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
+    async def method(self: RemoteProvider, request: Any) -> Any:
+        return await getattr(self.client, name)(request)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"`{name}` of the stack at `config.url`."
+    return method
+
+
+def forwarding_transport() -> httpx.AsyncBaseTransport:
+    """An httpx transport that adds the current request's provider data header to each request."""
+    import httpx
+
+    class ForwardProviderData(httpx.AsyncHTTPTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            data = encoded_provider_data()
+            if data is not None:
+                request.headers[HEADER] = data
+            return await super().handle_async_request(request)
+
+    return ForwardProviderData()
+
+
+class RemoteProvider:
+    """Base of the remote providers: a StackClient open while the provider is entered."""
+
+    api_protocol: type
+
+    def __init_subclass__(cls, *, protocol: type, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.api_protocol = protocol
+        for name in protocol_methods(protocol):
+            setattr(cls, name, _forward(name))
+
+    def __init__(self, config: RemoteProviderConfig) -> None:
+        self.config = config
+        self._client: StackClient | None = None
+
+    @property
+    def client(self) -> StackClient:
+        assert self._client is not None, f"use `async with {type(self).__name__}(...)` first"
+        return self._client
+
+    async def __aenter__(self) -> RemoteProvider:
+        self._client = StackClient(self.config.url, transport=forwarding_transport())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+class RemoteInference(RemoteProvider, protocol=Inference):
+    """apis.Inference of another stack."""
+
+
+class RemoteSafety(RemoteProvider, protocol=Safety):
+    """apis.Safety of another stack."""
+
+
+class RemoteMemory(RemoteProvider, protocol=Memory):
+    """apis.Memory of another stack."""
+
+
+class RemoteAgenticSystem(RemoteProvider, protocol=AgenticSystem):
+    """apis.AgenticSystem of another stack."""

@@ -1,0 +1,114 @@
+"""Loopback vendor servers: an ASGI app that records every request and answers with scripted replies.
+
+    vendor = FakeVendor({("GET", "/api/tags"): Reply(body=sample("ollama/tags.json"))})
+    with running_server(lambda: vendor) as url:
+        vendor.then("/api/chat", Reply(body=stream_of(sample("ollama/chat_stream.ndjson"))))
+        ...
+        assert vendor.requests[-1].json["options"] == {...}
+
+Replies queued with `then` are used first, in order; then a route's default. A reply's body may be a
+list of pieces (each sent on its own, as a stream), and `cut=True` drops the connection after them,
+as a vendor's stream broken off midway. The samples under `samples/` are answers written out from
+each vendor's API documentation, in its exact shape (not captured from the live services).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SAMPLES = Path(__file__).parent / "samples"
+
+
+def sample(name: str) -> bytes:
+    """The bytes of sample payload `name` (e.g. "ollama/tags.json")."""
+    return (SAMPLES / name).read_bytes()
+
+
+def stream_of(payload: bytes, sep: bytes = b"\n") -> list[bytes]:
+    """`payload` as stream pieces: one per line (NDJSON) or per event (SSE, sep=b"\\n\\n")."""
+    return [part + sep for part in payload.split(sep) if part.strip()]
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes | list[bytes] = b""
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    cut: bool = False  # drop the connection after the body pieces
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class CutStream(Exception):
+    """Raised inside the app to make the server drop the connection mid-answer."""
+
+
+class FakeVendor:
+    """An ASGI app: default replies per (method, path), queued replies first, every request recorded."""
+
+    def __init__(self, defaults: dict[tuple[str, str], Reply] | None = None) -> None:
+        self.defaults = dict(defaults or {})
+        self.queued: dict[str, collections.deque[Reply]] = collections.defaultdict(collections.deque)
+        self.requests: list[Recorded] = []
+
+    def then(self, path: str, *replies: Reply) -> None:
+        """Answer the next requests to `path` with `replies`, in order."""
+        self.queued[path].extend(replies)
+
+    def reset(self) -> None:
+        self.queued.clear()
+        self.requests.clear()
+
+    def paths(self) -> list[str]:
+        return [r.path for r in self.requests]
+
+    def _reply(self, method: str, path: str) -> Reply:
+        if self.queued[path]:
+            return self.queued[path].popleft()
+        return self.defaults.get((method, path), Reply(status=404, body=b'{"error": "404 page not found"}'))
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
+        if scope["path"] == "/health":  # what tests/rpc/server.py polls until the server is up
+            reply = Reply(body=b"{}")
+        else:
+            self.requests.append(Recorded(scope["method"], scope["path"], headers, body))
+            reply = self._reply(scope["method"], scope["path"])
+        pieces = reply.body if isinstance(reply.body, list) else [reply.body]
+        response_headers = [(b"content-type", reply.content_type.encode())]
+        response_headers += [(k.encode(), v.encode()) for k, v in reply.headers.items()]
+        await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
+        for piece in pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        if reply.cut:
+            raise CutStream("the vendor dropped the connection")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

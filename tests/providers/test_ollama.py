@@ -1,0 +1,286 @@
+"""remote::ollama against a loopback Ollama: requests as Ollama documents them, its sample answers
+replayed (NDJSON streams, tool calls, tags, embeddings), and each failure as one clear error."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from providers.fakes import FakeVendor, Reply, sample, stream_of
+from rpc.server import free_port, running_server
+
+from llama_core.config import OllamaImplConfig
+from llama_core.errors import NotFoundError, ProviderError, UnavailableError, UnsupportedError
+from llama_core.providers.inference.ollama import OllamaInference, ollama_tag
+from llama_core.providers.retry import RetryPolicy
+from llama_core.types import (
+    CompletionMessage,
+    SamplingParams,
+    StopReason,
+    SystemMessage,
+    ToolCall,
+    ToolDefinition,
+    ToolParamDefinition,
+    ToolResponseMessage,
+    UserMessage,
+)
+from llama_core.types.inference import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    EmbeddingsRequest,
+    ToolCallDelta,
+)
+
+pytestmark = pytest.mark.anyio
+
+MODEL = "Llama3.2-1B-Instruct"
+TAG = "llama3.2:1b-instruct-fp16"
+NDJSON = "application/x-ndjson"
+WEATHER = ToolDefinition(
+    tool_name="get_current_weather",
+    description="Get the current weather",
+    parameters={
+        "location": ToolParamDefinition(param_type="string", description="The city, e.g. Paris, FR"),
+        "format": ToolParamDefinition(param_type="string", required=False, default="celsius"),
+    },
+)
+PARIS_CALL = ToolCall(call_id="ignored", tool_name="get_current_weather", arguments={"format": "celsius", "location": "Paris, FR"})
+
+
+@pytest.fixture(scope="module")
+def ollama_server() -> Iterator[tuple[FakeVendor, str]]:
+    vendor = FakeVendor({("GET", "/api/tags"): Reply(body=sample("ollama/tags.json"))})
+    with running_server(lambda: vendor) as url:
+        yield vendor, url
+
+
+@pytest.fixture
+def vendor(ollama_server: tuple[FakeVendor, str]) -> FakeVendor:
+    ollama_server[0].reset()
+    return ollama_server[0]
+
+
+@pytest.fixture
+async def ollama(ollama_server: tuple[FakeVendor, str], vendor: FakeVendor) -> AsyncIterator[OllamaInference]:
+    async with OllamaInference(OllamaImplConfig(url=ollama_server[1] + "/")) as provider:
+        provider.retry = RetryPolicy(retry_connect_errors=False, sleep=_no_sleep)
+        assert vendor.paths() == ["/api/tags"]  # entering checks that Ollama runs
+        vendor.requests.clear()
+        yield provider
+
+
+async def _no_sleep(seconds: float) -> None:
+    pass
+
+
+def chat(stream: bool = False, **fields: Any) -> ChatCompletionRequest:
+    return ChatCompletionRequest(model=MODEL, messages=[UserMessage(content="What is the capital of France?")], stream=stream, **fields)
+
+
+async def events(stream: Any) -> list[tuple[str, Any, str | None]]:
+    """(event type, delta, stop reason) of each chunk; a parsed tool call's id is dropped (it is random)."""
+    out = []
+    async for chunk in stream:
+        e = chunk.event
+        delta = e.delta
+        if isinstance(delta, ToolCallDelta):
+            content = delta.content if isinstance(delta.content, str) else (delta.content.tool_name, delta.content.arguments)
+            delta = (str(delta.parse_status), content)
+        out.append((str(e.event_type), delta, e.stop_reason and str(e.stop_reason)))
+    return out
+
+
+async def test_chat_maps_messages_tools_and_options(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/chat", Reply(body=sample("ollama/chat.json")))
+    request = ChatCompletionRequest(
+        model=MODEL,
+        messages=[
+            SystemMessage(content="Be brief."),
+            UserMessage(content="Weather?", context="We are in Paris."),
+            CompletionMessage(content="", stop_reason=StopReason.end_of_message, tool_calls=[PARIS_CALL]),
+            ToolResponseMessage(call_id="ignored", tool_name="get_current_weather", content="18 C"),
+        ],
+        tools=[WEATHER],
+        sampling_params=SamplingParams(strategy="top_p", temperature=0.7, top_p=0.9, max_tokens=64, repetition_penalty=1.1, seed=7),
+    )
+    response = await ollama.chat_completion(request)
+    assert response == ChatCompletionResponse(
+        completion_message=CompletionMessage(content="The capital of France is Paris.", stop_reason=StopReason.end_of_turn)
+    )
+    assert vendor.paths() == ["/api/chat"]
+    assert vendor.requests[0].json == {
+        "model": TAG,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Weather?\n\nWe are in Paris."},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"function": {"name": "get_current_weather", "arguments": {"format": "celsius", "location": "Paris, FR"}}}]},
+            {"role": "tool", "content": "18 C", "tool_name": "get_current_weather"},
+        ],
+        "options": {"temperature": 0.7, "top_p": 0.9, "num_predict": 64, "seed": 7, "repeat_penalty": 1.1},
+        "stream": False,
+        "tools": [{"type": "function", "function": {
+            "name": "get_current_weather", "description": "Get the current weather",
+            "parameters": {"type": "object", "properties": {
+                "location": {"type": "string", "description": "The city, e.g. Paris, FR"},
+                "format": {"type": "string", "default": "celsius"}}, "required": ["location"]}}}],
+    }  # fmt: skip
+
+
+async def test_greedy_and_top_k_options(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/chat", Reply(body=sample("ollama/chat.json")), Reply(body=sample("ollama/chat.json")))
+    await ollama.chat_completion(chat())
+    await ollama.chat_completion(chat(sampling_params=SamplingParams(strategy="top_k", temperature=0.5, top_k=40)))
+    assert [r.json["options"] for r in vendor.requests] == [{"temperature": 0.0}, {"temperature": 0.5, "top_k": 40}]
+
+
+async def test_chat_stream_is_the_meta_reference_sequence(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/chat", Reply(body=stream_of(sample("ollama/chat_stream.ndjson")), content_type=NDJSON))
+    assert await events(await ollama.chat_completion(chat(stream=True))) == [
+        ("start", "", None),
+        ("progress", "The", None),
+        ("progress", " capital", None),
+        ("progress", " of France is", None),
+        ("progress", " Paris.", None),
+        ("complete", "", "end_of_turn"),
+    ]
+    assert vendor.requests[0].json["stream"] is True
+
+
+async def test_chat_stream_out_of_tokens(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/chat", Reply(body=stream_of(sample("ollama/chat_length_stream.ndjson")), content_type=NDJSON))
+    got = await events(await ollama.chat_completion(chat(stream=True, sampling_params=SamplingParams(max_tokens=2))))
+    assert got[-1] == ("complete", "", "out_of_tokens")
+    assert "".join(d for _, d, _ in got) == "Once upon"
+    assert vendor.requests[0].json["options"] == {"temperature": 0.0, "num_predict": 2}
+
+
+async def test_tool_calls_come_back(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/chat", Reply(body=sample("ollama/chat_tools.json")))
+    response = await ollama.chat_completion(chat(tools=[WEATHER]))
+    assert isinstance(response, ChatCompletionResponse)
+    message = response.completion_message
+    assert (message.content, message.stop_reason) == ("", StopReason.end_of_turn)
+    assert [(c.tool_name, c.arguments) for c in message.tool_calls] == [(PARIS_CALL.tool_name, PARIS_CALL.arguments)]
+    assert message.tool_calls[0].call_id  # Ollama gives no id: one is made
+
+
+async def test_tool_calls_stream_as_success_deltas(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/chat", Reply(body=stream_of(sample("ollama/chat_tools_stream.ndjson")), content_type=NDJSON))
+    assert await events(await ollama.chat_completion(chat(stream=True, tools=[WEATHER]))) == [
+        ("start", "", None),
+        ("progress", ("success", (PARIS_CALL.tool_name, PARIS_CALL.arguments)), "end_of_turn"),
+        ("complete", "", "end_of_turn"),
+    ]
+
+
+async def test_completion_is_raw_generate(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/generate", Reply(body=sample("ollama/generate.json")))
+    response = await ollama.completion(CompletionRequest(model=MODEL, content="The sky is"))
+    assert response == CompletionResponse(content=" blue because of Rayleigh scattering.", stop_reason=StopReason.end_of_turn)
+    assert vendor.requests[0].json == {"model": TAG, "prompt": "The sky is", "raw": True, "options": {"temperature": 0.0}, "stream": False}
+
+
+async def test_completion_stream(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/generate", Reply(body=stream_of(sample("ollama/generate_stream.ndjson")), content_type=NDJSON))
+    stream = await ollama.completion(CompletionRequest(model=MODEL, content="The sky is", stream=True))
+    chunks = [(c.delta, c.stop_reason) async for c in stream]
+    assert chunks == [(" blue", None), (" because", None), (" of", None), ("", StopReason.out_of_tokens)]
+
+
+async def test_embeddings(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/embed", Reply(body=sample("ollama/embed.json")))
+    response = await ollama.embeddings(EmbeddingsRequest(model="all-minilm", contents=["a", "b"]))
+    assert [v[:2] for v in response.embeddings] == [[0.010071029, -0.0017594862], [-0.0098027075, 0.06042469]]
+    assert vendor.requests[0].json == {"model": "all-minilm", "input": ["a", "b"]}
+
+
+async def test_pulled_tags(ollama: OllamaInference) -> None:
+    assert await ollama.pulled_tags() == [TAG, "all-minilm:latest"]
+
+
+@pytest.mark.parametrize(
+    ("model", "tag"),
+    [
+        ("Llama3.1-8B-Instruct", "llama3.1:8b-instruct-fp16"),
+        ("Meta-Llama3.1-70B-Instruct", "llama3.1:70b-instruct-fp16"),
+        ("meta-llama/Llama-3.2-3B-Instruct", "llama3.2:3b-instruct-fp16"),
+        ("Llama-Guard-3-8B:int8", "llama-guard3:8b"),
+        ("Llama3.2-11B-Vision-Instruct", "x/llama3.2-vision:11b-instruct-fp16"),
+        ("mistral:7b", "mistral:7b"),
+    ],
+    ids=lambda v: v,
+)
+def test_model_map(model: str, tag: str) -> None:
+    assert ollama_tag(model) == tag
+
+
+def test_a_registry_model_without_an_ollama_build_is_refused() -> None:
+    with pytest.raises(UnsupportedError, match=r"^Llama3.1-8B has no Ollama build here; choose one of: Llama3.1-8B-Instruct, ") as e:
+        ollama_tag("Llama3.1-8B")
+    assert e.value.field == "model"
+
+
+async def test_not_running() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(UnavailableError) as e:
+        async with OllamaInference(OllamaImplConfig(url=url)):
+            pass
+    assert str(e.value) == f"Ollama is not running at {url}: start it with `ollama serve` in a separate terminal."
+
+
+async def test_model_not_pulled(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/chat", Reply(status=404, body=sample("ollama/not_found.json")))
+    with pytest.raises(NotFoundError) as e:
+        await ollama.chat_completion(chat(stream=True))
+    assert str(e.value) == f"Model {TAG} is not pulled in Ollama at {ollama.url}: run `ollama pull {TAG}` first."
+
+
+async def test_error_line_midway_is_a_provider_error(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/chat", Reply(body=stream_of(sample("ollama/stream_error.ndjson")), content_type=NDJSON))
+    seen = []
+    with pytest.raises(ProviderError, match=r"^Ollama failed during the stream: an error was encountered while running the model: unexpected EOF$"):
+        async for chunk in await ollama.chat_completion(chat(stream=True)):
+            seen.append(chunk.event.delta)
+    assert seen == ["", "The"]
+
+
+@pytest.mark.parametrize("cut", [True, False], ids=["connection-dropped", "ended-without-done"])
+async def test_stream_cut_midway_is_a_provider_error(ollama: OllamaInference, vendor: FakeVendor, cut: bool) -> None:
+    lines = stream_of(sample("ollama/chat_stream.ndjson"))[:2]
+    vendor.then("/api/chat", Reply(body=lines, content_type=NDJSON, cut=cut))
+    seen = []
+    message = r"^Ollama's stream was cut midway: " if cut else r"^Ollama's stream ended before the reply was complete.$"
+    with pytest.raises(ProviderError, match=message):
+        async for chunk in await ollama.chat_completion(chat(stream=True)):
+            seen.append(chunk.event.delta)
+    assert seen == ["", "The", " capital"]
+    assert len(vendor.requests) == 1  # never retried once chunks were given out
+
+
+async def test_500_is_retried_before_the_stream_starts(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    ollama.retry = RetryPolicy(retry_connect_errors=False, sleep=sleep)
+    vendor.then(
+        "/api/chat",
+        Reply(status=500, body=b'{"error":"llama runner process has terminated"}'),
+        Reply(status=503, body=b'{"error":"server busy"}', headers={"Retry-After": "2"}),
+        Reply(body=stream_of(sample("ollama/chat_stream.ndjson")), content_type=NDJSON),
+    )
+    got = await events(await ollama.chat_completion(chat(stream=True)))
+    assert got[-1] == ("complete", "", "end_of_turn")
+    assert (len(vendor.requests), waits) == (3, [0.5, 2.0])
+
+
+async def test_500_after_the_retries_is_a_provider_error(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/chat", *[Reply(status=500, body=b'{"error":"llama runner process has terminated"}')] * 3)
+    with pytest.raises(ProviderError, match=r"^Ollama failed \(500\): llama runner process has terminated$"):
+        await ollama.chat_completion(chat())
+    assert len(vendor.requests) == 3
