@@ -63,6 +63,7 @@ _CFG = "llama_core.config"
 _INF = "llama_core.providers.inference"
 _TORCH = ("torch", "fairscale")
 _REMOTE = ("httpx",)
+_REM = "llama_core.providers.remote"
 
 # fmt: off
 PROVIDERS: tuple[ProviderSpec, ...] = (
@@ -71,27 +72,27 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
                  config_class=f"{_INF}.meta_reference:MetaReferenceInferenceConfig",
                  implementation=f"{_INF}.meta_reference:MetaReferenceInference"),
     ProviderSpec(api=Api.inference, provider_id="remote::ollama", pip_packages=("ollama",),
-                 config_class=f"{_CFG}:OllamaImplConfig", implementation=None),
+                 config_class=f"{_CFG}:OllamaImplConfig", implementation=f"{_INF}.ollama:OllamaInference"),
     ProviderSpec(api=Api.inference, provider_id="remote::fireworks", pip_packages=("fireworks-ai",),
-                 config_class=f"{_CFG}:FireworksImplConfig", implementation=None),
+                 config_class=f"{_CFG}:FireworksImplConfig", implementation=f"{_INF}.fireworks:FireworksInference"),
     ProviderSpec(api=Api.inference, provider_id="remote::together", pip_packages=("together",),
-                 config_class=f"{_CFG}:TogetherImplConfig", implementation=None),
+                 config_class=f"{_CFG}:TogetherImplConfig", implementation=f"{_INF}.together:TogetherInference"),
     ProviderSpec(api=Api.inference, provider_id="remote", pip_packages=_REMOTE,
-                 config_class=f"{_CFG}:RemoteProviderConfig", implementation=None),
+                 config_class=f"{_CFG}:RemoteProviderConfig", implementation=f"{_REM}:RemoteInference"),
     ProviderSpec(api=Api.safety, provider_id="meta-reference", pip_packages=(*_TORCH, "transformers"),
                  config_class=f"{_CFG}:SafetyConfig", implementation=None),
     ProviderSpec(api=Api.safety, provider_id="remote", pip_packages=_REMOTE,
-                 config_class=f"{_CFG}:RemoteProviderConfig", implementation=None),
+                 config_class=f"{_CFG}:RemoteProviderConfig", implementation=f"{_REM}:RemoteSafety"),
     ProviderSpec(api=Api.agentic_system, provider_id="meta-reference",
                  pip_packages=("matplotlib", "pillow", "pandas", "scikit-learn", *_TORCH, "transformers"),
                  config_class=f"{_CFG}:AgenticSystemConfig", implementation=None,
                  api_dependencies=(Api.inference, Api.safety, Api.memory)),
     ProviderSpec(api=Api.agentic_system, provider_id="remote", pip_packages=_REMOTE,
-                 config_class=f"{_CFG}:RemoteProviderConfig", implementation=None),
+                 config_class=f"{_CFG}:RemoteProviderConfig", implementation=f"{_REM}:RemoteAgenticSystem"),
     ProviderSpec(api=Api.memory, provider_id="meta-reference-faiss", pip_packages=("faiss-cpu", "sentence-transformers"),
                  config_class=f"{_CFG}:FaissImplConfig", implementation=None),
     ProviderSpec(api=Api.memory, provider_id="remote", pip_packages=_REMOTE,
-                 config_class=f"{_CFG}:RemoteProviderConfig", implementation=None),
+                 config_class=f"{_CFG}:RemoteProviderConfig", implementation=f"{_REM}:RemoteMemory"),
     # Every stack serves /models/*: what its inference provider serves, from the registry.
     ProviderSpec(api=Api.models, provider_id="builtin", pip_packages=(),
                  config_class=f"{_CFG}:ModelsConfig", implementation="llama_core.providers.models:ModelsProvider",

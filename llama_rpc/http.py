@@ -24,6 +24,8 @@ import msgspec
 from quart import Quart, Response, request
 
 from llama_core.errors import AuthenticationError
+from llama_core.providers.provider_data import HEADER as PROVIDER_DATA_HEADER
+from llama_core.providers.provider_data import set_provider_data
 from llama_core.types._base import Base
 from llama_core.types.schema import decode_request
 from llama_rpc import openai
@@ -183,6 +185,11 @@ def create_app(
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):
             raise AuthenticationError("Missing or wrong API key: send the header `Authorization: Bearer <key>`.")
+
+    @app.before_request
+    async def read_provider_data() -> None:
+        # Per-request vendor keys (X-LlamaStack-ProviderData), read by remote providers.
+        set_provider_data(request.headers.get(PROVIDER_DATA_HEADER))
 
     @app.errorhandler(Exception)
     async def on_error(error: Exception) -> Response:

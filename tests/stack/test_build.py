@@ -131,13 +131,13 @@ def test_container_writes_a_containerfile_and_builds_it(llama, monkeypatch, tmp_
     assert (rc, err) == (0, "")
     context = llama_home / "builds/local-ollama/container/box"
     assert logged(log) == [["build", "-t", "llamastack-box", "-f", str(context / "Containerfile"), str(context)]]
-    # local-ollama: only models/builtin and nothing else implemented, so only this package is installed.
+    # local-ollama: of its providers only remote::ollama is implemented; its row lists the reference's package.
     assert (context / "Containerfile").read_text() == textwrap.dedent(
         """\
         FROM python:3.11-slim
         WORKDIR /app
         COPY src /app/src
-        RUN pip install --no-cache-dir /app/src
+        RUN pip install --no-cache-dir /app/src ollama
         # The run config is mounted at /app/config.toml by `llama stack run`.
         ENTRYPOINT ["llama", "stack", "run", "/app/config.toml", "--host", "::"]
         """

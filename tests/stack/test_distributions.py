@@ -144,7 +144,11 @@ def test_every_config_class_imports_and_has_defaults_or_says_what_is_required(sp
 
 def test_implemented_providers_and_the_rest():
     implemented = {(str(p.api), p.provider_id) for p in d.PROVIDERS if p.implementation is not None}
-    assert implemented == {("inference", "meta-reference"), ("models", "builtin")}
+    assert implemented == {
+        ("inference", "meta-reference"), ("models", "builtin"),
+        ("inference", "remote::ollama"), ("inference", "remote::fireworks"), ("inference", "remote::together"),
+        ("inference", "remote"), ("safety", "remote"), ("agentic_system", "remote"), ("memory", "remote"),
+    }  # fmt: skip
     assert d.import_path(d.provider_spec(d.Api.models, "builtin").implementation).__name__ == "ModelsProvider"
 
 
