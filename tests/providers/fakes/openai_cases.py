@@ -1,0 +1,290 @@
+"""Tests shared by the OpenAI-style vendors (Fireworks, Together): each test module names its Case,
+and imports these tests, which run against a loopback server replaying that vendor's samples."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from providers.fakes import FakeVendor, Reply, sample, stream_of
+from rpc.server import running_server
+
+from llama_core.errors import AuthenticationError, ProviderError, UnavailableError, UnsupportedError
+from llama_core.providers.inference.openai_compat import OpenAIStyleInference
+from llama_core.providers.provider_data import provider_data_scope
+from llama_core.providers.retry import RetryPolicy
+from llama_core.types import (
+    CompletionMessage,
+    SamplingParams,
+    StopReason,
+    SystemMessage,
+    ToolCall,
+    ToolDefinition,
+    ToolParamDefinition,
+    ToolResponseMessage,
+    UserMessage,
+)
+from llama_core.types.inference import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    ToolCallDelta,
+)
+
+SSE = "text/event-stream"
+MODEL = "Llama3.1-8B-Instruct"
+WEATHER = ToolDefinition(
+    tool_name="get_current_weather",
+    description="Get the current weather",
+    parameters={"location": ToolParamDefinition(param_type="string"), "format": ToolParamDefinition(param_type="string", required=False)},
+)
+PARIS = {"location": "Paris, FR", "format": "celsius"}
+
+
+@dataclass(frozen=True)
+class Case:
+    provider: type[OpenAIStyleInference]
+    config: type
+    samples: str  # folder under fakes/samples
+    vendor_model: str  # MODEL's id at the vendor
+    url_suffix: str  # what the config's url ends with ("" or "/v1")
+    call_id: str  # the tool call id in the vendor's samples
+    first_two: list[str]  # the deltas of chat_stream.sse's first two events
+
+
+@pytest.fixture(scope="module")
+def served(case: Case) -> Iterator[tuple[FakeVendor, str]]:
+    vendor = FakeVendor()
+    with running_server(lambda: vendor) as url:
+        yield vendor, url
+
+
+@pytest.fixture
+def vendor(served: tuple[FakeVendor, str]) -> FakeVendor:
+    served[0].reset()
+    return served[0]
+
+
+async def _no_sleep(seconds: float) -> None:
+    pass
+
+
+@pytest.fixture
+async def provider(case: Case, served: tuple[FakeVendor, str], vendor: FakeVendor) -> AsyncIterator[OpenAIStyleInference]:
+    async with case.provider(case.config(url=served[1] + case.url_suffix, api_key="k-config")) as p:
+        p.retry = RetryPolicy(sleep=_no_sleep)
+        yield p
+
+
+def json_reply(case: Case, name: str, **kw: Any) -> Reply:
+    return Reply(body=sample(f"{case.samples}/{name}"), **kw)
+
+
+def sse_reply(case: Case, name: str, keep: int | None = None, **kw: Any) -> Reply:
+    return Reply(body=stream_of(sample(f"{case.samples}/{name}"), b"\n\n")[:keep], content_type=SSE, **kw)
+
+
+def chat(stream: bool = False, **fields: Any) -> ChatCompletionRequest:
+    return ChatCompletionRequest(model=MODEL, messages=[UserMessage(content="What is the capital of France?")], stream=stream, **fields)
+
+
+async def events(stream: Any) -> list[tuple[str, Any, str | None]]:
+    """(event type, delta, stop reason) per chunk; tool calls as (status, content or (id, name, args))."""
+    out = []
+    async for chunk in stream:
+        e = chunk.event
+        delta = e.delta
+        if isinstance(delta, ToolCallDelta):
+            c = delta.content
+            delta = (str(delta.parse_status), c if isinstance(c, str) else (c.call_id, c.tool_name, c.arguments))
+        out.append((str(e.event_type), delta, e.stop_reason and str(e.stop_reason)))
+    return out
+
+
+async def test_chat_request_and_reply(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    vendor.then("/v1/chat/completions", json_reply(case, "chat.json"))
+    request = ChatCompletionRequest(
+        model=MODEL,
+        messages=[
+            SystemMessage(content="Be brief."),
+            UserMessage(content="Weather in Paris?"),
+            CompletionMessage(content="", stop_reason=StopReason.end_of_message,
+                              tool_calls=[ToolCall(call_id="c1", tool_name="get_current_weather", arguments=PARIS)]),
+            ToolResponseMessage(call_id="c1", tool_name="get_current_weather", content="18 C"),
+        ],
+        tools=[WEATHER],
+        sampling_params=SamplingParams(strategy="top_p", temperature=0.6, top_p=0.9, max_tokens=100),
+    )  # fmt: skip
+    response = await provider.chat_completion(request)
+    assert response == ChatCompletionResponse(
+        completion_message=CompletionMessage(content="The capital of France is Paris.", stop_reason=StopReason.end_of_turn)
+    )
+    (sent,) = vendor.requests
+    assert (sent.path, sent.headers["authorization"]) == ("/v1/chat/completions", "Bearer k-config")
+    assert sent.json == {
+        "model": case.vendor_model,
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "type": "function", "function": {
+                "name": "get_current_weather", "arguments": '{"location": "Paris, FR", "format": "celsius"}'}}]},
+            {"role": "tool", "tool_call_id": "c1", "content": "18 C"},
+        ],
+        "temperature": 0.6, "top_p": 0.9, "max_tokens": 100,
+        "tools": [{"type": "function", "function": {"name": "get_current_weather", "description": "Get the current weather",
+                   "parameters": {"type": "object", "properties": {"location": {"type": "string"}, "format": {"type": "string"}},
+                                  "required": ["location"]}}}],
+        "tool_choice": "auto",
+    }  # fmt: skip
+
+
+async def test_chat_stream_is_the_meta_reference_sequence(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    vendor.then("/v1/chat/completions", sse_reply(case, "chat_stream.sse"))
+    assert await events(await provider.chat_completion(chat(stream=True))) == [
+        ("start", "", None),
+        ("progress", "The", None),
+        ("progress", " capital of France is", None),
+        ("progress", " Paris.", None),
+        ("complete", "", "end_of_turn"),
+    ]
+    assert vendor.requests[0].json == {"model": case.vendor_model, "messages": [
+        {"role": "user", "content": "What is the capital of France?"}], "temperature": 0.0, "stream": True}  # fmt: skip
+
+
+async def test_tool_calls_come_back(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    vendor.then("/v1/chat/completions", json_reply(case, "chat_tools.json"))
+    response = await provider.chat_completion(chat(tools=[WEATHER]))
+    assert isinstance(response, ChatCompletionResponse)
+    assert response.completion_message == CompletionMessage(
+        content="", stop_reason=StopReason.end_of_message,
+        tool_calls=[ToolCall(call_id=case.call_id, tool_name="get_current_weather", arguments=PARIS)],
+    )  # fmt: skip
+
+
+async def test_tool_calls_stream_as_one_success_delta(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    vendor.then("/v1/chat/completions", sse_reply(case, "chat_tools_stream.sse"))
+    assert await events(await provider.chat_completion(chat(stream=True, tools=[WEATHER]))) == [
+        ("start", "", None),
+        ("progress", ("success", (case.call_id, "get_current_weather", PARIS)), "end_of_message"),
+        ("complete", "", "end_of_message"),
+    ]
+
+
+async def test_python_tag_text_streams_as_a_tool_call(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    def event(content: str, finish: str | None = None) -> bytes:
+        choice = {"index": 0, "delta": {"content": content}, "finish_reason": finish}
+        return b"data: " + __import__("json").dumps({"object": "chat.completion.chunk", "choices": [choice]}).encode() + b"\n\n"
+
+    body = [event("<|python_tag|>"), event('brave_search.call(query="Paris weather")'), event("", "stop"), b"data: [DONE]\n\n"]
+    vendor.then("/v1/chat/completions", Reply(body=body, content_type=SSE))
+    got = await events(await provider.chat_completion(chat(stream=True)))
+    assert [g[:2] for g in got[:3]] == [
+        ("start", ""),
+        ("progress", ("started", "")),
+        ("progress", ("in_progress", 'brave_search.call(query="Paris weather")')),
+    ]
+    (kind, (status, (_, name, args)), stop) = got[3]
+    assert (kind, status, name, args, stop) == ("progress", "success", "brave_search", {"query": "Paris weather"}, "end_of_turn")
+    assert got[4] == ("complete", "", "end_of_turn")
+
+
+async def test_completion(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    vendor.then("/v1/completions", json_reply(case, "completion.json"))
+    response = await provider.completion(CompletionRequest(model=MODEL, content="The sky is", sampling_params=SamplingParams(max_tokens=7)))
+    assert response == CompletionResponse(content=" blue because of Rayleigh scattering.", stop_reason=StopReason.end_of_turn)
+    assert vendor.requests[0].json == {"model": case.vendor_model, "prompt": "The sky is", "temperature": 0.0, "max_tokens": 7}
+
+
+async def test_completion_stream(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    vendor.then("/v1/completions", sse_reply(case, "completion_stream.sse"))
+    stream = await provider.completion(CompletionRequest(model=MODEL, content="The sky is", stream=True))
+    assert [(c.delta, c.stop_reason) async for c in stream] == [(" blue", None), (" because", None), (" of", StopReason.out_of_tokens)]
+
+
+def test_unknown_names_pass_as_the_vendors_own_and_unserved_models_are_refused(case: Case) -> None:
+    provider = case.provider(case.config(api_key="k"))
+    assert provider.vendor_model("meta-llama/Llama-3.1-8B-Instruct") == case.vendor_model
+    assert provider.vendor_model("some-org/some-model") == "some-org/some-model"
+    with pytest.raises(UnsupportedError, match=rf"^Llama-2-7b is not served by {provider.vendor}; choose one of: Llama3.1-8B-Instruct, "):
+        provider.vendor_model("Llama-2-7b")
+
+
+async def test_api_key_from_provider_data(case: Case, served: tuple[FakeVendor, str], vendor: FakeVendor) -> None:
+    vendor.then("/v1/chat/completions", json_reply(case, "chat.json"))
+    async with case.provider(case.config(url=served[1] + case.url_suffix, api_key="")) as p:
+        with provider_data_scope({p.key_name: "k-request"}):
+            await p.chat_completion(chat())
+        with pytest.raises(AuthenticationError) as e:
+            await p.chat_completion(chat())
+    assert vendor.requests[0].headers["authorization"] == "Bearer k-request"
+    assert str(e.value) == (
+        f"No {p.vendor} API key: set api_key in the run config (`llama stack configure`), or send the header "
+        f'X-LlamaStack-ProviderData: {{"{p.key_name}": "<your key>"}}.'
+    )
+    assert len(vendor.requests) == 1
+
+
+async def test_401_is_an_authentication_error_at_once(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    vendor.then("/v1/chat/completions", json_reply(case, "error_401.json", status=401))
+    with pytest.raises(AuthenticationError, match=rf"^{provider.vendor} rejected the API key \(401\): \S"):
+        await provider.chat_completion(chat(stream=True))
+    assert len(vendor.requests) == 1
+
+
+async def test_429_waits_as_retry_after_says(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    provider.retry = RetryPolicy(sleep=sleep)
+    vendor.then("/v1/chat/completions", json_reply(case, "error_429.json", status=429, headers={"Retry-After": "3"}),
+                sse_reply(case, "chat_stream.sse"))  # fmt: skip
+    got = await events(await provider.chat_completion(chat(stream=True)))
+    assert (got[-1], waits, len(vendor.requests)) == (("complete", "", "end_of_turn"), [3.0], 2)
+
+
+async def test_429_after_the_retries_is_unavailable(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    vendor.then("/v1/chat/completions", *[json_reply(case, "error_429.json", status=429, headers={"Retry-After": "1"})] * 3)
+    with pytest.raises(UnavailableError, match=rf"^{provider.vendor} is rate limiting requests \(429\); it asks to retry after 1 s: \S"):
+        await provider.chat_completion(chat())
+    assert len(vendor.requests) == 3
+
+
+async def test_429_with_a_long_retry_after_is_not_waited_for(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    vendor.then("/v1/chat/completions", json_reply(case, "error_429.json", status=429, headers={"Retry-After": "120"}))
+    with pytest.raises(UnavailableError, match=r"it asks to retry after 120 s"):
+        await provider.chat_completion(chat())
+    assert len(vendor.requests) == 1
+
+
+async def test_500_is_retried_then_a_provider_error(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    vendor.then("/v1/chat/completions", json_reply(case, "error_500.json", status=500), json_reply(case, "chat.json"))
+    response = await provider.chat_completion(chat())
+    assert isinstance(response, ChatCompletionResponse) and len(vendor.requests) == 2
+    vendor.then("/v1/chat/completions", *[json_reply(case, "error_500.json", status=500)] * 3)
+    with pytest.raises(ProviderError, match=rf"^{provider.vendor} failed \(500\): \S"):
+        await provider.chat_completion(chat())
+    assert len(vendor.requests) == 5
+
+
+@pytest.mark.parametrize("cut", [True, False], ids=["connection-dropped", "ended-without-finish"])
+async def test_stream_cut_midway_is_a_provider_error(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor, cut: bool) -> None:
+    vendor.then("/v1/chat/completions", sse_reply(case, "chat_stream.sse", keep=2, cut=cut))
+    seen = []
+    message = rf"^{provider.vendor}'s stream was cut midway: " if cut else rf"^{provider.vendor}'s stream ended before the reply was complete.$"
+    with pytest.raises(ProviderError, match=message):
+        async for chunk in await provider.chat_completion(chat(stream=True)):
+            seen.append(chunk.event.delta)
+    assert (seen, len(vendor.requests)) == (["", *case.first_two], 1)
+
+
+async def test_error_event_midway_is_a_provider_error(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    body = stream_of(sample(f"{case.samples}/chat_stream.sse"), b"\n\n")[:2] + [b'data: {"error": {"message": "model overloaded"}}\n\n']
+    vendor.then("/v1/chat/completions", Reply(body=body, content_type=SSE))
+    with pytest.raises(ProviderError, match=rf"^{provider.vendor} failed during the stream: model overloaded$"):
+        async for _ in await provider.chat_completion(chat(stream=True)):
+            pass
