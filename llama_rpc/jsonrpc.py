@@ -7,7 +7,8 @@
 
 Every route of the method table is a method of the same name; params are the request's fields,
 decoded with `decode_request` at the edge. Each request runs in its own task, so a slow call never
-blocks another (or a ping); `cancel(id)` stops one and it gets no answer. Codes: -32700 parse
+blocks another (or a ping); `cancel(id)` stops one and it gets no answer. At the end of input,
+in-flight requests finish (within `eof_grace`: unbounded, or a second once MCP is initialized). Codes: -32700 parse
 error, -32600 invalid request, -32601 method not found (also an API this stack does not serve),
 -32602 invalid params (with `data.field`; also unknown ids such as a model, and too-large input),
 -32603 internal error. Never code 0.
@@ -60,7 +61,10 @@ INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 
 CHUNK_NOTIFICATION = "stream/chunk"
-EOF_GRACE_S = 1.0  # after stdin closes, in-flight requests get this long to answer, then stop
+# When the input ends, in-flight requests get this long to answer, then stop. A plain JSON-RPC pipe
+# (`echo ... | python -m llama_rpc`) waits for its answers; an MCP host closing stdin is leaving.
+EOF_GRACE_S = math.inf
+MCP_EOF_GRACE_S = 1.0
 
 RequestId = int | str
 

@@ -41,6 +41,7 @@ from llama_core.types.schema import decode_request, json_schema
 from llama_rpc.jsonrpc import (
     FOLDS,
     INVALID_PARAMS,
+    MCP_EOF_GRACE_S,
     Connection,
     Context,
     Handler,
@@ -219,6 +220,7 @@ class McpServer:
 
     async def initialize(self, ctx: Context) -> dict[str, Any]:
         self.client = _params(InitializeParams, ctx)
+        ctx.connection.eof_grace = min(ctx.connection.eof_grace, MCP_EOF_GRACE_S)  # a host closing stdin is leaving
         asked = self.client.protocolVersion
         version = asked if asked in PROTOCOL_VERSIONS else LATEST_PROTOCOL_VERSION
         capabilities = {

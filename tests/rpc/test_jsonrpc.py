@@ -244,10 +244,21 @@ async def test_end_of_input_stops_what_is_left_promptly(stack: FakeStack) -> Non
 
 
 async def test_a_request_at_end_of_input_is_still_answered(stack: FakeStack) -> None:
+    slow = {**HELLO, "messages": [{"role": "user", "content": "slow " + "word " * 25}], "stream": True}  # 1.3 s
     async with connected(stack) as peer:
-        await peer.send({"id": 1, "method": "models/list"})
+        await peer.send({"id": 1, "method": "inference/chat_completion", "params": slow})
         await peer.out.aclose()  # EOF right behind the request, as `echo ... | python -m llama_rpc`
-        assert (await peer.receive())["id"] == 1
+        assert (await peer.receive())["result"]["completion_message"]["content"].endswith("word ")
+
+
+async def test_after_mcp_initialize_end_of_input_leaves_one_second(stack: FakeStack) -> None:
+    slow = {**HELLO, "messages": [{"role": "user", "content": "slow " + "word " * 200}], "stream": True}
+    with anyio.fail_after(3):  # the stream alone would take 10 s
+        async with connected(stack) as peer:
+            await peer.call("initialize", {"protocolVersion": "2025-11-25"})
+            await peer.send({"id": 2, "method": "inference/chat_completion", "params": slow})
+            assert (await peer.receive())["method"] == "stream/chunk"
+    assert stack.providers["inference"].open_streams == 0
 
 
 @pytest.mark.parametrize(
