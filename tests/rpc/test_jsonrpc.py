@@ -248,7 +248,8 @@ async def test_a_request_at_end_of_input_is_still_answered(stack: FakeStack) -> 
     async with connected(stack) as peer:
         await peer.send({"id": 1, "method": "inference/chat_completion", "params": slow})
         await peer.out.aclose()  # EOF right behind the request, as `echo ... | python -m llama_rpc`
-        assert (await peer.receive())["result"]["completion_message"]["content"].endswith("word ")
+        answer = (await peer.response())["result"]["completion_message"]["content"]
+        assert answer == "You said: slow " + "word " * 25
 
 
 async def test_after_mcp_initialize_end_of_input_leaves_one_second(stack: FakeStack) -> None:
