@@ -152,7 +152,7 @@ class Attention(nn.Module):
             y = grouped_decode_attention(q.transpose(1, 2), keys, values, mask)
         else:
             y = F.scaled_dot_product_attention(
-                q.transpose(1, 2), keys, values, attn_mask=mask,
+                q.transpose(1, 2), keys, values, attn_mask=mask, is_causal=mask is None and T > 1,
                 enable_gqa=self.n_local_heads != self.n_local_kv_heads,
             )  # (B, H, T, D)
         return self.wo(y.transpose(1, 2).reshape(B, T, -1))
@@ -239,7 +239,7 @@ class Transformer(nn.Module):
         """Logits (B, T or 1, vocab) in float32.
 
         tokens: (B, T) ids for cache rows first_slot .. first_slot+B-1; input_pos: (B,) position of
-        each row's first token; kv_len: max(input_pos) + T if the caller knows it (saves a sync).
+        each row's first token; kv_len: exactly max(input_pos) + T, if the caller knows it (saves a sync).
         """
         assert self.max_seq_len > 0, "call setup_caches first"
         B, T = tokens.shape
@@ -248,8 +248,8 @@ class Transformer(nn.Module):
         if kv_len is None:
             kv_len = int(pos.max()) + 1
         rows = torch.arange(first_slot, first_slot + B, device=device)[:, None].expand(B, T)
-        mask = None
-        if T > 1 or B > 1:  # a lone decode row sees every cached key: no mask needed
+        mask = None  # a lone decode row sees every cached key; a lone fresh prompt is plain causal
+        if B > 1 or (T > 1 and kv_len != T):
             mask = (torch.arange(kv_len, device=device) <= pos[:, :, None])[:, None]  # (B, 1, T, L)
         freqs_cis = self.freqs_cis[pos]  # (B, T, D/2, 2)
         h = self.tok_embeddings(tokens)

@@ -35,5 +35,5 @@ def demo_ckpt() -> Path:
 
     from llama_core.engine.gguf import prepare_demo_model
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "llama-toolchain-tests"
-    return prepare_demo_model(cache / "SmolLM2-135M-Instruct")
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llama-toolchain"
+    return prepare_demo_model(cache / "SmolLM2-135M-Instruct")  # shared with benches/bench_generate.py

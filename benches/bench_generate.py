@@ -1,0 +1,182 @@
+"""Generation speed of our engine beside transformers' `generate` on the same weights, same run.
+
+For each dtype, ours and transformers each run in a fresh process (so peak RSS is their own) on
+the demo model (SmolLM2-135M-Instruct, converted once into a cache) or --model-dir. Measured:
+prefill tok/s (one prompt of --prompt-len), decode tok/s at batch 1, aggregate decode tok/s at
+--batch, peak RSS; plus the bandwidth roofline for batch-1 decode: measured read bandwidth / bytes
+read per token (weights except the embedding table, plus the KV cache).
+
+    python benches/bench_generate.py [--model-dir DIR] [--dtypes fp32,bf16] [--threads 2]
+                                     [--prompt-len 128] [--new-tokens 32] [--batch 8]
+
+Goals (issue 3): batch-1 fp32 decode >= 2x transformers and >= 60% of the roofline; batch 8 >= 4x batch 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+
+def default_model_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "llama-toolchain" / "SmolLM2-135M-Instruct"
+
+
+def best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
+    """Shortest wall time of `repeats` calls (the machine is shared: the minimum is the signal)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def prompts(n: int, length: int, vocab: int) -> list[list[int]]:
+    """`n` different deterministic prompts of `length` ordinary token ids."""
+    return [[100 + (i * 7919 + j * 104729) % (vocab - 200) for i in range(length)] for j in range(n)]
+
+
+def read_bandwidth_gbs(threads: int) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    big = torch.ones(128 * 1024 * 1024)  # 512 MiB, far past the caches
+    return big.numel() * 4 / best_of(big.sum, 5) / 1e9
+
+
+# ---- one engine in one process --------------------------------------------------------------------
+
+
+def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int) -> dict[str, float]:
+    import torch
+
+    from llama_core.engine.checkpoint import load_model
+    from llama_core.engine.generation import Batch, GenerationParams, prefill
+    from llama_core.engine.parallel import init_model_parallel
+
+    init_model_parallel()
+    model, _ = load_model(model_dir, max_seq_len=prompt_len + new + 8, max_batch_size=batch, dtype=dtype, device="cpu")
+    ps = prompts(batch, prompt_len, model.args.vocab_size)
+    greedy = GenerationParams(max_tokens=new + 1)
+    with torch.inference_mode():
+        t_prefill = best_of(lambda: prefill(model, torch.tensor(ps[0]), 0))
+
+    def decode(n_seqs: int) -> float:
+        b = Batch(model)
+        for j in range(n_seqs):
+            b.add(j, ps[j], greedy)
+        start = time.perf_counter()
+        for _ in range(new):
+            b.step()
+        return time.perf_counter() - start
+
+    t1, tb = best_of(lambda: decode(1), 2), best_of(lambda: decode(batch), 2)
+    return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb}
+
+
+def run_hf(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int) -> dict[str, float]:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from llama_core.engine import hf
+    from llama_core.engine.args import ModelArgs
+    from llama_core.engine.checkpoint import DTYPES, read_shard
+
+    args = ModelArgs.from_file(model_dir / "params.json")
+    config = {k: v for k, v in hf.hf_config(args).items() if k not in ("architectures", "model_type")}
+    with torch.device("meta"):
+        model = LlamaForCausalLM(LlamaConfig(**config)).eval()
+    sd = hf.to_hf_state_dict(args, read_shard(model_dir / "consolidated.00.pth"))
+    model.load_state_dict({k: v.to(DTYPES[dtype]) for k, v in sd.items()}, strict=False, assign=True)
+    if args.tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    model.model.rotary_emb = type(model.model.rotary_emb)(config=model.config)
+    ps = torch.tensor(prompts(batch, prompt_len, args.vocab_size))
+
+    def gen(rows: int, n: int) -> None:
+        model.generate(ps[:rows], max_new_tokens=n, min_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
+
+    with torch.inference_mode():
+        t_prefill = best_of(lambda: model(ps[:1]))
+        t1 = best_of(lambda: gen(1, new + 1), 2) - best_of(lambda: gen(1, 1), 2)
+        tb = best_of(lambda: gen(batch, new + 1), 2) - best_of(lambda: gen(batch, 1), 2)
+    return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb}
+
+
+def child(argv: list[str]) -> None:
+    import torch
+
+    engine, model_dir, dtype, threads, prompt_len, new, batch = argv
+    torch.set_num_threads(int(threads))
+    run = run_ours if engine == "ours" else run_hf
+    result = run(Path(model_dir), dtype, int(prompt_len), int(new), int(batch))
+    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def measure(engine: str, model_dir: Path, dtype: str, a: argparse.Namespace) -> dict[str, float]:
+    argv = [engine, str(model_dir), dtype, str(a.threads), str(a.prompt_len), str(a.new_tokens), str(a.batch)]
+    proc = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{engine} {dtype} failed:\n{proc.stderr[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def bytes_per_token(model_dir: Path, dtype: str, ctx: int) -> float:
+    """Weights read per decode step (the embedding table costs one row; a tied LM head is read once) + KV."""
+    from llama_core.engine.args import ModelArgs
+
+    a = ModelArgs.from_file(model_dir / "params.json")
+    per_layer = a.dim * (a.n_heads + 2 * a.kv_heads) * a.head_dim + a.n_heads * a.head_dim * a.dim
+    per_layer += 3 * a.dim * a.ffn_hidden_dim + 2 * a.dim
+    params = a.n_layers * per_layer + a.dim + a.vocab_size * a.dim  # + final norm + LM head
+    size = {"fp32": 4, "bf16": 2, "fp16": 2}[dtype]
+    kv = 2 * a.n_layers * a.kv_heads * a.head_dim * ctx * size
+    return params * size + kv
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        return child(sys.argv[2:])
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model-dir", type=Path, default=None)
+    p.add_argument("--dtypes", default="fp32,bf16")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--prompt-len", type=int, default=128)
+    p.add_argument("--new-tokens", type=int, default=32)
+    p.add_argument("--batch", type=int, default=8)
+    a = p.parse_args()
+    model_dir = a.model_dir
+    if model_dir is None:
+        from llama_core.engine.gguf import prepare_demo_model
+
+        model_dir = prepare_demo_model(default_model_dir())
+    bw = read_bandwidth_gbs(a.threads)
+    print(f"model {model_dir.name}, {a.threads} threads, prompt {a.prompt_len}, {a.new_tokens} new tokens, "
+          f"batch {a.batch}; measured read bandwidth {bw:.1f} GB/s")
+    for dtype in a.dtypes.split(","):
+        ours, theirs = measure("ours", model_dir, dtype, a), measure("hf", model_dir, dtype, a)
+        roof = bw * 1e9 / bytes_per_token(model_dir, dtype, a.prompt_len + a.new_tokens // 2)
+        print(
+            f"{dtype}: prefill {ours['prefill']:.0f} tok/s (transformers {theirs['prefill']:.0f}, "
+            f"{ours['prefill'] / theirs['prefill']:.2f}x) | decode b1 {ours['decode1']:.1f} tok/s "
+            f"(transformers {theirs['decode1']:.1f}, {ours['decode1'] / theirs['decode1']:.2f}x; "
+            f"roofline {roof:.1f}, {100 * ours['decode1'] / roof:.0f}%) | decode b{a.batch} "
+            f"{ours['decodeB']:.1f} tok/s (transformers {theirs['decodeB']:.1f}, "
+            f"{ours['decodeB'] / theirs['decodeB']:.2f}x; {ours['decodeB'] / ours['decode1']:.1f}x our b1) | "
+            f"peak RSS {ours['rss_mb']:.0f} MB (transformers {theirs['rss_mb']:.0f} MB)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
