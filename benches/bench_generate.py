@@ -112,6 +112,15 @@ def run_hf(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int) -
     return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb}
 
 
+def peak_rss_mb() -> float:
+    """This process's high-water resident set (Linux VmHWM; getrusage elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(argv: list[str]) -> None:
     import torch
 
@@ -119,7 +128,7 @@ def child(argv: list[str]) -> None:
     torch.set_num_threads(int(threads))
     run = run_ours if engine == "ours" else run_hf
     result = run(Path(model_dir), dtype, int(prompt_len), int(new), int(batch))
-    result["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["rss_mb"] = peak_rss_mb()
     print(json.dumps(result))
 
 

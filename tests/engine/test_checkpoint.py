@@ -136,3 +136,15 @@ def test_tied_embeddings_share_one_weight(tmp_path: Path) -> None:
 def test_shard_state_dict_rejects_uneven_split() -> None:
     with pytest.raises(CheckpointError, match=r"layers.0.attention.wk.weight \(3, 4\) does not split into 2"):
         shard_state_dict({"layers.0.attention.wk.weight": torch.zeros(3, 4)}, 2)
+
+
+def test_bf16_option(tiny_ckpt: Path) -> None:
+    model = load_model(tiny_ckpt, max_seq_len=16, dtype="bf16", device="cpu")[0]
+    assert model.tok_embeddings.weight.dtype == torch.bfloat16
+    assert model.layers[0].attention.kv_cache.k_cache.dtype == torch.bfloat16
+    with torch.inference_mode():
+        out = model(torch.tensor([PROMPT]), torch.tensor([0]))[0]
+    assert out.dtype == torch.float32  # logits are returned in float32
+    assert (out - logits(tiny_ckpt)).abs().max().item() < 0.5  # bf16 rounding, same model
+    with pytest.raises(CheckpointError, match="Unknown dtype 'int3'; choose one of fp32, bf16, fp16"):
+        load_model(tiny_ckpt, dtype="int3")
