@@ -184,3 +184,8 @@ def test_httpx_request_log_is_redacted(llama, cdn, caplog):
     assert rc == 0
     assert "HTTP Request: GET" in caplog.text and "Policy=" not in caplog.text
     assert not any(secret in caplog.text for secret in _secrets(url))
+
+
+def test_max_parallel_must_be_positive(llama, cdn):
+    rc, _, err = llama("download", "-m", MODEL, "--meta-url", cdn.signed_url(), "--max-parallel", "0")
+    assert (rc, err, cdn.requests) == (2, "Error: --max-parallel must be at least 1, not 0.\n", [])
