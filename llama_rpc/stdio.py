@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import sys
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ import anyio
 
 MAX_LINE_BYTES = 16 * 1024 * 1024  # as the HTTP body limit; a longer line is answered, not buffered
 READ_SIZE = 64 * 1024
+PIPE_BUF = 4096  # a writable pipe has room for this much (POSIX: PIPE_BUF >= 512; Linux: 4096)
 
 
 class TooLong(bytes):
@@ -101,7 +103,16 @@ class FdSender:
 
     async def send(self, item: bytes) -> None:
         async with self._lock:
-            await anyio.to_thread.run_sync(self._write_all, item)
+            if len(item) <= PIPE_BUF and self._writable():  # a pipe with room: no thread hop
+                item = item[os.write(self.fd, item) :]
+            if item:
+                await anyio.to_thread.run_sync(self._write_all, item)
+
+    def _writable(self) -> bool:
+        try:
+            return bool(select.select([], [self.fd], [], 0)[1])
+        except (OSError, ValueError):
+            return False
 
     def _write_all(self, data: bytes) -> None:
         view = memoryview(data)
