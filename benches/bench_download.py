@@ -122,7 +122,7 @@ def bench(tmp: Path, size_mib: int, runs: int, rate_mib_s: float) -> None:
     cap = f"each connection capped at {rate_mib_s:g} MiB/s" if rate_mib_s else "no cap"
     for label, seconds in times.items():
         median = statistics.median(seconds)
-        print(f"{cap:<34} {label:<26} {median:7.2f} s {size_mib / median:7.0f} MiB/s  (median of {runs})")
+        print(f"{cap:<36} {label:<26} {median:7.2f} s {size_mib / median:7.0f} MiB/s  (median of {runs})")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Fetch files over HTTP: ranged parts in parallel, resume after a cut, retry with backoff.
 
 Each file is first probed with `Range: bytes=0-0` (CloudFront refuses HEAD; the 206's Content-Range
-carries the size). It then lands in `<name>.partial`, created at full size (sparse), beside
-`<name>.partial.json`, which records how many bytes of each part are written. Both survive a cut
-connection, a crash or Ctrl-C; the next run asks only for the missing ranges. A finished file is
-renamed into place. Parts of all files share one pool of `max_parallel` streams.
+carries the size). It then lands in `<name>.partial` beside a record of the bytes written per part
+(partial.py); both survive a cut connection, a crash or Ctrl-C, and the next run asks only for the
+missing ranges. A finished file is renamed into place. Parts of all files share one pool of
+`max_parallel` streams; a cut stream retries its part from where it stopped, with backoff.
 
 Messages never hold a URL's query string (a signature is a credential): see `redact`.
 """
