@@ -413,8 +413,10 @@ class Connection:
             return
         try:
             handler(None if message.params is msgspec.UNSET else message.params)
-        except Exception:  # noqa: BLE001 -- a notification never gets an answer
-            log.warning("notification %s failed", message.method, exc_info=True)
+        except LlamaError as error:  # a notification never gets an answer: a line on stderr
+            log.warning("ignoring notification %s: %s", message.method, error.message)
+        except Exception:  # noqa: BLE001
+            log.exception("notification %s failed", message.method)
 
     async def _run(self, ctx: Context, handler: Handler, scope: anyio.CancelScope) -> None:
         try:

@@ -13,9 +13,10 @@
                                                         caller sent a progressToken
     notifications/cancelled                             stops the request; it gets no answer
 
-The routes of the table stay callable by their own names too (plain JSON-RPC, llama_rpc/jsonrpc.py).
-A tool's failure (bad arguments, unknown model, ...) is a result with `isError: true` and one line
-of text, so a model can correct itself; an unknown tool is JSON-RPC -32602. `server/discover` (the
+The routes of the table stay callable by their own names too (plain JSON-RPC, llama_rpc/jsonrpc.py),
+and requests before `initialize` are served (a plain JSON-RPC client never sends it). A tool's
+failure (bad arguments, unknown model, ...) is a result with `isError: true` and one line of text,
+so a model can correct itself; an unknown tool is JSON-RPC -32602. `server/discover` (the
 2026-07-28 era) answers -32601 at once, so SDK clients in "auto" mode fall back to `initialize`.
 
 Non-goals: no 2026-07-28 stateless era, no subscriptions, sampling, elicitation or tasks; one page
