@@ -127,9 +127,9 @@ class _Stopped(Exception):
 class Fetcher:
     """Fetches a list of files into one folder (see the module docstring).
 
-    Transfers run in worker threads on a sync httpx.Client (about 40% less CPU per byte than the
-    async client, which matters at loopback and LAN speeds); the event loop only schedules them and
-    replays their progress events. A failure or a cancellation sets `stop`, which every thread
+    Transfers run in worker threads on a sync httpx.Client (with 1 MiB reads, about a third less CPU
+    per byte than the async client measured here, which matters at LAN speeds on small machines);
+    the event loop only schedules them and replays their progress events. A failure or a cancellation sets `stop`, which every thread
     checks between chunks and during backoff.
     """
 
@@ -151,7 +151,7 @@ class Fetcher:
             await self._in_threads([functools.partial(self._probe, p) for p in batch])
         todo = [p for p in todo if not (p.total is not None and _size(p.path) == p.total)]
         for p in plans:
-            if p not in todo:
+            if not any(p is q for q in todo):
                 self.progress.note(f"{p.file.name} is already downloaded; skipping.")
         for p in todo:
             p.load()
