@@ -130,3 +130,24 @@ async def test_the_official_client_drives_the_server(run_config: Path, tmp_path:
     errlog.close()
     log = (tmp_path / "stderr.log").read_text()
     assert "cancelling request" in log and "cancelled" in log
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_the_high_level_client_in_auto_mode_falls_back_to_initialize_at_once(tmp_path: Path, anyio_backend: str) -> None:
+    """`mcp.Client` sends `server/discover` first; a prompt -32601 makes it fall back (no 10 s stall)."""
+    from mcp import Client, StdioServerParameters
+
+    config = tmp_path / "empty.toml"
+    config.write_text('name = "empty"\ndistribution_id = "local"\n')  # no model: models/list is []
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "llama_rpc", str(config)],
+        env={"LLAMA_STACK_CONFIG_DIR": str(tmp_path / "home"), "PYTHONPATH": os.getcwd()},
+    )
+    started = time.monotonic()
+    async with Client(params) as client:
+        assert time.monotonic() - started < 8
+        assert [t.name for t in (await client.list_tools()).tools] == ["models_list", "models_get"]
+        result = await client.call_tool("models_list", {})
+        assert (result.is_error, result.structured_content) == (False, {"result": []})
