@@ -135,15 +135,16 @@ class Attention(nn.Module):
     def forward(self, x: Tensor, freqs_cis: Tensor, mask: Tensor | None, rows: Tensor, pos: Tensor,
                 first_slot: int, kv_len: int) -> Tensor:
         B, T, _ = x.shape
+        H, Hkv, D = self.n_local_heads, self.n_local_kv_heads, self.head_dim
         if self.wqkv is not None:  # column-parallel without gather: a plain matmul on this rank's rows
-            q, k, v = F.linear(x, self.wqkv).split(
-                [self.n_local_heads * self.head_dim] + [self.n_local_kv_heads * self.head_dim] * 2, dim=-1)
+            qkv = F.linear(x, self.wqkv)  # (B, T, (H + 2 Hkv) D)
+            qk = apply_rotary_emb(qkv[..., : (H + Hkv) * D].view(B, T, H + Hkv, D), freqs_cis)  # q, k at once
+            q, k = qk.split([H, Hkv], dim=2)
+            v = qkv[..., (H + Hkv) * D :].view(B, T, Hkv, D)
         else:
-            q, k, v = self.wq(x), self.wk(x), self.wv(x)
-        q = q.view(B, T, self.n_local_heads, self.head_dim)
-        k = k.view(B, T, self.n_local_kv_heads, self.head_dim)
-        v = v.view(B, T, self.n_local_kv_heads, self.head_dim)
-        q, k = apply_rotary_emb(q, freqs_cis), apply_rotary_emb(k, freqs_cis)
+            q = apply_rotary_emb(self.wq(x).view(B, T, H, D), freqs_cis)
+            k = apply_rotary_emb(self.wk(x).view(B, T, Hkv, D), freqs_cis)
+            v = self.wv(x).view(B, T, Hkv, D)
         assert self.kv_cache is not None, "call Transformer.setup_caches first"
         self.kv_cache.update(rows, pos, k, v)
         keys = self.kv_cache.k_cache[first_slot : first_slot + B, :, :kv_len]  # (B, Hkv, L, D)

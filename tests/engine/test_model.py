@@ -108,3 +108,17 @@ def test_fused_weights_are_the_named_parameters(tiny, tiny_ckpt: Path) -> None:
     assert ffn.w3.weight.data_ptr() == ffn.w13[ffn.w1.weight.shape[0]:].data_ptr()
     sd = read_shard(locate(tiny_ckpt).shards[0])
     assert torch.equal(tiny.state_dict()["layers.0.attention.wk.weight"], sd["layers.0.attention.wk.weight"].float())
+
+
+def test_unfused_model_gives_the_same_logits(tiny, tiny_ckpt: Path) -> None:
+    from llama_core.engine.checkpoint import load_weights
+    from llama_core.engine.model import build_model
+
+    shard = locate(tiny_ckpt).shards[0]
+    plain = build_model(tiny.args)
+    load_weights(plain, read_shard(shard), shard)
+    plain.setup_caches(1, 16)
+    assert plain.layers[0].attention.wqkv is None
+    tokens = torch.tensor([PROMPT])
+    with torch.inference_mode():
+        torch.testing.assert_close(plain(tokens, torch.tensor([0])), tiny(tokens, torch.tensor([0])))
