@@ -24,7 +24,8 @@ import msgspec
 from llama_core.config import OllamaImplConfig
 from llama_core.errors import ModelNotFoundError, NotFoundError, ProviderError, UnavailableError, UnsupportedError
 from llama_core.models.registry import resolve_model
-from llama_core.providers.inference.openai_compat import (
+from llama_core.providers.inference.openai_compat import tool_schema, user_text
+from llama_core.providers.inference.vendor_stream import (
     OpenStream,
     Piece,
     chat_chunks,
@@ -32,8 +33,6 @@ from llama_core.providers.inference.openai_compat import (
     drain,
     error_message,
     stream_lines,
-    tool_schema,
-    user_text,
     vendor_message,
     vendor_tool_call,
 )

@@ -1,4 +1,4 @@
-"""Inference over a vendor's OpenAI-style REST API (Fireworks, Together), and what Ollama shares with it.
+"""Inference over a vendor's OpenAI-style REST API (Fireworks, Together); tool schemas shared with Ollama.
 
     chat_completion  ->  POST {url}/v1/chat/completions   messages, tools, sampling (SSE if stream)
     completion       ->  POST {url}/v1/completions        prompt, sampling (SSE if stream)
@@ -9,7 +9,7 @@ by the vendor's table; a name the registry does not know is sent as it is (a ven
 The API key is the config's `api_key`, else the request's provider data (`{"<vendor>_api_key": ...}`
 in the X-LlamaStack-ProviderData header).
 
-Streams give the meta-reference chunk sequence (llama_core.providers.inference.stream.ChatStream):
+Streams give the meta-reference chunk sequence (llama_core.providers.inference.vendor_stream):
 text deltas as progress, a leading `<|python_tag|>` as a started tool call, the vendor's own tool
 calls once complete, then `complete` with the stop reason. The first request is sent before the
 stream is returned, so refusals (401, 404, 429) are answered as statuses and retried where safe
@@ -24,15 +24,23 @@ import contextlib
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
 from llama_core.errors import AuthenticationError, ModelNotFoundError, ProviderError, UnsupportedError
 from llama_core.models.registry import resolve_model
-from llama_core.prompt.chat_format import PYTHON_TAG, decode_assistant_message_from_content
-from llama_core.prompt.tool_calls import new_call_id
-from llama_core.providers.inference.stream import ChatStream
+from llama_core.providers.inference.vendor_stream import (
+    OpenStream,
+    Piece,
+    chat_chunks,
+    completion_chunks,
+    drain,
+    error_message,
+    stream_lines,
+    vendor_message,
+    vendor_tool_call,
+)
 from llama_core.providers.provider_data import provider_data
 from llama_core.providers.retry import RetryPolicy, error_for_status, send_with_retries
 from llama_core.types import (
@@ -56,22 +64,16 @@ from llama_core.types.inference import (
     BatchCompletionResponse,
     ChatCompletionRequest,
     ChatCompletionResponse,
-    ChatCompletionResponseEvent,
-    ChatCompletionResponseEventType,
     ChatCompletionResponseStreamChunk,
     CompletionRequest,
     CompletionResponse,
     CompletionResponseStreamChunk,
     EmbeddingsRequest,
     EmbeddingsResponse,
-    ToolCallDelta,
-    ToolCallParseStatus,
 )
 
 if TYPE_CHECKING:
     import httpx
-
-T = TypeVar("T")
 
 # OpenAI finish_reason -> ours. "eos" is Together's; "tool_calls": the model waits for a tool's result.
 FINISH_REASONS: dict[str, StopReason] = {
@@ -81,9 +83,6 @@ FINISH_REASONS: dict[str, StopReason] = {
     "tool_calls": StopReason.end_of_message,
     "function_call": StopReason.end_of_message,
 }
-
-# Llama stop tokens a raw-text endpoint may leave in its text.
-STOP_TOKENS = ("<|eot_id|>", "<|eom_id|>")
 
 # The parameters of the builtin tools, as the model calls them.
 BUILTIN_PARAMS: dict[str, tuple[str, str]] = {
@@ -166,155 +165,6 @@ def sampling_fields(sp: SamplingParams) -> dict[str, Any]:
     if sp.repetition_penalty != 1.0:
         fields["repetition_penalty"] = sp.repetition_penalty
     return fields
-
-
-# -- answers: vendor JSON -> our types -------------------------------------------------------------
-
-
-def vendor_tool_call(call_id: str | None, name: str, arguments: str | dict[str, Any] | None) -> ToolCall | None:
-    """A ToolCall from a vendor's call (arguments as a JSON string, or an object as Ollama sends them).
-
-    None when the arguments are not a JSON object.
-    """
-    if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments) if arguments.strip() else {}
-        except ValueError:
-            return None
-    if arguments is None:
-        arguments = {}
-    if not isinstance(arguments, dict):
-        return None
-    return ToolCall(call_id=call_id or new_call_id(), tool_name=name, arguments=arguments)
-
-
-def vendor_message(text: str, stop_reason: StopReason, calls: Sequence[ToolCall] = ()) -> CompletionMessage:
-    """The assistant message of a vendor's reply: its text parsed as meta-reference parses the model's
-    (a leading <|python_tag|>, tool calls written as text), plus the calls the vendor returned itself."""
-    message = decode_assistant_message_from_content(text, stop_reason)
-    if calls:
-        message = msgspec.structs.replace(message, tool_calls=[*message.tool_calls, *calls])
-    return message
-
-
-def error_message(body: bytes) -> str:
-    """The human part of a vendor's error body: OpenAI's {"error": {"message"}}, Ollama's {"error": "..."}."""
-    try:
-        data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return body.decode(errors="replace")
-    if isinstance(data, dict):
-        error = data.get("error", data)
-        if isinstance(error, dict):
-            return str(error.get("message") or error.get("detail") or error)
-        if error is not None:
-            return str(error)
-    return str(data)
-
-
-# -- streams ---------------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Piece:
-    """One step of a vendor's reply stream, in our terms."""
-
-    text: str = ""
-    calls: list[ToolCall] = field(default_factory=list)
-    bad_calls: list[str] = field(default_factory=list)  # raw text of calls whose arguments did not parse
-    finish: StopReason | None = None  # set by the last piece
-
-
-async def chat_chunks(vendor: str, pieces: AsyncIterator[Piece]) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
-    """The meta-reference chunk sequence from a vendor's pieces; ProviderError if it never finishes."""
-    chat = ChatStream()
-    yield chat.start()
-    raw: list[str] = []
-    calls: list[ToolCall] = []
-    bad: list[str] = []
-    stop: StopReason | None = None
-    # aclosing: closing this stream early closes the vendor's pieces too (trio warns about open ones).
-    async with contextlib.aclosing(pieces):  # type: ignore[type-var]
-        async for piece in pieces:
-            delta = piece.text
-            for token in STOP_TOKENS:
-                delta = delta.replace(token, "")
-            if delta and not raw and delta.startswith(PYTHON_TAG.name):
-                yield chat.tool_call_started()
-                raw.append(piece.text)
-                delta = delta.removeprefix(PYTHON_TAG.name)
-            elif piece.text:
-                raw.append(piece.text)
-            if delta:
-                yield chat.text(delta)
-            calls += piece.calls
-            bad += piece.bad_calls
-            stop = piece.finish or stop
-    if stop is None:
-        raise ProviderError(f"{vendor}'s stream ended before the reply was complete.")
-    message = vendor_message("".join(raw), stop, calls)
-    for text in bad:
-        failure = ToolCallDelta(content=text, parse_status=ToolCallParseStatus.failure)
-        event = ChatCompletionResponseEvent(
-            event_type=ChatCompletionResponseEventType.progress, delta=failure, stop_reason=stop
-        )
-        yield ChatCompletionResponseStreamChunk(event=event)
-    for chunk in chat.finish(message):
-        yield chunk
-
-
-async def completion_chunks(vendor: str, pieces: AsyncIterator[Piece]) -> AsyncIterator[CompletionResponseStreamChunk]:
-    """Completion chunks: each text piece, the stop reason on the last; ProviderError if it never finishes."""
-    finished = False
-    async with contextlib.aclosing(pieces):  # type: ignore[type-var]
-        async for piece in pieces:  # read to the end: the vendor ends the stream after the last piece
-            if not finished and (piece.text or piece.finish is not None):
-                yield CompletionResponseStreamChunk(delta=piece.text, stop_reason=piece.finish)
-            finished = finished or piece.finish is not None
-    if not finished:
-        raise ProviderError(f"{vendor}'s stream ended before the reply was complete.")
-
-
-class OpenStream(Generic[T]):
-    """Chunks read from an open vendor answer; the end, an error or `aclose()` closes the answer."""
-
-    def __init__(self, response: httpx.Response, chunks: AsyncIterator[T]) -> None:
-        self._response = response
-        self._chunks = chunks
-
-    def __aiter__(self) -> OpenStream[T]:
-        return self
-
-    async def __anext__(self) -> T:
-        try:
-            return await self._chunks.__anext__()
-        except BaseException:
-            await self.aclose()
-            raise
-
-    async def aclose(self) -> None:
-        await self._chunks.aclose()  # type: ignore[attr-defined]
-        await self._response.aclose()
-
-
-async def stream_lines(vendor: str, response: httpx.Response) -> AsyncIterator[str]:
-    """The lines of a streamed answer; a connection that breaks off is a ProviderError."""
-    import httpx
-
-    try:
-        async for line in response.aiter_lines():
-            yield line
-    except httpx.TransportError as e:
-        raise ProviderError(f"{vendor}'s stream was cut midway: {e or type(e).__name__}") from None
-
-
-async def drain(lines: AsyncIterator[str]) -> None:
-    """Read to the end (the vendor closes after an error event), so every generator finishes."""
-    try:
-        async for _ in lines:
-            pass
-    except ProviderError:
-        pass
 
 
 async def sse_json(vendor: str, response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
