@@ -162,3 +162,10 @@ def test_top_logprobs_pure() -> None:
     assert list(lp) == [1, 2]
     expected = torch.log_softmax(torch.tensor([0.0, 3.0, 1.0, 0.0]), -1)[[1, 2]]
     torch.testing.assert_close(torch.tensor(list(lp.values())), expected)
+
+
+def test_chunked_prefill_gives_the_same_tokens(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llama_core.engine import generation
+
+    monkeypatch.setattr(generation, "PREFILL_CHUNK", 4)  # the 6-token prompt goes in as 4 + 2
+    assert tokens(tiny, PROMPT, max_tokens=20) == TINY_GREEDY
