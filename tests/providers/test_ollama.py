@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import anyio
 import pytest
 from providers.fakes import FakeVendor, Reply, sample, stream_of
 from rpc.server import free_port, running_server
@@ -259,6 +260,18 @@ async def test_stream_cut_midway_is_a_provider_error(ollama: OllamaInference, ve
             seen.append(chunk.event.delta)
     assert seen == ["", "The", " capital"]
     assert len(vendor.requests) == 1  # never retried once chunks were given out
+
+
+async def test_closing_a_stream_early_closes_the_answer(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    lines = stream_of(sample("ollama/chat_stream.ndjson"))[:2]
+    vendor.then("/api/chat", Reply(body=lines, content_type=NDJSON, hold=2.0))  # still generating
+    stream = await ollama.chat_completion(chat(stream=True))
+    first = [(await stream.__anext__()).event.delta for _ in range(2)]
+    with anyio.fail_after(2):  # not waiting for the vendor to finish
+        await stream.aclose()  # a client that went away
+    assert first == ["", "The"]
+    vendor.then("/api/chat", Reply(body=sample("ollama/chat.json")))
+    assert isinstance(await ollama.chat_completion(chat()), ChatCompletionResponse)  # the connection pool is fine
 
 
 async def test_500_is_retried_before_the_stream_starts(ollama: OllamaInference, vendor: FakeVendor) -> None:

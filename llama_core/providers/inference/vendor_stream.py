@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+import anyio
 import msgspec
 
 from llama_core.errors import ProviderError
@@ -169,8 +170,16 @@ class OpenStream(Generic[T]):
             raise
 
     async def aclose(self) -> None:
-        await self._chunks.aclose()  # type: ignore[attr-defined]
-        await self._response.aclose()
+        """Close the answer, then let every reader below fail on it and finish (a reader left
+        suspended is a warning under trio, httpx's own included); quick, and shielded from cancel."""
+        with anyio.CancelScope(shield=True):
+            await self._response.aclose()
+            try:
+                async for _ in self._chunks:
+                    pass
+            except Exception:  # noqa: BLE001 -- the closed answer's read error, expected here
+                pass
+            await self._chunks.aclose()  # type: ignore[attr-defined]
 
 
 async def stream_lines(vendor: str, response: httpx.Response) -> AsyncIterator[str]:

@@ -14,6 +14,7 @@ each vendor's API documentation, in its exact shape (not captured from the live 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Reply:
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
     cut: bool = False  # drop the connection after the body pieces
+    hold: float = 0.0  # seconds to keep the answer open after the pieces (a vendor still generating)
 
 
 @dataclass
@@ -109,6 +111,8 @@ class FakeVendor:
         await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
         for piece in pieces:
             await send({"type": "http.response.body", "body": piece, "more_body": True})
+        if reply.hold:
+            await asyncio.sleep(reply.hold)
         if reply.cut:
             raise CutStream("the vendor dropped the connection")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
