@@ -176,15 +176,16 @@ def create_app(
     app.add_url_rule("/openapi.json", "openapi", openapi_json, methods=["GET"])
     openai.register(app, stack, done=openai_done)
 
-    expected = f"Bearer {api_key}".encode() if api_key else None
+    if api_key:
+        expected = f"Bearer {api_key}".encode()
 
-    @app.before_request
-    async def check_api_key() -> None:
-        if expected is None or request.path == "/health":
-            return
-        given = request.headers.get("Authorization", "").encode()
-        if not hmac.compare_digest(given, expected):
-            raise AuthenticationError("Missing or wrong API key: send the header `Authorization: Bearer <key>`.")
+        @app.before_request
+        async def check_api_key() -> None:
+            if request.path == "/health":
+                return
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                raise AuthenticationError("Missing or wrong API key: send the header `Authorization: Bearer <key>`.")
 
     @app.before_request
     async def read_provider_data() -> None:
