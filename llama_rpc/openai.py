@@ -60,6 +60,7 @@ ROUTES: tuple[tuple[str, str], ...] = tuple(
         ("POST", "/completions"),
         ("POST", "/embeddings"),
         ("GET", "/models"),
+        ("GET", "/models/{model_id}"),
     )
 )
 

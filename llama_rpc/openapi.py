@@ -114,7 +114,7 @@ def openapi_document() -> dict[str, Any]:
     for verb, path in openai.ROUTES:
         suffix = path.removeprefix("/v1/openai/v1").removeprefix("/v1")
         op: dict[str, Any] = {
-            "operationId": "openai" + path.replace("/", "_"),
+            "operationId": "openai" + path.replace("/", "_").replace("{", "").replace("}", ""),
             "summary": f"OpenAI-compatible {suffix}",
             "tags": ["openai"],
             "responses": {"200": {"description": "OpenAI's response object (or chunk stream)"}, **_error_responses()},
@@ -122,6 +122,8 @@ def openapi_document() -> dict[str, Any]:
         if verb == "POST":
             body = schemas[OPENAI_BODIES[suffix]]
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+        if "{model_id}" in path:
+            op["parameters"] = [{"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}]
         paths[path] = {verb.lower(): op}
     return {
         "openapi": "3.1.0",

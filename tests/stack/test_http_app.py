@@ -207,3 +207,18 @@ async def test_openapi_document(client: Any) -> None:
     ]
     turn = doc["paths"]["/agentic_system/turn/create"]["post"]["responses"]["200"]["content"]
     assert set(turn) == {"text/event-stream"}
+
+
+async def test_openai_model_ids_may_hold_slashes(client: Any) -> None:
+    response = await client.get("/v1/openai/v1/models/meta-llama/Llama-9")
+    assert response.status_code == 404
+    error = json.loads(await response.get_data())["error"]
+    assert (error["code"], error["param"]) == (404, None)
+    assert error["message"].startswith("Unknown model 'meta-llama/Llama-9'")  # the provider's 404, not the router's
+
+
+async def test_openai_stream_error_is_an_openai_error_event(client: Any) -> None:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "fail"}], "stream": True}
+    got = events(await (await client.post("/v1/chat/completions", json=body)).get_data())
+    assert got[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    assert got[-1] == {"error": {"message": "the fake engine broke", "type": "provider", "param": None, "code": 502}}
