@@ -14,7 +14,7 @@ from engine.tiny_checkpoint import write_tiny_checkpoint  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def model_parallel_group() -> None:
-    torch.set_num_threads(2)  # two cores are shared by everyone
+    torch.set_num_threads(1)  # two cores shared by everyone: OpenMP threads thrash when oversubscribed
     init_model_parallel()
 
 
