@@ -114,7 +114,7 @@ def query_body(request_type: type[Base], args: Any) -> bytes:
 async def _request_body(method: Method) -> bytes:
     if method.verb != "POST" and request.args:
         return query_body(method.request_type, request.args)
-    return await request.get_data(cache=False)
+    return await request.get_data()  # read (and cached) by `read_body` already
 
 
 def _route_handler(stack: Any, method: Method) -> Callable[[], Any]:
@@ -175,6 +175,12 @@ def create_app(
     app.add_url_rule("/health", "health", health, methods=["GET"])
     app.add_url_rule("/openapi.json", "openapi", openapi_json, methods=["GET"])
     openai.register(app, stack, done=openai_done)
+
+    @app.before_request
+    async def read_body() -> None:
+        # Every body is read before anything answers, errors included: an answer sent before its
+        # request's body has arrived leaves the connection unusable for the client's next request.
+        await request.get_data()
 
     if api_key:
         expected = f"Bearer {api_key}".encode()

@@ -376,7 +376,7 @@ def register(app: Quart, stack: Any, *, done: bool = False) -> None:
 
     async def chat_completions() -> Response:
         inference = stack.api("inference")
-        req = decode_request(oa.OpenAIChatCompletionRequest, await request.get_data(cache=False))
+        req = decode_request(oa.OpenAIChatCompletionRequest, await request.get_data())
         ours_req, stops, env = chat_request(req), stop_list(req.stop), Envelope(req.model, "chatcmpl")
         if req.stream or stops:  # with stop sequences, stream inside so the engine stops early
             chunks = chat_chunks(env, await inference.chat_completion(_streaming(ours_req)), stops)
@@ -385,7 +385,7 @@ def register(app: Quart, stack: Any, *, done: bool = False) -> None:
 
     async def completions() -> Response:
         inference = stack.api("inference")
-        req = decode_request(oa.OpenAICompletionRequest, await request.get_data(cache=False))
+        req = decode_request(oa.OpenAICompletionRequest, await request.get_data())
         ours_req, stops, env = completion_request(req), stop_list(req.stop), Envelope(req.model, "cmpl")
         prompt, echo = str(ours_req.content), bool(req.echo)
         if req.stream:
@@ -395,7 +395,7 @@ def register(app: Quart, stack: Any, *, done: bool = False) -> None:
 
     async def embeddings() -> Response:
         inference = stack.api("inference")
-        req = decode_request(oa.OpenAIEmbeddingsRequest, await request.get_data(cache=False))
+        req = decode_request(oa.OpenAIEmbeddingsRequest, await request.get_data())
         _refuse_unless(req.dimensions is None, "dimensions", "vectors come at the model's size")
         inputs = [req.input] if isinstance(req.input, str) else req.input
         result = await inference.embeddings(ours.EmbeddingsRequest(model=req.model, contents=list(inputs)))

@@ -22,15 +22,21 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(make_app: Callable[[], Any], timeout: float = 20.0) -> Iterator[str]:
-    """Serve `make_app()` (built inside the server's loop) on 127.0.0.1; yield its base URL."""
+def running_server(make_app: Callable[[], Any], timeout: float = 20.0, stack: Any = None) -> Iterator[str]:
+    """Serve `make_app()` (built inside the server's loop) on 127.0.0.1; yield its base URL.
+
+    A `stack` (an async context manager) is entered in the server's loop first and left last.
+    """
     port = free_port()
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     failure: list[BaseException] = []
 
     async def main() -> None:
-        await serve_app(make_app(), f"127.0.0.1:{port}", shutdown_trigger=stop.wait, quiet=True)
+        async with contextlib.AsyncExitStack() as scope:
+            if stack is not None:
+                await scope.enter_async_context(stack)
+            await serve_app(make_app(), f"127.0.0.1:{port}", shutdown_trigger=stop.wait, quiet=True)
 
     def run() -> None:
         try:

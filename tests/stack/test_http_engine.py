@@ -1,0 +1,82 @@
+"""The HTTP server over a real Stack (meta-reference on the tiny checkpoint), in this process.
+
+What only the real engine shows: a client that goes away mid-stream cancels its sequence in the
+workers at once (its batch slot is free again), and the server goes on serving.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from rpc.server import running_server
+
+from llama_core.config import RunConfig
+from llama_core.engine.messages import Cancel
+from llama_core.stack import Stack
+from llama_rpc.http import create_app
+
+pytest.importorskip("torch")
+
+MODEL = "Llama3.2-1B-Instruct"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any, list[Any]]]:
+    """(base URL, the worker group, every message the server sent to the workers)."""
+    from engine.tiny_checkpoint import write_tiny_checkpoint
+
+    ckpt = write_tiny_checkpoint(tmp_path_factory.mktemp("http-engine") / "tiny")
+    inference = {"provider_id": "meta-reference", "model": MODEL, "checkpoint_dir": str(ckpt), "max_seq_len": 512,
+                 "max_batch_size": 2, "dtype": "fp32", "device": "cpu"}  # fmt: skip
+    stack = Stack.from_config(RunConfig(name="tiny", distribution_id="local", providers={"inference": inference}))
+    with running_server(lambda: create_app(stack), timeout=120, stack=stack) as url:
+        group = stack.api("inference").group
+        sent: list[Any] = []
+        send = group._send
+
+        async def spy(msg: object) -> None:
+            sent.append(msg)
+            await send(msg)
+
+        group._send = spy
+        yield url, group, sent
+
+
+def test_disconnect_mid_stream_cancels_the_sequence(served: tuple[str, Any, list[Any]]) -> None:
+    url, group, sent = served
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "go on"}], "stream": True,
+            "sampling_params": {"max_tokens": 400}}  # fmt: skip
+    with httpx.stream("POST", url + "/inference/chat_completion", json=body, timeout=60) as response:
+        lines = response.iter_lines()
+        assert next(lines).startswith('data: {"event":{"event_type":"start"')  # sent before submitting
+        assert next(line for line in lines if line).startswith('data: {"event":{"event_type":"progress"')
+        assert len(group._inflight) == 1
+    deadline = time.monotonic() + 2.0  # 400 tokens take several seconds here: a cancel is far sooner
+    while group._inflight and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert group._inflight == {}
+    assert any(isinstance(m, Cancel) for m in sent)
+    reply = httpx.post(url + "/inference/chat_completion", json={**body, "stream": False, "sampling_params": {"max_tokens": 2}})
+    assert reply.status_code == 200
+
+
+def test_a_finished_stream_sends_no_cancel(served: tuple[str, Any, list[Any]]) -> None:
+    url, group, sent = served
+    before = len(sent)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True, "sampling_params": {"max_tokens": 3}}
+    text = httpx.post(url + "/inference/chat_completion", json=body, timeout=60).text
+    assert text.rstrip().endswith('"stop_reason":"out_of_tokens"}}')
+    assert not any(isinstance(m, Cancel) for m in sent[before:])
+    assert group._inflight == {}
+
+
+def test_path_of_the_checkpoint_is_not_leaked_in_errors(served: tuple[str, Any, list[Any]], tmp_path: Path) -> None:
+    url, _, _ = served
+    reply = httpx.post(url + "/inference/completion", json={"model": MODEL, "content": "x" * 5000}, timeout=60)
+    assert reply.status_code == 400
+    assert str(tmp_path.parent) not in reply.text and "Traceback" not in reply.text
