@@ -44,28 +44,40 @@ class ModelsProvider:
         self.config = config
         self.stack = stack
 
-    def served(self) -> list[Model]:
-        """The models served right now (none while inference is unserved)."""
-        if self.stack.inference is None:
+    async def served(self) -> list[Model]:
+        """The models served right now (none while inference is unserved).
+
+        An inference provider with `served_models()` says which (Ollama's pulled tags, a vendor's
+        table, an upstream stack's list); otherwise it serves the one model its config names.
+        """
+        inference = self.stack.inference
+        if inference is None:
             return []
         provider = self.stack.served.get(Api.inference)
         inference_config = self.stack.provider_config(Api.inference)
-        model_id = getattr(inference_config, "model", None)
-        if not isinstance(model_id, str):
-            return []
+        served_models = getattr(inference, "served_models", None)
+        if served_models is not None:
+            model_ids = list(await served_models())
+        else:
+            model_id = getattr(inference_config, "model", None)
+            model_ids = [model_id] if isinstance(model_id, str) else []
+        seq_len = getattr(inference_config, "max_seq_len", 0)
+        return [self._record(model_id, provider, seq_len) for model_id in model_ids]
+
+    @staticmethod
+    def _record(model_id: str, provider: str | None, seq_len: int) -> Model:
         try:
-            return [wire_model(registry.resolve_model(model_id), provider)]
-        except ModelNotFoundError:
-            seq_len = getattr(inference_config, "max_seq_len", 0)
-            return [Model(descriptor=model_id, core_model_id=model_id, max_seq_length=seq_len, provider=provider)]
+            return wire_model(registry.resolve_model(model_id), provider)
+        except ModelNotFoundError:  # a vendor's own name: listed with what we know of it
+            return Model(descriptor=model_id, core_model_id=model_id, max_seq_length=seq_len, provider=provider)
 
     async def list_models(self, request: ModelsListRequest) -> list[Model]:
         """Every model this stack serves."""
-        return self.served()
+        return await self.served()
 
     async def get_model(self, request: ModelsGetRequest) -> Model:
         """The served model named by descriptor, older name or Hugging Face repo; 404 otherwise."""
-        served = self.served()
+        served = await self.served()
         wanted = request.core_model_id
         try:
             descriptor = registry.resolve_model(wanted).descriptor

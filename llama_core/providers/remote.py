@@ -88,6 +88,12 @@ class RemoteProvider:
 class RemoteInference(RemoteProvider, protocol=Inference):
     """apis.Inference of another stack."""
 
+    async def served_models(self) -> list[str]:
+        """What the other stack serves, by its /models/list."""
+        from llama_core.types.models import ModelsListRequest
+
+        return [m.descriptor for m in await self.client.list_models(ModelsListRequest())]
+
 
 class RemoteSafety(RemoteProvider, protocol=Safety):
     """apis.Safety of another stack."""

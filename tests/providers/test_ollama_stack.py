@@ -124,3 +124,12 @@ def test_run_without_ollama_says_it_is_not_running(tmp_path: Path) -> None:
     assert proc.wait(60) == 1
     lines = (tmp_path / "server.log").read_text().splitlines()
     assert lines[-1] == f"Error: Ollama is not running at {url}: start it with `ollama serve` in a separate terminal."
+
+
+def test_models_list_is_what_ollama_has_pulled(stack_url: str) -> None:
+    answer = httpx.get(stack_url + "/models/list", timeout=30)
+    assert answer.status_code == 200
+    assert [(m["descriptor"], m["provider"]) for m in answer.json()] == [
+        ("Llama3.2-1B-Instruct", "remote::ollama"),  # llama3.2:1b-instruct-fp16, one of our builds
+        ("all-minilm:latest", "remote::ollama"),  # a tag we do not know is listed as itself
+    ]

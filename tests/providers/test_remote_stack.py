@@ -145,3 +145,9 @@ def test_provider_data_reaches_the_vendor_through_the_chain(tmp_path: Path) -> N
     assert [r.headers["authorization"] for r in vendor.requests] == ["Bearer k-from-client"]
     assert missing.status_code == 401 and missing.json()["error"]["message"].startswith("No Fireworks API key: set api_key")
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "X-LlamaStack-ProviderData"
+
+
+def test_models_list_through_the_chain_names_the_upstream_model(upstream: str, chained: str) -> None:
+    lists = [httpx.get(url + "/models/list", timeout=60).json() for url in (upstream, chained)]
+    assert [[m["descriptor"] for m in models] for models in lists] == [[MODEL], [MODEL]]
+    assert [m["provider"] for m in lists[1]] == ["remote"]  # served here through the remote provider

@@ -220,6 +220,10 @@ class MetaReferenceInference:
             field="model",
         )
 
+    async def served_models(self) -> list[str]:
+        """The one model this provider loaded."""
+        return [self.model.descriptor]
+
     # -- helpers -----------------------------------------------------------------------------------
 
     @property

@@ -242,6 +242,11 @@ class OllamaInference:
         models = self._json(await self._send("GET", "/api/tags", None)).get("models") or []
         return [m.get("name") or m.get("model") for m in models]
 
+    async def served_models(self) -> list[str]:
+        """What Ollama has pulled: registry descriptors where a tag is one of ours, else the tag."""
+        descriptors = {tag: core_id for core_id, tag in OLLAMA_TAGS.items()}
+        return [descriptors.get(tag, tag) for tag in await self.pulled_tags()]
+
     # -- Inference ---------------------------------------------------------------------------------
 
     async def chat_completion(

@@ -247,6 +247,10 @@ class OpenAIStyleInference:
 
     # -- models and keys -----------------------------------------------------------------------------
 
+    async def served_models(self) -> list[str]:
+        """The registry models this vendor's table maps (other names pass through as the vendor's own)."""
+        return list(self.model_ids)
+
     def vendor_model(self, model_id: str) -> str:
         """The vendor's id of `model_id`; a name the registry does not know passes as the vendor's own."""
         try:
