@@ -6,13 +6,16 @@ app on Hypercorn on a free loopback port, and httpx clients. Measured in the sam
     overhead     the same chat request sent alternately as a direct library call and over HTTP;
                  the median of (HTTP - direct) per pair is the overhead (client + server cost, both
                  on this loop, so an upper bound of what the server alone adds); once with
-                 --max-tokens, once with max_tokens 1, where generation's jitter hides less
+                 --max-tokens, once with max_tokens 1, and on GET /models/list (no generation:
+                 the HTTP path alone, free of the model's jitter)
     concurrency  C clients each sending chat requests back to back; requests/s, p50 and p99
 
     python benches/bench_server.py [--config RUN.toml] [--max-tokens 16] [--concurrency 1,8,32]
                                    [--requests 64] [--pairs 30] [--stream]
 
-The demo model must be downloaded (`llama download --model-id SmolLM2-135M-Instruct`).
+The demo model must be downloaded (`llama download --model-id SmolLM2-135M-Instruct`). On a
+two-core machine run it with OMP_NUM_THREADS=1: torch's two intra-op threads in the worker and the
+server's own work on the same cores slow every step (tens of ms per request).
 Goal (issue 5): overhead under 2 ms p50.
 """
 
@@ -84,6 +87,21 @@ async def overhead(stack: Stack, client: httpx.AsyncClient, request: ChatComplet
     return diffs
 
 
+async def models_overhead(stack: Stack, client: httpx.AsyncClient, pairs: int) -> list[float]:
+    """The same pairing on GET /models/list: the whole HTTP path with no generation jitter."""
+    from llama_core.types.models import ModelsListRequest
+
+    diffs = []
+    for _ in range(pairs):
+        start = time.perf_counter()
+        await stack.api("models").list_models(ModelsListRequest())
+        direct = time.perf_counter() - start
+        start = time.perf_counter()
+        (await client.get("/models/list")).raise_for_status()
+        diffs.append((time.perf_counter() - start - direct) * 1e3)
+    return diffs
+
+
 async def load(client: httpx.AsyncClient, request: ChatCompletionRequest, concurrency: int, total: int) -> tuple[float, list[float]]:
     """`concurrency` clients share `total` requests; (requests/s, latencies in ms)."""
     body = msgspec.json.encode(request)
@@ -126,6 +144,9 @@ async def main(args: argparse.Namespace) -> None:
             await overhead(stack, client, request, 3)  # warm up both paths
             kind = "stream" if args.stream else "json"
             print(f"# {model}, max_tokens {args.max_tokens}, {kind}, python {sys.version.split()[0]}", flush=True)
+            diffs = await models_overhead(stack, client, args.pairs * 10)
+            print(f"overhead  models/list    pairs {len(diffs):3d}  p50 {statistics.median(diffs):6.2f} ms  "
+                  f"p99 {pct(diffs, 0.99):7.2f} ms", flush=True)  # fmt: skip
             one_token = msgspec.structs.replace(request, sampling_params=SamplingParams(max_tokens=1))
             for label, req in ((f"max_tokens {args.max_tokens:2d}", request), ("max_tokens  1", one_token)):
                 diffs = await overhead(stack, client, req, args.pairs)
