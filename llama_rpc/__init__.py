@@ -7,6 +7,8 @@
     openapi.py       the OpenAPI 3.1 document, generated from the table
     sse.py           chunk iterators as server-sent events
     errors.py        the one exception -> HTTP status and error body mapping
+    serve.py         Hypercorn: bind addresses, serve until shutdown
+    jsonrpc.py, mcp.py, stdio.py   JSON-RPC 2.0 and MCP over stdio, from the same table
 
 Non-goals: no business logic (decode, call the core, encode), no routers or plugin discovery, no
 TLS, sessions or CORS.

@@ -30,7 +30,7 @@ from llama_core.types._base import Base
 from llama_core.types.schema import decode_request
 from llama_rpc import openai
 from llama_rpc.errors import error_body, openai_error_body
-from llama_rpc.methods import METHODS, Method, Streams, provider_call, wants_stream
+from llama_rpc.methods import METHODS, Method, provider_call, wants_stream
 from llama_rpc.openapi import openapi_document
 from llama_rpc.sse import sse_stream
 
@@ -124,7 +124,7 @@ def _route_handler(stack: Any, method: Method) -> Callable[[], Any]:
         result = await call(decoded)
         if hasattr(result, "__aiter__"):
             return sse_response(sse_stream(result, error_body))
-        if wants_stream(method, decoded) or method.streams is Streams.always:
+        if wants_stream(method, decoded):  # e.g. a turn without `stream`: one event
             return sse_response(sse_stream(_one(result), error_body))
         return json_response(result)
 
