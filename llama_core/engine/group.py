@@ -271,16 +271,22 @@ class WorkerGroup:
         if generation != self._generation or self._tg is None:
             return
         self._generation += 1  # stand the old reader/watchdog down before anything awaits
-        self._ready = anyio.Event()  # new requests wait for the restart
         codes = [p.exitcode for p in self._procs]
-        log.warning("inference worker exited (exit codes %s); restarting", codes)
+        if not self._ready.is_set():
+            # It died before it was ever ready: a restart would die the same way, in a loop.
+            self._fatal = UnavailableError(f"The inference worker could not start (exit codes {codes}); see its log.")
+        elif self._fatal is None:
+            self._ready = anyio.Event()  # new requests wait for the restart
+            log.warning("inference worker exited (exit codes %s); restarting", codes)
         for stream in self._inflight.values():
             stream.send_nowait(
                 UnavailableError("The inference worker stopped unexpectedly; it is restarting. Retry the request.")
             )
         self._inflight.clear()
         was_fatal = self._fatal is not None
+        if was_fatal:
+            self._ready.set()  # wake the waiters: they see the failure
         await anyio.to_thread.run_sync(self._stop_processes)
         if was_fatal:
-            return  # it could not load; restarting would fail the same way
+            return  # it could not load or start; restarting would fail the same way
         await self._start()

@@ -85,3 +85,19 @@ async def test_corrupt_checkpoint_is_one_clear_error(tmp_path: Path, tiny_ckpt: 
     with pytest.raises(CheckpointError):
         async with WorkerGroup(spec(bad)):
             pass
+
+
+
+async def test_a_worker_killed_while_loading_is_not_restarted_in_a_loop(tiny_ckpt: Path) -> None:
+    group = WorkerGroup(spec(tiny_ckpt))
+
+    async def kill_while_loading() -> None:
+        while not group.pids:  # spawned, still importing torch: long before Ready
+            await anyio.sleep(0.01)
+        os.kill(group.pids[0], signal.SIGKILL)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(kill_while_loading)
+        with pytest.raises(UnavailableError, match="could not start"):
+            async with group:
+                pass

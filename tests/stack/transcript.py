@@ -23,6 +23,7 @@ Enter value for device (optional):
 Enter value for dtype (optional): 
 Enter value for model_parallel_size (optional): 
 Enter value for checkpoint_dir (optional): 
+Enter value for threads (optional): 
 Configuring API: safety (meta-reference)
 Do you want to configure llama_guard_shield? (y/n): y
 Entering sub-configuration for llama_guard_shield:
@@ -48,7 +49,8 @@ ANSWERS: list[str] = [answer for _, answer in PROMPTS]
 # The provider tables that session writes (None: absent from the TOML).
 CONFIGURED: dict[str, dict] = {
     "inference": {"provider_id": "meta-reference", "model": "Llama3.1-8B-Instruct", "max_seq_len": 4096, "max_batch_size": 1,
-                  "device": None, "dtype": None, "model_parallel_size": None, "checkpoint_dir": None},
+                  "device": None, "dtype": None, "model_parallel_size": None, "checkpoint_dir": None,
+                  "threads": None},
     "safety": {"provider_id": "meta-reference",
                "llama_guard_shield": {"model": "Llama-Guard-3-8B", "excluded_categories": [], "disable_input_check": False,
                                       "disable_output_check": False},

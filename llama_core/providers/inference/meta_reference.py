@@ -69,6 +69,7 @@ class MetaReferenceInferenceConfig(Base, kw_only=True):
     dtype: str | None = None  # fp32, bf16 or int8; default: bf16 on CUDA, fp32 elsewhere
     model_parallel_size: int | None = None  # default: the checkpoint's shard count
     checkpoint_dir: str | None = None
+    threads: int | None = None  # torch threads per worker; default: torch's (one per core)
 
     def __post_init__(self) -> None:
         try:  # an unknown model fails when the config is read (configure re-asks), not at start-up
@@ -128,6 +129,7 @@ class MetaReferenceInference:
             dtype=self.config.dtype,
             max_seq_len=self.config.max_seq_len,
             max_batch_size=self.config.max_batch_size,
+            threads=self.config.threads,
         )
         self.group = WorkerGroup(spec)
         await self.group.__aenter__()
