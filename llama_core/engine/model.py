@@ -88,17 +88,18 @@ class KVCache(nn.Module):
         self.v_cache[rows, :, pos] = v
 
 
-def grouped_decode_attention(q: Tensor, keys: Tensor, values: Tensor, mask: Tensor) -> Tensor:
+def grouped_decode_attention(q: Tensor, keys: Tensor, values: Tensor, mask: Tensor | None) -> Tensor:
     """One query per row, masked per row: q (B, H, 1, D); keys, values (B, Hkv, L, D); mask (B, 1, 1, L).
 
-    CPU SDPA takes a slow path for a masked single query; two batched matmuls over the query heads
-    that share each kv head (head h reads kv head h // n_rep) do not.
+    CPU SDPA (flash kernel) spends milliseconds on a single query over a strided cache view; two
+    batched matmuls over the query heads that share each kv head (head h reads kv head h // n_rep) do not.
     """
     B, H, _, D = q.shape
     n_kv = keys.shape[1]
     qg = q.reshape(B, n_kv, H // n_kv, D)  # (B, Hkv, n_rep, D)
     scores = torch.matmul(qg, keys.transpose(-1, -2)) * D**-0.5  # (B, Hkv, n_rep, L)
-    scores = scores.masked_fill(~mask, float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
     probs = torch.softmax(scores.float(), dim=-1).type_as(q)
     return torch.matmul(probs, values).reshape(B, H, 1, D)
 
@@ -149,7 +150,7 @@ class Attention(nn.Module):
         self.kv_cache.update(rows, pos, k, v)
         keys = self.kv_cache.k_cache[first_slot : first_slot + B, :, :kv_len]  # (B, Hkv, L, D)
         values = self.kv_cache.v_cache[first_slot : first_slot + B, :, :kv_len]
-        if T == 1 and mask is not None:
+        if T == 1:
             y = grouped_decode_attention(q.transpose(1, 2), keys, values, mask)
         else:
             y = F.scaled_dot_product_attention(
