@@ -27,7 +27,6 @@ import socket
 import statistics
 import sys
 import time
-from typing import Any
 
 import httpx
 import msgspec

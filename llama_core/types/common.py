@@ -5,7 +5,6 @@ from __future__ import annotations
 import enum
 from typing import Annotated, TypeAlias
 
-import msgspec
 from msgspec import Meta
 
 from llama_core.types._base import Base

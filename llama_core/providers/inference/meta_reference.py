@@ -32,6 +32,7 @@ from llama_core.models.registry import Model, resolve_model
 from llama_core.prompt.chat_format import ChatFormat
 from llama_core.prompt.jinja_format import JinjaChatFormat, load_chat_template
 from llama_core.prompt.system_prompts import prepare_messages
+from llama_core.providers.inference.batch import chat_requests
 from llama_core.providers.inference.detokenize import IncrementalDecoder
 from llama_core.providers.inference.stream import ChatStream
 from llama_core.tokenizer import Llama3Tokenizer, Tokenizer
@@ -176,18 +177,7 @@ class MetaReferenceInference:
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
         """Every dialog at once: they share the continuous batch, so this is faster than one by one."""
-        requests = [
-            ChatCompletionRequest(
-                model=request.model,
-                messages=messages,
-                sampling_params=request.sampling_params,
-                tools=request.tools,
-                tool_choice=request.tool_choice,
-                tool_prompt_format=request.tool_prompt_format,
-                logprobs=request.logprobs,
-            )
-            for messages in request.messages_batch
-        ]
+        requests = chat_requests(request)
         prompts = [self.chat_prompt(r) for r in requests]  # validate all before running any
         params = self.gen_params(request.sampling_params, request.logprobs)
         results = await self._run_all(prompts, params)

@@ -30,6 +30,7 @@ import msgspec
 
 from llama_core.errors import AuthenticationError, ModelNotFoundError, ProviderError, UnsupportedError
 from llama_core.models.registry import resolve_model
+from llama_core.providers.inference.batch import chat_one_by_one, completion_one_by_one
 from llama_core.providers.inference.vendor_stream import (
     OpenStream,
     Piece,
@@ -45,7 +46,6 @@ from llama_core.providers.provider_data import provider_data
 from llama_core.providers.retry import RetryPolicy, error_for_status, send_with_retries
 from llama_core.types import (
     BuiltinTool,
-    CompletionMessage,
     Message,
     SamplingParams,
     SamplingStrategy,
@@ -350,26 +350,11 @@ class OpenAIStyleInference:
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
         """One reply per dialog, asked for one after another."""
-        replies = []
-        for messages in request.messages_batch:
-            one = ChatCompletionRequest(
-                model=request.model, messages=messages, sampling_params=request.sampling_params, tools=request.tools,
-                tool_choice=request.tool_choice, tool_prompt_format=request.tool_prompt_format, logprobs=request.logprobs,
-            )  # fmt: skip
-            response = await self.chat_completion(one)
-            assert isinstance(response, ChatCompletionResponse)
-            replies.append(response.completion_message)
-        return BatchChatCompletionResponse(completion_message_batch=replies)
+        return await chat_one_by_one(self, request)
 
     async def batch_completion(self, request: BatchCompletionRequest) -> BatchCompletionResponse:
         """One continuation per prompt, asked for one after another."""
-        replies = []
-        for content in request.content_batch:
-            one = CompletionRequest(model=request.model, content=content, sampling_params=request.sampling_params, logprobs=request.logprobs)
-            response = await self.completion(one)
-            assert isinstance(response, CompletionResponse)
-            replies.append(CompletionMessage(content=response.content, stop_reason=response.stop_reason))
-        return BatchCompletionResponse(completion_message_batch=replies)
+        return await completion_one_by_one(self, request)
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
         """One vector per item of `request.contents`, from the vendor's /embeddings."""
