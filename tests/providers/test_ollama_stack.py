@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import httpx
 import pytest
 from providers.fakes import FakeVendor, Reply, sample, stream_of
 from rpc.server import free_port, running_server
+from stack.process import llama_stack_run
 
 from llama_core.config import RunConfig, save_run_config
 
@@ -29,15 +29,6 @@ def write_build(home: Path, ollama_url: str) -> None:
     config = RunConfig(name="box", distribution_id="local-ollama",
                        providers={"inference": {"provider_id": "remote::ollama", "url": ollama_url}})  # fmt: skip
     save_run_config(config, home / "builds" / "local-ollama" / "venv" / "box.toml")  # run_config_path under `home`
-
-
-def start(home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "LLAMA_STACK_CONFIG_DIR": str(home)}
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "llama_cli", "stack", "run", "local-ollama", "--name", "box", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -55,27 +46,8 @@ def stack_url(ollama: tuple[FakeVendor, str], tmp_path_factory: pytest.TempPathF
     home = tmp_path_factory.mktemp("ollama-home")
     write_build(home, ollama[1])
     port, log = free_port(), home / "server.log"
-    proc = start(home, port, log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+    with llama_stack_run(["local-ollama", "--name", "box"], port, log, env={"LLAMA_STACK_CONFIG_DIR": str(home)}) as url:
         yield url
-    finally:
-        proc.send_signal(2)  # Ctrl-C
-        try:
-            assert proc.wait(20) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-
 
 def test_chat_completion_over_http(ollama: tuple[FakeVendor, str], stack_url: str) -> None:
     vendor = ollama[0]
@@ -120,9 +92,11 @@ def test_openai_route_through_ollama(ollama: tuple[FakeVendor, str], stack_url: 
 def test_run_without_ollama_says_it_is_not_running(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
     write_build(tmp_path, url)
-    proc = start(tmp_path, free_port(), tmp_path / "server.log")
-    assert proc.wait(60) == 1
-    lines = (tmp_path / "server.log").read_text().splitlines()
+    argv = [sys.executable, "-m", "llama_cli", "stack", "run", "local-ollama", "--name", "box", "--port", str(free_port())]
+    env = {**os.environ, "LLAMA_STACK_CONFIG_DIR": str(tmp_path)}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
     assert lines[-1] == f"Error: Ollama is not running at {url}: start it with `ollama serve` in a separate terminal."
 
 

@@ -6,16 +6,14 @@ tiny random checkpoint; then `llama stack run local --name ...` serves it and an
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
 
 import httpx
 import pytest
 
 from llama_core.config import load_run_config, run_config_path
 
+from .process import llama_stack_run
 from .transcript import PROMPTS, drive
 
 pytest.importorskip("torch")
@@ -38,22 +36,7 @@ def test_build_configure_run_request(tmp_path, tiny_ckpt):
     assert load_run_config(run_config_path("local", "e2e")).providers["inference"]["checkpoint_dir"] == str(ckpt)
 
     port, log = free_port(), tmp_path / "server.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cli", "stack", "run", "local", "--name", "e2e", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"},
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+    with llama_stack_run(["local", "--name", "e2e"], port, log) as url:
         body = {"model": "Llama3.2-1B-Instruct", "messages": [{"role": "user", "content": "hello"}],
                 "sampling_params": {"max_tokens": 4}}  # fmt: skip
         reply = httpx.post(url + "/inference/chat_completion", json=body, timeout=60)
@@ -64,10 +47,3 @@ def test_build_configure_run_request(tmp_path, tiny_ckpt):
         # Safety is configured but not implemented yet: 501, saying so.
         shields = httpx.post(url + "/safety/run_shields", json={"messages": [], "shields": []}, timeout=10)
         assert shields.status_code == 501 and "its provider meta-reference is not implemented" in shields.text
-    finally:
-        proc.send_signal(2)  # Ctrl-C
-        try:
-            assert proc.wait(20) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()

@@ -7,10 +7,8 @@ HTTP, the `openai` package, llama_core.client and `python -m llama_cli.client.in
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,8 @@ import httpx
 import openai
 import pytest
 from rpc.server import free_port
+
+from .process import llama_stack_run
 
 from llama_cli.app import main
 from llama_core.client import StackClient
@@ -52,32 +52,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         f'model = "{MODEL}"\ncheckpoint_dir = "{ckpt}"\nmax_seq_len = {MAX_SEQ_LEN}\nmax_batch_size = 8\n'
     )
     port, log = free_port(), root / "server.log"
-    env = {**os.environ, "LLAMA_STACK_CONFIG_DIR": str(root / "home"), "OMP_NUM_THREADS": "1"}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cli", "stack", "run", str(config), "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+    with llama_stack_run([str(config)], port, log, env={"LLAMA_STACK_CONFIG_DIR": str(root / "home")}) as url:
         yield Server(url, log)
-    finally:
-        proc.send_signal(2)  # Ctrl-C: a graceful stop
-        try:
-            assert proc.wait(20) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-
 
 def test_serving_lines(server: Server) -> None:
     lines = server.log.read_text().splitlines()
