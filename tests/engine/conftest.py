@@ -26,14 +26,3 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_ckpt_mp2(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-mp2") / "Llama3-tiny-mp2", model_parallel=2)
-
-
-@pytest.fixture(scope="session")
-def demo_ckpt() -> Path:
-    """SmolLM2-135M-Instruct in the Meta layout, fetched and converted once per machine."""
-    import os
-
-    from llama_core.engine.gguf import prepare_demo_model
-
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llama-toolchain"
-    return prepare_demo_model(cache / "SmolLM2-135M-Instruct")  # shared with benches/bench_generate.py

@@ -151,3 +151,33 @@ async def test_the_high_level_client_in_auto_mode_falls_back_to_initialize_at_on
         assert [t.name for t in (await client.list_tools()).tools] == ["models_list", "models_get"]
         result = await client.call_tool("models_list", {})
         assert (result.is_error, result.structured_content) == (False, {"result": []})
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["trio"])  # the other backend drives the tiny model above
+async def test_the_official_client_chats_with_the_demo_model(demo_ckpt: Path, tmp_path: Path, anyio_backend: str) -> None:
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    config = tmp_path / "demo.toml"
+    config.write_text(
+        'name = "demo"\ndistribution_id = "local"\n[providers.inference]\nprovider_id = "meta-reference"\n'
+        f'model = "SmolLM2-135M-Instruct"\ncheckpoint_dir = "{demo_ckpt}"\nmax_seq_len = 512\nmax_batch_size = 1\n'
+    )
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "llama_rpc", str(config)],
+        env={"LLAMA_STACK_CONFIG_DIR": str(tmp_path / "home"), "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()},
+    )
+    with (tmp_path / "stderr.log").open("w") as errlog:
+        async with stdio_client(params, errlog=errlog) as (read, write), ClientSession(read, write) as session:
+            await session.initialize()
+            tool = next(t for t in (await session.list_tools()).tools if t.name == "inference_chat_completion")
+            question = {"role": "user", "content": "What is the capital of France?"}
+            arguments = {"model": "SmolLM2-135M-Instruct", "messages": [question], "sampling_params": {"max_tokens": 24}}
+            result = await session.call_tool("inference_chat_completion", arguments)
+    assert not result.is_error
+    jsonschema.validate(result.structured_content, tool.output_schema)
+    assert result.structured_content["completion_message"] == {
+        "role": "assistant", "content": "The capital of France is Paris.", "stop_reason": "end_of_turn", "tool_calls": [],
+    }  # fmt: skip
