@@ -7,13 +7,16 @@ add one row to COMMANDS.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Sequence
-
-from cyclopts import App
+from typing import TYPE_CHECKING
 
 from llama_cli.errors import EXIT_USAGE, report
+
+if TYPE_CHECKING:
+    from cyclopts import App
 
 # (name, import path of its App, one-line help): the order is the order `llama --help` lists them.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
@@ -24,15 +27,25 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 
 DEBUG_FLAG = "--debug"
 
-app = App(
-    name="llama",
-    help="Welcome to the Llama CLI.\n\nAdd --debug (or set LLAMA_DEBUG=1) to see tracebacks.",
-    version_flags=[],
-    result_action="return_value",
-    help_format="plaintext",  # the markdown renderer costs ~0.1 s of imports at every --help
-)
-for _name, _path, _help in COMMANDS:
-    app.command(_path, name=_name, help=_help)
+HELP = "Welcome to the Llama CLI.\n\nAdd --debug (or set LLAMA_DEBUG=1) to see tracebacks."
+ROOT_HELP_ARGV: tuple[tuple[str, ...], ...] = ((), ("--help",), ("-h",))
+
+
+@functools.cache
+def build_app() -> App:
+    """The root App with every sub-app registered by import path (built once, on first use)."""
+    from cyclopts import App
+
+    app = App(
+        name="llama",
+        help=HELP,
+        version_flags=[],
+        result_action="return_value",
+        help_format="plaintext",  # the markdown renderer costs ~0.1 s of imports at every --help
+    )
+    for name, path, text in COMMANDS:
+        app.command(path, name=name, help=text)
+    return app
 
 
 def _error_line(error: Exception) -> object:
@@ -48,15 +61,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     A LlamaError becomes one line on stderr and a non-zero status; the traceback is shown only
     with `--debug` anywhere on the line or LLAMA_DEBUG=1.
     """
-    from cyclopts import CycloptsError
-
     tokens = list(sys.argv[1:] if argv is None else argv)
     debug = DEBUG_FLAG in tokens or os.environ.get("LLAMA_DEBUG", "") not in ("", "0")
     tokens = [t for t in tokens if t != DEBUG_FLAG]
+    if tuple(tokens) in ROOT_HELP_ARGV:  # the first thing a user types: no cyclopts, no rich
+        from llama_cli.root_help import print_root_help
+
+        print_root_help(HELP, [(name, text) for name, _path, text in COMMANDS])
+        return 0
+    from cyclopts import CycloptsError
+
     try:
         from llama_cli.output import console
 
-        result = app(
+        result = build_app()(
             tokens,
             console=console(),
             error_console=console(stderr=True),
