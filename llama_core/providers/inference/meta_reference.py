@@ -172,8 +172,7 @@ class MetaReferenceInference:
         if request.stream:
             return self._completion_stream(prompt, params)
         tokens, logprobs, stop = await self._run(prompt, params)
-        text = self._tok.decode([t for t in tokens if t not in params.stop_tokens])
-        return CompletionResponse(content=text, stop_reason=stop, logprobs=logprobs)
+        return CompletionResponse(content=self._text(tokens, params), stop_reason=stop, logprobs=logprobs)
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
         """Every dialog at once: they share the continuous batch, so this is faster than one by one."""
@@ -195,11 +194,7 @@ class MetaReferenceInference:
         results = await self._run_all(prompts, params)
         return BatchCompletionResponse(
             completion_message_batch=[
-                CompletionMessage(
-                    content=self._tok.decode([t for t in tokens if t not in params.stop_tokens]),
-                    stop_reason=stop,
-                )
-                for tokens, _, stop in results
+                CompletionMessage(content=self._text(tokens, params), stop_reason=stop) for tokens, _, stop in results
             ]
         )
 
@@ -258,8 +253,11 @@ class MetaReferenceInference:
 
     def gen_params(self, sp: SamplingParams, logprobs: Any = None) -> GenParams:
         """The engine's sampling params, with this model's stop tokens."""
-        top_k = logprobs.top_k if logprobs is not None else 0
-        return gen_params(sp, self._tok, logprobs=max(top_k, 1) if logprobs is not None else 0)
+        return gen_params(sp, self._tok, logprobs=max(logprobs.top_k, 1) if logprobs is not None else 0)
+
+    def _text(self, tokens: list[int], params: GenParams) -> str:
+        """A raw completion's text: the generated tokens without the stop token."""
+        return self._tok.decode([t for t in tokens if t not in params.stop_tokens])
 
     def _logprobs(self, out: TokenOut) -> TokenLogProbs | None:
         if out.logprobs is None:
