@@ -1,14 +1,19 @@
 """Generation speed of our engine beside transformers' `generate` on the same weights, same run.
 
-For each dtype, ours and transformers each run in fresh processes (so peak RSS is their own),
+For each dtype, ours and transformers each run in fresh processes (so peak memory is their own),
 interleaved for --rounds and the best of each kept (the build machines are shared), on
 the demo model (SmolLM2-135M-Instruct, converted once into a cache) or --model-dir. Measured:
 prefill tok/s (one prompt of --prompt-len), decode tok/s at batch 1, aggregate decode tok/s at
---batch, peak RSS; plus the bandwidth roofline for batch-1 decode: measured read bandwidth / bytes
-read per token (weights except the embedding table, plus the KV cache).
+--batch, peak RSS (on CUDA: peak GPU memory allocated); plus the bandwidth roofline for batch-1
+decode: measured read bandwidth / bytes read per token (weights except the embedding table, plus
+the KV cache). As a check on the same weights, how many of the batch-1 greedy tokens match
+transformers' (all of them in fp32; bf16 rounding may part the two after a near-tie).
 
     python benches/bench_generate.py [--model-dir DIR] [--dtypes fp32,bf16] [--threads 2]
-                                     [--prompt-len 128] [--new-tokens 32] [--batch 8]
+                                     [--prompt-len 128] [--new-tokens 32] [--batch 8] [--device cpu|cuda]
+
+benches/random_checkpoint.py writes random weights of a registry model's shape (e.g. a
+Llama-3.2-1B-shaped checkpoint) for --model-dir.
 
 Goals (issue 3): batch-1 fp32 decode >= 2x transformers and >= 60% of the roofline; batch 8 >= 4x batch 1.
 """
@@ -46,45 +51,66 @@ def prompts(n: int, length: int, vocab: int) -> list[list[int]]:
     return [[100 + (i * 7919 + j * 104729) % (vocab - 200) for i in range(length)] for j in range(n)]
 
 
-def read_bandwidth_gbs(threads: int) -> float:
+def synchronize(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], Any], device: str) -> Callable[[], None]:
+    """`fn` followed by a device sync, so that wall time covers the queued kernels."""
+    def run() -> None:
+        fn()
+        synchronize(device)
+    return run
+
+
+def read_bandwidth_gbs(threads: int, device: str) -> float:
     import torch
 
     torch.set_num_threads(threads)
-    big = torch.ones(128 * 1024 * 1024)  # 512 MiB, far past the caches
-    return big.numel() * 4 / best_of(big.sum, 5) / 1e9
+    n = (2048 if device == "cuda" else 128) * 1024 * 1024  # far past the caches (GPU L2 is 50-60 MB)
+    big = torch.ones(n, device=device)
+    return big.numel() * 4 / best_of(timed(big.sum, device), 5) / 1e9
 
 
 # ---- one engine in one process --------------------------------------------------------------------
 
 
-def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int) -> dict[str, float]:
+def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, device: str) -> dict[str, Any]:
     import torch
 
     from llama_core.engine.checkpoint import load_model
     from llama_core.engine.generation import Batch, GenerationParams, prefill
     from llama_core.engine.parallel import init_model_parallel
 
-    init_model_parallel()
-    model, _ = load_model(model_dir, max_seq_len=prompt_len + new + 8, max_batch_size=batch, dtype=dtype, device="cpu")
+    init_model_parallel(backend="nccl" if device == "cuda" else "gloo")
+    model, _ = load_model(model_dir, max_seq_len=prompt_len + new + 8, max_batch_size=batch, dtype=dtype, device=device)
     ps = prompts(batch, prompt_len, model.args.vocab_size)
     greedy = GenerationParams(max_tokens=new + 1)
     with torch.inference_mode():
-        t_prefill = best_of(lambda: prefill(model, torch.tensor(ps[0]), 0))
+        t_prefill = best_of(timed(lambda: prefill(model, torch.tensor(ps[0], device=device), 0), device))
+    tokens: list[int] = []
 
     def decode(n_seqs: int) -> float:
         b = Batch(model)
-        for j in range(n_seqs):
-            b.add(j, ps[j], greedy)
+        first = [b.add(j, ps[j], greedy).token for j in range(n_seqs)]
+        synchronize(device)
         start = time.perf_counter()
-        for _ in range(new):
-            b.step()
-        return time.perf_counter() - start
+        steps = [b.step() for _ in range(new)]
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        tokens[:] = [first[0]] + [step[0].token for step in steps]
+        return elapsed
 
-    t1, tb = best_of(lambda: decode(1), 2), best_of(lambda: decode(batch), 2)
-    return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb}
+    t1 = best_of(lambda: decode(1), 2)
+    greedy_tokens = list(tokens)
+    tb = best_of(lambda: decode(batch), 2)
+    return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb, "tokens": greedy_tokens}
 
 
-def run_hf(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int) -> dict[str, float]:
+def run_hf(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, device: str) -> dict[str, Any]:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -97,24 +123,29 @@ def run_hf(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int) -
     with torch.device("meta"):
         model = LlamaForCausalLM(LlamaConfig(**config)).eval()
     sd = hf.to_hf_state_dict(args, read_shard(model_dir / "consolidated.00.pth"))
-    model.load_state_dict({k: v.to(DTYPES[dtype]) for k, v in sd.items()}, strict=False, assign=True)
+    model.load_state_dict({k: v.to(device, DTYPES[dtype]) for k, v in sd.items()}, strict=False, assign=True)
     if args.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
-    model.model.rotary_emb = type(model.model.rotary_emb)(config=model.config)
-    ps = torch.tensor(prompts(batch, prompt_len, args.vocab_size))
+    model.model.rotary_emb = type(model.model.rotary_emb)(config=model.config).to(device)
+    ps = torch.tensor(prompts(batch, prompt_len, args.vocab_size), device=device)
 
-    def gen(rows: int, n: int) -> None:
-        model.generate(ps[:rows], max_new_tokens=n, min_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
+    def gen(rows: int, n: int) -> Any:
+        return model.generate(ps[:rows], max_new_tokens=n, min_new_tokens=n, do_sample=False, eos_token_id=None, pad_token_id=0)
 
     with torch.inference_mode():
-        t_prefill = best_of(lambda: model(ps[:1]))
-        t1 = best_of(lambda: gen(1, new + 1), 2) - best_of(lambda: gen(1, 1), 2)
-        tb = best_of(lambda: gen(batch, new + 1), 2) - best_of(lambda: gen(batch, 1), 2)
-    return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb}
+        t_prefill = best_of(timed(lambda: model(ps[:1]), device))
+        t1 = best_of(timed(lambda: gen(1, new + 1), device), 2) - best_of(timed(lambda: gen(1, 1), device), 2)
+        tb = best_of(timed(lambda: gen(batch, new + 1), device), 2) - best_of(timed(lambda: gen(batch, 1), device), 2)
+        tokens = gen(1, new + 1)[0, prompt_len:].tolist()
+    return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb, "tokens": tokens}
 
 
-def peak_rss_mb() -> float:
-    """This process's high-water resident set (Linux VmHWM; getrusage elsewhere)."""
+def peak_memory_mb(device: str) -> float:
+    """This process's high-water resident set (Linux VmHWM; getrusage elsewhere); on CUDA the GPU's."""
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
     try:
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
@@ -125,25 +156,31 @@ def peak_rss_mb() -> float:
 def child(argv: list[str]) -> None:
     import torch
 
-    engine, model_dir, dtype, threads, prompt_len, new, batch = argv
+    engine, model_dir, dtype, threads, prompt_len, new, batch, device = argv
     torch.set_num_threads(int(threads))
     run = run_ours if engine == "ours" else run_hf
-    result = run(Path(model_dir), dtype, int(prompt_len), int(new), int(batch))
-    result["rss_mb"] = peak_rss_mb()
+    result = run(Path(model_dir), dtype, int(prompt_len), int(new), int(batch), device)
+    result["rss_mb"] = peak_memory_mb(device)
     print(json.dumps(result))
 
 
-def measure(engine: str, model_dir: Path, dtype: str, a: argparse.Namespace) -> dict[str, float]:
-    argv = [engine, str(model_dir), dtype, str(a.threads), str(a.prompt_len), str(a.new_tokens), str(a.batch)]
+def measure(engine: str, model_dir: Path, dtype: str, a: argparse.Namespace) -> dict[str, Any]:
+    argv = [engine, str(model_dir), dtype, str(a.threads), str(a.prompt_len), str(a.new_tokens), str(a.batch), a.device]
     proc = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{engine} {dtype} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def best_run(runs: list[dict[str, float]]) -> dict[str, float]:
-    """Each speed at its best over the rounds; peak RSS at its lowest."""
-    return {k: (min if k == "rss_mb" else max)(r[k] for r in runs) for k in runs[0]}
+def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each speed at its best over the rounds; peak memory at its lowest; the first run's tokens."""
+    best = {k: (min if k == "rss_mb" else max)(r[k] for r in runs) for k in runs[0] if k != "tokens"}
+    return best | {"tokens": runs[0]["tokens"]}
+
+
+def matching_prefix(a: list[int], b: list[int]) -> int:
+    """How many leading tokens two greedy runs share."""
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
 def bytes_per_token(model_dir: Path, dtype: str, ctx: int) -> float:
@@ -159,6 +196,12 @@ def bytes_per_token(model_dir: Path, dtype: str, ctx: int) -> float:
     return params * size + kv
 
 
+def torch_device_name(device: str) -> str:
+    import torch
+
+    return torch.cuda.get_device_name() if device == "cuda" else device
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         return child(sys.argv[2:])
@@ -170,15 +213,18 @@ def main() -> None:
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--rounds", type=int, default=2, help="fresh processes per engine, interleaved; best kept")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = p.parse_args()
     model_dir = a.model_dir
     if model_dir is None:
         from llama_core.engine.gguf import prepare_demo_model
 
         model_dir = prepare_demo_model(default_model_dir())
-    bw = read_bandwidth_gbs(a.threads)
-    print(f"model {model_dir.name}, {a.threads} threads, prompt {a.prompt_len}, {a.new_tokens} new tokens, "
+    bw = read_bandwidth_gbs(a.threads, a.device)
+    where = torch_device_name(a.device) if a.device == "cuda" else f"cpu, {a.threads} threads"
+    print(f"model {model_dir.name} on {where}, prompt {a.prompt_len}, {a.new_tokens} new tokens, "
           f"batch {a.batch}; measured read bandwidth {bw:.1f} GB/s")
+    memory = "peak GPU memory" if a.device == "cuda" else "peak RSS"
     for dtype in a.dtypes.split(","):
         runs: dict[str, list[dict[str, float]]] = {"ours": [], "hf": []}
         for _ in range(a.rounds):  # interleaved, so both engines see the same drift in machine load
@@ -193,7 +239,8 @@ def main() -> None:
             f"roofline {roof:.1f}, {100 * ours['decode1'] / roof:.0f}%) | decode b{a.batch} "
             f"{ours['decodeB']:.1f} tok/s (transformers {theirs['decodeB']:.1f}, "
             f"{ours['decodeB'] / theirs['decodeB']:.2f}x; {ours['decodeB'] / ours['decode1']:.1f}x our b1) | "
-            f"peak RSS {ours['rss_mb']:.0f} MB (transformers {theirs['rss_mb']:.0f} MB)",
+            f"{memory} {ours['rss_mb']:.0f} MB (transformers {theirs['rss_mb']:.0f} MB) | greedy tokens equal to "
+            f"transformers' {matching_prefix(ours['tokens'], theirs['tokens'])}/{len(theirs['tokens'])}",
             flush=True,
         )
 
