@@ -2,14 +2,20 @@
 
 Both servers serve the same stack, one with no model (models/list answers `[]` from the stack
 itself, so this measures the transports): `python -m llama_rpc CONFIG` on pipes, and `llama stack
-run CONFIG --port P` (Hypercorn) on loopback through one keep-alive httpx connection. Each
-configuration runs for --seconds, the two transports alternating --rounds times so both see the
-same machine load; a line per configuration prints the median rate and the best.
+run CONFIG --port P` (Hypercorn) on loopback. The HTTP client is as lean as the stdio one: raw
+keep-alive HTTP/1.1 on asyncio streams (bench_server.Connection). Each configuration runs for
+--seconds, the transports alternating --rounds times so all see the same machine load; a line per
+configuration prints the median rate and the best.
 
     sequential   one request at a time: send, wait for the answer, repeat (latency-bound)
     window 32    32 requests in flight at all times (stdio: pipelined lines; HTTP: 32 connections)
 
-    python benches/bench_rpc.py [--seconds 2] [--rounds 3]
+    python benches/bench_rpc.py [--seconds 2] [--rounds 3] [--httpx]
+
+--httpx adds the same two HTTP configurations through httpx (sync Client, AsyncClient pool of 32)
+to show the client's own cost: httpx's AsyncClient scans its whole pool on every request
+(httpcore's `_assign_requests_to_connections`, encode/httpx#3215), so its CPU per request grows
+with the connections in flight, and with 32 it is the bottleneck, not the server.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from bench_server import Connection  # benches/ is on sys.path when this script runs
 
 WINDOW = 32
 
@@ -83,10 +90,10 @@ class Stdio:
 
 class Http:
     def __init__(self, config: Path, env: dict[str, str]) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}/models/list"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/models/list"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cli", "stack", "run", str(config), "--port", str(port)],
+            [sys.executable, "-m", "llama_cli", "stack", "run", str(config), "--port", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
         )  # fmt: skip
         self.client = httpx.Client(timeout=10)
@@ -100,7 +107,32 @@ class Http:
                     raise RuntimeError("the HTTP server did not start") from None
                 time.sleep(0.1)
 
+    def _run(self, seconds: float, connections: int) -> float:
+        """`connections` raw keep-alive connections, each sending its next request on each answer."""
+
+        async def run() -> float:
+            count, start = 0, time.perf_counter()
+
+            async def worker() -> None:
+                nonlocal count
+                conn = Connection(self.port)
+                while time.perf_counter() - start < seconds:
+                    assert await conn.checked("GET", "/models/list") == b"[]"
+                    count += 1
+                conn.close()
+
+            await asyncio.gather(*(worker() for _ in range(connections)))
+            return count / (time.perf_counter() - start)
+
+        return asyncio.run(run())
+
     def sequential(self, seconds: float) -> float:
+        return self._run(seconds, 1)
+
+    def window(self, seconds: float) -> float:
+        return self._run(seconds, WINDOW)
+
+    def httpx_sequential(self, seconds: float) -> float:
         n, start = 0, time.perf_counter()
         while (elapsed := time.perf_counter() - start) < seconds:
             response = self.client.get(self.url)
@@ -108,7 +140,7 @@ class Http:
             n += 1
         return n / elapsed
 
-    def window(self, seconds: float) -> float:
+    def httpx_window(self, seconds: float) -> float:
         async def run() -> float:
             limits = httpx.Limits(max_connections=WINDOW, max_keepalive_connections=WINDOW)
             async with httpx.AsyncClient(timeout=10, limits=limits) as client:
@@ -135,6 +167,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--httpx", action="store_true", help="also time HTTP through httpx (the client's own cost)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "empty.toml"
@@ -149,6 +182,8 @@ def main() -> None:
                 (f"stdio window {WINDOW}", stdio.window),
                 (f"http  window {WINDOW}", http.window),
             ]
+            if args.httpx:
+                configs += [("httpx sequential", http.httpx_sequential), (f"httpx window {WINDOW}", http.httpx_window)]
             for _ in range(args.rounds):
                 for label, run in configs:
                     rates.setdefault(label, []).append(run(args.seconds))
