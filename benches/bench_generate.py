@@ -15,6 +15,9 @@ transformers' (all of them in fp32; bf16 rounding may part the two after a near-
 benches/random_checkpoint.py writes random weights of a registry model's shape (e.g. a
 Llama-3.2-1B-shaped checkpoint) for --model-dir.
 
+int8 is weight-only (per-row scales, activations in fp32 on CPU): beside it, transformers runs the
+float weights.
+
 Goals (issue 3): batch-1 fp32 decode >= 2x transformers and >= 60% of the roofline; batch 8 >= 4x batch 1.
 """
 
@@ -123,7 +126,7 @@ def run_hf(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, d
     with torch.device("meta"):
         model = LlamaForCausalLM(LlamaConfig(**config)).eval()
     sd = hf.to_hf_state_dict(args, read_shard(model_dir / "consolidated.00.pth"))
-    model.load_state_dict({k: v.to(device, DTYPES[dtype]) for k, v in sd.items()}, strict=False, assign=True)
+    model.load_state_dict({k: v.to(device, DTYPES[hf_dtype(dtype, device)]) for k, v in sd.items()}, strict=False, assign=True)
     if args.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     model.model.rotary_emb = type(model.model.rotary_emb)(config=model.config).to(device)
@@ -183,7 +186,14 @@ def matching_prefix(a: list[int], b: list[int]) -> int:
     return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
 
 
-def bytes_per_token(model_dir: Path, dtype: str, ctx: int) -> float:
+def hf_dtype(dtype: str, device: str) -> str:
+    """transformers has no int8 weight-only path of ours: it runs the float weights int8 computes in."""
+    if dtype != "int8":
+        return dtype
+    return "bf16" if device == "cuda" else "fp32"
+
+
+def bytes_per_token(model_dir: Path, dtype: str, ctx: int, device: str) -> float:
     """Weights read per decode step (the embedding table costs one row; a tied LM head is read once) + KV."""
     from llama_core.engine.args import ModelArgs
 
@@ -191,9 +201,9 @@ def bytes_per_token(model_dir: Path, dtype: str, ctx: int) -> float:
     per_layer = a.dim * (a.n_heads + 2 * a.kv_heads) * a.head_dim + a.n_heads * a.head_dim * a.dim
     per_layer += 3 * a.dim * a.ffn_hidden_dim + 2 * a.dim
     params = a.n_layers * per_layer + a.dim + a.vocab_size * a.dim  # + final norm + LM head
-    size = {"fp32": 4, "bf16": 2, "fp16": 2}[dtype]
-    kv = 2 * a.n_layers * a.kv_heads * a.head_dim * ctx * size
-    return params * size + kv
+    size = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
+    kv = 2 * a.n_layers * a.kv_heads * a.head_dim * ctx * size[hf_dtype(dtype, device)]
+    return params * size[dtype] + kv
 
 
 def torch_device_name(device: str) -> str:
@@ -231,9 +241,10 @@ def main() -> None:
             for engine in runs:
                 runs[engine].append(measure(engine, model_dir, dtype, a))
         ours, theirs = (best_run(runs[e]) for e in ("ours", "hf"))
-        roof = bw * 1e9 / bytes_per_token(model_dir, dtype, a.prompt_len + a.new_tokens // 2)
+        roof = bw * 1e9 / bytes_per_token(model_dir, dtype, a.prompt_len + a.new_tokens // 2, a.device)
+        hf = "transformers" if hf_dtype(dtype, a.device) == dtype else f"transformers {hf_dtype(dtype, a.device)}"
         print(
-            f"{dtype}: prefill {ours['prefill']:.0f} tok/s (transformers {theirs['prefill']:.0f}, "
+            f"{dtype}: prefill {ours['prefill']:.0f} tok/s ({hf} {theirs['prefill']:.0f}, "
             f"{ours['prefill'] / theirs['prefill']:.2f}x) | decode b1 {ours['decode1']:.1f} tok/s "
             f"(transformers {theirs['decode1']:.1f}, {ours['decode1'] / theirs['decode1']:.2f}x; "
             f"roofline {roof:.1f}, {100 * ours['decode1'] / roof:.0f}%) | decode b{a.batch} "

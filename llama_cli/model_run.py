@@ -7,7 +7,7 @@ starts an interactive chat. `--verbose` adds timings on stderr.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import Annotated, Literal
 
 from cyclopts import Parameter
 
@@ -22,6 +22,10 @@ def run(
     top_p: Annotated[float, Parameter(help="Nucleus sampling mass when temperature > 0.")] = 0.9,
     max_tokens: Annotated[int, Parameter(help="Most tokens per reply.")] = 512,
     max_seq_len: Annotated[int, Parameter(help="Context size to allocate.")] = 4096,
+    dtype: Annotated[
+        Literal["fp32", "bf16", "int8"] | None,
+        Parameter(help="Weights: fp32, bf16, or int8 (weight-only, per-row scales). Default: bf16 on CUDA, else fp32."),
+    ] = None,
     verbose: Annotated[bool, Parameter(negative=(), help="Print timings (prompt eval rate, eval rate) to stderr.")] = False,
 ) -> None:
     """Run a model locally and chat with it."""
@@ -32,10 +36,11 @@ def run(
     if prompt is None and not sys.stdin.isatty():
         prompt = sys.stdin.read()
     sampling = sampling_for(temperature, top_p, max_tokens)
-    anyio.run(_main, model_id, prompt, sampling, max_seq_len, verbose)
+    anyio.run(_main, model_id, prompt, sampling, max_seq_len, dtype, verbose)
 
 
-async def _main(model_id: str, prompt: str | None, sampling: object, max_seq_len: int, verbose: bool) -> None:
+async def _main(model_id: str, prompt: str | None, sampling: object, max_seq_len: int, dtype: str | None,
+                verbose: bool) -> None:
     import time
 
     from llama_core.local_chat import ReplyStats, stream_reply
@@ -43,7 +48,7 @@ async def _main(model_id: str, prompt: str | None, sampling: object, max_seq_len
     from llama_core.types import CompletionMessage, Message, UserMessage
 
     started = time.perf_counter()
-    config = MetaReferenceInferenceConfig(model=model_id, max_seq_len=max_seq_len, max_batch_size=1)
+    config = MetaReferenceInferenceConfig(model=model_id, max_seq_len=max_seq_len, max_batch_size=1, dtype=dtype)
     async with MetaReferenceInference(config) as inference:
         load_s = time.perf_counter() - started
         history: list[Message] = []

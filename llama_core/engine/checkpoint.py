@@ -89,13 +89,17 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return {"cuda": torch.bfloat16, "mps": torch.float16}.get(device.type, torch.float32)
 
 
+INT8 = "int8"  # weight-only: matmul weights int8 per output row, activations in the device's default dtype
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if dtype is None:
+    """The activation (compute) dtype for a dtype name; int8 computes in the device's default."""
+    if dtype is None or dtype == INT8:
         return default_dtype(device)
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
-        raise CheckpointError(f"Unknown dtype '{dtype}'; choose one of {', '.join(DTYPES)}.")
+        raise CheckpointError(f"Unknown dtype '{dtype}'; choose one of {', '.join([*DTYPES, INT8])}.")
     return DTYPES[dtype]
 
 
@@ -176,11 +180,12 @@ def load_model(
     dev = torch.device(device) if device is not None else default_device()
     dt = resolve_dtype(dtype, dev)
     root = Path(path).expanduser()
+    int8 = dtype == INT8
     if not (root / "params.json").is_file() and not (root / "original" / "params.json").is_file():
         from llama_core.engine import hf
 
         if hf.is_hf_checkpoint(root):
-            return hf.load_hf_model(root, max_seq_len, max_batch_size, dt, dev, **arg_overrides)
+            return hf.load_hf_model(root, max_seq_len, max_batch_size, dt, dev, int8=int8, **arg_overrides)
     files = locate(root)
     args = ModelArgs.from_file(files.params, max_seq_len=max_seq_len, max_batch_size=max_batch_size, **arg_overrides)
     check_tokenizer(files, args)
@@ -196,7 +201,7 @@ def load_model(
     load_weights(model, state_dict, shard)
     del state_dict
     model = model.to(dev)
-    model.fuse_weights()
+    model.prepare_weights(int8=int8)
     model.setup_caches(max_batch_size, max_seq_len)
     return model, files
 

@@ -155,7 +155,7 @@ def read_hf_checkpoint(path: str | Path, **overrides: Any) -> tuple[ModelArgs, d
 
 
 def load_hf_model(path: Path, max_seq_len: int, max_batch_size: int, dtype: torch.dtype,
-                  device: torch.device, **overrides: Any) -> tuple[Any, Any]:
+                  device: torch.device, int8: bool = False, **overrides: Any) -> tuple[Any, Any]:
     """Build and load a Transformer from an HF directory (split in memory under model parallel)."""
     from llama_core.engine.checkpoint import CheckpointFiles, load_weights, shard_state_dict
     from llama_core.engine.model import build_model
@@ -167,7 +167,7 @@ def load_hf_model(path: Path, max_seq_len: int, max_batch_size: int, dtype: torc
     model = build_model(args, dtype=dtype, device="cpu")
     load_weights(model, state_dict, path / "model.safetensors")
     model = model.to(device)
-    model.fuse_weights()
+    model.prepare_weights(int8=int8)
     model.setup_caches(max_batch_size, max_seq_len)
     tokenizer = next((p for p in (path / "tokenizer.json", path / "original" / "tokenizer.model") if p.is_file()), None)
     template = path / "chat_template.jinja"

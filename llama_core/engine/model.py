@@ -18,9 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from fairscale.nn.model_parallel.layers import ColumnParallelLinear, RowParallelLinear, VocabParallelEmbedding
+from fairscale.nn.model_parallel.mappings import gather_from_model_parallel_region, reduce_from_model_parallel_region
 
 from llama_core.engine.args import ModelArgs
+from llama_core.engine.kernels import Int8Weight, linear, quantize_int8, rms_norm
 from llama_core.engine.parallel import model_parallel_size
+
+Weight = Tensor | Int8Weight  # what the hot path multiplies by (see prepare_weights)
 
 
 def _keep(x: Tensor) -> Tensor:  # fairscale init_method: weights come from the checkpoint
@@ -35,7 +39,7 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         # normalise in float32, cast back, then scale (as the reference does for bf16)
-        return F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).type_as(x) * self.weight
+        return rms_norm(x, self.weight, self.eps)
 
 
 def scale_rope_freqs(freqs: Tensor, args: ModelArgs) -> Tensor:
@@ -63,13 +67,14 @@ def precompute_freqs_cis(args: ModelArgs, end: int) -> Tensor:
 
 
 def apply_rotary_emb(x: Tensor, freqs_cis: Tensor) -> Tensor:
-    """Rotate adjacent pairs (Meta's interleaved convention). x: (B, T, H, D); freqs_cis: (B, T, D/2, 2)."""
-    xp = x.float().reshape(*x.shape[:-1], -1, 2)  # (B, T, H, D/2, 2)
-    fc = freqs_cis.unsqueeze(2)  # (B, T, 1, D/2, 2)
-    x0, x1 = xp[..., 0], xp[..., 1]
-    cos, sin = fc[..., 0], fc[..., 1]
-    out = torch.stack([x0 * cos - x1 * sin, x1 * cos + x0 * sin], dim=-1)
-    return out.flatten(3).type_as(x)
+    """Rotate adjacent pairs (Meta's interleaved convention). x: (B, T, H, D); freqs_cis: (B, T, D/2, 2).
+
+    Each pair (x0, x1) times (cos, sin) as one complex product: one kernel instead of a dozen (the
+    decode step is a chain of small ops, each costing microseconds of dispatch).
+    """
+    xc = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))  # (B, T, H, D/2)
+    fc = torch.view_as_complex(freqs_cis).unsqueeze(2)  # (B, T, 1, D/2)
+    return torch.view_as_real(xc * fc).flatten(3).type_as(x)
 
 
 class KVCache(nn.Module):
@@ -104,6 +109,18 @@ def grouped_decode_attention(q: Tensor, keys: Tensor, values: Tensor, mask: Tens
     return torch.matmul(probs, values).reshape(B, H, 1, D)
 
 
+def row_parallel(x: Tensor, w: Weight) -> Tensor:
+    """RowParallelLinear's forward on an already split input: local matmul, then sum over ranks."""
+    y = linear(x, w)
+    return reduce_from_model_parallel_region(y) if model_parallel_size() > 1 else y
+
+
+def column_parallel_gathered(x: Tensor, w: Weight) -> Tensor:
+    """ColumnParallelLinear's forward with gather_output: local matmul, then concatenate ranks."""
+    y = linear(x, w)
+    return gather_from_model_parallel_region(y) if model_parallel_size() > 1 else y
+
+
 def _fuse(*layers: nn.Module) -> Tensor:
     """Concatenate the layers' weights along the output rows, and make each weight a view of it."""
     fused = torch.cat([layer.weight.detach() for layer in layers])
@@ -113,6 +130,12 @@ def _fuse(*layers: nn.Module) -> Tensor:
         layer.weight.data = fused[start : start + rows]  # loads still land in the fused tensor
         start += rows
     return fused
+
+
+def _release(*layers: nn.Module) -> None:
+    """Free float weights that int8 copies replaced (the shapes stay visible as empty tensors)."""
+    for layer in layers:
+        layer.weight.data = layer.weight.data.new_empty(0)
 
 
 class Attention(nn.Module):
@@ -128,17 +151,22 @@ class Attention(nn.Module):
         self.wv = ColumnParallelLinear(args.dim, args.kv_heads * hd, bias=False, gather_output=False, init_method=_keep)
         self.wo = RowParallelLinear(args.n_heads * hd, args.dim, bias=False, input_is_parallel=True, init_method=_keep)
         self.kv_cache: KVCache | None = None
-        self.wqkv: Tensor | None = None  # set by fuse_weights: one matmul instead of three
+        # set by prepare_weights: wq|wk|wv as one matmul, and wo (either may be int8)
+        self.wqkv: Weight | None = None
+        self.wo_weight: Weight | None = None
 
-    def fuse_weights(self) -> None:
-        self.wqkv = _fuse(self.wq, self.wk, self.wv)
+    def prepare_weights(self, int8: bool = False) -> None:
+        self.wqkv, self.wo_weight = _fuse(self.wq, self.wk, self.wv), self.wo.weight.detach()
+        if int8:
+            self.wqkv, self.wo_weight = quantize_int8(self.wqkv), quantize_int8(self.wo_weight)
+            _release(self.wq, self.wk, self.wv, self.wo)
 
     def forward(self, x: Tensor, freqs_cis: Tensor, mask: Tensor | None, rows: Tensor, pos: Tensor,
                 first_slot: int, kv_len: int) -> Tensor:
         B, T, _ = x.shape
         H, Hkv, D = self.n_local_heads, self.n_local_kv_heads, self.head_dim
         if self.wqkv is not None:  # column-parallel without gather: a plain matmul on this rank's rows
-            qkv = F.linear(x, self.wqkv)  # (B, T, (H + 2 Hkv) D)
+            qkv = linear(x, self.wqkv)  # (B, T, (H + 2 Hkv) D)
             qk = apply_rotary_emb(qkv[..., : (H + Hkv) * D].view(B, T, H + Hkv, D), freqs_cis)  # q, k at once
             q, k = qk.split([H, Hkv], dim=2)
             v = qkv[..., (H + Hkv) * D :].view(B, T, Hkv, D)
@@ -157,7 +185,8 @@ class Attention(nn.Module):
                 q.transpose(1, 2), keys, values, attn_mask=mask, is_causal=mask is None and T > 1,
                 enable_gqa=self.n_local_heads != self.n_local_kv_heads,
             )  # (B, H, T, D)
-        return self.wo(y.transpose(1, 2).reshape(B, T, -1))
+        y = y.transpose(1, 2).reshape(B, T, -1)
+        return self.wo(y) if self.wo_weight is None else row_parallel(y, self.wo_weight)
 
 
 class FeedForward(nn.Module):
@@ -168,15 +197,20 @@ class FeedForward(nn.Module):
         self.w1 = ColumnParallelLinear(dim, hidden_dim, bias=False, gather_output=False, init_method=_keep)
         self.w2 = RowParallelLinear(hidden_dim, dim, bias=False, input_is_parallel=True, init_method=_keep)
         self.w3 = ColumnParallelLinear(dim, hidden_dim, bias=False, gather_output=False, init_method=_keep)
-        self.w13: Tensor | None = None  # set by fuse_weights
+        # set by prepare_weights: w1|w3 as one matmul, and w2 (either may be int8)
+        self.w13: Weight | None = None
+        self.w2_weight: Weight | None = None
 
-    def fuse_weights(self) -> None:
-        self.w13 = _fuse(self.w1, self.w3)
+    def prepare_weights(self, int8: bool = False) -> None:
+        self.w13, self.w2_weight = _fuse(self.w1, self.w3), self.w2.weight.detach()
+        if int8:
+            self.w13, self.w2_weight = quantize_int8(self.w13), quantize_int8(self.w2_weight)
+            _release(self.w1, self.w2, self.w3)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.w13 is not None:
-            gate, up = F.linear(x, self.w13).chunk(2, dim=-1)
-            return self.w2(F.silu(gate) * up)
+        if self.w13 is not None and self.w2_weight is not None:
+            gate, up = linear(x, self.w13).chunk(2, dim=-1)
+            return row_parallel(F.silu(gate) * up, self.w2_weight)
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
@@ -210,6 +244,7 @@ class Transformer(nn.Module):
         self.output = ColumnParallelLinear(args.dim, args.vocab_size, bias=False, init_method=_keep)
         if args.tie_word_embeddings:
             self.tie_weights()
+        self.output_weight: Weight | None = None  # set by prepare_weights
         self.register_buffer("freqs_cis", torch.empty(0, 0, 2), persistent=False)  # set by setup_caches
         self.max_batch_size = 0
         self.max_seq_len = 0
@@ -217,12 +252,17 @@ class Transformer(nn.Module):
     def tie_weights(self) -> None:
         self.output.weight = self.tok_embeddings.weight
 
-    def fuse_weights(self) -> None:
-        """wq|wk|wv and w1|w3 become one matmul each (weights turn into views; names unchanged).
-        Call after the model is on its device: `.to()` would copy the views apart."""
+    def prepare_weights(self, int8: bool = False) -> None:
+        """The weights the hot path multiplies by: wq|wk|wv and w1|w3 fused into one matmul each
+        (the parameters become views; names unchanged), and with `int8` every matmul weight
+        quantized per output row (the float copies freed; the embedding stays float).
+        Call once, after the model is on its device: `.to()` would copy the views apart."""
         for layer in self.layers:
-            layer.attention.fuse_weights()
-            layer.feed_forward.fuse_weights()
+            layer.attention.prepare_weights(int8)
+            layer.feed_forward.prepare_weights(int8)
+        self.output_weight = quantize_int8(self.output.weight) if int8 else self.output.weight.detach()
+        if int8 and not self.args.tie_word_embeddings:
+            _release(self.output)
 
     def setup_caches(self, max_batch_size: int, max_seq_len: int) -> None:
         """Allocate each layer's KV cache and the RoPE table; a no-op when the sizes are unchanged."""
@@ -259,7 +299,8 @@ class Transformer(nn.Module):
             h = layer(h, freqs_cis, mask, rows, pos, first_slot, kv_len)
         if last_only:
             h = h[:, -1:]
-        return self.output(self.norm(h)).float()
+        h = self.norm(h)
+        return (self.output(h) if self.output_weight is None else column_parallel_gathered(h, self.output_weight)).float()
 
 
 def build_model(args: ModelArgs, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Transformer:

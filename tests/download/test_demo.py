@@ -51,3 +51,7 @@ def test_demo_model_from_a_clean_home_answers(llama, wheel_dir, monkeypatch):
     rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--max-tokens", "12", "What is the capital of France?")
     assert rc == 0, err
     assert "Paris" in out
+
+    rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--dtype", "int8", "--max-tokens", "12", "What is the capital of France?")
+    assert rc == 0, err
+    assert out == "The capital of France is Paris.\n"  # int8 weight-only keeps the answer

@@ -100,7 +100,7 @@ def test_grouped_decode_attention_equals_sdpa() -> None:
 
 
 def test_fused_weights_are_the_named_parameters(tiny, tiny_ckpt: Path) -> None:
-    """After fuse_weights, wq/wk/wv and w1/w3 are views of the fused matrices, so loads still land."""
+    """After prepare_weights, wq/wk/wv and w1/w3 are views of the fused matrices, so loads still land."""
     attn, ffn = tiny.layers[0].attention, tiny.layers[0].feed_forward
     assert attn.wqkv is not None and ffn.w13 is not None
     assert attn.wq.weight.data_ptr() == attn.wqkv.data_ptr()

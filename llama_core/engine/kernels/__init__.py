@@ -1,0 +1,102 @@
+"""The linear layer (and RMSNorm) of a decode step on CPU, and int8 weight-only quantization.
+
+`linear(x, w)` is `x @ w.T` for a float weight or an `Int8Weight`. On CPU with AVX2, for the few
+rows of a decode step, it calls our kernel (linear.cpp: weights streamed once at memory speed, with
+software prefetch; fp32, bf16 and int8 weights); MKL's GEMV reaches about half the memory
+bandwidth on the machines we measured. Elsewhere (CUDA, MPS, prefill's many rows, no C++
+compiler, or LLAMA_CPU_KERNELS=0) it is F.linear, with int8 weights dequantized first.
+
+The kernel is compiled once per torch version with torch.utils.cpp_extension (g++, a few tens of
+seconds the first time, then loaded from torch's extension cache).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cache
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+# Rows of x up to which the kernel beats a GEMM (MKL): float weights in a decode step (one token per
+# sequence; prefill keeps MKL's GEMM), and int8 weights, which a GEMM could only take dequantized
+# (a float copy of the weight per call).
+MAX_KERNEL_ROWS = 16
+MAX_KERNEL_ROWS_INT8 = 64
+
+
+class Int8Weight(NamedTuple):
+    """Weight-only int8: w ≈ q * scale[:, None]. q: (N, K) int8; scale: (N,) float32, one per output row."""
+
+    q: Tensor
+    scale: Tensor
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.q.shape
+
+    def dequantize(self, dtype: torch.dtype) -> Tensor:
+        return (self.q.to(torch.float32) * self.scale[:, None]).to(dtype)
+
+
+def quantize_int8(w: Tensor) -> Int8Weight:
+    """Symmetric per-output-row int8 of a (N, K) weight: scale = max |row| / 127."""
+    w32 = w.detach().to(torch.float32)
+    scale = w32.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+    q = torch.round(w32 / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return Int8Weight(q.contiguous(), scale.contiguous())
+
+
+@cache
+def cpu_kernels_available() -> bool:
+    """Build (once) and load linear.cpp; False, logged once, where it cannot be used."""
+    if os.environ.get("LLAMA_CPU_KERNELS", "1") == "0":
+        return False
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        return False
+    try:
+        from torch.utils.cpp_extension import load
+
+        load(
+            name=f"llama_kernels_{torch.__version__.replace('.', '_').replace('+', '_')}",
+            sources=[str(Path(__file__).with_name("linear.cpp"))],
+            extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"],
+            is_python_module=False,
+        )
+        return True
+    except Exception as e:  # no compiler, no Python headers, a read-only cache...
+        log.warning("CPU decode kernels unavailable (%s); using torch's linear.", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return False
+
+
+def _use_kernel(x: Tensor, max_rows: int) -> bool:
+    return x.device.type == "cpu" and x.numel() <= max_rows * x.shape[-1] and cpu_kernels_available()
+
+
+def _decode_step(x: Tensor) -> bool:
+    """One token per sequence (B, 1, K), few sequences, on CPU: where the kernels pay."""
+    return (x.dim() < 3 or x.shape[-2] == 1) and _use_kernel(x, MAX_KERNEL_ROWS)
+
+
+def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """RMSNorm over the last dim: normalised in float32, cast back to x's dtype, then times weight."""
+    if x.dtype == weight.dtype and x.dtype in (torch.float32, torch.bfloat16) and _decode_step(x):
+        return torch.ops.llama_kernels.rms_norm(x, weight, eps)
+    return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).type_as(x) * weight
+
+
+def linear(x: Tensor, w: Tensor | Int8Weight) -> Tensor:
+    """x (..., K) @ w.T -> (..., N), in x's dtype."""
+    if isinstance(w, Int8Weight):
+        if _use_kernel(x, MAX_KERNEL_ROWS_INT8):
+            return torch.ops.llama_kernels.linear(x, w.q, w.scale)
+        return F.linear(x, w.dequantize(x.dtype))
+    if w.dtype in (torch.float32, torch.bfloat16) and _decode_step(x):
+        return torch.ops.llama_kernels.linear(x, w, None)
+    return F.linear(x, w)

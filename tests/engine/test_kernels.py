@@ -1,0 +1,120 @@
+"""The CPU decode kernels (linear.cpp) against torch, and int8 weight-only models end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from llama_core.engine import kernels
+from llama_core.engine.checkpoint import load_model
+from llama_core.engine.generation import GenerationParams, generate
+from llama_core.engine.kernels import Int8Weight, linear, quantize_int8, rms_norm
+from llama_core.errors import CheckpointError
+
+from engine.test_generation import PROMPT, TINY_GREEDY
+
+needs_kernels = pytest.mark.skipif(not kernels.cpu_kernels_available(), reason="no AVX2 or no C++ compiler")
+
+# Greedy continuation of PROMPT by the seed-0 tiny checkpoint with int8 weights: fp32's for 17 tokens.
+TINY_GREEDY_INT8 = TINY_GREEDY[:17] + [120147, 18310, 32646]
+
+
+def weights(n: int, k: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(n, k, generator=torch.Generator().manual_seed(seed))
+
+
+@needs_kernels
+@pytest.mark.parametrize("n, k", [(64, 64), (13, 70), (3, 5), (1030, 576)], ids=["even", "tails", "tiny", "wide"])
+@pytest.mark.parametrize("rows", [1, 2, 3, 8], ids=lambda r: f"m{r}")
+def test_float_linear_matches_torch(n: int, k: int, rows: int) -> None:
+    w, x = weights(n, k), weights(rows, k, seed=1)
+    torch.testing.assert_close(torch.ops.llama_kernels.linear(x, w, None), F.linear(x, w), rtol=1e-4, atol=1e-4)
+    wb, xb = w.bfloat16(), x.bfloat16()
+    torch.testing.assert_close(torch.ops.llama_kernels.linear(xb, wb, None).float(), F.linear(xb.float(), wb.float()),
+                               rtol=1e-2, atol=1e-2)  # bf16 output rounding
+
+
+@needs_kernels
+@pytest.mark.parametrize("rows", [1, 5, 64], ids=lambda r: f"m{r}")
+def test_int8_linear_matches_dequantized(rows: int) -> None:
+    w, x = quantize_int8(weights(37, 96)), weights(rows, 96, seed=1)
+    torch.testing.assert_close(linear(x, w), F.linear(x, w.dequantize(torch.float32)), rtol=1e-5, atol=1e-5)
+
+
+@needs_kernels
+def test_a_rows_result_does_not_depend_on_the_batch() -> None:
+    """Each output is summed in one fixed order, so batch 8 gives batch 1's bits (batch invariance)."""
+    w, x = weights(200, 576), weights(8, 576, seed=1)
+    for weight, scale in ((w, None), (w.bfloat16(), None), (*quantize_int8(w),)):
+        batched = torch.ops.llama_kernels.linear(x, weight, scale)
+        for i in range(8):
+            assert torch.equal(torch.ops.llama_kernels.linear(x[i : i + 1], weight, scale)[0], batched[i])
+
+
+@needs_kernels
+def test_bad_shapes_are_errors_not_crashes() -> None:
+    with pytest.raises(RuntimeError, match="last dim"):
+        torch.ops.llama_kernels.linear(torch.randn(1, 8), torch.randn(4, 16), None)
+    with pytest.raises(RuntimeError, match="need a scale"):
+        torch.ops.llama_kernels.linear(torch.randn(1, 16), torch.zeros(4, 16, dtype=torch.int8), None)
+
+
+def test_quantize_int8_is_symmetric_per_row() -> None:
+    q = quantize_int8(torch.tensor([[1.0, -0.5, 0.25], [0.0, 0.0, 0.0]]))
+    assert q.q.tolist() == [[127, -64, 32], [0, 0, 0]]  # 63.5 rounds to even
+    assert q.scale[0].item() == pytest.approx(1 / 127)
+    w = weights(50, 80)
+    err = (quantize_int8(w).dequantize(torch.float32) - w).abs()
+    assert bool((err <= quantize_int8(w).scale[:, None] / 2 + 1e-7).all())
+
+
+def test_linear_falls_back_to_torch_off_the_decode_path() -> None:
+    """Prefill rows (many tokens per sequence) take F.linear; int8 past the kernel's rows is dequantized."""
+    w, x = weights(16, 32), weights(3 * 20, 32, seed=1).view(3, 20, 32)
+    assert torch.equal(linear(x, w), F.linear(x, w))
+    q = quantize_int8(w)
+    big = weights(kernels.MAX_KERNEL_ROWS_INT8 + 1, 32, seed=2)
+    assert torch.equal(linear(big, q), F.linear(big, q.dequantize(torch.float32)))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_rms_norm_matches_the_reference(dtype: torch.dtype) -> None:
+    x, w = weights(3, 576).to(dtype).view(3, 1, 576), (1 + weights(1, 576)[0] / 10).to(dtype)
+    expected = F.rms_norm(x.float(), (576,), eps=1e-5).type_as(x) * w
+    torch.testing.assert_close(rms_norm(x, w, 1e-5), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def tiny_int8(tiny_ckpt: Path):
+    return load_model(tiny_ckpt, max_seq_len=64, max_batch_size=4, dtype="int8", device="cpu")[0]
+
+
+def test_int8_model_holds_int8_weights(tiny_int8) -> None:
+    layer = tiny_int8.layers[0]
+    for w in (layer.attention.wqkv, layer.attention.wo_weight, layer.feed_forward.w13, layer.feed_forward.w2_weight,
+              tiny_int8.output_weight):
+        assert isinstance(w, Int8Weight) and w.q.dtype == torch.int8
+    assert layer.attention.wq.weight.numel() == 0  # the float copies are freed
+    assert tiny_int8.tok_embeddings.weight.dtype == torch.float32
+
+
+@needs_kernels
+def test_int8_greedy_ids_are_pinned(tiny_int8) -> None:
+    out = [r.token for r in generate(tiny_int8, PROMPT, GenerationParams(max_tokens=20))]
+    assert out == TINY_GREEDY_INT8
+
+
+def test_int8_logits_stay_close_to_fp32(tiny_int8, tiny_ckpt: Path) -> None:
+    fp32 = load_model(tiny_ckpt, max_seq_len=64, max_batch_size=1, dtype="fp32", device="cpu")[0]
+    tokens = torch.tensor([PROMPT + TINY_GREEDY[:10]])
+    with torch.inference_mode():
+        a, b = tiny_int8(tokens, torch.tensor([0])), fp32(tokens, torch.tensor([0]))
+    assert F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item() > 0.999
+
+
+def test_unknown_dtype_names_the_choices(tiny_ckpt: Path) -> None:
+    with pytest.raises(CheckpointError, match="choose one of fp32, bf16, fp16, int8"):
+        load_model(tiny_ckpt, dtype="int4", device="cpu")
