@@ -113,15 +113,15 @@ def query_body(request_type: type[Base], args: Any) -> bytes:
 # --- the routes -------------------------------------------------------------------------------
 
 
-async def read_body(timeout: float | None) -> bytes:
-    """The whole request body, waiting at most `timeout` seconds for it (408 after).
+async def read_body() -> bytes:
+    """The whole request body, waiting at most BODY_TIMEOUT seconds for it (408 after).
 
     What Quart's `request.get_data()` does, minus its `asyncio.wait_for`, which wraps the wait in
     a new task on every call (two more event-loop turns per request). A body that came with the
     headers is complete already: awaiting it again does not suspend.
     """
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(request.body_timeout):
             return await request.body
     except TimeoutError:
         raise RequestTimeout() from None
@@ -204,14 +204,13 @@ def create_app(
     openai.register(app, stack, done=openai_done)
 
     expected = f"Bearer {api_key}".encode() if api_key else None
-    body_timeout = app.config["BODY_TIMEOUT"]
 
     @app.before_request
     async def before_request() -> None:
         # One hook, not three: Quart awaits each hook of each request through its own checks.
         # Every body is read before anything answers, errors included: an answer sent before its
         # request's body has arrived leaves the connection unusable for the client's next request.
-        await read_body(body_timeout)
+        await read_body()
         if expected is not None and request.path != "/health":
             given = _header("Authorization") or ""
             if not hmac.compare_digest(given.encode(), expected):
