@@ -11,8 +11,10 @@ CPU per request on a slow machine, which would be counted as overhead). Measured
                  there (asked for on a pipe, outside the timing); the median of (HTTP round trip -
                  direct) per pair is the overhead: what a client pays for HTTP over a library call
                  (its own few tens of microseconds of parsing included). Once on GET /models/list
-                 (no generation: the HTTP path alone, free of the model's jitter), once with
-                 --max-tokens, once with max_tokens 1
+                 (no generation: the HTTP path alone, free of the model's jitter; the line to read
+                 against the goal), once with --max-tokens, once with max_tokens 1 (these two
+                 carry the engine's run-to-run jitter, tens of ms on a busy two-core machine, so
+                 their p50 moves by more than the overhead itself unless --pairs is large)
     concurrency  C connections each sending chat requests back to back; requests/s, p50 and p99
 
     python benches/bench_server.py [--config RUN.toml] [--max-tokens 16] [--concurrency 1,8,32]
