@@ -21,6 +21,7 @@ from fairscale.nn.model_parallel.layers import ColumnParallelLinear, RowParallel
 from fairscale.nn.model_parallel.mappings import gather_from_model_parallel_region, reduce_from_model_parallel_region
 
 from llama_core.engine.args import ModelArgs
+from llama_core.engine import kernels
 from llama_core.engine.kernels import Int8Weight, linear, quantize_int8, rms_norm
 from llama_core.engine.parallel import model_parallel_size
 
@@ -175,17 +176,21 @@ class Attention(nn.Module):
             k = apply_rotary_emb(self.wk(x).view(B, T, Hkv, D), freqs_cis)
             v = self.wv(x).view(B, T, Hkv, D)
         assert self.kv_cache is not None, "call Transformer.setup_caches first"
-        self.kv_cache.update(rows, pos, k, v)
-        keys = self.kv_cache.k_cache[first_slot : first_slot + B, :, :kv_len]  # (B, Hkv, L, D)
-        values = self.kv_cache.v_cache[first_slot : first_slot + B, :, :kv_len]
-        if T == 1:
-            y = grouped_decode_attention(q.transpose(1, 2), keys, values, mask)
+        if T == 1 and kernels.on_cpu_decode_path(x):  # cache write + attention in one op
+            y = kernels.decode_attention(q[:, 0], k[:, 0], v[:, 0], self.kv_cache.k_cache, self.kv_cache.v_cache,
+                                         pos[:, 0], first_slot).view(B, 1, -1)
         else:
-            y = F.scaled_dot_product_attention(
-                q.transpose(1, 2), keys, values, attn_mask=mask, is_causal=mask is None and T > 1,
-                enable_gqa=self.n_local_heads != self.n_local_kv_heads,
-            )  # (B, H, T, D)
-        y = y.transpose(1, 2).reshape(B, T, -1)
+            self.kv_cache.update(rows, pos, k, v)
+            keys = self.kv_cache.k_cache[first_slot : first_slot + B, :, :kv_len]  # (B, Hkv, L, D)
+            values = self.kv_cache.v_cache[first_slot : first_slot + B, :, :kv_len]
+            if T == 1:
+                y = grouped_decode_attention(q.transpose(1, 2), keys, values, mask)
+            else:
+                y = F.scaled_dot_product_attention(
+                    q.transpose(1, 2), keys, values, attn_mask=mask, is_causal=mask is None and T > 1,
+                    enable_gqa=self.n_local_heads != self.n_local_kv_heads,
+                )  # (B, H, T, D)
+            y = y.transpose(1, 2).reshape(B, T, -1)
         return self.wo(y) if self.wo_weight is None else row_parallel(y, self.wo_weight)
 
 

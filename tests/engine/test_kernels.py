@@ -37,10 +37,29 @@ def test_float_linear_matches_torch(n: int, k: int, rows: int) -> None:
                                rtol=1e-2, atol=1e-2)  # bf16 output rounding
 
 
+def w8a8_reference(x: torch.Tensor, w: Int8Weight) -> torch.Tensor:
+    """x quantized per block of 32 (scale max|x|/127, round half to even), exact integer block dot
+    products, each times its block's scale, then the weight row's scale."""
+    blocks = x.view(x.shape[0], -1, 32)
+    sx = blocks.abs().amax(-1) / 127
+    qx = torch.round(blocks / torch.where(sx > 0, sx, 1)[..., None]).to(torch.int64)
+    qw = w.q.view(w.q.shape[0], -1, 32).to(torch.int64)
+    dots = torch.einsum("mbk,nbk->mnb", qx, qw).double()  # exact
+    return ((dots * sx[:, None, :].double()).sum(-1) * w.scale.double()).float()
+
+
 @needs_kernels
 @pytest.mark.parametrize("rows", [1, 5, 64], ids=lambda r: f"m{r}")
-def test_int8_linear_matches_dequantized(rows: int) -> None:
+def test_int8_linear_is_w8a8(rows: int) -> None:
     w, x = quantize_int8(weights(37, 96)), weights(rows, 96, seed=1)
+    torch.testing.assert_close(linear(x, w), w8a8_reference(x, w), rtol=1e-5, atol=1e-5)
+    exact = F.linear(x, w.dequantize(torch.float32))  # off by the activations' quantization only
+    assert (linear(x, w) - exact).abs().max() < 0.02 * exact.abs().max()
+
+
+@needs_kernels
+def test_int8_linear_without_whole_blocks_keeps_x_in_float() -> None:
+    w, x = quantize_int8(weights(9, 70)), weights(3, 70, seed=1)
     torch.testing.assert_close(linear(x, w), F.linear(x, w.dequantize(torch.float32)), rtol=1e-5, atol=1e-5)
 
 
@@ -118,3 +137,24 @@ def test_int8_logits_stay_close_to_fp32(tiny_int8, tiny_ckpt: Path) -> None:
 def test_unknown_dtype_names_the_choices(tiny_ckpt: Path) -> None:
     with pytest.raises(CheckpointError, match="choose one of fp32, bf16, fp16, int8"):
         load_model(tiny_ckpt, dtype="int4", device="cpu")
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_decode_attention_writes_the_cache_and_attends_each_rows_prefix(dtype: torch.dtype) -> None:
+    """Rows at different positions (a batch mid-flight), 6 query heads over 2 kv heads, slots 1..3."""
+    from llama_core.engine.model import grouped_decode_attention
+
+    g = torch.Generator().manual_seed(0)
+    k_cache, v_cache = (torch.randn(4, 2, 16, 8, generator=g).to(dtype) for _ in range(2))
+    q, k, v = torch.randn(3, 6, 8, generator=g).to(dtype), *(torch.randn(3, 2, 8, generator=g).to(dtype) for _ in range(2))
+    pos = torch.tensor([9, 4, 0])
+    expect_k, expect_v = k_cache.clone(), v_cache.clone()
+    for b in range(3):
+        expect_k[1 + b, :, pos[b]], expect_v[1 + b, :, pos[b]] = k[b], v[b]
+    mask = (torch.arange(10) <= pos[:, None, None])[:, None]  # (3, 1, 1, 10)
+    expected = grouped_decode_attention(q[:, :, None].float(), expect_k[1:, :, :10].float(), expect_v[1:, :, :10].float(), mask)
+    out = kernels.decode_attention(q, k, v, k_cache, v_cache, pos, 1)
+    assert torch.equal(k_cache, expect_k) and torch.equal(v_cache, expect_v)
+    tol = 1e-5 if dtype == torch.float32 else 1e-2
+    torch.testing.assert_close(out.float(), expected[:, :, 0], rtol=tol, atol=tol)

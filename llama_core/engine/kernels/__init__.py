@@ -1,12 +1,15 @@
-"""The linear layer (and RMSNorm) of a decode step on CPU, and int8 weight-only quantization.
+"""The CPU decode step's kernels (matmul, attention, RMSNorm), and int8 weight-only quantization.
 
 `linear(x, w)` is `x @ w.T` for a float weight or an `Int8Weight`. On CPU with AVX2, for the few
 rows of a decode step, it calls our kernel (linear.cpp: weights streamed once at memory speed, with
 software prefetch; fp32, bf16 and int8 weights); MKL's GEMV reaches about half the memory
-bandwidth on the machines we measured. Elsewhere (CUDA, MPS, prefill's many rows, no C++
-compiler, or LLAMA_CPU_KERNELS=0) it is F.linear, with int8 weights dequantized first.
+bandwidth on the machines we measured. Against int8 weights the kernel also quantizes x, per
+block of 32 values (llama.cpp's Q8_0), and sums the products in integers. Elsewhere (CUDA, MPS,
+prefill's many rows, no C++ compiler, or LLAMA_CPU_KERNELS=0) it is F.linear, with int8 weights
+dequantized first and x left in float.
 
-The kernel is compiled once per torch version with torch.utils.cpp_extension (g++, a few tens of
+attention.cpp does a decode step's attention (cache write included) and RMSNorm in one op each.
+The kernels are compiled once per torch version with torch.utils.cpp_extension (g++, a few tens of
 seconds the first time, then loaded from torch's extension cache).
 """
 
@@ -65,7 +68,8 @@ def cpu_kernels_available() -> bool:
 
         load(
             name=f"llama_kernels_{torch.__version__.replace('.', '_').replace('+', '_')}",
-            sources=[str(Path(__file__).with_name("linear.cpp"))],
+            sources=[str(Path(__file__).with_name(name)) for name in ("linear.cpp", "attention.cpp")],
+            extra_include_paths=[str(Path(__file__).parent)],
             extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"],
             is_python_module=False,
         )
@@ -79,14 +83,21 @@ def _use_kernel(x: Tensor, max_rows: int) -> bool:
     return x.device.type == "cpu" and x.numel() <= max_rows * x.shape[-1] and cpu_kernels_available()
 
 
-def _decode_step(x: Tensor) -> bool:
-    """One token per sequence (B, 1, K), few sequences, on CPU: where the kernels pay."""
+def on_cpu_decode_path(x: Tensor) -> bool:
+    """One token per sequence (B, 1, K), few sequences, on CPU, kernels built: where they pay."""
     return (x.dim() < 3 or x.shape[-2] == 1) and _use_kernel(x, MAX_KERNEL_ROWS)
+
+
+def decode_attention(q: Tensor, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor, pos: Tensor,
+                     first_slot: int) -> Tensor:
+    """On the CPU decode path: write k, v (B, Hkv, D) into cache rows first_slot.. at pos (B,), then
+    each query head of q (B, H, D) attends over its row's positions 0..pos. -> (B, H, D)."""
+    return torch.ops.llama_kernels.decode_attention(q, k, v, k_cache, v_cache, pos, first_slot)
 
 
 def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
     """RMSNorm over the last dim: normalised in float32, cast back to x's dtype, then times weight."""
-    if x.dtype == weight.dtype and x.dtype in (torch.float32, torch.bfloat16) and _decode_step(x):
+    if x.dtype == weight.dtype and x.dtype in (torch.float32, torch.bfloat16) and on_cpu_decode_path(x):
         return torch.ops.llama_kernels.rms_norm(x, weight, eps)
     return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).type_as(x) * weight
 
@@ -97,6 +108,6 @@ def linear(x: Tensor, w: Tensor | Int8Weight) -> Tensor:
         if _use_kernel(x, MAX_KERNEL_ROWS_INT8):
             return torch.ops.llama_kernels.linear(x, w.q, w.scale)
         return F.linear(x, w.dequantize(x.dtype))
-    if w.dtype in (torch.float32, torch.bfloat16) and _decode_step(x):
+    if w.dtype in (torch.float32, torch.bfloat16) and on_cpu_decode_path(x):
         return torch.ops.llama_kernels.linear(x, w, None)
     return F.linear(x, w)

@@ -1,14 +1,20 @@
 // y = x @ w.T (* scale) for the few rows of a decode step, reading w once at memory speed.
 //
 // x: (M, K) any float dtype; w: (N, K) float32, bfloat16 or int8 (then scale: (N,) float32, one
-// per output row); y: (M, N) in x's dtype. Built for AVX2 + FMA. Weight rows are streamed once:
+// per output row, and x is quantized to int8 per block of 32 when K allows: W8A8, see
+// dot_block_q8); y: (M, N) in x's dtype. Built for AVX2 + FMA. Weight rows are streamed once:
 // each block of R rows is multiplied into every input row while it sits in L1, so batch 8 costs
 // little more than batch 1. Each output is summed in the same order whatever M is, so a row's
 // result does not depend on what else is in the batch. Threads split the output rows (torch's
 // intra-op pool).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include "simd.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -16,31 +22,12 @@
 
 namespace {
 
+using namespace llama_kernels;
+
 constexpr int R = 4;  // weight rows per block
 // Software prefetch distance. The hardware prefetcher alone leaves the core waiting on DRAM
 // (measured on a 2-core EPYC: int8 3.1 -> 5.4 GB/s, bf16 5.2 -> 7.2, fp32 7.2 -> 8.4 per core).
 constexpr int PF_BLOCKS = 2;
-
-// Eight weights as float32.
-inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
-inline __m256 load8(const at::BFloat16* p) {  // bf16 is the top half of a float32
-  __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
-inline __m256 load8(const int8_t* p) {
-  __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
-}
-inline float to_float(float v) { return v; }
-inline float to_float(at::BFloat16 v) { return static_cast<float>(v); }
-inline float to_float(int8_t v) { return static_cast<float>(v); }
-
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // RB consecutive rows of w (from w0, stride K) against MB rows of x: RB * MB independent accumulators,
 // enough to hide the FMA latency while the weights stream in.
@@ -68,22 +55,65 @@ inline void dot_block(const float* x, int64_t K, const W* w0, float* out /* (MB,
     }
 }
 
-// Output rows [n0, n1) for every row of x; n0 is a multiple of R, a short last block is done row by row.
-template <typename W>
-void rows_range(const float* x, int64_t M, int64_t K, const W* w, const float* scale, int64_t n0, int64_t n1,
-                float* y, int64_t N) {
+// int8 weights against int8 activations (W8A8): x is quantized per block of QB values, and each
+// block's 32 products are summed in integers (maddubs/madd), then scaled by the block's scale:
+// about a third of the instructions of converting every weight to float, so the int8 stream
+// is no longer compute-bound. The quantization of x is llama.cpp's Q8_0.
+constexpr int QB = 32;
+
+void quantize_blocks(const float* x, int64_t M, int64_t K, int8_t* qx, float* sx) {
+  for (int64_t i = 0; i < M * K / QB; ++i) {
+    const float* xb = x + i * QB;
+    float amax = 0.f;
+    for (int j = 0; j < QB; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float d = amax / 127.f, inv = d > 0.f ? 1.f / d : 0.f;
+    for (int j = 0; j < QB; ++j) qx[i * QB + j] = static_cast<int8_t>(std::nearbyint(xb[j] * inv));
+    sx[i] = d;
+  }
+}
+
+template <int RB, int MB>
+inline void dot_block_q8(const int8_t* qx, const float* sx, int64_t K, const int8_t* w0, float* out /* (MB, RB) */) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[MB][RB];
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < RB; ++r) acc[m][r] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K; k += QB) {
+    for (int r = 0; r < RB; ++r) _mm_prefetch(reinterpret_cast<const char*>(w0 + (PF_BLOCKS * RB + r) * K + k), _MM_HINT_T0);
+    __m256i v[RB];
+    for (int r = 0; r < RB; ++r) v[r] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + r * K + k));
+    for (int m = 0; m < MB; ++m) {
+      const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qx + m * K + k));
+      const __m256i ax = _mm256_sign_epi8(xv, xv);  // |x| as unsigned; w takes x's sign instead
+      const __m256 d = _mm256_set1_ps(sx[m * (K / QB) + k / QB]);
+      for (int r = 0; r < RB; ++r) {
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(v[r], xv)), ones);
+        acc[m][r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc[m][r]);
+      }
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < RB; ++r) out[m * RB + r] = hsum(acc[m][r]);
+}
+
+template <int N>
+using Int = std::integral_constant<int, N>;
+
+// Output rows [n0, n1) for every row of x, R weight rows at a time (a short last block row by row).
+// dot(rows, x_rows, m, n, out) fills out (x_rows, rows) for x rows m.. and weight rows n..
+template <typename Dot>
+void rows_range(int64_t M, int64_t n0, int64_t n1, const float* scale, float* y, int64_t N, const Dot& dot) {
   float out[2 * R];
   for (int64_t n = n0; n < n1; n += R) {
     const int rows = static_cast<int>(std::min<int64_t>(R, n1 - n));
     for (int64_t m = 0; m < M; m += 2) {
       const int mb = static_cast<int>(std::min<int64_t>(2, M - m));
-      const float* xm = x + m * K;
       if (rows == R) {
-        mb == 2 ? dot_block<R, 2>(xm, K, w + n * K, out) : dot_block<R, 1>(xm, K, w + n * K, out);
+        mb == 2 ? dot(Int<R>{}, Int<2>{}, m, n, out) : dot(Int<R>{}, Int<1>{}, m, n, out);
       } else {
         for (int r = 0; r < rows; ++r) {
           float o[2];
-          mb == 2 ? dot_block<1, 2>(xm, K, w + (n + r) * K, o) : dot_block<1, 1>(xm, K, w + (n + r) * K, o);
+          mb == 2 ? dot(Int<1>{}, Int<2>{}, m, n + r, o) : dot(Int<1>{}, Int<1>{}, m, n + r, o);
           for (int j = 0; j < mb; ++j) out[j * R + r] = o[j];
         }
       }
@@ -112,55 +142,40 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const c10::optional<
   const int64_t blocks = (N + R - 1) / R, grain = std::max<int64_t>(4, 16384 / std::max<int64_t>(K, 1));
   const float* xp = xf.data_ptr<float>();
   float* yp = y.data_ptr<float>();
-  auto run = [&](auto* wp) {
-    at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
-      rows_range(xp, M, K, wp, sp, R * b0, std::min(N, R * b1), yp, N);
+  auto split = [&](const auto& dot) {
+    at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) { rows_range(M, R * b0, std::min(N, R * b1), sp, yp, N, dot); });
+  };
+  auto float_x = [&](const auto* wp) {
+    split([&](auto rb, auto mb, int64_t m, int64_t n, float* out) {
+      dot_block<decltype(rb)::value, decltype(mb)::value>(xp + m * K, K, wp + n * K, out);
     });
   };
   switch (w.scalar_type()) {
-    case at::kFloat: run(w.data_ptr<float>()); break;
-    case at::kBFloat16: run(w.data_ptr<at::BFloat16>()); break;
-    case at::kChar: TORCH_CHECK(sp, "int8 weights need a scale"); run(w.data_ptr<int8_t>()); break;
+    case at::kFloat: float_x(w.data_ptr<float>()); break;
+    case at::kBFloat16: float_x(w.data_ptr<at::BFloat16>()); break;
+    case at::kChar: {
+      TORCH_CHECK(sp, "int8 weights need a scale");
+      const int8_t* wp = w.data_ptr<int8_t>();
+      if (K % QB != 0) {  // no whole blocks: float activations against the int8 weights
+        float_x(wp);
+        break;
+      }
+      std::vector<int8_t> qx(M * K);
+      std::vector<float> sx(M * K / QB);
+      quantize_blocks(xp, M, K, qx.data(), sx.data());
+      split([&](auto rb, auto mb, int64_t m, int64_t n, float* out) {
+        dot_block_q8<decltype(rb)::value, decltype(mb)::value>(qx.data() + m * K, sx.data() + m * (K / QB), K, wp + n * K, out);
+      });
+      break;
+    }
     default: TORCH_CHECK(false, "weight dtype must be float32, bfloat16 or int8");
   }
   return y.to(x.scalar_type()).view(out_shape);
 }
 
-// RMSNorm as the reference computes it: normalise in float32, round to x's dtype, then scale by w
-// (a product in x's dtype). One op instead of five: at decode sizes each op is mostly dispatch.
-template <typename T>
-void rms_norm_rows(const T* x, const T* w, T* y, int64_t rows, int64_t dim, double eps) {
-  for (int64_t i = 0; i < rows; ++i) {
-    const T* xi = x + i * dim;
-    float ss = 0.f;
-    for (int64_t j = 0; j < dim; ++j) ss += static_cast<float>(xi[j]) * static_cast<float>(xi[j]);
-    const float inv = 1.f / std::sqrt(ss / static_cast<float>(dim) + static_cast<float>(eps));
-    for (int64_t j = 0; j < dim; ++j)
-      y[i * dim + j] = static_cast<T>(static_cast<float>(static_cast<T>(static_cast<float>(xi[j]) * inv)) * static_cast<float>(w[j]));
-  }
-}
-
-at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
-  const int64_t dim = x.size(-1);
-  TORCH_CHECK(w.numel() == dim && w.scalar_type() == x.scalar_type(), "weight must be (dim,) in x's dtype");
-  at::Tensor xc = x.contiguous(), wc = w.contiguous();
-  at::Tensor y = at::empty_like(xc);
-  const int64_t rows = xc.numel() / std::max<int64_t>(dim, 1);
-  switch (x.scalar_type()) {
-    case at::kFloat: rms_norm_rows(xc.data_ptr<float>(), wc.data_ptr<float>(), y.data_ptr<float>(), rows, dim, eps); break;
-    case at::kBFloat16:
-      rms_norm_rows(xc.data_ptr<at::BFloat16>(), wc.data_ptr<at::BFloat16>(), y.data_ptr<at::BFloat16>(), rows, dim, eps);
-      break;
-    default: TORCH_CHECK(false, "rms_norm takes float32 or bfloat16");
-  }
-  return y;
-}
-
 }  // namespace
 
-TORCH_LIBRARY(llama_kernels, m) {
+TORCH_LIBRARY_FRAGMENT(llama_kernels, m) {
   m.def("linear(Tensor x, Tensor w, Tensor? scale=None) -> Tensor");
-  m.def("rms_norm(Tensor x, Tensor w, float eps) -> Tensor");
   m.impl("linear", c10::DispatchKey::CPU, &linear);
-  m.impl("rms_norm", c10::DispatchKey::CPU, &rms_norm);
 }

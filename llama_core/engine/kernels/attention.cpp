@@ -1,0 +1,132 @@
+// The decode step's small ops, each one call instead of a chain of torch ops (at decode sizes a
+// torch op is mostly dispatch: the attention alone was ten ops and ~100 us a layer).
+//
+// decode_attention: one new token per cache row. Writes its k, v into the cache at its position,
+// then attends its query heads over that row's positions 0..pos (grouped-query: head h reads kv
+// head h / (H / Hkv)); softmax in float32. rms_norm: the reference's RMSNorm.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "simd.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+namespace {
+
+using namespace llama_kernels;
+
+template <typename T>
+inline float dot(const float* q, const T* k, int64_t D) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t d = 0;
+  for (; d + 8 <= D; d += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load8(k + d), acc);
+  float s = hsum(acc);
+  for (; d < D; ++d) s += q[d] * to_float(k[d]);
+  return s;
+}
+
+template <typename T>
+inline void axpy(float a, const T* v, float* out, int64_t D) {  // out += a * v
+  const __m256 av = _mm256_set1_ps(a);
+  int64_t d = 0;
+  for (; d + 8 <= D; d += 8) _mm256_storeu_ps(out + d, _mm256_fmadd_ps(av, load8(v + d), _mm256_loadu_ps(out + d)));
+  for (; d < D; ++d) out[d] += a * to_float(v[d]);
+}
+
+// q (B, H, D) float32; caches (S, Hkv, L, D) of T; out (B, H, D) float32.
+template <typename T>
+void attend(const float* q, const T* kc, const T* vc, const int64_t* pos, int64_t first_slot, int64_t B, int64_t H,
+            int64_t Hkv, int64_t L, int64_t D, float* out) {
+  const int64_t rep = H / Hkv;
+  const float scale = 1.f / std::sqrt(static_cast<float>(D));
+  const int64_t work = B * H * (pos[0] + 1) * D;  // rough: threads only pay on long contexts
+  at::parallel_for(0, B * H, work > (1 << 18) ? 1 : B * H, [&](int64_t i0, int64_t i1) {
+    std::vector<float> p;
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t b = i / H, h = i % H, n = pos[b] + 1;
+      const int64_t row = ((first_slot + b) * Hkv + h / rep) * L * D;
+      const float* qi = q + i * D;
+      p.resize(n);
+      float mx = -INFINITY;
+      for (int64_t t = 0; t < n; ++t) mx = std::max(mx, p[t] = dot(qi, kc + row + t * D, D) * scale);
+      float sum = 0.f;
+      for (int64_t t = 0; t < n; ++t) sum += p[t] = std::exp(p[t] - mx);
+      float* o = out + i * D;
+      std::fill(o, o + D, 0.f);
+      for (int64_t t = 0; t < n; ++t) axpy(p[t] / sum, vc + row + t * D, o, D);
+    }
+  });
+}
+
+at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::Tensor k_cache,
+                            at::Tensor v_cache, const at::Tensor& pos, int64_t first_slot) {
+  TORCH_CHECK(q.dim() == 3 && k.dim() == 3 && k_cache.dim() == 4, "q (B, H, D), k/v (B, Hkv, D), caches (S, Hkv, L, D)");
+  TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous(), "the KV cache must be contiguous");
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(2), Hkv = k_cache.size(1), L = k_cache.size(2);
+  at::Tensor p = pos.to(at::kLong).contiguous();
+  const int64_t* pp = p.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) TORCH_CHECK(pp[b] >= 0 && pp[b] < L, "position past the cache");
+  TORCH_CHECK(first_slot + B <= k_cache.size(0), "rows past the cache");
+  // the new token's k, v (B, Hkv, D) into its row at its position
+  at::Tensor kn = k.to(k_cache.scalar_type()).contiguous(), vn = v.to(v_cache.scalar_type()).contiguous();
+  const int64_t size = D * k_cache.element_size();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t hk = 0; hk < Hkv; ++hk) {
+      const int64_t at_cache = (((first_slot + b) * Hkv + hk) * L + pp[b]) * size, at_new = (b * Hkv + hk) * size;
+      std::memcpy(static_cast<char*>(k_cache.data_ptr()) + at_cache, static_cast<const char*>(kn.data_ptr()) + at_new, size);
+      std::memcpy(static_cast<char*>(v_cache.data_ptr()) + at_cache, static_cast<const char*>(vn.data_ptr()) + at_new, size);
+    }
+  at::Tensor qf = q.to(at::kFloat).contiguous();
+  at::Tensor out = at::empty({B, H, D}, qf.options());
+  if (k_cache.scalar_type() == at::kFloat) {
+    attend(qf.data_ptr<float>(), k_cache.data_ptr<float>(), v_cache.data_ptr<float>(), pp, first_slot, B, H, Hkv, L, D,
+           out.data_ptr<float>());
+  } else {
+    TORCH_CHECK(k_cache.scalar_type() == at::kBFloat16, "the KV cache must be float32 or bfloat16");
+    attend(qf.data_ptr<float>(), k_cache.data_ptr<c10::BFloat16>(), v_cache.data_ptr<c10::BFloat16>(), pp, first_slot,
+           B, H, Hkv, L, D, out.data_ptr<float>());
+  }
+  return out.to(q.scalar_type());
+}
+
+// RMSNorm as the reference computes it: normalise in float32, round to x's dtype, then scale by w
+// (a product in x's dtype). One op instead of five: at decode sizes each op is mostly dispatch.
+template <typename T>
+void rms_norm_rows(const T* x, const T* w, T* y, int64_t rows, int64_t dim, double eps) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const T* xi = x + i * dim;
+    float ss = 0.f;
+    for (int64_t j = 0; j < dim; ++j) ss += static_cast<float>(xi[j]) * static_cast<float>(xi[j]);
+    const float inv = 1.f / std::sqrt(ss / static_cast<float>(dim) + static_cast<float>(eps));
+    for (int64_t j = 0; j < dim; ++j)
+      y[i * dim + j] = static_cast<T>(static_cast<float>(static_cast<T>(static_cast<float>(xi[j]) * inv)) * static_cast<float>(w[j]));
+  }
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
+  const int64_t dim = x.size(-1);
+  TORCH_CHECK(w.numel() == dim && w.scalar_type() == x.scalar_type(), "weight must be (dim,) in x's dtype");
+  at::Tensor xc = x.contiguous(), wc = w.contiguous();
+  at::Tensor y = at::empty_like(xc);
+  const int64_t rows = xc.numel() / std::max<int64_t>(dim, 1);
+  switch (x.scalar_type()) {
+    case at::kFloat: rms_norm_rows(xc.data_ptr<float>(), wc.data_ptr<float>(), y.data_ptr<float>(), rows, dim, eps); break;
+    case at::kBFloat16:
+      rms_norm_rows(xc.data_ptr<c10::BFloat16>(), wc.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(), rows, dim, eps);
+      break;
+    default: TORCH_CHECK(false, "rms_norm takes float32 or bfloat16");
+  }
+  return y;
+}
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(llama_kernels, m) {
+  m.def("rms_norm(Tensor x, Tensor w, float eps) -> Tensor");
+  m.def("decode_attention(Tensor q, Tensor k, Tensor v, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor pos, int first_slot) -> Tensor");
+  m.impl("rms_norm", c10::DispatchKey::CPU, &rms_norm);
+  m.impl("decode_attention", c10::DispatchKey::CPU, &decode_attention);
+}
