@@ -127,7 +127,7 @@ async def read_body() -> bytes:
         raise RequestTimeout() from None
 
 
-async def body() -> bytes:
+async def request_data() -> bytes:
     """The body of the request being handled (read before any route runs, so it never waits)."""
     return await request.body
 
@@ -135,7 +135,7 @@ async def body() -> bytes:
 async def _request_body(method: Method) -> bytes:
     if method.verb != "POST" and request.query_string and (args := request.args):
         return query_body(method.request_type, args)
-    return await body() or b"{}"  # no body: no fields (skips the decoder's failed first try)
+    return await request_data() or b"{}"  # no body: no fields (skips the decoder's failed first try)
 
 
 def _route_handler(stack: Any, method: Method) -> Callable[[], Any]:

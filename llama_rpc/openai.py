@@ -369,14 +369,14 @@ def model_object(model: Any) -> dict[str, Any]:
 
 def register(app: Quart, stack: Any, *, done: bool = False) -> None:
     """Add the OpenAI-compatible routes, under each of PREFIXES, to `app`."""
-    from llama_rpc.http import body, json_response, sse_response
+    from llama_rpc.http import json_response, request_data, sse_response
 
     def stream(items: AsyncIterator[Any]) -> Response:
         return sse_response(sse_stream(items, openai_error_body, done=done))
 
     async def chat_completions() -> Response:
         inference = stack.api("inference")
-        req = decode_request(oa.OpenAIChatCompletionRequest, await body())
+        req = decode_request(oa.OpenAIChatCompletionRequest, await request_data())
         ours_req, stops, env = chat_request(req), stop_list(req.stop), Envelope(req.model, "chatcmpl")
         if req.stream or stops:  # with stop sequences, stream inside so the engine stops early
             chunks = chat_chunks(env, await inference.chat_completion(_streaming(ours_req)), stops)
@@ -385,7 +385,7 @@ def register(app: Quart, stack: Any, *, done: bool = False) -> None:
 
     async def completions() -> Response:
         inference = stack.api("inference")
-        req = decode_request(oa.OpenAICompletionRequest, await body())
+        req = decode_request(oa.OpenAICompletionRequest, await request_data())
         ours_req, stops, env = completion_request(req), stop_list(req.stop), Envelope(req.model, "cmpl")
         prompt, echo = str(ours_req.content), bool(req.echo)
         if req.stream:
@@ -395,7 +395,7 @@ def register(app: Quart, stack: Any, *, done: bool = False) -> None:
 
     async def embeddings() -> Response:
         inference = stack.api("inference")
-        req = decode_request(oa.OpenAIEmbeddingsRequest, await body())
+        req = decode_request(oa.OpenAIEmbeddingsRequest, await request_data())
         _refuse_unless(req.dimensions is None, "dimensions", "vectors come at the model's size")
         inputs = [req.input] if isinstance(req.input, str) else req.input
         result = await inference.embeddings(ours.EmbeddingsRequest(model=req.model, contents=list(inputs)))
