@@ -166,8 +166,13 @@ class Attention(nn.Module):
                 first_slot: int, kv_len: int) -> Tensor:
         B, T, _ = x.shape
         H, Hkv, D = self.n_local_heads, self.n_local_kv_heads, self.head_dim
+        assert self.kv_cache is not None, "call Transformer.setup_caches first"
         if self.wqkv is not None:  # column-parallel without gather: a plain matmul on this rank's rows
             qkv = linear(x, self.wqkv)  # (B, T, (H + 2 Hkv) D)
+            if T == 1 and kernels.on_cpu_decode_path(x):  # RoPE, cache write and attention in one op
+                y = kernels.decode_attention(qkv.view(B, -1), freqs_cis[:, 0], self.kv_cache.k_cache,
+                                             self.kv_cache.v_cache, pos[:, 0], first_slot, H).view(B, 1, -1)
+                return self.project_out(y)
             qk = apply_rotary_emb(qkv[..., : (H + Hkv) * D].view(B, T, H + Hkv, D), freqs_cis)  # q, k at once
             q, k = qk.split([H, Hkv], dim=2)
             v = qkv[..., (H + Hkv) * D :].view(B, T, Hkv, D)
@@ -175,22 +180,20 @@ class Attention(nn.Module):
             q = apply_rotary_emb(self.wq(x).view(B, T, H, D), freqs_cis)
             k = apply_rotary_emb(self.wk(x).view(B, T, Hkv, D), freqs_cis)
             v = self.wv(x).view(B, T, Hkv, D)
-        assert self.kv_cache is not None, "call Transformer.setup_caches first"
-        if T == 1 and kernels.on_cpu_decode_path(x):  # cache write + attention in one op
-            y = kernels.decode_attention(q[:, 0], k[:, 0], v[:, 0], self.kv_cache.k_cache, self.kv_cache.v_cache,
-                                         pos[:, 0], first_slot).view(B, 1, -1)
+        self.kv_cache.update(rows, pos, k, v)
+        keys = self.kv_cache.k_cache[first_slot : first_slot + B, :, :kv_len]  # (B, Hkv, L, D)
+        values = self.kv_cache.v_cache[first_slot : first_slot + B, :, :kv_len]
+        if T == 1:
+            y = grouped_decode_attention(q.transpose(1, 2), keys, values, mask)
         else:
-            self.kv_cache.update(rows, pos, k, v)
-            keys = self.kv_cache.k_cache[first_slot : first_slot + B, :, :kv_len]  # (B, Hkv, L, D)
-            values = self.kv_cache.v_cache[first_slot : first_slot + B, :, :kv_len]
-            if T == 1:
-                y = grouped_decode_attention(q.transpose(1, 2), keys, values, mask)
-            else:
-                y = F.scaled_dot_product_attention(
-                    q.transpose(1, 2), keys, values, attn_mask=mask, is_causal=mask is None and T > 1,
-                    enable_gqa=self.n_local_heads != self.n_local_kv_heads,
-                )  # (B, H, T, D)
-            y = y.transpose(1, 2).reshape(B, T, -1)
+            y = F.scaled_dot_product_attention(
+                q.transpose(1, 2), keys, values, attn_mask=mask, is_causal=mask is None and T > 1,
+                enable_gqa=self.n_local_heads != self.n_local_kv_heads,
+            )  # (B, H, T, D)
+        return self.project_out(y.transpose(1, 2).reshape(B, T, -1))
+
+    def project_out(self, y: Tensor) -> Tensor:
+        """wo over the heads' outputs (B, T, H D), summed over model-parallel ranks."""
         return self.wo(y) if self.wo_weight is None else row_parallel(y, self.wo_weight)
 
 

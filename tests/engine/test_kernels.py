@@ -141,20 +141,27 @@ def test_unknown_dtype_names_the_choices(tiny_ckpt: Path) -> None:
 
 @needs_kernels
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_decode_attention_writes_the_cache_and_attends_each_rows_prefix(dtype: torch.dtype) -> None:
-    """Rows at different positions (a batch mid-flight), 6 query heads over 2 kv heads, slots 1..3."""
-    from llama_core.engine.model import grouped_decode_attention
+def test_decode_attention_matches_the_torch_path(dtype: torch.dtype) -> None:
+    """Rows at different positions (a batch mid-flight), 6 query heads over 2 kv heads, slots 1..3:
+    RoPE on q and k, the cache written at each row's position, attention over each row's prefix."""
+    from llama_core.engine.args import ModelArgs
+    from llama_core.engine.model import apply_rotary_emb, grouped_decode_attention, precompute_freqs_cis
 
     g = torch.Generator().manual_seed(0)
     k_cache, v_cache = (torch.randn(4, 2, 16, 8, generator=g).to(dtype) for _ in range(2))
-    q, k, v = torch.randn(3, 6, 8, generator=g).to(dtype), *(torch.randn(3, 2, 8, generator=g).to(dtype) for _ in range(2))
+    qkv = torch.randn(3, (6 + 2 * 2) * 8, generator=g).to(dtype)
     pos = torch.tensor([9, 4, 0])
+    freqs = precompute_freqs_cis(ModelArgs(dim=48, n_heads=6, use_scaled_rope=True), 16)[pos]  # (3, 4, 2)
+    q = apply_rotary_emb(qkv[:, :48].view(3, 1, 6, 8), freqs[:, None])[:, 0]
+    k = apply_rotary_emb(qkv[:, 48:64].view(3, 1, 2, 8), freqs[:, None])[:, 0]
+    v = qkv[:, 64:].view(3, 2, 8)
     expect_k, expect_v = k_cache.clone(), v_cache.clone()
     for b in range(3):
         expect_k[1 + b, :, pos[b]], expect_v[1 + b, :, pos[b]] = k[b], v[b]
     mask = (torch.arange(10) <= pos[:, None, None])[:, None]  # (3, 1, 1, 10)
     expected = grouped_decode_attention(q[:, :, None].float(), expect_k[1:, :, :10].float(), expect_v[1:, :, :10].float(), mask)
-    out = kernels.decode_attention(q, k, v, k_cache, v_cache, pos, 1)
-    assert torch.equal(k_cache, expect_k) and torch.equal(v_cache, expect_v)
+    out = kernels.decode_attention(qkv, freqs, k_cache, v_cache, pos, 1, 6)
+    torch.testing.assert_close(k_cache, expect_k, rtol=1e-6, atol=1e-6)
+    assert torch.equal(v_cache, expect_v)
     tol = 1e-5 if dtype == torch.float32 else 1e-2
-    torch.testing.assert_close(out.float(), expected[:, :, 0], rtol=tol, atol=tol)
+    torch.testing.assert_close(out.float(), expected[:, :, 0].reshape(3, 48), rtol=tol, atol=tol)

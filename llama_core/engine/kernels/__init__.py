@@ -88,11 +88,12 @@ def on_cpu_decode_path(x: Tensor) -> bool:
     return (x.dim() < 3 or x.shape[-2] == 1) and _use_kernel(x, MAX_KERNEL_ROWS)
 
 
-def decode_attention(q: Tensor, k: Tensor, v: Tensor, k_cache: Tensor, v_cache: Tensor, pos: Tensor,
-                     first_slot: int) -> Tensor:
-    """On the CPU decode path: write k, v (B, Hkv, D) into cache rows first_slot.. at pos (B,), then
-    each query head of q (B, H, D) attends over its row's positions 0..pos. -> (B, H, D)."""
-    return torch.ops.llama_kernels.decode_attention(q, k, v, k_cache, v_cache, pos, first_slot)
+def decode_attention(qkv: Tensor, freqs_cis: Tensor, k_cache: Tensor, v_cache: Tensor, pos: Tensor,
+                     first_slot: int, n_heads: int) -> Tensor:
+    """On the CPU decode path, from the fused wq|wk|wv output qkv (B, (H + 2 Hkv) D): RoPE on q and k
+    (freqs_cis (B, D/2, 2)), k and v written into cache rows first_slot.. at pos (B,), then each query
+    head attends over its row's positions 0..pos. -> (B, H D)."""
+    return torch.ops.llama_kernels.decode_attention(qkv, freqs_cis, k_cache, v_cache, pos, first_slot, n_heads)
 
 
 def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:

@@ -1,9 +1,10 @@
 // The decode step's small ops, each one call instead of a chain of torch ops (at decode sizes a
 // torch op is mostly dispatch: the attention alone was ten ops and ~100 us a layer).
 //
-// decode_attention: one new token per cache row. Writes its k, v into the cache at its position,
-// then attends its query heads over that row's positions 0..pos (grouped-query: head h reads kv
-// head h / (H / Hkv)); softmax in float32. rms_norm: the reference's RMSNorm.
+// decode_attention: one new token per cache row, from the fused wq|wk|wv output. Rotates q and k
+// (RoPE), writes k and v into the cache at the row's position, then attends the query heads over
+// that row's positions 0..pos (grouped-query: head h reads kv head h / (H / Hkv)); softmax in
+// float32. rms_norm: the reference's RMSNorm.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -62,35 +63,63 @@ void attend(const float* q, const T* kc, const T* vc, const int64_t* pos, int64_
   });
 }
 
-at::Tensor decode_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::Tensor k_cache,
-                            at::Tensor v_cache, const at::Tensor& pos, int64_t first_slot) {
-  TORCH_CHECK(q.dim() == 3 && k.dim() == 3 && k_cache.dim() == 4, "q (B, H, D), k/v (B, Hkv, D), caches (S, Hkv, L, D)");
+// Meta's interleaved RoPE on one head (pairs (x0, x1) rotated by (cos, sin)), rounded to T as the
+// reference's type_as does, into float32.
+template <typename T>
+inline void rope(const T* x, const float* fc, int64_t D, float* out) {
+  for (int64_t i = 0; i < D / 2; ++i) {
+    const float x0 = to_float(x[2 * i]), x1 = to_float(x[2 * i + 1]), c = fc[2 * i], s = fc[2 * i + 1];
+    out[2 * i] = static_cast<float>(static_cast<T>(x0 * c - x1 * s));
+    out[2 * i + 1] = static_cast<float>(static_cast<T>(x1 * c + x0 * s));
+  }
+}
+
+// qkv (B, (H + 2 Hkv) D) of T -> q rotated (B, H, D) float32, and k rotated and v written into the
+// caches at (first_slot + b, :, pos[b]).
+template <typename T>
+void rope_and_store(const T* qkv, const float* freqs, T* kc, T* vc, const int64_t* pos, int64_t first_slot, int64_t B,
+                    int64_t H, int64_t Hkv, int64_t L, int64_t D, float* q) {
+  std::vector<float> k(D);
+  const int64_t width = (H + 2 * Hkv) * D;
+  for (int64_t b = 0; b < B; ++b) {
+    const T* row = qkv + b * width;
+    const float* fc = freqs + b * D;  // (D/2, 2)
+    for (int64_t h = 0; h < H; ++h) rope(row + h * D, fc, D, q + (b * H + h) * D);
+    for (int64_t hk = 0; hk < Hkv; ++hk) {
+      const int64_t at = (((first_slot + b) * Hkv + hk) * L + pos[b]) * D;
+      rope(row + (H + hk) * D, fc, D, k.data());
+      for (int64_t d = 0; d < D; ++d) kc[at + d] = static_cast<T>(k[d]);
+      std::copy(row + (H + Hkv + hk) * D, row + (H + Hkv + hk + 1) * D, vc + at);
+    }
+  }
+}
+
+at::Tensor decode_attention(const at::Tensor& qkv, const at::Tensor& freqs, at::Tensor k_cache, at::Tensor v_cache,
+                            const at::Tensor& pos, int64_t first_slot, int64_t n_heads) {
+  TORCH_CHECK(qkv.dim() == 2 && k_cache.dim() == 4, "qkv (B, (H + 2 Hkv) D), caches (S, Hkv, L, D)");
   TORCH_CHECK(k_cache.is_contiguous() && v_cache.is_contiguous(), "the KV cache must be contiguous");
-  const int64_t B = q.size(0), H = q.size(1), D = q.size(2), Hkv = k_cache.size(1), L = k_cache.size(2);
-  at::Tensor p = pos.to(at::kLong).contiguous();
+  TORCH_CHECK(qkv.scalar_type() == k_cache.scalar_type(), "qkv and the cache must share a dtype");
+  const int64_t B = qkv.size(0), H = n_heads, Hkv = k_cache.size(1), L = k_cache.size(2), D = k_cache.size(3);
+  TORCH_CHECK(qkv.size(1) == (H + 2 * Hkv) * D && freqs.numel() == B * D, "qkv or freqs do not match the cache");
+  TORCH_CHECK(first_slot >= 0 && first_slot + B <= k_cache.size(0), "rows past the cache");
+  at::Tensor p = pos.to(at::kLong).contiguous(), fc = freqs.to(at::kFloat).contiguous(), x = qkv.contiguous();
   const int64_t* pp = p.data_ptr<int64_t>();
   for (int64_t b = 0; b < B; ++b) TORCH_CHECK(pp[b] >= 0 && pp[b] < L, "position past the cache");
-  TORCH_CHECK(first_slot + B <= k_cache.size(0), "rows past the cache");
-  // the new token's k, v (B, Hkv, D) into its row at its position
-  at::Tensor kn = k.to(k_cache.scalar_type()).contiguous(), vn = v.to(v_cache.scalar_type()).contiguous();
-  const int64_t size = D * k_cache.element_size();
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t hk = 0; hk < Hkv; ++hk) {
-      const int64_t at_cache = (((first_slot + b) * Hkv + hk) * L + pp[b]) * size, at_new = (b * Hkv + hk) * size;
-      std::memcpy(static_cast<char*>(k_cache.data_ptr()) + at_cache, static_cast<const char*>(kn.data_ptr()) + at_new, size);
-      std::memcpy(static_cast<char*>(v_cache.data_ptr()) + at_cache, static_cast<const char*>(vn.data_ptr()) + at_new, size);
-    }
-  at::Tensor qf = q.to(at::kFloat).contiguous();
-  at::Tensor out = at::empty({B, H, D}, qf.options());
-  if (k_cache.scalar_type() == at::kFloat) {
-    attend(qf.data_ptr<float>(), k_cache.data_ptr<float>(), v_cache.data_ptr<float>(), pp, first_slot, B, H, Hkv, L, D,
+  at::Tensor q = at::empty({B, H, D}, fc.options()), out = at::empty({B, H, D}, fc.options());
+  if (x.scalar_type() == at::kFloat) {
+    rope_and_store(x.data_ptr<float>(), fc.data_ptr<float>(), k_cache.data_ptr<float>(), v_cache.data_ptr<float>(), pp,
+                   first_slot, B, H, Hkv, L, D, q.data_ptr<float>());
+    attend(q.data_ptr<float>(), k_cache.data_ptr<float>(), v_cache.data_ptr<float>(), pp, first_slot, B, H, Hkv, L, D,
            out.data_ptr<float>());
   } else {
-    TORCH_CHECK(k_cache.scalar_type() == at::kBFloat16, "the KV cache must be float32 or bfloat16");
-    attend(qf.data_ptr<float>(), k_cache.data_ptr<c10::BFloat16>(), v_cache.data_ptr<c10::BFloat16>(), pp, first_slot,
-           B, H, Hkv, L, D, out.data_ptr<float>());
+    TORCH_CHECK(x.scalar_type() == at::kBFloat16, "the KV cache must be float32 or bfloat16");
+    using T = c10::BFloat16;
+    rope_and_store(x.data_ptr<T>(), fc.data_ptr<float>(), k_cache.data_ptr<T>(), v_cache.data_ptr<T>(), pp, first_slot,
+                   B, H, Hkv, L, D, q.data_ptr<float>());
+    attend(q.data_ptr<float>(), k_cache.data_ptr<T>(), v_cache.data_ptr<T>(), pp, first_slot, B, H, Hkv, L, D,
+           out.data_ptr<float>());
   }
-  return out.to(q.scalar_type());
+  return out.to(qkv.scalar_type()).view({B, H * D});
 }
 
 // RMSNorm as the reference computes it: normalise in float32, round to x's dtype, then scale by w
@@ -126,7 +155,7 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
 
 TORCH_LIBRARY_FRAGMENT(llama_kernels, m) {
   m.def("rms_norm(Tensor x, Tensor w, float eps) -> Tensor");
-  m.def("decode_attention(Tensor q, Tensor k, Tensor v, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor pos, int first_slot) -> Tensor");
+  m.def("decode_attention(Tensor qkv, Tensor freqs, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor pos, int first_slot, int n_heads) -> Tensor");
   m.impl("rms_norm", c10::DispatchKey::CPU, &rms_norm);
   m.impl("decode_attention", c10::DispatchKey::CPU, &decode_attention);
 }
