@@ -94,11 +94,19 @@ def logits_to_probs(logits: Tensor, temperature: float, top_k: int = 0, top_p: f
     return probs
 
 
+def argmax(logits: Tensor) -> int:
+    """The first id of the highest logit (vocab,). On CPU through NumPy: torch's argmax takes ~130 us
+    over a 49k vocab on one thread, NumPy's ~6 (the first maximum either way)."""
+    if logits.device.type == "cpu" and logits.dtype == torch.float32:
+        return int(logits.numpy().argmax())
+    return int(torch.argmax(logits))
+
+
 def sample(logits: Tensor, params: GenerationParams, generator: torch.Generator | None, seen: Tensor) -> int:
     """The next id from one row of logits (vocab,): argmax when greedy, else a seeded draw."""
     logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
     if params.temperature <= 0.0:
-        return int(torch.argmax(logits))
+        return argmax(logits)
     probs = logits_to_probs(logits, params.temperature, params.top_k, params.top_p)
     return int(torch.multinomial(probs, 1, generator=generator))
 

@@ -22,7 +22,7 @@ from fairscale.nn.model_parallel.mappings import gather_from_model_parallel_regi
 
 from llama_core.engine.args import ModelArgs
 from llama_core.engine import kernels
-from llama_core.engine.kernels import Int8Weight, linear, quantize_int8, rms_norm
+from llama_core.engine.kernels import Int8Weight, linear, quantize_int8, rms_norm, silu_mul
 from llama_core.engine.parallel import model_parallel_size
 
 Weight = Tensor | Int8Weight  # what the hot path multiplies by (see prepare_weights)
@@ -217,8 +217,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.w13 is not None and self.w2_weight is not None:
-            gate, up = linear(x, self.w13).chunk(2, dim=-1)
-            return row_parallel(F.silu(gate) * up, self.w2_weight)
+            return row_parallel(silu_mul(linear(x, self.w13)), self.w2_weight)
         return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 

@@ -165,3 +165,10 @@ def test_decode_attention_matches_the_torch_path(dtype: torch.dtype) -> None:
     assert torch.equal(v_cache, expect_v)
     tol = 1e-5 if dtype == torch.float32 else 1e-2
     torch.testing.assert_close(out.float(), expected[:, :, 0].reshape(3, 48), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_silu_mul_matches_the_reference(dtype: torch.dtype) -> None:
+    gate_up = weights(3, 2 * 40).to(dtype).view(3, 1, 80)
+    gate, up = gate_up.chunk(2, dim=-1)
+    torch.testing.assert_close(kernels.silu_mul(gate_up), F.silu(gate) * up, rtol=1e-6, atol=1e-6)

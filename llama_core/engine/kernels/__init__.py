@@ -8,7 +8,8 @@ block of 32 values (llama.cpp's Q8_0), and sums the products in integers. Elsewh
 prefill's many rows, no C++ compiler, or LLAMA_CPU_KERNELS=0) it is F.linear, with int8 weights
 dequantized first and x left in float.
 
-attention.cpp does a decode step's attention (cache write included) and RMSNorm in one op each.
+decode_ops.cpp does a decode step's attention (RoPE and cache write included), RMSNorm and SwiGLU's
+gate in one op each.
 The kernels are compiled once per torch version with torch.utils.cpp_extension (g++, a few tens of
 seconds the first time, then loaded from torch's extension cache).
 """
@@ -68,7 +69,7 @@ def cpu_kernels_available() -> bool:
 
         load(
             name=f"llama_kernels_{torch.__version__.replace('.', '_').replace('+', '_')}",
-            sources=[str(Path(__file__).with_name(name)) for name in ("linear.cpp", "attention.cpp")],
+            sources=[str(Path(__file__).with_name(name)) for name in ("linear.cpp", "decode_ops.cpp")],
             extra_include_paths=[str(Path(__file__).parent)],
             extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"],
             is_python_module=False,
@@ -101,6 +102,14 @@ def rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
     if x.dtype == weight.dtype and x.dtype in (torch.float32, torch.bfloat16) and on_cpu_decode_path(x):
         return torch.ops.llama_kernels.rms_norm(x, weight, eps)
     return F.rms_norm(x.float(), (x.shape[-1],), eps=eps).type_as(x) * weight
+
+
+def silu_mul(gate_up: Tensor) -> Tensor:
+    """SwiGLU's silu(gate) * up over the two halves of the last dim (the fused w1|w3 output)."""
+    if on_cpu_decode_path(gate_up):
+        return torch.ops.llama_kernels.silu_mul(gate_up)
+    gate, up = gate_up.chunk(2, dim=-1)
+    return F.silu(gate) * up
 
 
 def linear(x: Tensor, w: Tensor | Int8Weight) -> Tensor:

@@ -4,7 +4,7 @@
 // decode_attention: one new token per cache row, from the fused wq|wk|wv output. Rotates q and k
 // (RoPE), writes k and v into the cache at the row's position, then attends the query heads over
 // that row's positions 0..pos (grouped-query: head h reads kv head h / (H / Hkv)); softmax in
-// float32. rms_norm: the reference's RMSNorm.
+// float32. rms_norm: the reference's RMSNorm. silu_mul: SwiGLU's gate.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -151,11 +151,40 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
   }
   return y;
 }
+// SwiGLU's gate: silu(g) * u over the two halves of the fused w1|w3 output, rounded to T after
+// each op as the reference's two torch ops are.
+template <typename T>
+void silu_mul_rows(const T* gu, T* y, int64_t rows, int64_t F) {
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < F; ++j) {
+      const float g = static_cast<float>(gu[i * 2 * F + j]), u = static_cast<float>(gu[i * 2 * F + F + j]);
+      y[i * F + j] = static_cast<T>(static_cast<float>(static_cast<T>(g / (1.f + std::exp(-g)))) * u);
+    }
+}
+
+at::Tensor silu_mul(const at::Tensor& gate_up) {
+  const int64_t F = gate_up.size(-1) / 2;
+  TORCH_CHECK(gate_up.size(-1) == 2 * F, "gate_up's last dim must be even");
+  at::Tensor x = gate_up.contiguous();
+  auto shape = x.sizes().vec();
+  shape.back() = F;
+  at::Tensor y = at::empty(shape, x.options());
+  const int64_t rows = x.numel() / std::max<int64_t>(2 * F, 1);
+  switch (x.scalar_type()) {
+    case at::kFloat: silu_mul_rows(x.data_ptr<float>(), y.data_ptr<float>(), rows, F); break;
+    case at::kBFloat16: silu_mul_rows(x.data_ptr<c10::BFloat16>(), y.data_ptr<c10::BFloat16>(), rows, F); break;
+    default: TORCH_CHECK(false, "silu_mul takes float32 or bfloat16");
+  }
+  return y;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(llama_kernels, m) {
   m.def("rms_norm(Tensor x, Tensor w, float eps) -> Tensor");
   m.def("decode_attention(Tensor qkv, Tensor freqs, Tensor(a!) k_cache, Tensor(b!) v_cache, Tensor pos, int first_slot, int n_heads) -> Tensor");
+  m.def("silu_mul(Tensor gate_up) -> Tensor");
   m.impl("rms_norm", c10::DispatchKey::CPU, &rms_norm);
+  m.impl("silu_mul", c10::DispatchKey::CPU, &silu_mul);
   m.impl("decode_attention", c10::DispatchKey::CPU, &decode_attention);
 }
