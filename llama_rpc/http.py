@@ -23,6 +23,7 @@ from typing import Any
 
 import msgspec
 from quart import Quart, Response, request
+from quart.asgi import ASGIHTTPConnection
 from werkzeug.exceptions import RequestTimeout
 
 from llama_core.errors import AuthenticationError
@@ -110,6 +111,44 @@ def query_body(request_type: type[Base], args: Any) -> bytes:
     return _encoder.encode(body)
 
 
+# --- one request: Quart's connection with one task fewer --------------------------------------
+
+
+class HTTPConnection(ASGIHTTPConnection):
+    """Quart's ASGI HTTP connection, handling the request in the server's task.
+
+    Quart runs the handler and the receiver of ASGI messages as two new tasks and waits for the
+    first to finish (a task, a wait and a cancellation per request: ~15% of the app's
+    instructions). Here the handler runs in the task the server gave the request, and the receiver
+    cancels it when the client goes away, as Quart's does: a stream's iterator is closed and its
+    engine slot freed at once.
+    """
+
+    async def __call__(self, receive: Any, send: Any) -> None:
+        incoming = self._create_request_from_scope(send)
+        handler = asyncio.current_task()
+        assert handler is not None
+        gone = False
+
+        async def receive_all() -> None:  # body parts into the request, until http.disconnect
+            nonlocal gone
+            await self.handle_messages(incoming, receive)
+            gone = True
+            handler.cancel()
+
+        receiver = asyncio.ensure_future(receive_all())
+        try:
+            await self.handle_request(incoming, send)
+        except asyncio.CancelledError:
+            if not gone:
+                raise  # the server's own cancellation (shutdown): not ours to swallow
+            handler.uncancel()
+        finally:
+            receiver.cancel()
+        if receiver.done() and not receiver.cancelled() and receiver.exception() is not None:
+            raise receiver.exception()  # type: ignore[misc]  # as Quart raises its tasks' errors
+
+
 # --- the routes -------------------------------------------------------------------------------
 
 
@@ -188,6 +227,7 @@ def create_app(
     `openai_done`: end OpenAI-compatible streams with `data: [DONE]` (off by default).
     """
     app = Quart(__name__, static_folder=None)
+    app.asgi_http_class = HTTPConnection
     app.config.update(MAX_CONTENT_LENGTH=max_body_bytes, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=60)
 
     for method in METHODS.values():
