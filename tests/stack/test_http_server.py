@@ -37,8 +37,9 @@ def url(stack: FakeStack) -> Iterator[str]:
 
 
 @pytest.fixture(params=["/v1", "/v1/openai/v1"])
-def oai(url: str, request: pytest.FixtureRequest) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + request.param, api_key="unused", max_retries=0)
+def oai(url: str, request: pytest.FixtureRequest) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=url + request.param, api_key="unused", max_retries=0) as client:  # no stray socket
+        yield client
 
 
 def say(text: str, stream: bool = False) -> ChatCompletionRequest:
@@ -120,8 +121,9 @@ def test_openai_done_line_on_request(stack: FakeStack) -> None:
     with running_server(lambda: create_app(stack, openai_done=True)) as base:
         body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
         assert httpx.post(base + "/v1/chat/completions", json=body).text.endswith("\n\ndata: [DONE]\n\n")
-        reply = openai.OpenAI(base_url=base + "/v1", api_key="x").chat.completions.create(**body)
-        assert "".join(c.choices[0].delta.content or "" for c in reply) == "You said: hi"
+        with openai.OpenAI(base_url=base + "/v1", api_key="x") as client:
+            reply = client.chat.completions.create(**body)
+            assert "".join(c.choices[0].delta.content or "" for c in reply) == "You said: hi"
 
 
 # --- llama_core.client -----------------------------------------------------------------------
@@ -170,9 +172,9 @@ async def test_api_key_through_the_client(stack: FakeStack) -> None:
                 await client.list_models()
         async with StackClient(base, api_key="sekret") as client:
             assert len(await client.list_models()) == 1
-        oai = openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0)
-        with pytest.raises(openai.AuthenticationError):
-            oai.models.list()
+        with openai.OpenAI(base_url=base + "/v1", api_key="wrong", max_retries=0) as oai:  # closed: no stray socket
+            with pytest.raises(openai.AuthenticationError):
+                oai.models.list()
 
 
 # --- load and disconnects ----------------------------------------------------------------------

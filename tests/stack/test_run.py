@@ -86,11 +86,11 @@ def test_chat_json_and_stream_agree(server: Server) -> None:
 
 def test_openai_client(server: Server) -> None:
     expected = server.chat("hello").json()["completion_message"]["content"]
-    client = openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0)
     messages = [{"role": "user", "content": "hello"}]
-    reply = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8)  # type: ignore[arg-type]
-    assert (reply.choices[0].message.content, reply.choices[0].finish_reason) == (expected, "length")
-    chunks = list(client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8, stream=True))  # type: ignore[arg-type]
+    with openai.OpenAI(base_url=server.url + "/v1", api_key="none", max_retries=0) as client:
+        reply = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8)  # type: ignore[arg-type]
+        assert (reply.choices[0].message.content, reply.choices[0].finish_reason) == (expected, "length")
+        chunks = list(client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8, stream=True))  # type: ignore[arg-type]
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected
 
 
