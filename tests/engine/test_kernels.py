@@ -172,3 +172,13 @@ def test_silu_mul_matches_the_reference(dtype: torch.dtype) -> None:
     gate_up = weights(3, 2 * 40).to(dtype).view(3, 1, 80)
     gate, up = gate_up.chunk(2, dim=-1)
     torch.testing.assert_close(kernels.silu_mul(gate_up), F.silu(gate) * up, rtol=1e-6, atol=1e-6)
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_quantize_kernel_matches_the_torch_formula(dtype: torch.dtype) -> None:
+    w = weights(70, 96).to(dtype)
+    q, scale = torch.ops.llama_kernels.quantize_int8(w)
+    expected_scale = w.float().abs().amax(1) / 127
+    assert torch.equal(scale, expected_scale)
+    assert torch.equal(q, torch.round(w.float() / expected_scale[:, None]).to(torch.int8))

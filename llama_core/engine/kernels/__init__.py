@@ -50,7 +50,9 @@ class Int8Weight(NamedTuple):
 
 
 def quantize_int8(w: Tensor) -> Int8Weight:
-    """Symmetric per-output-row int8 of a (N, K) weight: scale = max |row| / 127."""
+    """Symmetric per-output-row int8 of a (N, K) weight: scale = max |row| / 127, q = round(w / scale)."""
+    if w.device.type == "cpu" and w.dtype in (torch.float32, torch.bfloat16) and cpu_kernels_available():
+        return Int8Weight(*torch.ops.llama_kernels.quantize_int8(w.detach()))
     w32 = w.detach().to(torch.float32)
     scale = w32.abs().amax(dim=1).clamp(min=1e-12) / 127.0
     q = torch.round(w32 / scale[:, None]).clamp(-127, 127).to(torch.int8)

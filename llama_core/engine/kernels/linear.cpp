@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -173,9 +174,44 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& w, const c10::optional<
   return y.to(x.scalar_type()).view(out_shape);
 }
 
+// Symmetric per-row int8 of a float weight (N, K): scale = max |row| / 127, q = round(w / scale),
+// one pass over w (torch's ops take six, and a model's worth of them took seconds at load).
+template <typename T>
+void quantize_rows(const T* w, int64_t K, int64_t n0, int64_t n1, int8_t* q, float* scale) {
+  for (int64_t n = n0; n < n1; ++n) {
+    const T* row = w + n * K;
+    float amax = 0.f;
+    for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(static_cast<float>(row[k])));
+    const float s = std::max(amax, 1e-12f) / 127.f;
+    for (int64_t k = 0; k < K; ++k)
+      q[n * K + k] = static_cast<int8_t>(std::max(-127.f, std::min(127.f, std::nearbyint(static_cast<float>(row[k]) / s))));
+    scale[n] = s;
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> quantize_int8(const at::Tensor& w) {
+  TORCH_CHECK(w.dim() == 2, "weight must be a (N, K) matrix");
+  at::Tensor wc = w.contiguous();
+  const int64_t N = wc.size(0), K = wc.size(1);
+  at::Tensor q = at::empty({N, K}, wc.options().dtype(at::kChar)), scale = at::empty({N}, wc.options().dtype(at::kFloat));
+  auto run = [&](const auto* wp) {
+    at::parallel_for(0, N, 64, [&](int64_t n0, int64_t n1) {
+      quantize_rows(wp, K, n0, n1, q.data_ptr<int8_t>(), scale.data_ptr<float>());
+    });
+  };
+  switch (wc.scalar_type()) {
+    case at::kFloat: run(wc.data_ptr<float>()); break;
+    case at::kBFloat16: run(wc.data_ptr<c10::BFloat16>()); break;
+    default: TORCH_CHECK(false, "quantize_int8 takes float32 or bfloat16 weights");
+  }
+  return {q, scale};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(llama_kernels, m) {
   m.def("linear(Tensor x, Tensor w, Tensor? scale=None) -> Tensor");
+  m.def("quantize_int8(Tensor w) -> (Tensor, Tensor)");
   m.impl("linear", c10::DispatchKey::CPU, &linear);
+  m.impl("quantize_int8", c10::DispatchKey::CPU, &quantize_int8);
 }
