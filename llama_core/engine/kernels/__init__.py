@@ -61,7 +61,7 @@ def quantize_int8(w: Tensor) -> Int8Weight:
 
 @cache
 def cpu_kernels_available() -> bool:
-    """Build (once) and load linear.cpp; False, logged once, where it cannot be used."""
+    """Build (once) and load linear.cpp and decode_ops.cpp; False, logged once, where they cannot be used."""
     if os.environ.get("LLAMA_CPU_KERNELS", "1") == "0":
         return False
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):

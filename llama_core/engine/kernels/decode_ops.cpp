@@ -7,7 +7,7 @@
 // float32. rms_norm: the reference's RMSNorm. silu_mul: SwiGLU's gate.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "simd.h"
@@ -106,18 +106,17 @@ at::Tensor decode_attention(const at::Tensor& qkv, const at::Tensor& freqs, at::
   const int64_t* pp = p.data_ptr<int64_t>();
   for (int64_t b = 0; b < B; ++b) TORCH_CHECK(pp[b] >= 0 && pp[b] < L, "position past the cache");
   at::Tensor q = at::empty({B, H, D}, fc.options()), out = at::empty({B, H, D}, fc.options());
-  if (x.scalar_type() == at::kFloat) {
-    rope_and_store(x.data_ptr<float>(), fc.data_ptr<float>(), k_cache.data_ptr<float>(), v_cache.data_ptr<float>(), pp,
-                   first_slot, B, H, Hkv, L, D, q.data_ptr<float>());
-    attend(q.data_ptr<float>(), k_cache.data_ptr<float>(), v_cache.data_ptr<float>(), pp, first_slot, B, H, Hkv, L, D,
-           out.data_ptr<float>());
-  } else {
-    TORCH_CHECK(x.scalar_type() == at::kBFloat16, "the KV cache must be float32 or bfloat16");
-    using T = c10::BFloat16;
+  auto run = [&](auto* kind) {  // T: the cache's (and qkv's) dtype
+    using T = std::remove_pointer_t<decltype(kind)>;
     rope_and_store(x.data_ptr<T>(), fc.data_ptr<float>(), k_cache.data_ptr<T>(), v_cache.data_ptr<T>(), pp, first_slot,
                    B, H, Hkv, L, D, q.data_ptr<float>());
     attend(q.data_ptr<float>(), k_cache.data_ptr<T>(), v_cache.data_ptr<T>(), pp, first_slot, B, H, Hkv, L, D,
            out.data_ptr<float>());
+  };
+  switch (x.scalar_type()) {
+    case at::kFloat: run(static_cast<float*>(nullptr)); break;
+    case at::kBFloat16: run(static_cast<c10::BFloat16*>(nullptr)); break;
+    default: TORCH_CHECK(false, "the KV cache must be float32 or bfloat16");
   }
   return out.to(qkv.scalar_type()).view({B, H * D});
 }
