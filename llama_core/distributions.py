@@ -62,20 +62,21 @@ class Distribution:
 _CFG = "llama_core.config"
 _INF = "llama_core.providers.inference"
 _TORCH = ("torch", "fairscale")
+# What a provider's implementation imports: the vendors are spoken to over plain httpx (not their SDKs).
 _REMOTE = ("httpx",)
 _REM = "llama_core.providers.remote"
 
 # fmt: off
 PROVIDERS: tuple[ProviderSpec, ...] = (
     # api, provider id, pip packages, config Struct, implementation (None: not written yet), deps
-    ProviderSpec(api=Api.inference, provider_id="meta-reference", pip_packages=(*_TORCH, "tiktoken", "tokenizers", "gguf"),
+    ProviderSpec(api=Api.inference, provider_id="meta-reference", pip_packages=(*_TORCH, "tiktoken", "tokenizers", "gguf", "safetensors", "numpy"),
                  config_class=f"{_INF}.meta_reference:MetaReferenceInferenceConfig",
                  implementation=f"{_INF}.meta_reference:MetaReferenceInference"),
-    ProviderSpec(api=Api.inference, provider_id="remote::ollama", pip_packages=("ollama",),
+    ProviderSpec(api=Api.inference, provider_id="remote::ollama", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:OllamaImplConfig", implementation=f"{_INF}.ollama:OllamaInference"),
-    ProviderSpec(api=Api.inference, provider_id="remote::fireworks", pip_packages=("fireworks-ai",),
+    ProviderSpec(api=Api.inference, provider_id="remote::fireworks", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:FireworksImplConfig", implementation=f"{_INF}.fireworks:FireworksInference"),
-    ProviderSpec(api=Api.inference, provider_id="remote::together", pip_packages=("together",),
+    ProviderSpec(api=Api.inference, provider_id="remote::together", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:TogetherImplConfig", implementation=f"{_INF}.together:TogetherInference"),
     ProviderSpec(api=Api.inference, provider_id="remote", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:RemoteProviderConfig", implementation=f"{_REM}:RemoteInference"),

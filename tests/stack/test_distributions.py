@@ -75,19 +75,19 @@ LIST_APIS = textwrap.dedent(
 
 LIST_PROVIDERS_INFERENCE = textwrap.dedent(
     """\
-    +-------------------+------------------------------------------+
-    | Provider ID       | PIP Package Dependencies                 |
-    +-------------------+------------------------------------------+
-    | meta-reference    | torch,fairscale,tiktoken,tokenizers,gguf |
-    +-------------------+------------------------------------------+
-    | remote::ollama    | ollama                                   |
-    +-------------------+------------------------------------------+
-    | remote::fireworks | fireworks-ai                             |
-    +-------------------+------------------------------------------+
-    | remote::together  | together                                 |
-    +-------------------+------------------------------------------+
-    | remote            | httpx                                    |
-    +-------------------+------------------------------------------+
+    +-------------------+------------------------------------------------------------+
+    | Provider ID       | PIP Package Dependencies                                   |
+    +-------------------+------------------------------------------------------------+
+    | meta-reference    | torch,fairscale,tiktoken,tokenizers,gguf,safetensors,numpy |
+    +-------------------+------------------------------------------------------------+
+    | remote::ollama    | httpx                                                      |
+    +-------------------+------------------------------------------------------------+
+    | remote::fireworks | httpx                                                      |
+    +-------------------+------------------------------------------------------------+
+    | remote::together  | httpx                                                      |
+    +-------------------+------------------------------------------------------------+
+    | remote            | httpx                                                      |
+    +-------------------+------------------------------------------------------------+
     """
 )
 
@@ -169,6 +169,6 @@ def test_pip_packages_are_deduplicated_in_order():
     local = d.distribution("local")
     specs = [d.provider_spec(api, pid) for api, pid in local.providers]
     assert d.pip_packages(specs) == [
-        "torch", "fairscale", "tiktoken", "tokenizers", "gguf", "faiss-cpu", "sentence-transformers", "transformers",
+        "torch", "fairscale", "tiktoken", "tokenizers", "gguf", "safetensors", "numpy", "faiss-cpu", "sentence-transformers", "transformers",
         "matplotlib", "pillow", "pandas", "scikit-learn",
     ]  # fmt: skip
