@@ -1,28 +1,17 @@
-"""Backoff rules for remote vendors: when a failed request may be sent again, and how long to wait.
+"""Retries for remote vendors: a request is sent again only before any part of its answer reached our caller.
 
-A request is retried only before any part of its answer reached our caller: a refused or dropped
-connection, or an answer whose status says "try again" (429, 500, 502, 503, 504), is retried; once
-a stream has yielded a chunk, a failure is final (the caller already holds half an answer).
+A refused or dropped connection, or an answer whose status says "try again" (llama_core.retry:
+RETRY_STATUSES), is retried; once a stream has yielded a chunk, a failure is final (the caller
+already holds half an answer). How often and how long to wait is the one policy of llama_core.retry.
 
     policy = RetryPolicy(attempts=3)
     response = await send_with_retries(http, lambda: http.build_request("POST", url, json=body), policy, stream=True)
-
-The wait is the vendor's `Retry-After` (seconds or an HTTP date) when it sends one, else
-`base_delay * 2**n`, capped at `max_delay`. A `Retry-After` longer than `max_wait` is not waited
-for: the answer is returned as is, for the caller to turn into a clear error.
-
-Non-goals: no jitter (one client per provider, not a fleet), no circuit breaker.
 """
 
 from __future__ import annotations
 
-import email.utils
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING
-
-import anyio
 
 from llama_core.errors import (
     AuthenticationError,
@@ -32,49 +21,12 @@ from llama_core.errors import (
     ProviderError,
     UnavailableError,
 )
+from llama_core.retry import RETRY_STATUSES, RetryPolicy, backoff_delay, next_delay, parse_retry_after, retryable_status
 
 if TYPE_CHECKING:
     import httpx
 
-# Statuses that mean "not now": rate limited, or the vendor's side failed.
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """How many times to send a request, and how long to wait between sends (seconds)."""
-
-    attempts: int = 3  # sends in all, the first included
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    max_wait: float = 30.0  # a longer Retry-After is reported, not waited for
-    retry_connect_errors: bool = True  # False for a local server: "not running" should fail at once
-    sleep: Callable[[float], Awaitable[None]] = field(default=anyio.sleep, repr=False)
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date; None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def backoff_delay(policy: RetryPolicy, attempt: int, retry_after: float | None = None) -> float:
-    """The wait before send number `attempt + 1` (attempt counts from 0): Retry-After, else exponential."""
-    if retry_after is not None:
-        return retry_after
-    return min(policy.max_delay, policy.base_delay * 2**attempt)
+__all__ = ["RETRY_STATUSES", "RetryPolicy", "backoff_delay", "error_for_status", "parse_retry_after", "send_with_retries"]
 
 
 async def send_with_retries(
@@ -84,7 +36,7 @@ async def send_with_retries(
     *,
     stream: bool = False,
 ) -> httpx.Response:
-    """Send `build()` until it is answered with a status not worth retrying, or attempts run out.
+    """Send `build()` until it is answered with a status not worth retrying, or the policy gives up.
 
     Returns the last response (the caller maps a non-2xx status to an error; a failed response's
     body is read, a 2xx stream is left open for the caller). The last connection error is raised
@@ -92,27 +44,29 @@ async def send_with_retries(
     """
     import httpx
 
-    for attempt in range(policy.attempts):
-        last = attempt == policy.attempts - 1
+    failures = 0
+    while True:
         try:
             response = await http.send(build(), stream=stream)
         except httpx.TransportError as error:
+            failures += 1
             retryable = policy.retry_connect_errors or not isinstance(error, httpx.ConnectError)
-            if last or not retryable:
+            delay = next_delay(policy, failures)
+            if delay is None or not retryable:
                 raise
-            await policy.sleep(backoff_delay(policy, attempt))
+            await policy.sleep(delay)
             continue
         if response.status_code < 400:
             return response
         await response.aread()
         await response.aclose()
-        if last or response.status_code not in RETRY_STATUSES:
+        if not retryable_status(response.status_code):
             return response
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        if retry_after is not None and retry_after > policy.max_wait:
+        failures += 1
+        delay = next_delay(policy, failures, parse_retry_after(response.headers.get("retry-after")))
+        if delay is None:
             return response
-        await policy.sleep(backoff_delay(policy, attempt, retry_after))
-    raise AssertionError("unreachable: the last attempt returns or raises")
+        await policy.sleep(delay)
 
 
 def error_for_status(vendor: str, status: int, message: str, retry_after: str | None = None) -> LlamaError:
