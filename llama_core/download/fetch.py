@@ -28,15 +28,15 @@ import anyio
 from llama_core.download.local import human_size
 from llama_core.download.partial import PART_SIZE, SAVE_EVERY_S, PartialFile, RemoteFile
 from llama_core.errors import DownloadError
+from llama_core.retry import RetryPolicy, next_delay, parse_retry_after, retryable_status
 
 if TYPE_CHECKING:
     import httpx
 
 REPLAY_S = 0.1  # how often the worker threads' progress reaches `Progress`
 REPORT_BYTES = 1 << 20  # a thread logs its bytes in steps of about this many
-READ_BYTES = 1 << 20  # per socket read (httpcore's default, 64 KiB, costs a third more CPU per byte)
 DISK_HEADROOM = 1.05  # ask for 5% more free space than the bytes still to fetch
-RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+MAX_DELAY_S = 60.0  # the longest backoff between two tries of a part (the default 5 retries reach 16 s)
 
 # A URL's query runs to the next space, less any sentence punctuation that ends the text or precedes the space.
 _QUERY = re.compile(r"(https?://[^\s?#]+)\?[^\s#]*?(?=[.,;:)]*(?:\s|$))")
@@ -89,10 +89,16 @@ class FetchOptions:
     timeout_s: float = 60.0  # connect / read timeout of one request
     status_message: StatusMessage = default_status_message
 
+    @property
+    def retry(self) -> RetryPolicy:
+        """The shared retry policy (llama_core.retry) with these counts: a ranged GET is always safe to send again."""
+        return RetryPolicy(attempts=self.retries + 1, base_delay=self.backoff_s, max_delay=MAX_DELAY_S)
+
 
 class _RetryableStatus(Exception):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
+    def __init__(self, status: int, retry_after: float | None) -> None:
+        super().__init__(f"HTTP {status}" + (f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""))
+        self.retry_after = retry_after
 
 
 def _content_range_total(value: str | None) -> int | None:
@@ -238,7 +244,7 @@ class Fetcher:
                         p.total, p.ranges = _content_range_total(r.headers.get("content-range")), True
                         if p.total is not None:
                             return
-                    self._check_status(r.status_code, p.file)
+                    self._check_status(r, p.file)
                     if r.status_code == 206:
                         p.total = _content_range_total(r.headers.get("content-range")) or p.file.size or None
                         p.ranges = p.total is not None
@@ -250,20 +256,20 @@ class Fetcher:
             except (_RetryableStatus, _transport_errors()) as error:
                 failures = self._backoff(failures + 1, error, p.file)
 
-    def _check_status(self, status: int, file: RemoteFile) -> None:
-        if status in (200, 206):
+    def _check_status(self, r: httpx.Response, file: RemoteFile) -> None:
+        if r.status_code in (200, 206):
             return
-        if status in RETRY_STATUS:
-            raise _RetryableStatus(status)
-        raise DownloadError(redact(self.options.status_message(status, file)))
+        if retryable_status(r.status_code):
+            raise _RetryableStatus(r.status_code, parse_retry_after(r.headers.get("retry-after")))
+        raise DownloadError(redact(self.options.status_message(r.status_code, file)))
 
     def _backoff(self, failures: int, error: BaseException, file: RemoteFile) -> int:
-        if failures > self.options.retries:
+        delay = next_delay(self.options.retry, failures, getattr(error, "retry_after", None))
+        if delay is None:
             raise DownloadError(
                 f"Network error while downloading {file.name} ({_describe(error)}), {failures} tries. "
                 "Check the connection and run the same command again: it resumes where it stopped."
             )
-        delay = self.options.backoff_s * 2 ** (failures - 1)
         self.events.append(("note", f"{file.name}: {_describe(error)}; retry {failures} of {self.options.retries} in {delay:.1f}s", 0, None))
         if self.stop.wait(delay):
             raise _Stopped()
@@ -337,7 +343,7 @@ class Fetcher:
         name, stop, unreported = p.file.name, self.stop, 0
         try:
             with self.client.stream("GET", p.file.url, headers=headers) as r:
-                self._check_status(r.status_code, p.file)
+                self._check_status(r, p.file)
                 if p.ranges and (r.status_code != 206 or _content_range_start(r.headers.get("content-range")) != offset):
                     raise DownloadError(f"{name}: the server ignored the byte range it had offered; cannot resume it.")
                 for chunk in r.iter_raw():
@@ -373,20 +379,20 @@ def _transport_errors() -> type[Exception]:
 
 
 def new_client(options: FetchOptions) -> httpx.Client:
-    """An httpx client for fetching: identity encoding (byte offsets are file offsets), redirects followed."""
-    import httpcore
+    """An httpx client for fetching: identity encoding (byte offsets are file offsets), redirects followed.
+
+    Its sockets read 1 MiB at a time (large_reads.py); other clients keep httpcore's 64 KiB.
+    """
     import httpx
 
     from llama_core import __version__
+    from llama_core.download.large_reads import large_reads
 
-    # httpcore sizes its reads with a class attribute, for every connection in the process; a larger
-    # read only helps other clients too (one recv per MiB instead of per 64 KiB).
-    if getattr(httpcore.HTTP11Connection, "READ_NUM_BYTES", READ_BYTES) < READ_BYTES:
-        httpcore.HTTP11Connection.READ_NUM_BYTES = READ_BYTES
+    limits = httpx.Limits(max_connections=options.max_parallel + 2, max_keepalive_connections=options.max_parallel + 2)
     return httpx.Client(
+        transport=large_reads(httpx.HTTPTransport(limits=limits)),
         follow_redirects=True,
         timeout=httpx.Timeout(options.timeout_s),
-        limits=httpx.Limits(max_connections=options.max_parallel + 2, max_keepalive_connections=options.max_parallel + 2),
         headers={"Accept-Encoding": "identity", "User-Agent": f"llama-toolchain/{__version__}"},
     )
 
