@@ -16,6 +16,8 @@ seconds the first time, then loaded from torch's extension cache).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 from functools import cache
@@ -67,7 +69,10 @@ def cpu_kernels_available() -> bool:
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         return False
     try:
-        from torch.utils.cpp_extension import load
+        # torch < 2.8's CUDA builds print "No CUDA runtime is found" to stderr at this import where a CUDA
+        # toolkit is installed but no GPU is: not ours to show (it is a log record from 2.8 on).
+        with contextlib.redirect_stderr(io.StringIO()):
+            from torch.utils.cpp_extension import load
 
         load(
             name=f"llama_kernels_{torch.__version__.replace('.', '_').replace('+', '_')}",
