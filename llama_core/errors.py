@@ -74,7 +74,13 @@ class NotConfiguredError(LlamaError):
 
 
 class UnavailableError(LlamaError):
+    """Busy, restarting or down; `retry_after` (seconds), when known, is when to try again."""
+
     status = 503
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ProviderError(LlamaError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -182,11 +182,19 @@ class Batch:
                         seen=tokens.unique() if params.repetition_penalty != 1.0 else tokens[:0], pos=n)
         logits = prefill(self.model, tokens, slot)
         self.slots[slot] = seq
-        return self._advance(seq, logits)
+        try:
+            return self._advance(seq, logits)
+        except BaseException:
+            self.slots[slot] = None  # a sequence that failed holds no slot
+            raise
 
     @torch.inference_mode()
-    def step(self) -> list[TokenResult]:
-        """One token for every live sequence (one forward over cache rows 0..highest live slot)."""
+    def step(self, on_error: Callable[[Hashable, Exception], None] | None = None) -> list[TokenResult]:
+        """One token for every live sequence (one forward over cache rows 0..highest live slot).
+
+        With `on_error`, a sequence whose sampling raises is dropped (its slot freed) and handed to
+        `on_error(seq_id, exception)`, and the others still get their token; without, it raises.
+        """
         live = [s for s in self.slots if s is not None]
         if not live:
             return []
@@ -201,7 +209,16 @@ class Batch:
         )
         for s in live:
             s.pos += 1
-        return [self._advance(s, logits[s.slot]) for s in live]
+        results = []
+        for s in live:
+            try:
+                results.append(self._advance(s, logits[s.slot]))
+            except Exception as e:
+                if on_error is None:
+                    raise
+                self.slots[s.slot] = None
+                on_error(s.seq_id, e)
+        return results
 
     def cancel(self, seq_id: Hashable) -> bool:
         """Drop a sequence and free its slot; False if it is not live."""
