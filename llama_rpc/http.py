@@ -2,7 +2,8 @@
 
     POST/GET/DELETE /<route>   decode at the edge (body, or the query string of GET), call the
                                provider, answer JSON, or SSE (`data: <json>\\n\\n`) for a stream
-    GET /health                {"status": "OK"} (never behind the API key: for liveness probes)
+    GET /health                {"status": "OK", "apis": {"inference": {"status": "ok"}, ...}}, or 503
+                               with "Error" when an API cannot serve (never behind the API key)
     GET /openapi.json          the OpenAPI 3.1 document of all of it
     /v1/..., /v1/openai/v1/... the OpenAI-compatible routes (llama_rpc/openai.py)
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
+import math
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -221,7 +223,7 @@ def create_app(
     openai_done: bool = False,
     max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Quart:
-    """The Quart app serving `stack` (anything with `api(name)`, as llama_core.stack.Stack).
+    """The Quart app serving `stack` (anything with `api(name)` and `health()`, as llama_core.stack.Stack).
 
     `api_key`: require `Authorization: Bearer <api_key>` on every route but /health.
     `openai_done`: end OpenAI-compatible streams with `data: [DONE]` (off by default).
@@ -234,7 +236,8 @@ def create_app(
         app.add_url_rule(method.path, method.name, _route_handler(stack, method), methods=[method.verb])
 
     async def health() -> Response:
-        return json_response({"status": "OK"})
+        report = await stack.health()
+        return json_response(report, 200 if report["status"] == "OK" else 503)
 
     async def openapi_json() -> Response:
         return json_response(openapi_document())
@@ -265,6 +268,8 @@ def create_app(
         response = json_response(body, status)
         if status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        if (retry_after := getattr(error, "retry_after", None)) is not None:  # 503 while the engine restarts
+            response.headers["Retry-After"] = str(math.ceil(retry_after))
         return response
 
     return app

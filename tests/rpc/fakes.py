@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 
 from llama_core.errors import ModelNotFoundError, NotConfiguredError, ProviderError
+from llama_core.stack import api_health
 from llama_core.types import CompletionMessage, StopReason, ToolCall, content_text
 from llama_core.types import inference as inf
 from llama_core.types.models import Model, ModelsGetRequest, ModelsListRequest
@@ -43,6 +44,10 @@ class FakeInference:
         self.open_streams = 0
         self.closed_streams = 0
         self.requests: list[Any] = []
+        self.state = "ok"  # what health() reports (meta-reference's states: ok, starting, restarting, down)
+
+    async def health(self) -> dict[str, Any]:
+        return {"status": self.state}
 
     def _answer(self, request: inf.ChatCompletionRequest) -> CompletionMessage:
         last = content_text(request.messages[-1].content)
@@ -117,7 +122,7 @@ class FakeModels:
 
 
 class FakeStack:
-    """`api(name)` as llama_core.stack.Stack: inference and models only."""
+    """`api(name)` and `health()` as llama_core.stack.Stack: inference and models only."""
 
     def __init__(self) -> None:
         self.providers: dict[str, Any] = {"inference": FakeInference(), "models": FakeModels()}
@@ -127,3 +132,6 @@ class FakeStack:
             return self.providers[name]
         except KeyError:
             raise NotConfiguredError(f"This stack serves no {name} API: add a {name} provider to its run config.") from None
+
+    async def health(self) -> dict[str, Any]:
+        return await api_health(self.providers)

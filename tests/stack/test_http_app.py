@@ -168,7 +168,18 @@ async def test_get_reads_the_query_string(client: Any) -> None:
 
 async def test_health(client: Any) -> None:
     response = await client.get("/health")
-    assert (response.status_code, json.loads(await response.get_data())) == (200, {"status": "OK"})
+    assert (response.status_code, json.loads(await response.get_data())) == (
+        200, {"status": "OK", "apis": {"inference": {"status": "ok"}, "models": {"status": "ok"}}}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("state", ["starting", "restarting", "down"])
+async def test_health_is_503_when_inference_cannot_serve(stack: FakeStack, client: Any, state: str) -> None:
+    stack.providers["inference"].state = state
+    response = await client.get("/health")
+    assert (response.status_code, json.loads(await response.get_data())) == (
+        503, {"status": "Error", "apis": {"inference": {"status": state}, "models": {"status": "ok"}}}
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ continuous batch.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import anyio
 
 from llama_core import paths
 from llama_core.engine.group import WorkerGroup
-from llama_core.engine.messages import GenParams, TokenOut, WorkerSpec
+from llama_core.engine.messages import GenParams, TokenOut, WorkerSpec, unsupported
 from llama_core.errors import (
     CheckpointError,
     InvalidRequestError,
@@ -61,7 +62,12 @@ from llama_core.types.inference import (
 
 
 class MetaReferenceInferenceConfig(Base, kw_only=True):
-    """Which model to serve and how. `checkpoint_dir` overrides ~/.llama/checkpoints/<descriptor>."""
+    """Which model to serve and how. `checkpoint_dir` overrides ~/.llama/checkpoints/<descriptor>.
+
+    Checked when read, so `llama stack configure` refuses what the engine cannot run before it
+    writes anything, and `llama stack run` before it starts: an unknown model, a dtype or device
+    outside the engine's table (llama_core.engine.messages), a size below 1.
+    """
 
     model: str = "SmolLM2-135M-Instruct"
     max_seq_len: int = 4096
@@ -77,6 +83,16 @@ class MetaReferenceInferenceConfig(Base, kw_only=True):
             resolve_model(self.model)
         except ModelNotFoundError as e:
             raise ValueError(e.message) from None
+        problem = unsupported(self.dtype, self.device, max_seq_len=self.max_seq_len, max_batch_size=self.max_batch_size,
+                              model_parallel_size=self.model_parallel_size, threads=self.threads)  # fmt: skip
+        if problem is not None:
+            raise ValueError(problem[1])
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first exception in a (nested) exception group: a task group wraps even a single one."""
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def shard_count(ckpt_dir: Path) -> int:
@@ -156,6 +172,7 @@ class MetaReferenceInference:
         prompt = self.chat_prompt(request)
         params = self.gen_params(request.sampling_params, request.logprobs)
         if request.stream:
+            self._engine.check_serving()  # a 503 now, not an error event after the stream's start
             return self._chat_stream(prompt, params)
         tokens, logprobs, stop = await self._run(prompt, params)
         message = self._fmt.decode_assistant_message(tokens, stop)
@@ -170,6 +187,7 @@ class MetaReferenceInference:
         self._check_length(prompt)
         params = self.gen_params(request.sampling_params, request.logprobs)
         if request.stream:
+            self._engine.check_serving()
             return self._completion_stream(prompt, params)
         tokens, logprobs, stop = await self._run(prompt, params)
         return CompletionResponse(content=self._text(tokens, params), stop_reason=stop, logprobs=logprobs)
@@ -211,12 +229,32 @@ class MetaReferenceInference:
         """The one model this provider loaded."""
         return [self.model.descriptor]
 
+    async def health(self) -> dict[str, object]:
+        """{"status": "ok" | "starting" | "restarting" | "down", "restarts": n}: its worker group's state.
+
+        While restarting, "retry_after" (whole seconds) says when to ask again. No model, path or
+        error text: /health answers without the API key.
+        """
+        group = self.group
+        if group is None:
+            return {"status": "down"}
+        state = group.state
+        report: dict[str, object] = {"status": "ok" if state == "ready" else state, "restarts": group.restarts}
+        if state == "restarting":
+            report["retry_after"] = math.ceil(group.retry_after())
+        return report
+
     # -- helpers -----------------------------------------------------------------------------------
 
     @property
     def _tok(self) -> Tokenizer:
         assert self.tokenizer is not None, "use `async with MetaReferenceInference(...)` first"
         return self.tokenizer
+
+    @property
+    def _engine(self) -> WorkerGroup:
+        assert self.group is not None, "use `async with MetaReferenceInference(...)` first"
+        return self.group
 
     @property
     def _fmt(self) -> ChatFormat | JinjaChatFormat:
@@ -288,9 +326,12 @@ class MetaReferenceInference:
         async def one(i: int) -> None:
             results[i] = await self._run(prompts[i], params)
 
-        async with anyio.create_task_group() as tg:
-            for i in range(len(prompts)):
-                tg.start_soon(one, i)
+        try:
+            async with anyio.create_task_group() as tg:
+                for i in range(len(prompts)):
+                    tg.start_soon(one, i)
+        except BaseExceptionGroup as failed:  # one row's error is the batch's (the others were cancelled)
+            raise _first_error(failed) from None
         return results
 
     async def token_stream(self, prompt: list[int], params: GenParams) -> AsyncIterator[tuple[TokenOut, str]]:
