@@ -16,7 +16,6 @@ parallel every rank runs the same inputs through the same code, so they fail ali
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import traceback
@@ -140,11 +139,9 @@ def _admit(rank: int, conn: Any, batch: Any, cmd: Submit) -> None:
 
     If it fails, only `cmd` does: Batch.add leaves no slot taken behind an exception.
     """
-    from llama_core.engine.generation import GenerationParams
-
     try:
         _check(cmd.params)
-        first = batch.add(cmd.seq_id, cmd.prompt, GenerationParams(**dataclasses.asdict(cmd.params)))
+        first = batch.add(cmd.seq_id, cmd.prompt, cmd.params)
     except Exception as e:  # noqa: BLE001 - whatever it is, it is this request's error
         _fail(rank, conn, cmd.seq_id, e)
         return

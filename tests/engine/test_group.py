@@ -3,7 +3,6 @@ cannot serve, dead workers and restarts, bad checkpoints and specs."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
@@ -191,7 +190,7 @@ def fails_mid_generation(ckpt: Path, params: GenParams) -> list[int]:
     for token in range(128000, 128100):
         batch = Batch(model)
         try:
-            batch.add(0, [token], GenerationParams(**dataclasses.asdict(params)))
+            batch.add(0, [token], params)
         except RuntimeError:
             continue  # fails at once: not mid-generation
         failed: list[Exception] = []
