@@ -28,9 +28,9 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import math
 import multiprocessing as mp
 import os
-import math
 import secrets
 import tempfile
 import time
@@ -62,6 +62,7 @@ _FAILURES: dict[str, type[LlamaError]] = {
     "error": LlamaError,
 }
 
+_LOST = "The inference worker stopped unexpectedly; it is restarting. Retry the request."
 _START_TIMEOUT_S = 600.0  # loading a large checkpoint from a slow disk takes minutes
 _BACKOFF_FIRST_S = 0.5  # the wait before the first restart after a crash; doubles on each one after
 _BACKOFF_MAX_S = 30.0
@@ -328,7 +329,9 @@ class WorkerGroup:
         if not self._ever_ready:
             # It died before it was ever ready: a restart would die the same way, in a loop.
             if self._fatal is None:
-                self._fatal = UnavailableError(f"The inference worker could not start (exit codes {codes}); see its log.")
+                self._fatal = UnavailableError(
+                    f"The inference worker could not start (exit codes {codes}); see its log."
+                )
             self._state = "down"
             self._ready.set()  # wake the waiters: they see the failure
         else:
@@ -336,9 +339,7 @@ class WorkerGroup:
             self.restarts += 1
             log.warning("inference worker exited (exit codes %s); restarting", codes)
         for stream in self._inflight.values():
-            stream.send_nowait(
-                UnavailableError("The inference worker stopped unexpectedly; it is restarting. Retry the request.", retry_after=1)
-            )
+            stream.send_nowait(UnavailableError(_LOST, retry_after=1))
         self._inflight.clear()
         await anyio.to_thread.run_sync(self._stop_processes)
         if self._state == "down":
