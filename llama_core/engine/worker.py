@@ -140,7 +140,7 @@ def _admit(rank: int, conn: Any, batch: Any, cmd: Submit) -> None:
     If it fails, only `cmd` does: Batch.add leaves no slot taken behind an exception.
     """
     try:
-        _check(cmd.params)
+        _check(cmd.params, batch.model.args.vocab_size)
         first = batch.add(cmd.seq_id, cmd.prompt, cmd.params)
     except Exception as e:  # noqa: BLE001 - whatever it is, it is this request's error
         _fail(rank, conn, cmd.seq_id, e)
@@ -165,12 +165,18 @@ def _step(rank: int, conn: Any, batch: Any) -> None:
         _fail(rank, conn, seq_id, e)
 
 
-def _check(params: GenParams) -> None:
-    """Refuse what the engine cannot take before any work: torch's generators take 64-bit seeds."""
+def _check(params: GenParams, vocab_size: int) -> None:
+    """Refuse what the engine cannot take before any work: torch's generators take 64-bit seeds,
+    and there are only so many tokens to rank."""
     low, high = SEED_RANGE
     if params.seed is not None and not low <= params.seed < high:
         raise InvalidRequestError(
             f"The seed does not fit in 64 bits; use an integer from {low} to {high - 1}.", field="sampling_params.seed"
+        )
+    if params.logprobs > vocab_size:
+        raise InvalidRequestError(
+            f"logprobs asks for the top {params.logprobs} tokens of a {vocab_size}-token vocabulary.",
+            field="logprobs.top_k",
         )
 
 

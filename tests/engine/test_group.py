@@ -156,7 +156,10 @@ async def test_a_seed_the_engine_cannot_take_fails_alone_mid_batch(tiny_ckpt: Pa
             with pytest.raises(InvalidRequestError, match=r"^The seed does not fit in 64 bits; use an integer from ") as bad:
                 await run(group, PROMPTS[0], GenParams(max_tokens=5, seed=2**70))
             assert bad.value.field == "sampling_params.seed"
-            assert len(group._inflight) == 1  # its failure came before the other's last token: they overlapped
+            with pytest.raises(InvalidRequestError, match=r"^logprobs asks for the top 1000000 tokens of a 128256-token vocabulary.$") as bad:
+                await run(group, PROMPTS[0], GenParams(max_tokens=5, logprobs=10**6))
+            assert bad.value.field == "logprobs.top_k"
+            assert len(group._inflight) == 1  # their failures came before the other's last token: they overlapped
             got += [out.token async for out in tokens]
         assert got == expected
         assert await run(group, PROMPTS[1], GenParams(max_tokens=300)) == expected  # the same greedy output after
