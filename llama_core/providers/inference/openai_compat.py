@@ -44,6 +44,7 @@ from llama_core.providers.inference.vendor_stream import (
 )
 from llama_core.providers.provider_data import provider_data
 from llama_core.providers.retry import RetryPolicy, error_for_status, send_with_retries
+from llama_core.sse import iter_sse_data
 from llama_core.types import (
     BuiltinTool,
     Message,
@@ -168,22 +169,19 @@ def sampling_fields(sp: SamplingParams) -> dict[str, Any]:
 
 
 async def sse_json(vendor: str, response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The JSON object of each `data:` line up to `[DONE]`; an `{"error": ...}` event is a ProviderError."""
-    async with contextlib.aclosing(stream_lines(vendor, response)) as lines:
-        async for line in lines:
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                await drain(lines)
-                return
+    """The JSON object of each event's data up to `[DONE]`; an `{"error": ...}` event is a ProviderError."""
+    async with (
+        contextlib.aclosing(stream_lines(vendor, response)) as lines,
+        contextlib.aclosing(iter_sse_data(lines, drain)) as events,  # a cut after [DONE] loses nothing
+    ):
+        async for data in events:
             try:
                 event = msgspec.json.decode(data)
             except msgspec.DecodeError:
-                await drain(lines)
+                await drain(events)
                 raise ProviderError(f"{vendor} sent a stream event that is not JSON: {data[:200]}") from None
             if isinstance(event, dict) and "error" in event:
-                await drain(lines)
+                await drain(events)
                 raise ProviderError(f"{vendor} failed during the stream: {error_message(data.encode())}")
             yield event
 
