@@ -3,7 +3,7 @@
     POST/GET/DELETE /<route>   decode at the edge (body, or the query string of GET), call the
                                provider, answer JSON, or SSE (`data: <json>\\n\\n`) for a stream
     GET /health                {"status": "OK"} (never behind the API key: for liveness probes)
-    GET /openapi.json          the OpenAPI 3.1 document of all of it
+    GET /openapi.json          the OpenAPI 3.1 document of what this stack serves
     /v1/..., /v1/openai/v1/... the OpenAI-compatible routes (llama_rpc/openai.py)
 
 Errors become statuses and bodies in llama_rpc/errors.py only. With an API key, every other
@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import msgspec
@@ -29,11 +29,11 @@ from werkzeug.exceptions import RequestTimeout
 from llama_core.errors import AuthenticationError
 from llama_core.providers.provider_data import HEADER as PROVIDER_DATA_HEADER
 from llama_core.providers.provider_data import set_provider_data
+from llama_core.routes import METHODS, Method, provider_call, served_methods, wants_stream
 from llama_core.types._base import Base
 from llama_core.types.schema import decode_request
 from llama_rpc import openai
 from llama_rpc.errors import error_body, openai_error_body
-from llama_rpc.methods import METHODS, Method, provider_call, wants_stream
 from llama_rpc.openapi import openapi_document
 from llama_rpc.sse import sse_stream
 
@@ -200,15 +200,7 @@ def _header(name: str) -> str | None:
 
 def serving_lines(stack: Any) -> list[str]:
     """`Serving POST /inference/chat_completion`... for each route whose API this stack has."""
-    from llama_core.errors import NotConfiguredError
-
-    lines = []
-    for method in METHODS.values():
-        try:
-            stack.api(method.api)
-        except NotConfiguredError:
-            continue
-        lines.append(f"Serving {method.verb} {method.path}")
+    lines = [f"Serving {method.verb} {method.path}" for method in served_methods(stack)]
     lines += [f"Serving {verb} {path}" for verb, path in openai.ROUTES]
     lines += ["Serving GET /health", "Serving GET /openapi.json"]
     return lines
@@ -220,9 +212,11 @@ def create_app(
     api_key: str | None = None,
     openai_done: bool = False,
     max_body_bytes: int = MAX_BODY_BYTES,
+    methods: Mapping[str, Method] = METHODS,
 ) -> Quart:
     """The Quart app serving `stack` (anything with `api(name)`, as llama_core.stack.Stack).
 
+    `methods`: the route table (llama_core.routes); /openapi.json lists the routes `stack` serves.
     `api_key`: require `Authorization: Bearer <api_key>` on every route but /health.
     `openai_done`: end OpenAI-compatible streams with `data: [DONE]` (off by default).
     """
@@ -230,14 +224,14 @@ def create_app(
     app.asgi_http_class = HTTPConnection
     app.config.update(MAX_CONTENT_LENGTH=max_body_bytes, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=60)
 
-    for method in METHODS.values():
+    for method in methods.values():
         app.add_url_rule(method.path, method.name, _route_handler(stack, method), methods=[method.verb])
 
     async def health() -> Response:
         return json_response({"status": "OK"})
 
     async def openapi_json() -> Response:
-        return json_response(openapi_document())
+        return json_response(openapi_document(served_methods(stack, methods)))
 
     app.add_url_rule("/health", "health", health, methods=["GET"])
     app.add_url_rule("/openapi.json", "openapi", openapi_json, methods=["GET"])
