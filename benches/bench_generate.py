@@ -198,11 +198,11 @@ def bytes_per_token(model_dir: Path, dtype: str, ctx: int, device: str) -> float
     from llama_core.engine.args import ModelArgs
 
     a = ModelArgs.from_file(model_dir / "params.json")
-    per_layer = a.dim * (a.n_heads + 2 * a.kv_heads) * a.head_dim + a.n_heads * a.head_dim * a.dim
+    per_layer = a.dim * (a.n_heads + 2 * a.n_kv_heads) * a.head_dim + a.n_heads * a.head_dim * a.dim
     per_layer += 3 * a.dim * a.ffn_hidden_dim + 2 * a.dim
     params = a.n_layers * per_layer + a.dim + a.vocab_size * a.dim  # + final norm + LM head
     size = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
-    kv = 2 * a.n_layers * a.kv_heads * a.head_dim * ctx * size[hf_dtype(dtype, device)]
+    kv = 2 * a.n_layers * a.n_kv_heads * a.head_dim * ctx * size[hf_dtype(dtype, device)]
     return params * size[dtype] + kv
 
 

@@ -74,7 +74,7 @@ def hf_config(args: ModelArgs) -> dict[str, Any]:
     config: dict[str, Any] = {
         "architectures": ["LlamaForCausalLM"], "model_type": "llama",
         "hidden_size": args.dim, "num_hidden_layers": args.n_layers,
-        "num_attention_heads": args.n_heads, "num_key_value_heads": args.kv_heads,
+        "num_attention_heads": args.n_heads, "num_key_value_heads": args.n_kv_heads,
         "vocab_size": args.vocab_size, "intermediate_size": args.ffn_hidden_dim,
         "rms_norm_eps": args.norm_eps, "rope_theta": args.rope_theta, "head_dim": args.head_dim,
         "max_position_embeddings": max(args.max_seq_len, args.rope_original_max_position + 1),
@@ -100,7 +100,7 @@ def to_hf_state_dict(args: ModelArgs, state_dict: dict[str, Tensor]) -> dict[str
         if rest == "attention.wq.weight":
             t = permute_to_hf(t, args.n_heads)
         elif rest == "attention.wk.weight":
-            t = permute_to_hf(t, args.kv_heads)
+            t = permute_to_hf(t, args.n_kv_heads)
         out[f"model.layers.{i}.{LAYER_NAMES[rest]}"] = t
     if args.tie_word_embeddings:
         out.pop("lm_head.weight", None)
@@ -123,7 +123,7 @@ def from_hf_state_dict(args: ModelArgs, hf_state: dict[str, Tensor]) -> dict[str
             if meta == "attention.wq.weight":
                 t = permute_from_hf(t, args.n_heads)
             elif meta == "attention.wk.weight":
-                t = permute_from_hf(t, args.kv_heads)
+                t = permute_from_hf(t, args.n_kv_heads)
             out[f"layers.{i}.{meta}"] = t
     if "output.weight" not in out and "tok_embeddings.weight" in out and not args.tie_word_embeddings:
         raise CheckpointError("The safetensors files lack lm_head.weight and the config does not tie embeddings.")
