@@ -12,10 +12,11 @@ import torch
 from llama_core.engine import gguf as engine_gguf
 from llama_core.engine.args import ModelArgs
 from llama_core.engine.checkpoint import load_model, read_shard, save_checkpoint
-from llama_core.engine.generation import GenerationParams, generate
+from llama_core.engine.messages import GenParams
 from llama_core.errors import CheckpointError
 
 from engine.hf_reference import hf_greedy, hf_model
+from engine.solo import generate
 from engine.tiny_checkpoint import random_state_dict
 from engine.tiny_gguf import TEMPLATE, q8_round_trip, write_tiny_gguf
 
@@ -122,7 +123,7 @@ def test_demo_model_matches_transformers(demo, demo_ckpt: Path, demo_tokens: lis
     with torch.inference_mode():
         diff = model(torch.tensor([demo_tokens]), torch.tensor([0])) - reference(torch.tensor([demo_tokens])).logits
     assert diff.abs().max().item() <= 1e-4
-    ours = [r.token for r in generate(model, demo_tokens, GenerationParams(max_tokens=8))]
+    ours = [r.token for r in generate(model, demo_tokens, GenParams(max_tokens=8))]
     assert ours == hf_greedy(reference, demo_tokens, 8) == [504, 3575, 282, 4649, 314, 7042, 30, 2]
 
 
@@ -131,7 +132,7 @@ def test_demo_model_answers_paris(demo, demo_ckpt: Path, demo_tokens: list[int])
     from tokenizers import Tokenizer
 
     model, _ = demo
-    params = GenerationParams(max_tokens=24, stop_tokens=frozenset({2}))  # <|im_end|>
+    params = GenParams(max_tokens=24, stop_tokens=frozenset({2}))  # <|im_end|>
     ids = [r.token for r in generate(model, demo_tokens, params)]
     text = Tokenizer.from_file(str(demo_ckpt / "tokenizer.json")).decode(ids)
     assert text == "The capital of France is Paris."
