@@ -48,13 +48,14 @@ def run(
     """Start the server of a built distribution (or of `local` with defaults)."""
     import asyncio
 
+    from llama_core.config import resolve_run_config
     from llama_rpc.serve import bind_address
 
     if not 0 < port < 65536:
         from llama_core.errors import InvalidRequestError
 
         raise InvalidRequestError(f"--port must be between 1 and 65535, not {port}.", field="port")
-    path = _config_path(config, name, image_type)
+    path = resolve_run_config(config, name, image_type)
     if path is not None:
         _maybe_reexec(path)
     stack = _stack(path)
@@ -66,27 +67,6 @@ def run(
 
         return anyio.run(serve_stdio, stack)
     asyncio.run(_serve(stack, bind_address(host, port, disable_ipv6), api_key, openai_done))
-
-
-def _config_path(config: str | None, name: str | None, image_type: str | None) -> Path | None:
-    """The run config file named by the arguments; None for the default stack."""
-    from llama_core.config import find_run_config
-    from llama_core.distributions import distribution
-    from llama_core.errors import InvalidRequestError
-
-    if config is None:
-        if name is not None:
-            raise InvalidRequestError("--name needs a distribution: `llama stack run DIST --name NAME`.", field="name")
-        return None
-    if config.endswith(".toml") or os.sep in config or Path(config).is_file():
-        return Path(config).expanduser()
-    dist = distribution(config)  # unknown -> NotFoundError with suggestions
-    if name is None:
-        raise InvalidRequestError(
-            f"Which build of {dist.distribution_id}? Add --name NAME (see `llama stack build {dist.distribution_id} --name NAME`).",
-            field="name",
-        )
-    return find_run_config(dist.distribution_id, name, image_type)
 
 
 def _maybe_reexec(path: Path) -> None:
