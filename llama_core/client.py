@@ -16,7 +16,7 @@ anything but a llama stack server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
@@ -76,6 +76,7 @@ if TYPE_CHECKING:
     import httpx
 
 C = TypeVar("C", bound=Base)
+Translate = Callable[[errors.LlamaError], errors.LlamaError] | None
 
 # The routes that are not POST. GET sends the request fields as a query string (a list field as
 # repeated keys); DELETE sends a JSON body. The server's method table (llama_rpc/methods.py) reads this.
@@ -165,10 +166,11 @@ async def iter_sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
 class ChunkStream(AsyncIterator[C]):
     """The chunks of one streamed answer; `aclose()` (or the end) releases the connection."""
 
-    def __init__(self, response: httpx.Response, chunk_type: type[C]) -> None:
+    def __init__(self, response: httpx.Response, chunk_type: type[C], translate: Translate = None) -> None:
         self._response = response
         self._events = iter_sse_data(response.aiter_lines())
         self._decoder = msgspec.json.Decoder(chunk_type)
+        self._translate = translate
 
     def __aiter__(self) -> ChunkStream[C]:
         return self
@@ -183,7 +185,8 @@ class ChunkStream(AsyncIterator[C]):
             async for _ in self._events:  # the server ends a stream after its error event; reading
                 pass  # to the end finishes httpx's own generators too (trio warns about open ones)
             await self.aclose()
-            raise error_from_answer(self._status_of(event), event.encode())
+            error = error_from_answer(self._status_of(event), event.encode())
+            raise error if self._translate is None else self._translate(error)
         return self._decoder.decode(event)
 
     @staticmethod
@@ -208,10 +211,13 @@ class StackClient:
         api_key: str | None = None,
         timeout: float | None = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        translate: Translate = None,
     ) -> None:
+        """`translate`: what the server's errors become here (default: the class it raised)."""
         import httpx
 
         self.base_url = base_url.rstrip("/")
+        self._translate = translate
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -254,9 +260,10 @@ class StackClient:
         if response.status_code != 200:
             body = await response.aread()
             await response.aclose()
-            raise error_from_answer(response.status_code, body)
+            error = error_from_answer(response.status_code, body)
+            raise error if self._translate is None else self._translate(error)
         if streaming:
-            return ChunkStream(response, chunk_type)
+            return ChunkStream(response, chunk_type, self._translate)
         return msgspec.json.decode(response.content, type=response_type)
 
     async def health(self) -> dict[str, Any]:

@@ -47,6 +47,12 @@ class RemoteProviderConfig(Base, kw_only=True):
         self.url = self.url.rstrip("/")
 
 
+class RemoteStackConfig(RemoteProviderConfig, kw_only=True):
+    """Another llama-toolchain server; `api_key` if it was started with one (`--api-key`)."""
+
+    api_key: str | None = None
+
+
 class OllamaImplConfig(RemoteProviderConfig, kw_only=True):
     url: str = "http://localhost:11434"
 
