@@ -113,6 +113,8 @@ class RunConfig(Base, kw_only=True):
     # venv directory, conda env name or container image tag; None: the environment running llama.
     environment: str | None = None
     built_at: str | None = None
+    # Host / Origin names the HTTP server answers besides this machine's loopback (llama_rpc/origin.py).
+    allowed_hosts: list[str] | None = None
     providers: dict[str, dict[str, Any]] = {}
 
 
