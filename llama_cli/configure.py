@@ -182,7 +182,8 @@ def _configure_field(field: mi.Field, ann: Any, existing: Any, sets: dict[str, A
         try:
             return parse_value(sets[name], ann)
         except ValueError as e:
-            raise InvalidRequestError(f"--set {where}={sets[name]}: {e}", field=where) from None
+            shown = "…" if is_secret_name(name) else sets[name]  # a secret is never repeated
+            raise InvalidRequestError(f"--set {where}={shown}: {e}", field=where) from None
     fallback = existing if existing is not None else default
     if not prompter.interactive:
         if fallback is mi.NODEFAULT:

@@ -6,8 +6,8 @@
 Two passes. First the secrets we know (`known_secrets`: the API keys of a provider's config, every
 value of the request's provider data; the Authorization we send is one of these), wherever they
 appear. Then the shapes a secret we do not know takes: `Bearer <token>` (and Basic), `api_key=<v>`,
-`"token": "<v>"`, `x-api-key: <v>` (any name holding api_key, token, secret or password), and a
-URL's query string (signed URLs carry their signature there).
+`"token": "<v>"`, `x-api-key: <v>` (any name holding api_key, token, secret or password), a URL's
+`user:password@`, and a URL's query string (signed URLs carry their signature there).
 
 A known secret shorter than MIN_SECRET characters is not searched for: replacing every "k" of a
 message would destroy it, and no real key is that short.
@@ -35,6 +35,8 @@ _PAIR = re.compile(
     [^\s"',&;}{]+
     """
 )
+# A URL's user:password@.
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
 # A URL's query runs to the next space, less any sentence punctuation that ends the text or precedes the space.
 _QUERY = re.compile(r"(https?://[^\s?#]+)\?[^\s#]*?(?=[.,;:)]*(?:\s|$))")
 
@@ -51,6 +53,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         text = text.replace(secret, MASK)
     text = _BEARER.sub(rf"\1\2{MASK}", text)
     text = _PAIR.sub(rf"\1{MASK}", text)
+    text = _USERINFO.sub(rf"\1{MASK}@", text)
     return redact_urls(text)
 
 

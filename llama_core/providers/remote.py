@@ -49,6 +49,7 @@ def _forward(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
 def upstream_error(url: str, error: LlamaError, secrets: set[str]) -> LlamaError:
     """What an error answered by the stack at `url` is here: its 401 (our key toward it) and its
     500 (its failure) a ProviderError naming it; any other as it was. Messages redacted of `secrets`."""
+    url = redact(url, secrets)
     if isinstance(error, AuthenticationError):
         return ProviderError(
             f"The stack at {url} answered 401 Unauthorized: check the api_key of the remote provider in the run config."

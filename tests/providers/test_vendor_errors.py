@@ -83,6 +83,7 @@ def test_status_text() -> None:
         ("the key abcdefgh and abcdefghij", {"abcdefgh", "abcdefghij"}, "the key *** and ***"),  # longest first
         ("short k stays", {"k"}, "short k stays"),  # under MIN_SECRET: not searched for
         ("nothing here: 42 tokens", set(), "nothing here: 42 tokens"),
+        ("at http://me:pa55@ollama.lan:11434/api failed", set(), "at http://***@ollama.lan:11434/api failed"),
     ],
 )
 def test_redact(text: str, secrets: set[str], clean: str) -> None:

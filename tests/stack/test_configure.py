@@ -294,3 +294,13 @@ def test_cli_configure_secret_from_stdin_then_the_prompts(llama):
     assert load_run_config(path).providers["inference"] == {"provider_id": "remote::fireworks", "url": "https://fw.example",
                                                            "api_key": "fw-first-line-1"}  # fmt: skip
     assert "fw-first-line-1" not in out
+
+
+class PinConfig(Base, kw_only=True):
+    pin_token: int
+
+
+def test_a_bad_secret_set_is_not_repeated_in_the_error():
+    with pytest.raises(InvalidRequestError) as e:
+        configure_struct(PinConfig, {}, {"pin_token": "sekret-pin-1"}, Prompter(interactive=False), "toy")
+    assert str(e.value) == "--set toy.pin_token=…: Invalid input. Expected type: int"

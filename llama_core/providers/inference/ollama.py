@@ -39,7 +39,7 @@ from llama_core.providers.inference.vendor_stream import (
 )
 from llama_core.providers.retry import RetryPolicy, parse_retry_after, send_with_retries
 from llama_core.providers.vendor_errors import stream_failure, vendor_error
-from llama_core.redact import known_secrets
+from llama_core.redact import known_secrets, redact
 from llama_core.types import (
     Message,
     SamplingParams,
@@ -186,6 +186,7 @@ class OllamaInference:
     def __init__(self, config: OllamaImplConfig) -> None:
         self.config = config
         self.url = config.url.rstrip("/")
+        self.shown_url = redact(self.url)  # for messages: a url may carry user:password@
         # A local server: a refused connection means "not running", so it is not retried.
         self.retry = RetryPolicy(retry_connect_errors=False)
         self._http: httpx.AsyncClient | None = None
@@ -207,7 +208,7 @@ class OllamaInference:
             self._http = None
 
     def not_running(self) -> UnavailableError:
-        return UnavailableError(f"Ollama is not running at {self.url}: start it with `ollama serve` in a separate terminal.")
+        return UnavailableError(f"Ollama is not running at {self.shown_url}: start it with `ollama serve` in a separate terminal.")
 
     async def _send(self, verb: str, path: str, body: dict[str, Any] | None, *, stream: bool = False, tag: str = "") -> httpx.Response:
         import httpx
@@ -223,13 +224,13 @@ class OllamaInference:
         except httpx.ConnectError:
             raise self.not_running() from None
         except httpx.TransportError as e:
-            raise ProviderError(f"Ollama at {self.url} failed: {e or type(e).__name__}") from None
+            raise ProviderError(redact(f"Ollama at {self.url} failed: {e or type(e).__name__}", known_secrets())) from None
         if response.status_code == 404 and tag:
-            raise NotFoundError(f"Model {tag} is not pulled in Ollama at {self.url}: run `ollama pull {tag}` first.")
+            raise NotFoundError(f"Model {tag} is not pulled in Ollama at {self.shown_url}: run `ollama pull {tag}` first.")
         if response.status_code >= 400:
             wait = parse_retry_after(response.headers.get("retry-after"))
             # Ollama takes no key: a 401/403 comes from something in front of it.
-            key = f"what is in front of Ollama at {self.url} (this stack sends it no credentials)"
+            key = f"what is in front of Ollama at {self.shown_url} (this stack sends it no credentials)"
             raise vendor_error(VENDOR, response.status_code, error_message(response.content), secrets=known_secrets(), key=key, wait=wait)
         return response
 
