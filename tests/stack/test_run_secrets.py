@@ -86,3 +86,30 @@ def test_allowed_hosts_from_the_flag_and_the_config(allowing: str, host: str, al
         assert answer.json()["error"]["message"] == (
             f"Host '{name}' is not allowed: this server answers to localhost; start it with --allowed-host {name} to allow it."
         )
+
+
+@pytest.mark.parametrize(("how", "warned"), [("argument", True), ("env", False), ("stdin", False)])
+def test_the_inference_client_takes_the_key_the_same_three_ways(how: str, warned: bool) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from rpc.fakes import FakeStack
+    from rpc.server import running_server
+
+    from llama_rpc.http import create_app
+
+    argv, env, stdin = ["--message", "hi"], {k: v for k, v in os.environ.items() if k != "LLAMA_STACK_API_KEY"}, ""
+    if how == "argument":
+        argv += ["--api-key", KEY]
+    elif how == "env":
+        env["LLAMA_STACK_API_KEY"] = KEY
+    else:
+        argv, stdin = ["--api-key", "-"], KEY + "\nhi\n"  # the key's line, then the message
+    with running_server(lambda: create_app(FakeStack(), api_key=KEY)) as url:
+        done = subprocess.run([sys.executable, "-m", "llama_cli.client.inference", "127.0.0.1", url.rsplit(":", 1)[1], *argv],
+                              input=stdin, capture_output=True, text=True, env={**env, "NO_COLOR": "1"}, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Assistant> You said: hi" in done.stdout
+    assert done.stderr == (WARNING + "\n" if warned else "")
+    assert KEY not in done.stdout + done.stderr
