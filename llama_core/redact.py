@@ -5,9 +5,10 @@
 
 Two passes. First the secrets we know (`known_secrets`: the API keys of a provider's config, every
 value of the request's provider data; the Authorization we send is one of these), wherever they
-appear. Then the shapes a secret we do not know takes: `Bearer <token>` (and Basic), `api_key=<v>`,
-`"token": "<v>"`, `x-api-key: <v>` (any name holding api_key, token, secret or password), a URL's
-`user:password@`, and a URL's query string (signed URLs carry their signature there).
+appear. Then the shapes a secret we do not know takes: `Bearer <token>`, `Authorization: Basic <v>`,
+`api_key=<v>`, `"token": "<v>"`, `x-api-key: <v>` (a name ending in api_key, token, secret, password
+or authorization), a URL's `user:password@`, and a URL's query string (signed URLs carry their
+signature there).
 
 A known secret shorter than MIN_SECRET characters is not searched for: replacing every "k" of a
 message would destroy it, and no real key is that short.
@@ -25,7 +26,9 @@ MIN_SECRET = 6
 # Field names that hold a secret (config fields, provider-data keys, --set names).
 SECRET_HINTS = ("api_key", "token", "secret", "password")
 
-_BEARER = re.compile(r"(?i)\b(bearer|basic)(\s+)(?!\*\*\*)[A-Za-z0-9._~+/=:-]+")
+_BEARER = re.compile(r"(?i)\b(bearer)(\s+)(?!\*\*\*)[A-Za-z0-9._~+/=:-]+")
+# Basic only after Authorization: "a basic model" is prose.
+_BASIC = re.compile(r"""(?i)(authorization["']?\s*[:=]\s*["']?basic\s+)(?!\*\*\*)[A-Za-z0-9+/=]+""")
 # `name: value`, `name=value`, `"name": "value"` where the name holds a hint; the value runs to a
 # quote, space, comma, ampersand or brace. A value that is a scheme (Bearer ...) is left to _BEARER.
 _PAIR = re.compile(
@@ -52,6 +55,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     for secret in sorted({s for s in secrets if len(s) >= MIN_SECRET}, key=len, reverse=True):
         text = text.replace(secret, MASK)
     text = _BEARER.sub(rf"\1\2{MASK}", text)
+    text = _BASIC.sub(rf"\1{MASK}", text)
     text = _PAIR.sub(rf"\1{MASK}", text)
     text = _USERINFO.sub(rf"\1{MASK}@", text)
     return redact_urls(text)
