@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import httpx
 
 C = TypeVar("C", bound=Base)
+Translate = Callable[[errors.LlamaError], errors.LlamaError] | None
 
 
 def errors_by_status(root: type[errors.LlamaError] = errors.LlamaError) -> dict[int, type[errors.LlamaError]]:
@@ -98,10 +99,11 @@ def query_params(request: Base) -> list[tuple[str, str]]:
 class ChunkStream(AsyncIterator[C]):
     """The chunks of one streamed answer; `aclose()` (or the end) releases the connection."""
 
-    def __init__(self, response: httpx.Response, chunk_type: type[C]) -> None:
+    def __init__(self, response: httpx.Response, chunk_type: type[C], translate: Translate = None) -> None:
         self._response = response
         self._events = iter_sse_data(response.aiter_lines())
         self._decoder = msgspec.json.Decoder(chunk_type)
+        self._translate = translate
 
     def __aiter__(self) -> ChunkStream[C]:
         return self
@@ -116,7 +118,8 @@ class ChunkStream(AsyncIterator[C]):
             async for _ in self._events:  # the server ends a stream after its error event; reading
                 pass  # to the end finishes httpx's own generators too (trio warns about open ones)
             await self.aclose()
-            raise error_from_answer(self._status_of(event), event.encode())
+            error = error_from_answer(self._status_of(event), event.encode())
+            raise error if self._translate is None else self._translate(error)
         return self._decoder.decode(event)
 
     @staticmethod
@@ -154,10 +157,13 @@ class StackClient:
         api_key: str | None = None,
         timeout: float | None = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        translate: Translate = None,
     ) -> None:
+        """`translate`: what the server's errors become here (default: the class it raised)."""
         import httpx
 
         self.base_url = base_url.rstrip("/")
+        self._translate = translate
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -200,9 +206,10 @@ class StackClient:
         if response.status_code != 200:
             body = await response.aread()
             await response.aclose()
-            raise error_from_answer(response.status_code, body)
+            error = error_from_answer(response.status_code, body)
+            raise error if self._translate is None else self._translate(error)
         if streaming:
-            return ChunkStream(response, method.chunk_type)
+            return ChunkStream(response, method.chunk_type, self._translate)
         return msgspec.json.decode(response.content, type=method.response_type)
 
     async def health(self) -> dict[str, Any]:

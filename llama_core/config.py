@@ -51,6 +51,12 @@ class RemoteProviderConfig(Base, kw_only=True):
         self.url = self.url.rstrip("/")
 
 
+class RemoteStackConfig(RemoteProviderConfig, kw_only=True):
+    """Another llama-toolchain server; `api_key` if it was started with one (`--api-key`)."""
+
+    api_key: str | None = None
+
+
 class OllamaImplConfig(RemoteProviderConfig, kw_only=True):
     url: str = "http://localhost:11434"
 
@@ -111,6 +117,8 @@ class RunConfig(Base, kw_only=True):
     # venv directory, conda env name or container image tag; None: the environment running llama.
     environment: str | None = None
     built_at: str | None = None
+    # Host / Origin names the HTTP server answers besides this machine's loopback (llama_rpc/origin.py).
+    allowed_hosts: list[str] | None = None
     providers: dict[str, dict[str, Any]] = {}
 
 
