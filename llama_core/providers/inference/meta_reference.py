@@ -27,6 +27,7 @@ from llama_core.errors import (
     ModelNotFoundError,
     NotFoundError,
     UnsupportedError,
+    shown,
 )
 from llama_core.models.registry import Model, resolve_model
 from llama_core.prompt.chat_format import ChatFormat
@@ -225,7 +226,7 @@ class MetaReferenceInference:
 
     def _check_model(self, model_id: str) -> None:
         if resolve_model(model_id).descriptor != self.model.descriptor:
-            raise NotFoundError(f"Model '{model_id}' is not served here; this stack serves {self.model.descriptor}.")
+            raise NotFoundError(f"Model '{shown(model_id)}' is not served here; this stack serves {self.model.descriptor}.")
 
     def _check_length(self, prompt: Sequence[int]) -> None:
         if len(prompt) >= self.config.max_seq_len:
