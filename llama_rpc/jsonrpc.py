@@ -35,6 +35,7 @@ from llama_core.errors import (
     NotConfiguredError,
     NotFoundError,
     PayloadTooLargeError,
+    shown,
 )
 from llama_core.types import CompletionMessage, StopReason, ToolCall
 from llama_core.types._base import Base
@@ -48,7 +49,7 @@ from llama_core.types.inference import (
     ToolCallDelta,
     ToolCallParseStatus,
 )
-from llama_core.types.schema import decode_request
+from llama_core.types.schema import MAX_JSON_DEPTH, decode_request, json_too_deep
 from llama_rpc.methods import METHODS, Method, provider_call
 from llama_rpc.stdio import TooLong
 
@@ -331,7 +332,10 @@ class Connection:
             tg.start_soon(self._writer)
             try:
                 async for line in lines:
-                    self.on_line(line)
+                    try:
+                        self.on_line(line)
+                    except Exception as error:  # noqa: BLE001 -- a bug here must not end the connection
+                        self._push(encode(ErrorResponse(id=None, error=error_object(error))))
                 self._closing = True
                 if not self.in_flight:
                     self._drained.set()
@@ -365,6 +369,9 @@ class Connection:
         if isinstance(line, TooLong):
             self._error(None, INVALID_REQUEST, "Message too large")
             return
+        if json_too_deep(line):  # before decoding: msgspec recurses once per level (and would crash)
+            self._error(None, INVALID_REQUEST, f"Invalid request: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            return
         try:
             message = _incoming.decode(line)
         except msgspec.ValidationError:  # valid JSON, but not an object (arrays: batches)
@@ -391,11 +398,11 @@ class Connection:
         elif not isinstance(message.method, str):
             self._error(request_id, INVALID_REQUEST, "Invalid request: method must be a string")
         elif message.method.startswith("notifications/"):
-            self._error(request_id, INVALID_REQUEST, f"Invalid request: {message.method} is a notification; send it without an id")
+            self._error(request_id, INVALID_REQUEST, f"Invalid request: {shown(message.method)} is a notification; send it without an id")
         elif request_id in self.in_flight:
-            self._error(request_id, INVALID_REQUEST, f"Invalid request: id {request_id!r} is already in use")
+            self._error(request_id, INVALID_REQUEST, f"Invalid request: id {shown(repr(request_id))} is already in use")
         elif message.method not in self.handlers:
-            self._error(request_id, METHOD_NOT_FOUND, "Method not found", message.method)
+            self._error(request_id, METHOD_NOT_FOUND, "Method not found", shown(message.method))
         else:
             params = None if message.params is msgspec.UNSET else message.params
             scope = anyio.CancelScope()

@@ -45,7 +45,7 @@ from llama_core.types import (
 )
 from llama_core.types import inference as ours
 from llama_core.types.models import ModelsGetRequest, ModelsListRequest
-from llama_core.types.schema import decode_request
+from llama_core.types.schema import MAX_JSON_DEPTH, decode_request, json_too_deep
 from llama_rpc import openai_types as oa
 from llama_rpc.errors import openai_error_body
 from llama_rpc.sse import closing, sse_stream
@@ -126,24 +126,31 @@ def stop_list(stop: str | list[str] | None) -> list[str]:
     return stops
 
 
+def _param_type(json_type: str | list[str] | None) -> str:
+    return "string" if json_type is None else json_type if isinstance(json_type, str) else " | ".join(json_type)
+
+
 def _tool_definition(tool: oa.OpenAITool) -> ToolDefinition:
-    schema = tool.function.parameters or {}
-    required = set(schema.get("required", []))
+    schema = tool.function.parameters or oa.OpenAIFunctionParameters()
+    required = set(schema.required)
     params = {
         name: ToolParamDefinition(
-            param_type=str(prop.get("type", "string")),
-            description=prop.get("description"),
+            param_type=_param_type(prop.type),
+            description=prop.description,
             required=name in required,
-            default=prop.get("default"),
+            default=prop.default,
         )
-        for name, prop in schema.get("properties", {}).items()
+        for name, prop in schema.properties.items()
     }
     return ToolDefinition(tool_name=tool.function.name, description=tool.function.description, parameters=params)
 
 
 def _tool_call(call: oa.OpenAIToolCall, field: str) -> ToolCall:
+    text = call.function.arguments or "{}"
+    if json_too_deep(text.encode()):  # json.loads recurses once per level
+        raise InvalidRequestError(f"`{field}` is nested deeper than {MAX_JSON_DEPTH} levels", field=field)
     try:
-        arguments = json.loads(call.function.arguments or "{}")
+        arguments = json.loads(text)
     except json.JSONDecodeError:
         arguments = None
     if not isinstance(arguments, dict):

@@ -65,10 +65,27 @@ class OpenAIToolMessage(_Struct, tag_field="role", tag="tool"):
 OpenAIMessage: TypeAlias = OpenAISystemMessage | OpenAIDeveloperMessage | OpenAIUserMessage | OpenAIAssistantMessage | OpenAIToolMessage
 
 
+class OpenAIParameter(_Struct):
+    """One property of a function's parameters: the JSON Schema keywords a tool prompt shows
+    (others, such as `enum` or `items`, are accepted and not used)."""
+
+    type: str | list[str] | None = None
+    description: str | None = None
+    default: Any = None
+
+
+class OpenAIFunctionParameters(_Struct):
+    """A function's parameters: a JSON Schema of an object (other keywords accepted, not used)."""
+
+    type: Literal["object"] = "object"
+    properties: dict[str, OpenAIParameter] = {}
+    required: list[str] = []
+
+
 class OpenAIFunctionDefinition(_Struct):
     name: str
     description: str | None = None
-    parameters: dict[str, Any] | None = None  # a JSON Schema object
+    parameters: OpenAIFunctionParameters | None = None
     strict: bool | None = None
 
 
