@@ -9,7 +9,8 @@ Every route of the method table is a method of the same name; params are the req
 decoded with `decode_request` at the edge. Each request runs in its own task, so a slow call never
 blocks another (or a ping); `cancel(id)` stops one and it gets no answer. At the end of input,
 in-flight requests finish (within `eof_grace`: unbounded, or a second once MCP is initialized). Codes: -32700 parse
-error, -32600 invalid request, -32601 method not found (also an API this stack does not serve),
+error, -32600 invalid request (also a line nested deeper than MAX_JSON_DEPTH, answered before it is
+decoded, so with id null), -32601 method not found (also an API this stack does not serve),
 -32602 invalid params (with `data.field`; also unknown ids such as a model, and too-large input),
 -32603 internal error. Never code 0.
 

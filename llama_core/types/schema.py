@@ -152,7 +152,8 @@ def json_too_deep(data: bytes | memoryview, limit: int = MAX_JSON_DEPTH) -> bool
     No decoding and no Python loop over bytes: a text with at most `limit` brackets is shallow at
     once; otherwise its strings are cut out and only brackets kept, then either each of up to
     `limit` passes removes the innermost pairs (one level), or, for many brackets, NumPy's running
-    sum gives the depth. Unbalanced brackets are left for the decoder to refuse.
+    sum gives the depth. Unbalanced brackets (malformed JSON, which the decoder refuses anyway)
+    may count either way.
     """
     data = bytes(data)
     if data.count(b"[") + data.count(b"{") <= limit:
