@@ -61,12 +61,15 @@ def test_json_too_deep(text: str, deep: bool) -> None:
     assert json_too_deep(text.encode()) is deep
 
 
+TOOL_WITH_DEFAULT = [{"tool_name": "f", "parameters": {"p": {"param_type": "str", "default": "VALUE"}}}]
+
+
 def test_decode_request_refuses_deep_json_before_decoding() -> None:
-    body = with_value({"model": "m", "messages": HI, "tools": [{"tool_name": "f", "parameters": {"p": {"param_type": "str", "default": "VALUE"}}}]}, nested(DEEP))  # fmt: skip
+    body = {"model": "m", "messages": HI, "tools": TOOL_WITH_DEFAULT}
     with pytest.raises(InvalidRequestError, match=r"^Invalid request: JSON nested deeper than 64 levels$"):
-        decode_request(ChatCompletionRequest, body)
-    shallow = with_value({"model": "m", "messages": HI, "tools": [{"tool_name": "f", "parameters": {"p": {"param_type": "str", "default": "VALUE"}}}]}, nested(MAX_JSON_DEPTH - 5))  # fmt: skip
-    assert decode_request(ChatCompletionRequest, shallow).tools[0].parameters["p"].default is not None
+        decode_request(ChatCompletionRequest, with_value(body, nested(DEEP)))
+    shallow = decode_request(ChatCompletionRequest, with_value(body, nested(MAX_JSON_DEPTH - 5)))
+    assert shallow.tools[0].parameters is not None and shallow.tools[0].parameters["p"].default is not None
 
 
 # --- echoes are cut ---------------------------------------------------------------------------
@@ -141,8 +144,7 @@ NATIVE_CHAT = {"model": TINY_MODEL, "messages": HI, "sampling_params": {"max_tok
                      v1_error("`messages[1].tool_calls[0].function.arguments` is nested deeper than 64 levels",
                               "messages[1].tool_calls[0].function.arguments"), id="v1-tool-call-arguments-string"),
         pytest.param("/inference/chat_completion",
-                     with_value({**NATIVE_CHAT, "tools": [{"tool_name": "f", "parameters": {"p": {"param_type": "str", "default": "VALUE"}}}]},
-                                nested(DEEP)),
+                     with_value({**NATIVE_CHAT, "tools": TOOL_WITH_DEFAULT}, nested(DEEP)),
                      native_error(NESTED_ERROR), id="native-tool-parameter-default"),
         pytest.param("/inference/chat_completion",
                      with_value({**NATIVE_CHAT, "messages": [*HI, {"role": "assistant", "content": "", "stop_reason": "end_of_message",
