@@ -3,7 +3,7 @@
 Over a real HTTP server (native and /v1) and the real stdio process (JSON-RPC): a seed the torch
 generator cannot take is a 400 / -32602 and the engine keeps serving; a stop sequence cuts the
 greedy text where it first appears and ends the engine's sequence there (fewer tokens generated,
-its batch slot freed).
+its batch slot freed); a prompt too long for the context in any tokenization is refused by its size.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ pytest.importorskip("torch")
 MODEL = "Llama3.2-1B-Instruct"
 MAX_SEQ_LEN = 512
 MAX_TOKENS = 24
+LONGEST_LLAMA3_TOKEN = 128  # bytes: a run of spaces
 USER = [{"role": "user", "content": "Tell me a story."}]
 
 
@@ -213,3 +214,29 @@ def test_a_stop_sequence_in_a_chat(served: tuple[str, Any, list[Any]], stdio: St
     v1 = httpx.post(url + "/v1/chat/completions", json=chat(max_tokens=MAX_TOKENS, stop=[stop]), timeout=60).json()
     assert (v1["choices"][0]["message"]["content"], v1["choices"][0]["finish_reason"]) == (expected, "stop")
     assert stdio.call("inference/chat_completion", cut)["result"]["completion_message"] == reply
+
+
+# --- prompts too long for the context ------------------------------------------------------------
+
+
+def test_a_prompt_that_cannot_fit_is_refused_by_its_size(served: tuple[str, Any, list[Any]], stdio: Stdio) -> None:
+    url, _, _ = served
+    cap = MAX_SEQ_LEN * LONGEST_LLAMA3_TOKEN
+    too_long = "x" * (cap + 1)
+    message = (
+        f"The prompt is {cap + 1} bytes, more than this model's context (max_seq_len {MAX_SEQ_LEN} tokens) can hold: "
+        f"at most {cap} bytes. Shorten it."
+    )
+    reply = httpx.post(url + "/inference/completion", json={"model": MODEL, "content": too_long}, timeout=60)
+    assert (reply.status_code, reply.json()["error"]) == (
+        400, {"message": message, "type": "invalid_request", "status": 400, "field": "content"}
+    )  # fmt: skip
+    reply = httpx.post(url + "/inference/chat_completion", json=chat(messages=[{"role": "user", "content": too_long}]), timeout=60)
+    assert (reply.status_code, reply.json()["error"]["field"]) == (400, "messages")
+    answer = stdio.call("inference/chat_completion", chat(messages=[{"role": "user", "content": too_long}]))
+    assert (answer["error"]["code"], answer["error"]["message"]) == (-32602, message)
+    # A run of spaces is the most a token holds: the cap's worth of them fits, and is refused by tokens.
+    spaces = " " * cap
+    reply = httpx.post(url + "/inference/completion", json={"model": MODEL, "content": spaces}, timeout=60)
+    assert (reply.status_code, reply.json()["error"]["field"]) == (400, "content")
+    assert reply.json()["error"]["message"].startswith("The prompt has ")

@@ -5,8 +5,10 @@ ChatFormat, or the checkpoint's Jinja chat template for other Llama-architecture
 worker group owns the weights and streams token ids back. Concurrent requests share the workers'
 continuous batch.
 
-Stop sequences (`sampling_params.stop`) are cut as the text is decoded, and the engine's sequence
-ends at the first match.
+Prompts are tokenized in a worker thread, so a long one never stalls the event loop; one too long
+to fit the context whatever its tokens is refused by its size in bytes first. Stop sequences
+(`sampling_params.stop`) are cut as the text is decoded, and the engine's sequence ends at the
+first match.
 
     async with MetaReferenceInference(MetaReferenceInferenceConfig(model="SmolLM2-135M-Instruct")) as inf:
         response = await inf.chat_completion(ChatCompletionRequest(model=..., messages=[...]))
@@ -44,10 +46,13 @@ from llama_core.tokenizer import Llama3Tokenizer, Tokenizer
 from llama_core.types import (
     CompletionMessage,
     Content,
+    Message,
     SamplingParams,
     SamplingStrategy,
     StopReason,
     TokenLogProbs,
+    UserMessage,
+    content_text,
 )
 from llama_core.types._base import Base
 from llama_core.types.inference import (
@@ -111,6 +116,18 @@ def gen_params(sp: SamplingParams, tokenizer: Tokenizer, logprobs: int = 0) -> G
     )
 
 
+def longest_token_bytes(tokenizer: Tokenizer) -> int:
+    """The UTF-8 size of the tokenizer's longest token (128 for Llama 3: a run of spaces)."""
+    return max(len(tokenizer.id_to_piece(i).encode()) for i in range(tokenizer.vocab_size))
+
+
+def dialog_bytes(messages: Sequence[Message]) -> int:
+    """The UTF-8 size of a dialog's text: each message's content, and a user turn's RAG context."""
+    texts = [content_text(m.content) for m in messages]
+    texts += [content_text(m.context) for m in messages if isinstance(m, UserMessage) and m.context is not None]
+    return sum(len(t.encode()) for t in texts)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Run:
     """One finished sequence: its ids, its text, why it ended; `cut` when a stop sequence ended it."""
@@ -131,6 +148,7 @@ class MetaReferenceInference:
         self.ckpt_dir = Path(config.checkpoint_dir or paths.model_checkpoint_dir(self.model.descriptor)).expanduser()
         self.tokenizer: Tokenizer | None = None
         self.format: ChatFormat | JinjaChatFormat | None = None
+        self.prompt_bytes_max = 0  # a prompt longer than this cannot fit the context, whatever its tokens
         self.group: WorkerGroup | None = None
 
     async def __aenter__(self) -> MetaReferenceInference:
@@ -140,6 +158,8 @@ class MetaReferenceInference:
                 f"Run `llama download --model-id {self.model.descriptor}` first."
             )
         self.tokenizer, self.format = await anyio.to_thread.run_sync(self._load_format)
+        token_bytes = await anyio.to_thread.run_sync(longest_token_bytes, self.tokenizer)
+        self.prompt_bytes_max = self.config.max_seq_len * token_bytes
         spec = WorkerSpec(
             ckpt_dir=str(self.ckpt_dir),
             world_size=self.config.model_parallel_size or shard_count(self.ckpt_dir),
@@ -170,7 +190,7 @@ class MetaReferenceInference:
         self, request: ChatCompletionRequest
     ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
         """A reply to `request.messages`; a chunk stream (start, progress..., complete) if `stream`."""
-        prompt = self.chat_prompt(request)
+        prompt = await anyio.to_thread.run_sync(self.chat_prompt, request)
         params = self.gen_params(request.sampling_params, request.logprobs)
         stops = request.sampling_params.stop
         if request.stream:
@@ -183,7 +203,7 @@ class MetaReferenceInference:
     ) -> CompletionResponse | AsyncIterator[CompletionResponseStreamChunk]:
         """A raw continuation of `request.content` (no chat template); a chunk stream if `stream`."""
         self._check_model(request.model)
-        prompt = self.completion_prompt(request.content)
+        prompt = await anyio.to_thread.run_sync(self.completion_prompt, request.content)
         params = self.gen_params(request.sampling_params, request.logprobs)
         stops = request.sampling_params.stop
         if request.stream:
@@ -193,8 +213,11 @@ class MetaReferenceInference:
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
         """Every dialog at once: they share the continuous batch, so this is faster than one by one."""
+        self._check_model(request.model)
         requests = chat_requests(request)
-        prompts = [self.chat_prompt(r) for r in requests]  # validate all before running any
+        for i, r in enumerate(requests):  # every size first: refusing one must not cost a tokenization
+            self._check_bytes(dialog_bytes(r.messages), f"messages_batch[{i}]")
+        prompts = await anyio.to_thread.run_sync(lambda: [self.chat_prompt(r) for r in requests])  # all before any runs
         params = self.gen_params(request.sampling_params, request.logprobs)
         runs = await self._run_all(prompts, params, request.sampling_params.stop)
         return BatchChatCompletionResponse(completion_message_batch=[self._message(run) for run in runs])
@@ -202,7 +225,9 @@ class MetaReferenceInference:
     async def batch_completion(self, request: BatchCompletionRequest) -> BatchCompletionResponse:
         """One CompletionMessage per prompt of `content_batch`, in order."""
         self._check_model(request.model)
-        prompts = [self.completion_prompt(c) for c in request.content_batch]
+        for i, c in enumerate(request.content_batch):
+            self._check_bytes(len(content_text(c).encode()), f"content_batch[{i}]")
+        prompts = await anyio.to_thread.run_sync(lambda: [self.completion_prompt(c) for c in request.content_batch])
         params = self.gen_params(request.sampling_params, request.logprobs)
         runs = await self._run_all(prompts, params, request.sampling_params.stop)
         return BatchCompletionResponse(
@@ -238,6 +263,15 @@ class MetaReferenceInference:
         if resolve_model(model_id).descriptor != self.model.descriptor:
             raise NotFoundError(f"Model '{model_id}' is not served here; this stack serves {self.model.descriptor}.")
 
+    def _check_bytes(self, size: int, field: str) -> None:
+        """Refuse, before tokenizing, a prompt of `size` UTF-8 bytes that no tokenization fits in the context."""
+        if size > self.prompt_bytes_max:
+            raise InvalidRequestError(
+                f"The prompt is {size} bytes, more than this model's context (max_seq_len "
+                f"{self.config.max_seq_len} tokens) can hold: at most {self.prompt_bytes_max} bytes. Shorten it.",
+                field=field,
+            )
+
     def _check_length(self, prompt: Sequence[int], field: str = "messages") -> None:
         if len(prompt) >= self.config.max_seq_len:
             raise InvalidRequestError(
@@ -247,8 +281,12 @@ class MetaReferenceInference:
             )
 
     def chat_prompt(self, request: ChatCompletionRequest) -> list[int]:
-        """The prompt's token ids: system prompt and tools per model family, then the chat format."""
+        """The prompt's token ids: system prompt and tools per model family, then the chat format.
+
+        Tokenizing is slow for long prompts (about a second per MB): call it in a worker thread.
+        """
         self._check_model(request.model)
+        self._check_bytes(dialog_bytes(request.messages), "messages")
         if request.tools and isinstance(self.format, JinjaChatFormat):
             raise UnsupportedError(f"{self.model.descriptor} does not support tool calling.", field="tools")
         messages = prepare_messages(
@@ -263,7 +301,8 @@ class MetaReferenceInference:
         return prompt
 
     def completion_prompt(self, content: Content) -> list[int]:
-        """A raw completion's token ids (BOS, then the text)."""
+        """A raw completion's token ids (BOS, then the text); call it in a worker thread, as chat_prompt."""
+        self._check_bytes(len(content_text(content).encode()), "content")
         prompt = self._fmt.encode_content(content)
         self._check_length(prompt, "content")
         return prompt
