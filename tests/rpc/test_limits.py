@@ -144,3 +144,16 @@ async def test_jsonrpc_and_mcp_refuse_alike(
     assert stack.providers["inference"].requests == []
     async with connected(stack) as peer:  # and the server goes on serving
         assert "result" in await peer.call("inference/chat_completion", native_body({}))
+
+
+def test_the_schemas_show_the_limits() -> None:
+    # MCP's inputSchema and /openapi.json are built from the same types, so clients see the limits too.
+    from llama_core.types.inference import ChatCompletionRequest
+    from llama_core.types.schema import json_schema
+
+    schema = json_schema(ChatCompletionRequest)
+    sampling = schema["properties"]["sampling_params"]["properties"]
+    assert (sampling["temperature"]["minimum"], sampling["temperature"]["maximum"]) == (0, 2.0)
+    assert (sampling["seed"]["anyOf"][0]["minimum"], sampling["seed"]["anyOf"][0]["maximum"]) == (-(2**63), 2**63 - 1)
+    assert sampling["stop"]["maxItems"] == STOP_MAX_COUNT and sampling["stop"]["items"]["maxLength"] == STOP_MAX_CHARS
+    assert schema["properties"]["messages"]["minItems"] == 1
