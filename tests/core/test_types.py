@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from llama_core.errors import InvalidRequestError
+from llama_core.routes import METHODS
 from llama_core.types import agents, inference, memory, models, safety
 from llama_core.types import *  # noqa: F403
 from llama_core.types._base import Base
@@ -511,6 +512,7 @@ def test_bad_request_names_the_field(body: bytes, field: str | None, message: st
     assert info.value.status == 400
 
 
+REQUEST_TYPES = {name: method.request_type for name, method in METHODS.items()}
 REQUEST_EXAMPLES = [v for v in EXAMPLES.values() if type(v) in set(REQUEST_TYPES.values())]
 
 
