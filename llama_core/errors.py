@@ -58,10 +58,14 @@ class UnsupportedError(InvalidRequestError):
 
 
 class AuthenticationError(LlamaError):
+    """A server's API key is missing or wrong."""
+
     status = 401
 
 
 class NotFoundError(LlamaError):
+    """An unknown model, agent, session, memory bank or document."""
+
     status = 404
 
 
@@ -76,22 +80,32 @@ class ModelNotFoundError(NotFoundError):
 
 
 class ConflictError(LlamaError):
+    """It exists already, or is in the wrong state for this request."""
+
     status = 409
 
 
 class PayloadTooLargeError(LlamaError):
+    """A body or prompt over the limit."""
+
     status = 413
 
 
 class NotConfiguredError(LlamaError):
+    """The API has no provider in this stack."""
+
     status = 501
 
 
 class UnavailableError(LlamaError):
+    """Busy, or the worker group is down: try again later."""
+
     status = 503
 
 
 class ProviderError(LlamaError):
+    """A remote vendor failed (after retries where safe)."""
+
     status = 502
 
 

@@ -3,11 +3,13 @@
     POST/GET/DELETE /<route>   decode at the edge (body, or the query string of GET), call the
                                provider, answer JSON, or SSE (`data: <json>\\n\\n`) for a stream
     GET /health                {"status": "OK"} (never behind the API key: for liveness probes)
-    GET /openapi.json          the OpenAPI 3.1 document of all of it
+    GET /openapi.json          the OpenAPI 3.1 document of what this stack serves
     /v1/..., /v1/openai/v1/... the OpenAI-compatible routes (llama_rpc/openai.py)
 
-Errors become statuses and bodies in llama_rpc/errors.py only. With an API key, every other
-request must carry `Authorization: Bearer <key>` (401 otherwise).
+Errors become statuses and bodies in llama_rpc/errors.py only. Every request's Host, Origin and
+body type are checked first (llama_rpc/origin.py: 403, 415), against pages that would drive the
+server from a browser. With an API key, every other request must carry
+`Authorization: Bearer <key>` (401 otherwise).
 
 Non-goals: no business logic (a transport decodes, calls, encodes), no sessions or cookies, no
 CORS, no TLS (put a proxy in front).
@@ -18,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -30,12 +32,13 @@ from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 from llama_core.errors import AuthenticationError
 from llama_core.providers.provider_data import HEADER as PROVIDER_DATA_HEADER
 from llama_core.providers.provider_data import set_provider_data
+from llama_core.routes import METHODS, Method, provider_call, served_methods, wants_stream
 from llama_core.types._base import Base
 from llama_core.types.schema import decode_request, json_too_deep
 from llama_rpc import openai
 from llama_rpc.errors import error_body, openai_error_body
-from llama_rpc.methods import METHODS, Method, provider_call, wants_stream
 from llama_rpc.openapi import openapi_document
+from llama_rpc.origin import RequestGuard
 from llama_rpc.sse import sse_stream
 
 MAX_BODY_BYTES = 16 * 1024 * 1024  # beyond this: 413
@@ -264,15 +267,7 @@ def _header(name: str) -> str | None:
 
 def serving_lines(stack: Any) -> list[str]:
     """`Serving POST /inference/chat_completion`... for each route whose API this stack has."""
-    from llama_core.errors import NotConfiguredError
-
-    lines = []
-    for method in METHODS.values():
-        try:
-            stack.api(method.api)
-        except NotConfiguredError:
-            continue
-        lines.append(f"Serving {method.verb} {method.path}")
+    lines = [f"Serving {method.verb} {method.path}" for method in served_methods(stack)]
     lines += [f"Serving {verb} {path}" for verb, path in openai.ROUTES]
     lines += ["Serving GET /health", "Serving GET /openapi.json"]
     return lines
@@ -284,31 +279,38 @@ def create_app(
     api_key: str | None = None,
     openai_done: bool = False,
     max_body_bytes: int = MAX_BODY_BYTES,
+    methods: Mapping[str, Method] = METHODS,
+    bind: str | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> Quart:
     """The Quart app serving `stack` (anything with `api(name)`, as llama_core.stack.Stack).
 
+    `methods`: the route table (llama_core.routes); /openapi.json lists the routes `stack` serves.
     `api_key`: require `Authorization: Bearer <api_key>` on every route but /health.
     `openai_done`: end OpenAI-compatible streams with `data: [DONE]` (off by default).
+    `bind`: the `host:port` it is served on (None: a loopback address); with `allowed_hosts`, the
+    Host and Origin values it answers (llama_rpc/origin.py).
     """
     app = Quart(__name__, static_folder=None)
     app.asgi_http_class = HTTPConnection
     app.request_class = DrainingRequest
     app.config.update(MAX_CONTENT_LENGTH=max_body_bytes, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=60)
 
-    for method in METHODS.values():
+    for method in methods.values():
         app.add_url_rule(method.path, method.name, _route_handler(stack, method), methods=[method.verb])
 
     async def health() -> Response:
         return json_response({"status": "OK"})
 
     async def openapi_json() -> Response:
-        return json_response(openapi_document())
+        return json_response(openapi_document(served_methods(stack, methods)))
 
     app.add_url_rule("/health", "health", health, methods=["GET"])
     app.add_url_rule("/openapi.json", "openapi", openapi_json, methods=["GET"])
     openai.register(app, stack, done=openai_done)
 
     expected = f"Bearer {api_key}".encode() if api_key else None
+    guard = RequestGuard(bind, allowed_hosts)
 
     @app.before_request
     async def before_request() -> None:
@@ -316,6 +318,9 @@ def create_app(
         # Every body is read before anything answers, errors included: an answer sent before its
         # request's body has arrived leaves the connection unusable for the client's next request.
         await read_body()
+        refused = guard.check(request.method, _header("Host"), _header("Origin"), _header("Content-Type"))
+        if refused is not None:
+            raise refused
         if expected is not None and request.path != "/health":
             given = _header("Authorization") or ""
             if not hmac.compare_digest(given.encode(), expected):

@@ -38,20 +38,10 @@ from llama_core.errors import (
     PayloadTooLargeError,
     shown,
 )
-from llama_core.types import CompletionMessage, StopReason, ToolCall
+from llama_core.routes import METHODS, Method, provider_call
 from llama_core.types._base import Base
-from llama_core.types.agents import AgenticSystemTurnResponseStreamChunk
-from llama_core.types.inference import (
-    ChatCompletionResponse,
-    ChatCompletionResponseEventType,
-    ChatCompletionResponseStreamChunk,
-    CompletionResponse,
-    CompletionResponseStreamChunk,
-    ToolCallDelta,
-    ToolCallParseStatus,
-)
+from llama_core.types.folds import fold
 from llama_core.types.schema import MAX_JSON_DEPTH, decode_request, json_too_deep
-from llama_rpc.methods import METHODS, Method, provider_call
 from llama_rpc.stdio import TooLong
 
 log = logging.getLogger("llama_rpc.jsonrpc")
@@ -161,59 +151,6 @@ def error_object(error: BaseException) -> ErrorObject:
 
 # --- streams folded into one result -----------------------------------------------------------
 
-
-def _chat_text(chunk: ChatCompletionResponseStreamChunk) -> str:
-    delta = chunk.event.delta
-    if isinstance(delta, ToolCallDelta):
-        return delta.content if isinstance(delta.content, str) else ""
-    return delta
-
-
-def fold_chat(chunks: list[ChatCompletionResponseStreamChunk]) -> ChatCompletionResponse:
-    """The ChatCompletionResponse a non-streaming call would have given."""
-    text, calls, logprobs, stop = [], [], [], None
-    for chunk in chunks:
-        event = chunk.event
-        delta = event.delta
-        if isinstance(delta, str):
-            if event.event_type == ChatCompletionResponseEventType.progress:
-                text.append(delta)
-        elif delta.parse_status == ToolCallParseStatus.success and isinstance(delta.content, ToolCall):
-            calls.append(delta.content)
-        logprobs += event.logprobs or []
-        stop = event.stop_reason or stop
-    message = CompletionMessage(content="".join(text), stop_reason=stop or StopReason.out_of_tokens, tool_calls=calls)
-    return ChatCompletionResponse(completion_message=message, logprobs=logprobs or None)
-
-
-def fold_completion(chunks: list[CompletionResponseStreamChunk]) -> CompletionResponse:
-    logprobs = [lp for c in chunks for lp in c.logprobs or []]
-    stop = next((c.stop_reason for c in reversed(chunks) if c.stop_reason is not None), StopReason.out_of_tokens)
-    return CompletionResponse(content="".join(c.delta for c in chunks), stop_reason=stop, logprobs=logprobs or None)
-
-
-def fold_turn(chunks: list[AgenticSystemTurnResponseStreamChunk]) -> Any:
-    for chunk in reversed(chunks):
-        turn = getattr(chunk.event.payload, "turn", None)
-        if turn is not None:
-            return turn
-    raise LlamaError("The turn's event stream ended without a turn_complete event.")
-
-
-@dataclass(frozen=True, slots=True)
-class Fold:
-    """How one kind of stream reads as text (for progress) and folds into the plain result."""
-
-    text: Callable[[Any], str]
-    fold: Callable[[list[Any]], Any]
-
-
-FOLDS: dict[type, Fold] = {
-    ChatCompletionResponseStreamChunk: Fold(_chat_text, fold_chat),
-    CompletionResponseStreamChunk: Fold(lambda c: c.delta, fold_completion),
-    AgenticSystemTurnResponseStreamChunk: Fold(lambda c: "", fold_turn),
-}
-
 OnChunk = Callable[[Any, int], Awaitable[None]]  # (chunk, its 1-based number)
 
 
@@ -238,8 +175,7 @@ async def call_method(stack: Any, method: Method, request: Base, on_chunk: OnChu
         if aclose is not None:
             with anyio.CancelScope(shield=True):
                 await aclose()
-    fold = FOLDS.get(method.chunk_type) if method.chunk_type else None
-    return fold.fold(chunks) if fold else chunks
+    return fold(method.chunk_type, chunks)
 
 
 # --- dispatch ---------------------------------------------------------------------------------
@@ -262,8 +198,8 @@ Handler = Callable[[Context], Awaitable[Any]]
 NotificationHandler = Callable[[msgspec.Raw | None], None]
 
 
-def table_handlers(stack: Any) -> dict[str, Handler]:
-    """A handler per route of the method table; a stream notifies `stream/chunk` per chunk."""
+def table_handlers(stack: Any, methods: Mapping[str, Method] = METHODS) -> dict[str, Handler]:
+    """A handler per route of `methods` (the route table); a stream notifies `stream/chunk` per chunk."""
 
     def handler(method: Method) -> Handler:
         async def handle(ctx: Context) -> Any:
@@ -277,7 +213,7 @@ def table_handlers(stack: Any) -> dict[str, Handler]:
 
         return handle
 
-    return {name: handler(method) for name, method in METHODS.items()}
+    return {name: handler(method) for name, method in methods.items()}
 
 
 def _valid_id(value: Any) -> bool:

@@ -28,6 +28,7 @@ import anyio
 from llama_core.download.local import human_size
 from llama_core.download.partial import PART_SIZE, SAVE_EVERY_S, PartialFile, RemoteFile
 from llama_core.errors import DownloadError
+from llama_core.redact import redact_urls as redact  # a signed URL's query is its signature
 
 if TYPE_CHECKING:
     import httpx
@@ -37,15 +38,6 @@ REPORT_BYTES = 1 << 20  # a thread logs its bytes in steps of about this many
 READ_BYTES = 1 << 20  # per socket read (httpcore's default, 64 KiB, costs a third more CPU per byte)
 DISK_HEADROOM = 1.05  # ask for 5% more free space than the bytes still to fetch
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-# A URL's query runs to the next space, less any sentence punctuation that ends the text or precedes the space.
-_QUERY = re.compile(r"(https?://[^\s?#]+)\?[^\s#]*?(?=[.,;:)]*(?:\s|$))")
-
-
-def redact(text: str) -> str:
-    """`text` with every URL's query string replaced by `?…` (signatures, policies, tokens)."""
-    return _QUERY.sub(r"\1?…", text)
-
 
 class Progress(Protocol):
     """How the core reports a download. `start` may be called again for a file that restarts."""

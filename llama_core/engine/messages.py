@@ -15,16 +15,16 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class GenParams:
-    """Sampling for one sequence, as generation.GenerationParams takes it. temperature 0 is greedy."""
+    """How one sequence is sampled and when it stops (generation.Batch.add takes it as is). temperature 0 is greedy."""
 
     temperature: float = 0.0
     top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
+    top_k: int = 0  # 0: off
+    repetition_penalty: float = 1.0  # 1.0: off; HF's rule over prompt and generated ids
+    seed: int | None = None  # None: a fresh random seed per sequence
     max_tokens: int = 0  # 0: up to the context length
-    logprobs: int = 0  # top-k log-probabilities per step; 0 = none
-    stop_tokens: frozenset[int] = frozenset()  # eot, eom, eos ids
+    logprobs: int = 0  # how many top tokens' log-probabilities to return per step; 0 = none
+    stop_tokens: frozenset[int] = frozenset()  # e.g. eot, eom, eos ids
     eom_tokens: frozenset[int] = frozenset()  # the stop tokens that mean end_of_message
 
 

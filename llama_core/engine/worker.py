@@ -8,7 +8,6 @@ Idle, rank 0 blocks on the pipe, and the others block in the broadcast.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import traceback
@@ -131,11 +130,10 @@ def _loop(rank: int, conn: Any, spec: WorkerSpec, batch: Any) -> None:
 
 def _admit(rank: int, conn: Any, batch: Any, cmd: Submit) -> None:
     """Prefill `cmd` into a free slot; its first token goes out at once (time to first token)."""
-    from llama_core.engine.generation import GenerationParams
     from llama_core.errors import InvalidRequestError, LlamaError
 
     try:
-        first = batch.add(cmd.seq_id, cmd.prompt, GenerationParams(**dataclasses.asdict(cmd.params)))
+        first = batch.add(cmd.seq_id, cmd.prompt, cmd.params)
     except LlamaError as e:
         if rank == 0:
             kind = "invalid" if isinstance(e, InvalidRequestError) else "error"

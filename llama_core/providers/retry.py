@@ -24,15 +24,6 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from llama_core.errors import (
-    AuthenticationError,
-    InvalidRequestError,
-    LlamaError,
-    NotFoundError,
-    ProviderError,
-    UnavailableError,
-)
-
 if TYPE_CHECKING:
     import httpx
 
@@ -86,8 +77,9 @@ async def send_with_retries(
 ) -> httpx.Response:
     """Send `build()` until it is answered with a status not worth retrying, or attempts run out.
 
-    Returns the last response (the caller maps a non-2xx status to an error; a failed response's
-    body is read, a 2xx stream is left open for the caller). The last connection error is raised
+    Returns the last response (the caller maps a non-2xx status to an error with
+    llama_core.providers.vendor_errors; a failed response's body is read, a 2xx stream is left
+    open for the caller). The last connection error is raised
     as the httpx.TransportError it was.
     """
     import httpx
@@ -113,19 +105,3 @@ async def send_with_retries(
             return response
         await policy.sleep(backoff_delay(policy, attempt, retry_after))
     raise AssertionError("unreachable: the last attempt returns or raises")
-
-
-def error_for_status(vendor: str, status: int, message: str, retry_after: str | None = None) -> LlamaError:
-    """The error a vendor's failed answer becomes, once retries (if any) ran out; one line for a user."""
-    message = " ".join(message.split())[:500] or f"HTTP {status}"
-    if status in (401, 403):
-        return AuthenticationError(f"{vendor} rejected the API key ({status}): {message}")
-    if status == 429:
-        wait = parse_retry_after(retry_after)
-        hint = f"; it asks to retry after {wait:g} s" if wait is not None else ""
-        return UnavailableError(f"{vendor} is rate limiting requests (429){hint}: {message}")
-    if status == 404:
-        return NotFoundError(f"{vendor}: {message}")
-    if status in (400, 413, 422):
-        return InvalidRequestError(f"{vendor} refused the request ({status}): {message}")
-    return ProviderError(f"{vendor} failed ({status}): {message}")

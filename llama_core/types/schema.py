@@ -1,8 +1,7 @@
-"""The route table of request types, their JSON Schemas, and request decoding at the edge.
+"""Request Structs at the edge: their JSON Schemas, and decoding a body into one.
 
-`REQUEST_TYPES` maps each route of DESIGN.md (without the leading slash; also the JSON-RPC method
-name) to its request Struct. The HTTP, JSON-RPC and MCP layers are built from it: they decode a body
-with `decode_request`, and describe a route with `json_schema` (an MCP tool's inputSchema).
+Every transport decodes a route's body (its request type: `llama_core.routes.METHODS`) with
+`decode_request`, and describes it with `json_schema` (an MCP tool's inputSchema).
 """
 
 from __future__ import annotations
@@ -15,71 +14,8 @@ import msgspec
 
 from llama_core.errors import InvalidRequestError, shown
 from llama_core.types._base import Base
-from llama_core.types.agents import (
-    AgenticSystemCreateRequest,
-    AgenticSystemDeleteRequest,
-    AgenticSystemMemoryBankAttachRequest,
-    AgenticSystemMemoryBankDetachRequest,
-    AgenticSystemSessionCreateRequest,
-    AgenticSystemSessionDeleteRequest,
-    AgenticSystemSessionGetRequest,
-    AgenticSystemStepGetRequest,
-    AgenticSystemTurnCreateRequest,
-    AgenticSystemTurnGetRequest,
-)
-from llama_core.types.inference import (
-    BatchChatCompletionRequest,
-    BatchCompletionRequest,
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingsRequest,
-)
-from llama_core.types.memory import (
-    CreateMemoryBankRequest,
-    DeleteDocumentsRequest,
-    DropMemoryBankRequest,
-    GetDocumentsRequest,
-    GetMemoryBankRequest,
-    InsertDocumentsRequest,
-    ListMemoryBanksRequest,
-    QueryDocumentsRequest,
-    UpdateDocumentsRequest,
-)
-from llama_core.types.models import ModelsGetRequest, ModelsListRequest
-from llama_core.types.safety import RunShieldsRequest
 
 T = TypeVar("T", bound=Base)
-
-# Route (= JSON-RPC method name) -> request Struct. A request with a `stream` field may stream.
-REQUEST_TYPES: dict[str, type[Base]] = {
-    "inference/chat_completion": ChatCompletionRequest,
-    "inference/completion": CompletionRequest,
-    "inference/batch_chat_completion": BatchChatCompletionRequest,
-    "inference/batch_completion": BatchCompletionRequest,
-    "inference/embeddings": EmbeddingsRequest,
-    "safety/run_shields": RunShieldsRequest,
-    "agentic_system/create": AgenticSystemCreateRequest,
-    "agentic_system/delete": AgenticSystemDeleteRequest,
-    "agentic_system/session/create": AgenticSystemSessionCreateRequest,
-    "agentic_system/session/get": AgenticSystemSessionGetRequest,
-    "agentic_system/session/delete": AgenticSystemSessionDeleteRequest,
-    "agentic_system/turn/create": AgenticSystemTurnCreateRequest,
-    "agentic_system/turn/get": AgenticSystemTurnGetRequest,
-    "agentic_system/step/get": AgenticSystemStepGetRequest,
-    "agentic_system/memory_bank/attach": AgenticSystemMemoryBankAttachRequest,
-    "agentic_system/memory_bank/detach": AgenticSystemMemoryBankDetachRequest,
-    "memory_banks/create": CreateMemoryBankRequest,
-    "memory_banks/list": ListMemoryBanksRequest,
-    "memory_banks/get": GetMemoryBankRequest,
-    "memory_banks/drop": DropMemoryBankRequest,
-    "memory_bank/insert": InsertDocumentsRequest,
-    "memory_bank/update": UpdateDocumentsRequest,
-    "memory_bank/query": QueryDocumentsRequest,
-    "memory_bank/documents/get": GetDocumentsRequest,
-    "memory_bank/documents/delete": DeleteDocumentsRequest,
-    "models/list": ModelsListRequest,
-    "models/get": ModelsGetRequest,
-}
 
 
 # --- JSON Schema ------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ from pathlib import Path
 import anyio
 import pytest
 
-from llama_core.engine.generation import GenerationParams, generate
 from llama_core.engine.checkpoint import load_model
 from llama_core.engine.group import WorkerGroup
 from llama_core.engine.messages import GenParams, WorkerSpec
 from llama_core.errors import CheckpointError, InvalidRequestError, UnavailableError
+
+from engine.solo import generate
 
 pytestmark = pytest.mark.anyio
 
@@ -26,7 +27,7 @@ def spec(ckpt: Path, **kw: object) -> WorkerSpec:
 
 def solo_greedy(ckpt: Path, prompt: list[int], n: int) -> list[int]:
     model, _ = load_model(ckpt, max_seq_len=64, max_batch_size=1)
-    return [r.token for r in generate(model, prompt, GenerationParams(max_tokens=n))]
+    return [r.token for r in generate(model, prompt, GenParams(max_tokens=n))]
 
 
 async def collect(group: WorkerGroup, prompt: list[int], n: int) -> list[int]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from llama_core.engine.checkpoint import load_model
-from llama_core.engine.generation import GenerationParams, generate
+from llama_core.engine.messages import GenParams
 from llama_core.engine.parallel import init_model_parallel
 from llama_core.errors import InvalidRequestError, ModelNotFoundError, NotFoundError, UnsupportedError
 from llama_core.prompt.chat_format import ChatFormat
@@ -52,12 +52,14 @@ def config(ckpt: Path) -> MetaReferenceInferenceConfig:
 
 
 def in_process_greedy(ckpt: Path, messages: list, n: int) -> tuple[list[int], str]:
+    from engine.solo import generate
+
     tok = Tokenizer.from_file(ckpt / "tokenizer.model")
     prompt = ChatFormat(tok).encode_dialog_prompt(messages)
     init_model_parallel()  # a 1-process group for fairscale's layers in this test process
     model, _ = load_model(ckpt, max_seq_len=96, max_batch_size=1)
     stops = frozenset(tok.stop_tokens)
-    tokens = [r.token for r in generate(model, prompt, GenerationParams(max_tokens=n, stop_tokens=stops))]
+    tokens = [r.token for r in generate(model, prompt, GenParams(max_tokens=n, stop_tokens=stops))]
     return tokens, tok.decode([t for t in tokens if t not in stops])
 
 

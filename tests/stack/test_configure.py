@@ -251,3 +251,56 @@ def test_cli_configure_errors(llama):
     rc, out, err = llama("stack", "configure", "local", "--name", "x", "--yes", "--set", "inference.max_seq_len=1024")
     assert (rc, err) == (0, "") and out.startswith("TOML configuration has been written to")
     assert load_run_config(run_config_path("local", "x")).providers["inference"]["max_seq_len"] == 1024
+
+
+def fireworks_build(name: str) -> str:
+    build = RunConfig(name=name, distribution_id="local-plus-fireworks-inference",
+                      providers={"inference": {"provider_id": "remote::fireworks"}})  # fmt: skip
+    return str(save_run_config(build, run_config_path("local-plus-fireworks-inference", name)))
+
+
+SET_WARNING = (
+    "warning: --set inference.api_key=… on the command line is visible to other users in `ps`; "
+    "use --set inference.api_key=- (the value on stdin) instead\n"
+)
+
+
+def test_cli_configure_reads_a_secret_set_from_stdin(llama):
+    path = fireworks_build("fw")
+    argv = ("stack", "configure", "local-plus-fireworks-inference", "--name", "fw", "--yes", "--set", "inference.api_key=-")
+    rc, out, err = llama(*argv, stdin="fw-from-stdin-1\n")
+    assert (rc, err) == (0, "") and out.startswith("TOML configuration has been written to ") and "fw-from-stdin-1" not in out
+    assert load_run_config(path).providers["inference"]["api_key"] == "fw-from-stdin-1"
+    assert llama(*argv, stdin="") == (2, "", "Error: --set inference.api_key=- reads the value from stdin, but stdin gave none.\n")
+    assert load_run_config(path).providers["inference"]["api_key"] == "fw-from-stdin-1"  # nothing changed
+
+
+def test_cli_configure_warns_about_a_secret_set_inline_without_echoing_it(llama):
+    path = fireworks_build("fw2")
+    rc, out, err = llama("stack", "configure", "local-plus-fireworks-inference", "--name", "fw2", "--yes",
+                         "--set", "inference.api_key=fw-inline-1", "--set", "inference.url=https://fw.example")  # fmt: skip
+    assert (rc, err) == (0, SET_WARNING)
+    assert "fw-inline-1" not in out + err
+    assert load_run_config(path).providers["inference"] == {"provider_id": "remote::fireworks", "url": "https://fw.example",
+                                                           "api_key": "fw-inline-1"}  # fmt: skip
+
+
+def test_cli_configure_secret_from_stdin_then_the_prompts(llama):
+    """Interactive: the `-` secrets are read first, then the prompts' answers, from the same stdin."""
+    path = fireworks_build("fw3")
+    rc, out, err = llama("stack", "configure", "local-plus-fireworks-inference", "--name", "fw3", "--set", "inference.api_key=-",
+                         stdin="fw-first-line-1\nhttps://fw.example\n")  # fmt: skip
+    assert (rc, err) == (0, "")
+    assert load_run_config(path).providers["inference"] == {"provider_id": "remote::fireworks", "url": "https://fw.example",
+                                                           "api_key": "fw-first-line-1"}  # fmt: skip
+    assert "fw-first-line-1" not in out
+
+
+class PinConfig(Base, kw_only=True):
+    pin_token: int
+
+
+def test_a_bad_secret_set_is_not_repeated_in_the_error():
+    with pytest.raises(InvalidRequestError) as e:
+        configure_struct(PinConfig, {}, {"pin_token": "sekret-pin-1"}, Prompter(interactive=False), "toy")
+    assert str(e.value) == "--set toy.pin_token=…: Invalid input. Expected type: int"

@@ -35,7 +35,7 @@ def address() -> Iterator[tuple[str, int]]:
 
 def head(method: str, path: str, length: int, key: str | None = None) -> bytes:
     auth = f"Authorization: Bearer {key}\r\n" if key else ""
-    return f"{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: {length}\r\n\r\n".encode()
+    return f"{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Length: {length}\r\n\r\n".encode()
 
 
 def read_answer(sock: socket.socket) -> tuple[int, dict[str, str], dict[str, Any]]:
