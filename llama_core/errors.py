@@ -21,6 +21,8 @@ answered with a 10 MB error.
 
 from __future__ import annotations
 
+import re
+
 SHOWN_CHARS = 200  # an input value quoted in a message is cut to this many characters
 
 
@@ -41,6 +43,16 @@ class LlamaError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def kind(self) -> str:
+        """The wire's `type` of this error (`invalid_request`), the same on HTTP and JSON-RPC."""
+        return snake_name(type(self).__name__)
+
+
+def snake_name(class_name: str) -> str:
+    """`InvalidRequestError` -> `invalid_request`: an error class's name as a wire `type`."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", class_name.removesuffix("Error")).lower()
 
 
 class InvalidRequestError(LlamaError):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -128,10 +127,6 @@ CODES: tuple[tuple[type[LlamaError], int], ...] = (
 )
 
 
-def _kind(error: LlamaError) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__.removesuffix("Error")).lower()
-
-
 def error_object(error: BaseException) -> ErrorObject:
     """The JSON-RPC error of `error`: a code, one line for a user, and `data` {type, status, field?}.
 
@@ -141,7 +136,7 @@ def error_object(error: BaseException) -> ErrorObject:
         return ErrorObject(error.code, error.message, error.data)
     if isinstance(error, LlamaError):
         code = next(c for cls, c in CODES if isinstance(error, cls))
-        data: dict[str, Any] = {"type": _kind(error), "status": error.status}
+        data: dict[str, Any] = {"type": error.kind, "status": error.status}
         if isinstance(error, InvalidRequestError) and error.field is not None:
             data["field"] = error.field
         return ErrorObject(code, error.message, data)
