@@ -9,7 +9,8 @@ Every route of the method table is a method of the same name; params are the req
 decoded with `decode_request` at the edge. Each request runs in its own task, so a slow call never
 blocks another (or a ping); `cancel(id)` stops one and it gets no answer. At the end of input,
 in-flight requests finish (within `eof_grace`: unbounded, or a second once MCP is initialized). Codes: -32700 parse
-error, -32600 invalid request, -32601 method not found (also an API this stack does not serve),
+error, -32600 invalid request (also a line nested deeper than MAX_JSON_DEPTH, answered before it is
+decoded, so with id null), -32601 method not found (also an API this stack does not serve),
 -32602 invalid params (with `data.field`; also unknown ids such as a model, and too-large input),
 -32603 internal error. Never code 0.
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,11 +35,12 @@ from llama_core.errors import (
     NotConfiguredError,
     NotFoundError,
     PayloadTooLargeError,
+    shown,
 )
 from llama_core.routes import METHODS, Method, provider_call
 from llama_core.types._base import Base
 from llama_core.types.folds import fold
-from llama_core.types.schema import decode_request
+from llama_core.types.schema import MAX_JSON_DEPTH, decode_request, json_too_deep
 from llama_rpc.stdio import TooLong
 
 log = logging.getLogger("llama_rpc.jsonrpc")
@@ -126,10 +127,6 @@ CODES: tuple[tuple[type[LlamaError], int], ...] = (
 )
 
 
-def _kind(error: LlamaError) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__.removesuffix("Error")).lower()
-
-
 def error_object(error: BaseException) -> ErrorObject:
     """The JSON-RPC error of `error`: a code, one line for a user, and `data` {type, status, field?}.
 
@@ -139,7 +136,7 @@ def error_object(error: BaseException) -> ErrorObject:
         return ErrorObject(error.code, error.message, error.data)
     if isinstance(error, LlamaError):
         code = next(c for cls, c in CODES if isinstance(error, cls))
-        data: dict[str, Any] = {"type": _kind(error), "status": error.status}
+        data: dict[str, Any] = {"type": error.kind, "status": error.status}
         if isinstance(error, InvalidRequestError) and error.field is not None:
             data["field"] = error.field
         return ErrorObject(code, error.message, data)
@@ -267,7 +264,10 @@ class Connection:
             tg.start_soon(self._writer)
             try:
                 async for line in lines:
-                    self.on_line(line)
+                    try:
+                        self.on_line(line)
+                    except Exception as error:  # noqa: BLE001 -- a bug here must not end the connection
+                        self._push(encode(ErrorResponse(id=None, error=error_object(error))))
                 self._closing = True
                 if not self.in_flight:
                     self._drained.set()
@@ -301,6 +301,9 @@ class Connection:
         if isinstance(line, TooLong):
             self._error(None, INVALID_REQUEST, "Message too large")
             return
+        if json_too_deep(line):  # before decoding: msgspec recurses once per level (and would crash)
+            self._error(None, INVALID_REQUEST, f"Invalid request: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            return
         try:
             message = _incoming.decode(line)
         except msgspec.ValidationError:  # valid JSON, but not an object (arrays: batches)
@@ -327,11 +330,11 @@ class Connection:
         elif not isinstance(message.method, str):
             self._error(request_id, INVALID_REQUEST, "Invalid request: method must be a string")
         elif message.method.startswith("notifications/"):
-            self._error(request_id, INVALID_REQUEST, f"Invalid request: {message.method} is a notification; send it without an id")
+            self._error(request_id, INVALID_REQUEST, f"Invalid request: {shown(message.method)} is a notification; send it without an id")
         elif request_id in self.in_flight:
-            self._error(request_id, INVALID_REQUEST, f"Invalid request: id {request_id!r} is already in use")
+            self._error(request_id, INVALID_REQUEST, f"Invalid request: id {shown(repr(request_id))} is already in use")
         elif message.method not in self.handlers:
-            self._error(request_id, METHOD_NOT_FOUND, "Method not found", message.method)
+            self._error(request_id, METHOD_NOT_FOUND, "Method not found", shown(message.method))
         else:
             params = None if message.params is msgspec.UNSET else message.params
             scope = anyio.CancelScope()

@@ -34,7 +34,7 @@ from urllib.parse import quote, unquote
 import msgspec
 
 import llama_core
-from llama_core.errors import LlamaError, NotFoundError
+from llama_core.errors import LlamaError, NotFoundError, shown
 from llama_core.routes import METHODS, Method, Streams, is_served, provider_call, served_methods
 from llama_core.types import ToolPromptFormat
 from llama_core.types._base import Base
@@ -247,7 +247,7 @@ class McpServer:
         p = _params(CallToolParams, ctx)
         method = self.tool_methods.get(p.name) or self.methods.get(p.name)
         if method is None or not self.served(method):
-            raise JsonRpcError(INVALID_PARAMS, f"Unknown tool: {p.name}", {"name": p.name})
+            raise JsonRpcError(INVALID_PARAMS, f"Unknown tool: {shown(p.name)}", {"name": shown(p.name)})
         token = p.meta.progressToken
         try:
             request = decode_request(method.request_type, _encoder.encode(p.arguments))
@@ -309,7 +309,7 @@ class McpServer:
         except NotFoundError:
             found = None
         if found is None:
-            raise JsonRpcError(RESOURCE_NOT_FOUND, f"Resource not found: {uri}", {"uri": uri})
+            raise JsonRpcError(RESOURCE_NOT_FOUND, f"Resource not found: {shown(uri)}", {"uri": shown(uri)})
         return {"contents": [{"uri": uri, "mimeType": "application/json", "text": _encoder.encode(found).decode()}]}
 
     # prompts
@@ -331,13 +331,13 @@ class McpServer:
 
         p = _params(GetPromptParams, ctx)
         if p.name not in TEMPLATE_NAMES:
-            raise JsonRpcError(INVALID_PARAMS, f"Unknown prompt: {p.name}", {"name": p.name})
+            raise JsonRpcError(INVALID_PARAMS, f"Unknown prompt: {shown(p.name)}", {"name": shown(p.name)})
         fmt = p.arguments.get("tool_prompt_format", "json")
         try:
             tool_prompt_format = ToolPromptFormat(fmt)
         except ValueError:
             valid = ", ".join(f.value for f in ToolPromptFormat)
-            raise JsonRpcError(INVALID_PARAMS, f"Invalid tool_prompt_format '{fmt}': use one of {valid}", {"field": "arguments.tool_prompt_format"}) from None
+            raise JsonRpcError(INVALID_PARAMS, f"Invalid tool_prompt_format '{shown(fmt)}': use one of {valid}", {"field": "arguments.tool_prompt_format"}) from None
         text = render_template(p.name, tool_prompt_format=tool_prompt_format)
         return {
             "description": f"A {get_template(p.name).role} prompt, rendered in the Llama 3 chat format",

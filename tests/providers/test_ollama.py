@@ -159,6 +159,20 @@ async def test_chat_stream_out_of_tokens(ollama: OllamaInference, vendor: FakeVe
     assert vendor.requests[0].json["options"] == {"temperature": 0.0, "num_predict": 2}
 
 
+async def test_stop_sequences_are_sent_and_cut_here_too(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    # Ollama takes `stop` in its options; these samples ran on regardless, and are cut here as well.
+    vendor.then("/api/chat", Reply(body=stream_of(sample("ollama/chat_stream.ndjson")), content_type=NDJSON))
+    got = await events(await ollama.chat_completion(chat(stream=True, sampling_params=SamplingParams(stop=[" France"]))))
+    assert got == [("start", "", None), ("progress", "The", None), ("progress", " capital", None),
+                   ("progress", " of", None), ("complete", "", "end_of_turn")]  # fmt: skip
+    assert vendor.requests[0].json["options"] == {"temperature": 0.0, "stop": [" France"]}
+    vendor.then("/api/generate", Reply(body=sample("ollama/generate.json")))
+    sampling = SamplingParams(stop=["Rayleigh", "blue"])
+    response = await ollama.completion(CompletionRequest(model=MODEL, content="The sky is", sampling_params=sampling))
+    assert (response.content, response.stop_reason) == (" ", StopReason.end_of_turn)
+    assert vendor.requests[1].json["options"]["stop"] == ["Rayleigh", "blue"]
+
+
 async def test_tool_calls_come_back(ollama: OllamaInference, vendor: FakeVendor) -> None:
     vendor.then("/api/chat", Reply(body=sample("ollama/chat_tools.json")))
     response = await ollama.chat_completion(chat(tools=[WEATHER]))

@@ -31,8 +31,10 @@ from llama_core.providers.inference.vendor_stream import (
     Piece,
     chat_chunks,
     completion_chunks,
+    cut_piece,
     drain,
     error_message,
+    stop_at,
     stream_lines,
     vendor_message,
     vendor_tool_call,
@@ -106,7 +108,8 @@ def ollama_tag(model_id: str) -> str:
 
 
 def ollama_options(sp: SamplingParams) -> dict[str, Any]:
-    """Ollama's `options`: temperature (0 for greedy), top_p/top_k by strategy, num_predict, seed, repeat_penalty."""
+    """Ollama's `options`: temperature (0 for greedy), top_p/top_k by strategy, num_predict, seed,
+    repeat_penalty, stop."""
     options: dict[str, Any] = {"temperature": 0.0 if sp.strategy == SamplingStrategy.greedy else sp.temperature}
     if sp.strategy == SamplingStrategy.top_p:
         options["top_p"] = sp.top_p
@@ -118,6 +121,8 @@ def ollama_options(sp: SamplingParams) -> dict[str, Any]:
         options["seed"] = sp.seed
     if sp.repetition_penalty != 1.0:
         options["repeat_penalty"] = sp.repetition_penalty
+    if sp.stop:
+        options["stop"] = sp.stop
     return options
 
 
@@ -271,9 +276,11 @@ class OllamaInference:
         if request.tools:
             body["tools"] = [tool_schema(t) for t in request.tools]
         response = await self._send("POST", "/api/chat", body, stream=request.stream, tag=tag)
+        stops = request.sampling_params.stop
         if request.stream:
-            return OpenStream(response, chat_chunks(VENDOR, self._pieces(response, chat_piece, known_secrets())))
-        piece = chat_piece(self._json(response))
+            pieces = stop_at(response, self._pieces(response, chat_piece, known_secrets()), stops)
+            return OpenStream(response, chat_chunks(VENDOR, pieces))
+        piece = cut_piece(chat_piece(self._json(response)), stops)
         if piece.finish is None:
             raise ProviderError("Ollama's answer is not done.")
         return ChatCompletionResponse(completion_message=vendor_message(piece.text, piece.finish, piece.calls))
@@ -293,9 +300,11 @@ class OllamaInference:
             "stream": request.stream,
         }
         response = await self._send("POST", "/api/generate", body, stream=request.stream, tag=tag)
+        stops = request.sampling_params.stop
         if request.stream:
-            return OpenStream(response, completion_chunks(VENDOR, self._pieces(response, generate_piece, known_secrets())))
-        piece = generate_piece(self._json(response))
+            pieces = stop_at(response, self._pieces(response, generate_piece, known_secrets()), stops)
+            return OpenStream(response, completion_chunks(VENDOR, pieces))
+        piece = cut_piece(generate_piece(self._json(response)), stops)
         if piece.finish is None:
             raise ProviderError("Ollama's answer is not done.")
         return CompletionResponse(content=piece.text, stop_reason=piece.finish)

@@ -36,8 +36,10 @@ from llama_core.providers.inference.vendor_stream import (
     Piece,
     chat_chunks,
     completion_chunks,
+    cut_piece,
     drain,
     error_message,
+    stop_at,
     stream_lines,
     vendor_message,
     vendor_tool_call,
@@ -155,7 +157,7 @@ def openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 
 
 def sampling_fields(sp: SamplingParams) -> dict[str, Any]:
-    """temperature (0 for greedy), top_p or top_k by strategy, max_tokens when set, seed, repetition_penalty."""
+    """temperature (0 for greedy), top_p or top_k by strategy, max_tokens when set, seed, repetition_penalty, stop."""
     fields: dict[str, Any] = {"temperature": 0.0 if sp.strategy == SamplingStrategy.greedy else sp.temperature}
     if sp.strategy == SamplingStrategy.top_p:
         fields["top_p"] = sp.top_p
@@ -167,6 +169,8 @@ def sampling_fields(sp: SamplingParams) -> dict[str, Any]:
         fields["seed"] = sp.seed
     if sp.repetition_penalty != 1.0:
         fields["repetition_penalty"] = sp.repetition_penalty
+    if sp.stop:
+        fields["stop"] = sp.stop
     return fields
 
 
@@ -339,10 +343,12 @@ class OpenAIStyleInference:
         self._check_logprobs(request.logprobs)
         body = self.chat_body(request)
         response = await self._post("/chat/completions", body, stream=request.stream)
+        stops = request.sampling_params.stop
         if request.stream:
-            return OpenStream(response, chat_chunks(self.vendor, self._chat_pieces(response, self.secrets())))
+            pieces = stop_at(response, self._chat_pieces(response, self.secrets()), stops)
+            return OpenStream(response, chat_chunks(self.vendor, pieces))
         choice = self._first_choice(response)
-        piece = chat_pieces_from_choice(choice, self.finish_reasons)
+        piece = cut_piece(chat_pieces_from_choice(choice, self.finish_reasons), stops)
         assert piece.finish is not None
         return ChatCompletionResponse(completion_message=vendor_message(piece.text, piece.finish, piece.calls))
 
@@ -359,11 +365,14 @@ class OpenAIStyleInference:
         if request.stream:
             body["stream"] = True
         response = await self._post("/completions", body, stream=request.stream)
+        stops = request.sampling_params.stop
         if request.stream:
-            return OpenStream(response, completion_chunks(self.vendor, self._completion_pieces(response, self.secrets())))
+            pieces = stop_at(response, self._completion_pieces(response, self.secrets()), stops)
+            return OpenStream(response, completion_chunks(self.vendor, pieces))
         choice = self._first_choice(response)
         stop = self.finish_reasons.get(choice.get("finish_reason") or "stop", StopReason.end_of_turn)
-        return CompletionResponse(content=choice.get("text") or "", stop_reason=stop)
+        piece = cut_piece(Piece(text=choice.get("text") or "", finish=stop), stops)
+        return CompletionResponse(content=piece.text, stop_reason=piece.finish or stop)
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
         """One reply per dialog, asked for one after another."""

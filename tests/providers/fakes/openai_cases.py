@@ -349,3 +349,23 @@ async def test_error_event_midway_is_a_provider_error(case: Case, provider: Open
     with pytest.raises(ProviderError, match=rf"^{provider.vendor} failed during the stream: model overloaded$"):
         async for _ in await provider.chat_completion(chat(stream=True)):
             pass
+
+
+async def test_stop_sequences_are_sent_and_cut_here_too(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    # The vendor is asked to stop; these samples ran on regardless (as a vendor ignoring `stop` would),
+    # and the answer is cut here all the same, as meta-reference cuts its own.
+    vendor.then("/v1/completions", json_reply(case, "completion.json"))
+    sampling = SamplingParams(max_tokens=7, stop=["Rayleigh"])
+    response = await provider.completion(CompletionRequest(model=MODEL, content="The sky is", sampling_params=sampling))
+    assert response == CompletionResponse(content=" blue because of ", stop_reason=StopReason.end_of_turn)
+    assert vendor.requests[0].json == {
+        "model": case.vendor_model, "prompt": "The sky is", "temperature": 0.0, "max_tokens": 7, "stop": ["Rayleigh"]
+    }  # fmt: skip
+    vendor.then("/v1/completions", sse_reply(case, "completion_stream.sse"))
+    request = CompletionRequest(model=MODEL, content="The sky is", stream=True, sampling_params=SamplingParams(stop=[" of"]))
+    stream = await provider.completion(request)
+    assert [(c.delta, c.stop_reason) async for c in stream] == [(" blue", None), (" because", None), ("", StopReason.end_of_turn)]
+    vendor.then("/v1/chat/completions", json_reply(case, "chat.json"))
+    reply = await provider.chat_completion(chat(sampling_params=SamplingParams(stop=["Paris"])))
+    assert reply.completion_message == CompletionMessage(content="The capital of France is", stop_reason=StopReason.end_of_turn)
+    assert vendor.requests[-1].json["stop"] == ["Paris"]
