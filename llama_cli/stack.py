@@ -73,8 +73,8 @@ def build(
     """Build a distribution's environment, write its TOML config, then configure it."""
     from llama_cli import stack_build
     from llama_cli.configure import run_configure
-    from llama_core.config import RunConfig, check_name, load_run_config, now, run_config_path, save_run_config
-    from llama_core.distributions import Api, pip_packages, provider_spec
+    from llama_core.config import check_name, write_build_config
+    from llama_core.distributions import pip_packages, provider_spec
     from llama_core.distributions import distribution as find_distribution
 
     dist = find_distribution(distribution)
@@ -94,16 +94,7 @@ def build(
     if not use_current_env:
         print(f"Successfully set up {image_type} environment {environment}. Configuring build...", flush=True)
 
-    path = run_config_path(dist.distribution_id, name, image_type)
-    previous = load_run_config(path).providers if path.is_file() else {}
-    providers = {}
-    for api in (a for a in Api if a in dist.provider_map):  # API order; earlier answers kept unless changed
-        provider_id = dist.provider_map[api]
-        kept = previous.get(str(api), {})
-        providers[str(api)] = kept if kept.get("provider_id") == provider_id else {"provider_id": provider_id}
-    config = RunConfig(name=name, distribution_id=dist.distribution_id, image_type=image_type,
-                       environment=environment, built_at=now(), providers=providers)  # fmt: skip
-    save_run_config(config, path)
+    path = write_build_config(dist.distribution_id, name, image_type, environment)
 
     if python == [sys.executable]:  # the current environment (or the host, for a container)
         run_configure(path, set_, yes)

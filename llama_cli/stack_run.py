@@ -8,8 +8,10 @@ A build in a venv or conda environment other than this one runs inside it (re-ex
 demo model is downloaded first when missing. It prints `Serving <VERB> /<route>` for each route,
 binds localhost unless `--host` says otherwise (`--host ::` is every interface), and stops on
 Ctrl-C. With `--stdio` it serves MCP / JSON-RPC 2.0 on stdin and stdout instead (llama_rpc/mcp.py).
-With `--api-key` (or LLAMA_STACK_API_KEY) every request but /health needs
-`Authorization: Bearer <key>`.
+With LLAMA_STACK_API_KEY (or `--api-key -` and the key on stdin; `--api-key KEY` works, with a
+warning: `ps` shows it) every request but /health needs `Authorization: Bearer <key>`. Requests
+whose Host or Origin is not this machine's loopback are refused unless `--allowed-host NAME` or the
+run config's `allowed_hosts` names them (llama_rpc/origin.py; bound to 0.0.0.0 or ::, any Host).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from typing import Annotated, Any, Literal
 from cyclopts import Parameter
 
 from llama_cli import output
+from llama_cli.secret_input import secret_option
 
+API_KEY_ENV = "LLAMA_STACK_API_KEY"
 IN_ENV_MARK = "LLAMA_STACK_RUN_IN_ENV"  # set when we re-executed inside the build's environment
 
 
@@ -40,23 +44,38 @@ def run(
     host: Annotated[str | None, Parameter(help="Address to bind (default: localhost; `::` for every interface).")] = None,
     disable_ipv6: Annotated[bool, Parameter(negative=(), help="With --host ::, listen on 0.0.0.0 (IPv4 only).")] = False,
     api_key: Annotated[
-        str | None, Parameter(env_var="LLAMA_STACK_API_KEY", help="Require `Authorization: Bearer <key>` (env LLAMA_STACK_API_KEY).")
+        str | None,
+        Parameter(
+            allow_leading_hyphen=True,  # `-`: read it from stdin
+            help=f"Require `Authorization: Bearer <key>`; `-` reads the key from stdin; default: ${API_KEY_ENV}.",
+        ),
     ] = None,
+    allowed_host: Annotated[
+        tuple[str, ...],
+        Parameter(
+            negative=(),
+            help="Also answer requests whose Host or Origin header names NAME (repeatable; `*`: any). "
+            "Bound to 0.0.0.0 or ::, any Host is answered, and Origin is still checked.",
+        ),
+    ] = (),
     openai_done: Annotated[bool, Parameter(negative=(), help="End OpenAI-compatible streams with `data: [DONE]`.")] = False,
     stdio: Annotated[bool, Parameter(negative=(), help="Serve MCP / JSON-RPC 2.0 on stdin and stdout instead of HTTP.")] = False,
 ) -> None:
     """Start the server of a built distribution (or of `local` with defaults)."""
     import asyncio
 
+    from llama_core.config import resolve_run_config
     from llama_rpc.serve import bind_address
 
     if not 0 < port < 65536:
         from llama_core.errors import InvalidRequestError
 
         raise InvalidRequestError(f"--port must be between 1 and 65535, not {port}.", field="port")
-    path = _config_path(config, name, image_type)
+    path = resolve_run_config(config, name, image_type)
     if path is not None:
         _maybe_reexec(path)
+    # After the re-exec (the build's environment reads stdin, not us); stdin is the protocol's with --stdio.
+    key = None if stdio else secret_option("--api-key", api_key, API_KEY_ENV)
     stack = _stack(path)
     _download_demo_if_missing(stack)
     if stdio:
@@ -65,28 +84,7 @@ def run(
         from llama_rpc.mcp import serve_stdio
 
         return anyio.run(serve_stdio, stack)
-    asyncio.run(_serve(stack, bind_address(host, port, disable_ipv6), api_key, openai_done))
-
-
-def _config_path(config: str | None, name: str | None, image_type: str | None) -> Path | None:
-    """The run config file named by the arguments; None for the default stack."""
-    from llama_core.config import find_run_config
-    from llama_core.distributions import distribution
-    from llama_core.errors import InvalidRequestError
-
-    if config is None:
-        if name is not None:
-            raise InvalidRequestError("--name needs a distribution: `llama stack run DIST --name NAME`.", field="name")
-        return None
-    if config.endswith(".toml") or os.sep in config or Path(config).is_file():
-        return Path(config).expanduser()
-    dist = distribution(config)  # unknown -> NotFoundError with suggestions
-    if name is None:
-        raise InvalidRequestError(
-            f"Which build of {dist.distribution_id}? Add --name NAME (see `llama stack build {dist.distribution_id} --name NAME`).",
-            field="name",
-        )
-    return find_run_config(dist.distribution_id, name, image_type)
+    asyncio.run(_serve(stack, bind_address(host, port, disable_ipv6), key, openai_done, allowed_host))
 
 
 def _maybe_reexec(path: Path) -> None:
@@ -143,12 +141,13 @@ def _download_demo_if_missing(stack: Any) -> None:
         anyio.run(lambda: download_model(model.descriptor, progress=bars))
 
 
-async def _serve(stack: Any, bind: str, api_key: str | None, openai_done: bool) -> None:
+async def _serve(stack: Any, bind: str, api_key: str | None, openai_done: bool, allowed_hosts: tuple[str, ...] = ()) -> None:
     from llama_rpc.http import create_app, serving_lines
     from llama_rpc.serve import serve_app
 
     async with stack:
-        app = create_app(stack, api_key=api_key, openai_done=openai_done)
+        allowed = [*(stack.config.allowed_hosts or ()), *allowed_hosts]
+        app = create_app(stack, api_key=api_key, openai_done=openai_done, bind=bind, allowed_hosts=allowed)
         for line in serving_lines(stack):
             print(line)
         print(f"Listening on {bind.replace('[', '').replace(']', '')}", flush=True)

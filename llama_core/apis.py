@@ -1,9 +1,9 @@
 """One typing.Protocol per API: the seam between transports and providers.
 
-Every method takes one request Struct (the body of its route, see `types.schema.REQUEST_TYPES`) and
-is async. A method whose request has a `stream` field returns the whole response when
-`request.stream` is false, and an async iterator of chunks when it is true. `ROUTE_METHODS` names the
-method that serves each route.
+Every method takes one request Struct (the body of its route) and is async. A method whose request
+has a `stream` field returns the whole response when `request.stream` is false, and an async
+iterator of chunks when it is true. `llama_core.routes.METHODS` names the route each method serves,
+and reads the request, response and chunk types from these annotations.
 
 Non-goals: no routing, no provider lookup, no validation (requests arrive decoded and valid).
 """
@@ -200,34 +200,3 @@ class Models(Protocol):
         """The model named by descriptor or Hugging Face repo; ModelNotFoundError otherwise."""
         ...
 
-
-# Route -> (API Protocol, method name). Routes and request types: types.schema.REQUEST_TYPES.
-ROUTE_METHODS: dict[str, tuple[type, str]] = {
-    "inference/chat_completion": (Inference, "chat_completion"),
-    "inference/completion": (Inference, "completion"),
-    "inference/batch_chat_completion": (Inference, "batch_chat_completion"),
-    "inference/batch_completion": (Inference, "batch_completion"),
-    "inference/embeddings": (Inference, "embeddings"),
-    "safety/run_shields": (Safety, "run_shields"),
-    "agentic_system/create": (AgenticSystem, "create_agentic_system"),
-    "agentic_system/delete": (AgenticSystem, "delete_agentic_system"),
-    "agentic_system/session/create": (AgenticSystem, "create_agentic_system_session"),
-    "agentic_system/session/get": (AgenticSystem, "get_agentic_system_session"),
-    "agentic_system/session/delete": (AgenticSystem, "delete_agentic_system_session"),
-    "agentic_system/turn/create": (AgenticSystem, "create_agentic_system_turn"),
-    "agentic_system/turn/get": (AgenticSystem, "get_agentic_system_turn"),
-    "agentic_system/step/get": (AgenticSystem, "get_agentic_system_step"),
-    "agentic_system/memory_bank/attach": (AgenticSystem, "attach_memory_bank_to_agentic_system"),
-    "agentic_system/memory_bank/detach": (AgenticSystem, "detach_memory_bank_from_agentic_system"),
-    "memory_banks/create": (Memory, "create_memory_bank"),
-    "memory_banks/list": (Memory, "list_memory_banks"),
-    "memory_banks/get": (Memory, "get_memory_bank"),
-    "memory_banks/drop": (Memory, "drop_memory_bank"),
-    "memory_bank/insert": (Memory, "insert_documents"),
-    "memory_bank/update": (Memory, "update_documents"),
-    "memory_bank/query": (Memory, "query_documents"),
-    "memory_bank/documents/get": (Memory, "get_documents"),
-    "memory_bank/documents/delete": (Memory, "delete_documents"),
-    "models/list": (Models, "list_models"),
-    "models/get": (Models, "get_model"),
-}

@@ -1,4 +1,4 @@
-"""Async HTTP client of a running stack: one method per route, chunk streams parsed from SSE.
+"""Async HTTP client of a running stack: one method per route of the route table, chunk streams from SSE.
 
 `StackClient` implements the API Protocols of `llama_core.apis` over HTTP (httpx), so the CLI
 clients and the `remote` provider call a stack the way they would call a local provider:
@@ -6,9 +6,15 @@ clients and the `remote` provider call a stack the way they would call a local p
     async with StackClient("http://localhost:5000") as client:
         response = await client.chat_completion(ChatCompletionRequest(model=..., messages=[...]))
 
+Its methods are built from `llama_core.routes.METHODS`, one per route, named as the Protocol method
+that serves it (`client.call(route, request)` is the one path they all take); a request type with
+no required field may be left out (`await client.list_models()`). Type checkers see no per-method
+signatures: the Protocols in llama_core.apis are the reference.
+
 A request with `stream=True` returns an async iterator of chunks (close it, or consume it, to free
-the connection: `async with contextlib.aclosing(stream)`). Error answers come back as the same
-exception classes the server raised (400 InvalidRequestError with its `field`, 404 NotFoundError...).
+the connection: `async with contextlib.aclosing(stream)`); a route that always streams
+(agentic_system/turn/create) always returns one. Error answers come back as the same exception
+classes the server raised (400 InvalidRequestError with its `field`, 404 NotFoundError...).
 
 Non-goals: no retries (the caller knows whether a request is safe to repeat), no connection to
 anything but a llama stack server.
@@ -16,91 +22,41 @@ anything but a llama stack server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
 from llama_core import errors
+from llama_core.routes import METHODS, Method, Streams, wants_stream
+from llama_core.sse import iter_sse_data
 from llama_core.types._base import Base
-from llama_core.types.agents import (
-    AgenticSystemCreateRequest,
-    AgenticSystemCreateResponse,
-    AgenticSystemDeleteRequest,
-    AgenticSystemMemoryBankAttachRequest,
-    AgenticSystemMemoryBankDetachRequest,
-    AgenticSystemSessionCreateRequest,
-    AgenticSystemSessionCreateResponse,
-    AgenticSystemSessionDeleteRequest,
-    AgenticSystemSessionGetRequest,
-    AgenticSystemStepGetRequest,
-    AgenticSystemStepResponse,
-    AgenticSystemTurnCreateRequest,
-    AgenticSystemTurnGetRequest,
-    AgenticSystemTurnResponseStreamChunk,
-    Session,
-    Turn,
-)
-from llama_core.types.inference import (
-    BatchChatCompletionRequest,
-    BatchChatCompletionResponse,
-    BatchCompletionRequest,
-    BatchCompletionResponse,
-    ChatCompletionRequest,
-    ChatCompletionResponse,
-    ChatCompletionResponseStreamChunk,
-    CompletionRequest,
-    CompletionResponse,
-    CompletionResponseStreamChunk,
-    EmbeddingsRequest,
-    EmbeddingsResponse,
-)
-from llama_core.types.memory import (
-    CreateMemoryBankRequest,
-    DeleteDocumentsRequest,
-    DropMemoryBankRequest,
-    GetDocumentsRequest,
-    GetMemoryBankRequest,
-    InsertDocumentsRequest,
-    ListMemoryBanksRequest,
-    MemoryBank,
-    MemoryBankDocument,
-    QueryDocumentsRequest,
-    QueryDocumentsResponse,
-    UpdateDocumentsRequest,
-)
-from llama_core.types.models import Model, ModelsGetRequest, ModelsListRequest
-from llama_core.types.safety import RunShieldsRequest, RunShieldsResponse
 
 if TYPE_CHECKING:
     import httpx
 
 C = TypeVar("C", bound=Base)
+Translate = Callable[[errors.LlamaError], errors.LlamaError] | None
 
-# The routes that are not POST. GET sends the request fields as a query string (a list field as
-# repeated keys); DELETE sends a JSON body. The server's method table (llama_rpc/methods.py) reads this.
-ROUTE_VERBS: dict[str, str] = {
-    "memory_banks/list": "GET",
-    "memory_banks/get": "GET",
-    "memory_banks/drop": "DELETE",
-    "memory_bank/documents/get": "GET",
-    "memory_bank/documents/delete": "DELETE",
-    "models/list": "GET",
-    "models/get": "GET",
-}
 
-# HTTP status -> the error the server raised (inverse of the server's mapping; 500 and anything
-# unknown become a plain LlamaError).
-STATUS_ERRORS: dict[int, type[errors.LlamaError]] = {
-    400: errors.InvalidRequestError,
-    401: errors.AuthenticationError,
-    404: errors.NotFoundError,
-    409: errors.ConflictError,
-    413: errors.PayloadTooLargeError,
-    501: errors.NotConfiguredError,
-    502: errors.ProviderError,
-    503: errors.UnavailableError,
-}
+def errors_by_status(root: type[errors.LlamaError] = errors.LlamaError) -> dict[int, type[errors.LlamaError]]:
+    """HTTP status -> the most general class of the error tree below `root` that answers it.
+
+    Breadth first, so a status maps to the class nearest the root (404: NotFoundError, not
+    ModelNotFoundError; 500: LlamaError itself).
+    """
+    found: dict[int, type[errors.LlamaError]] = {}
+    level = [root]
+    while level:
+        for cls in level:
+            found.setdefault(cls.status, cls)
+        level = [sub for cls in level for sub in cls.__subclasses__()]
+    return found
+
+
+# HTTP status -> the error the server raised (the inverse of `LlamaError.status`; a status the tree
+# does not use becomes a plain LlamaError).
+STATUS_ERRORS: dict[int, type[errors.LlamaError]] = errors_by_status()
 
 
 class _ErrorBody(msgspec.Struct):
@@ -140,35 +96,14 @@ def query_params(request: Base) -> list[tuple[str, str]]:
     return params
 
 
-async def iter_sse_data(lines: AsyncIterator[str]) -> AsyncIterator[str]:
-    """The `data` of each server-sent event (multi-line data joined with "\\n"), up to `[DONE]`.
-
-    Lines after `[DONE]` are read and dropped: the stream ends right after it, and reading to the
-    end finishes `lines` (an unfinished async generator is a warning under trio).
-    """
-    data: list[str] = []
-    done = False
-    async for line in lines:
-        if done:
-            continue
-        if line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-        elif not line and data:
-            event, data = "\n".join(data), []
-            done = event == "[DONE]"
-            if not done:
-                yield event
-    if data and not done and data != ["[DONE]"]:
-        yield "\n".join(data)
-
-
 class ChunkStream(AsyncIterator[C]):
     """The chunks of one streamed answer; `aclose()` (or the end) releases the connection."""
 
-    def __init__(self, response: httpx.Response, chunk_type: type[C]) -> None:
+    def __init__(self, response: httpx.Response, chunk_type: type[C], translate: Translate = None) -> None:
         self._response = response
         self._events = iter_sse_data(response.aiter_lines())
         self._decoder = msgspec.json.Decoder(chunk_type)
+        self._translate = translate
 
     def __aiter__(self) -> ChunkStream[C]:
         return self
@@ -183,7 +118,8 @@ class ChunkStream(AsyncIterator[C]):
             async for _ in self._events:  # the server ends a stream after its error event; reading
                 pass  # to the end finishes httpx's own generators too (trio warns about open ones)
             await self.aclose()
-            raise error_from_answer(self._status_of(event), event.encode())
+            error = error_from_answer(self._status_of(event), event.encode())
+            raise error if self._translate is None else self._translate(error)
         return self._decoder.decode(event)
 
     @staticmethod
@@ -199,7 +135,20 @@ class ChunkStream(AsyncIterator[C]):
 
 
 class StackClient:
-    """Async client of a stack served by `llama stack run` at `base_url` (e.g. http://localhost:5000)."""
+    """Async client of a stack served by `llama stack run` at `base_url` (e.g. http://localhost:5000).
+
+    One method per route of `methods` (the route table; default `routes.METHODS`), named as the
+    Protocol method serving it. A subclass built on another table gets that table's methods:
+    `class Client(StackClient, methods=table)`.
+    """
+
+    methods: Mapping[str, Method] = METHODS
+
+    def __init_subclass__(cls, *, methods: Mapping[str, Method] | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if methods is not None:
+            cls.methods = methods
+            add_route_methods(cls, methods)
 
     def __init__(
         self,
@@ -208,10 +157,13 @@ class StackClient:
         api_key: str | None = None,
         timeout: float | None = 300.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        translate: Translate = None,
     ) -> None:
+        """`translate`: what the server's errors become here (default: the class it raised)."""
         import httpx
 
         self.base_url = base_url.rstrip("/")
+        self._translate = translate
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -229,24 +181,24 @@ class StackClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    # --- the one path every method takes ----------------------------------------------------
+    async def call(self, route: str, request: Base) -> Any:
+        """Send `request` to `/route` (a name of `methods`); its answer decoded, or its chunk stream.
 
-    async def call(self, route: str, request: Base, response_type: Any, chunk_type: Any = None) -> Any:
-        """Send `request` to `/route`; decode the answer as `response_type`, or stream `chunk_type`s.
-
-        A stream is expected when `chunk_type` is given and the request asks for one (or has no
-        `stream` field: such routes always stream).
+        A stream comes back when the route always streams (a request with `stream` false is sent
+        with `stream` true: the server answers events either way) or the request asks for one.
         """
         import httpx
 
-        verb = ROUTE_VERBS.get(route, "POST")
-        if verb == "GET":
-            built = self._http.build_request(verb, "/" + route, params=query_params(request))
+        method = self.methods[route]
+        if method.streams is Streams.always and getattr(request, "stream", True) is False:
+            request = msgspec.structs.replace(request, stream=True)  # type: ignore[type-var]
+        if method.verb == "GET":
+            built = self._http.build_request(method.verb, method.path, params=query_params(request))
         else:
             built = self._http.build_request(
-                verb, "/" + route, content=msgspec.json.encode(request), headers={"Content-Type": "application/json"}
+                method.verb, method.path, content=msgspec.json.encode(request), headers={"Content-Type": "application/json"}
             )
-        streaming = chunk_type is not None and getattr(request, "stream", True)
+        streaming = method.chunk_type is not None and wants_stream(method, request)
         try:
             response = await self._http.send(built, stream=streaming)
         except httpx.TransportError as e:
@@ -254,10 +206,11 @@ class StackClient:
         if response.status_code != 200:
             body = await response.aread()
             await response.aclose()
-            raise error_from_answer(response.status_code, body)
+            error = error_from_answer(response.status_code, body)
+            raise error if self._translate is None else self._translate(error)
         if streaming:
-            return ChunkStream(response, chunk_type)
-        return msgspec.json.decode(response.content, type=response_type)
+            return ChunkStream(response, method.chunk_type, self._translate)
+        return msgspec.json.decode(response.content, type=method.response_type)
 
     async def health(self) -> dict[str, Any]:
         """GET /health."""
@@ -266,105 +219,20 @@ class StackClient:
             raise error_from_answer(response.status_code, response.content)
         return msgspec.json.decode(response.content)
 
-    # --- inference --------------------------------------------------------------------------
 
-    async def chat_completion(
-        self, request: ChatCompletionRequest
-    ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
-        return await self.call(
-            "inference/chat_completion", request, ChatCompletionResponse, ChatCompletionResponseStreamChunk
-        )
+def _route_method(method: Method) -> Callable[..., Coroutine[Any, Any, Any]]:
+    async def call(self: StackClient, request: Base | None = None) -> Any:
+        return await self.call(method.name, method.request_type() if request is None else request)
 
-    async def completion(
-        self, request: CompletionRequest
-    ) -> CompletionResponse | AsyncIterator[CompletionResponseStreamChunk]:
-        return await self.call("inference/completion", request, CompletionResponse, CompletionResponseStreamChunk)
+    call.__name__ = call.__qualname__ = method.call
+    call.__doc__ = f"{method.verb} {method.path}: {method.summary}"
+    return call
 
-    async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
-        return await self.call("inference/batch_chat_completion", request, BatchChatCompletionResponse)
 
-    async def batch_completion(self, request: BatchCompletionRequest) -> BatchCompletionResponse:
-        return await self.call("inference/batch_completion", request, BatchCompletionResponse)
+def add_route_methods(cls: type[StackClient], methods: Mapping[str, Method]) -> None:
+    """Give `cls` a method per route of `methods`, named as the Protocol method serving it."""
+    for method in methods.values():
+        setattr(cls, method.call, _route_method(method))
 
-    async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
-        return await self.call("inference/embeddings", request, EmbeddingsResponse)
 
-    # --- safety -----------------------------------------------------------------------------
-
-    async def run_shields(self, request: RunShieldsRequest) -> RunShieldsResponse:
-        return await self.call("safety/run_shields", request, RunShieldsResponse)
-
-    # --- agentic system ---------------------------------------------------------------------
-
-    async def create_agentic_system(self, request: AgenticSystemCreateRequest) -> AgenticSystemCreateResponse:
-        return await self.call("agentic_system/create", request, AgenticSystemCreateResponse)
-
-    async def delete_agentic_system(self, request: AgenticSystemDeleteRequest) -> None:
-        return await self.call("agentic_system/delete", request, None)
-
-    async def create_agentic_system_session(
-        self, request: AgenticSystemSessionCreateRequest
-    ) -> AgenticSystemSessionCreateResponse:
-        return await self.call("agentic_system/session/create", request, AgenticSystemSessionCreateResponse)
-
-    async def get_agentic_system_session(self, request: AgenticSystemSessionGetRequest) -> Session:
-        return await self.call("agentic_system/session/get", request, Session)
-
-    async def delete_agentic_system_session(self, request: AgenticSystemSessionDeleteRequest) -> None:
-        return await self.call("agentic_system/session/delete", request, None)
-
-    async def create_agentic_system_turn(
-        self, request: AgenticSystemTurnCreateRequest
-    ) -> AsyncIterator[AgenticSystemTurnResponseStreamChunk]:
-        """Always a stream of turn events, as the server answers this route (whatever `stream` says)."""
-        request_stream = msgspec.structs.replace(request, stream=True) if not request.stream else request
-        return await self.call("agentic_system/turn/create", request_stream, Turn, AgenticSystemTurnResponseStreamChunk)
-
-    async def get_agentic_system_turn(self, request: AgenticSystemTurnGetRequest) -> Turn:
-        return await self.call("agentic_system/turn/get", request, Turn)
-
-    async def get_agentic_system_step(self, request: AgenticSystemStepGetRequest) -> AgenticSystemStepResponse:
-        return await self.call("agentic_system/step/get", request, AgenticSystemStepResponse)
-
-    async def attach_memory_bank_to_agentic_system(self, request: AgenticSystemMemoryBankAttachRequest) -> None:
-        return await self.call("agentic_system/memory_bank/attach", request, None)
-
-    async def detach_memory_bank_from_agentic_system(self, request: AgenticSystemMemoryBankDetachRequest) -> None:
-        return await self.call("agentic_system/memory_bank/detach", request, None)
-
-    # --- memory -----------------------------------------------------------------------------
-
-    async def create_memory_bank(self, request: CreateMemoryBankRequest) -> MemoryBank:
-        return await self.call("memory_banks/create", request, MemoryBank)
-
-    async def list_memory_banks(self, request: ListMemoryBanksRequest) -> list[MemoryBank]:
-        return await self.call("memory_banks/list", request, list[MemoryBank])
-
-    async def get_memory_bank(self, request: GetMemoryBankRequest) -> MemoryBank | None:
-        return await self.call("memory_banks/get", request, MemoryBank | None)
-
-    async def drop_memory_bank(self, request: DropMemoryBankRequest) -> str:
-        return await self.call("memory_banks/drop", request, str)
-
-    async def insert_documents(self, request: InsertDocumentsRequest) -> None:
-        return await self.call("memory_bank/insert", request, None)
-
-    async def update_documents(self, request: UpdateDocumentsRequest) -> None:
-        return await self.call("memory_bank/update", request, None)
-
-    async def query_documents(self, request: QueryDocumentsRequest) -> QueryDocumentsResponse:
-        return await self.call("memory_bank/query", request, QueryDocumentsResponse)
-
-    async def get_documents(self, request: GetDocumentsRequest) -> list[MemoryBankDocument]:
-        return await self.call("memory_bank/documents/get", request, list[MemoryBankDocument])
-
-    async def delete_documents(self, request: DeleteDocumentsRequest) -> None:
-        return await self.call("memory_bank/documents/delete", request, None)
-
-    # --- models -----------------------------------------------------------------------------
-
-    async def list_models(self, request: ModelsListRequest | None = None) -> list[Model]:
-        return await self.call("models/list", request or ModelsListRequest(), list[Model])
-
-    async def get_model(self, request: ModelsGetRequest) -> Model:
-        return await self.call("models/get", request, Model)
+add_route_methods(StackClient, METHODS)

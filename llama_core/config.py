@@ -5,6 +5,10 @@ its environment is, and one `[providers.<api>]` table per API holding `provider_
 provider's config fields (the original's `providers.inference = {provider_id: ..., model: ...}`).
 Files are written with mode 0600, since provider tables may hold API keys.
 
+    write_build_config    `llama stack build`: a build's file, keeping an earlier build's answers
+    resolve_run_config    `CONFIG.toml | DIST --name NAME`, as `llama stack run` and `python -m llama_rpc` take it
+    load_run_config       read and check one file
+
 Also here: the config Structs of the providers the reference lists that have no module of their
 own yet (safety, memory, agents, remote vendors). A provider module that lands may define its own
 and point its row in llama_core.distributions at it.
@@ -45,6 +49,12 @@ class RemoteProviderConfig(Base, kw_only=True):
         if not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
         self.url = self.url.rstrip("/")
+
+
+class RemoteStackConfig(RemoteProviderConfig, kw_only=True):
+    """Another llama-toolchain server; `api_key` if it was started with one (`--api-key`)."""
+
+    api_key: str | None = None
 
 
 class OllamaImplConfig(RemoteProviderConfig, kw_only=True):
@@ -107,6 +117,8 @@ class RunConfig(Base, kw_only=True):
     # venv directory, conda env name or container image tag; None: the environment running llama.
     environment: str | None = None
     built_at: str | None = None
+    # Host / Origin names the HTTP server answers besides this machine's loopback (llama_rpc/origin.py).
+    allowed_hosts: list[str] | None = None
     providers: dict[str, dict[str, Any]] = {}
 
 
@@ -136,6 +148,56 @@ def find_run_config(distribution_id: str, name: str, image_type: str | None = No
     raise NotFoundError(
         f"Could not find {display_path(paths[0])}. Please run `llama stack build {distribution_id} --name {name}` first."
     )
+
+
+def resolve_run_config(config: str | None, name: str | None, image_type: str | None = None) -> Path | None:
+    """The run config that a front end's `[CONFIG.toml | DIST --name NAME]` arguments name.
+
+    None when both are absent (the default stack). `config` is a path when it ends in `.toml`,
+    holds a path separator or names a file; else a distribution id, whose build `name` (of
+    `image_type`, or any) must exist. The file itself is not read here (load_run_config does).
+    Raises InvalidRequestError (field "name") for --name without a distribution or a
+    distribution without --name; NotFoundError for an unknown distribution or build.
+    """
+    from llama_core.distributions import distribution
+
+    if config is None:
+        if name is not None:
+            raise InvalidRequestError("--name needs a distribution before it: DIST --name NAME.", field="name")
+        return None
+    if config.endswith(".toml") or os.sep in config or Path(config).is_file():
+        return Path(config).expanduser()
+    dist = distribution(config)  # unknown -> NotFoundError with suggestions
+    if name is None:
+        raise InvalidRequestError(
+            f"Which build of {dist.distribution_id}? Add --name NAME (see `llama stack build {dist.distribution_id} --name NAME`).",
+            field="name",
+        )
+    return find_run_config(dist.distribution_id, name, image_type)
+
+
+def write_build_config(distribution_id: str, name: str, image_type: ImageType, environment: str | None) -> Path:
+    """Write the config of a new build of `distribution_id` (save_run_config) and return its path.
+
+    One `[providers.<api>]` table per API the distribution serves, in API order. A table that an
+    earlier build of the same name filled in is kept while its provider is unchanged, so that
+    rebuilding does not lose answers. Raises NotFoundError for an unknown distribution,
+    InvalidRequestError for a bad build name or an unreadable earlier file.
+    """
+    from llama_core.distributions import Api, distribution
+
+    dist = distribution(distribution_id)
+    name = check_name(name)
+    path = run_config_path(dist.distribution_id, name, image_type)
+    previous = load_run_config(path).providers if path.is_file() else {}
+    providers = {}
+    for api in (a for a in Api if a in dist.provider_map):  # API order; earlier answers kept unless changed
+        provider_id = dist.provider_map[api]
+        kept = previous.get(str(api), {})
+        providers[str(api)] = kept if kept.get("provider_id") == provider_id else {"provider_id": provider_id}
+    config = RunConfig(name=name, distribution_id=dist.distribution_id, image_type=image_type,
+                       environment=environment, built_at=now(), providers=providers)  # fmt: skip
+    return save_run_config(config, path)
 
 
 def load_run_config(path: str | Path) -> RunConfig:

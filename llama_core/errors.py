@@ -14,9 +14,25 @@
     ├── ProviderError             502: a remote vendor failed (after retries where safe)
     ├── CheckpointError           a model's files are missing, corrupt or mismatched
     └── DownloadError             a download failed (expired URL, 404, network, disk full)
+
+A message that quotes what a client sent quotes it through `shown()`, so a 10 MB model id is not
+answered with a 10 MB error.
 """
 
 from __future__ import annotations
+
+import re
+
+SHOWN_CHARS = 200  # an input value quoted in a message is cut to this many characters
+
+
+def shown(value: object, limit: int = SHOWN_CHARS) -> str:
+    """`value` as text to quote in an error message: whole if at most `limit` characters, else its
+    first `limit` characters, an ellipsis and the whole length (`abc… (10000000 characters)`)."""
+    text = value if isinstance(value, str) else str(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
 
 
 class LlamaError(Exception):
@@ -27,6 +43,16 @@ class LlamaError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def kind(self) -> str:
+        """The wire's `type` of this error (`invalid_request`), the same on HTTP and JSON-RPC."""
+        return snake_name(type(self).__name__)
+
+
+def snake_name(class_name: str) -> str:
+    """`InvalidRequestError` -> `invalid_request`: an error class's name as a wire `type`."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", class_name.removesuffix("Error")).lower()
 
 
 class InvalidRequestError(LlamaError):
@@ -44,10 +70,14 @@ class UnsupportedError(InvalidRequestError):
 
 
 class AuthenticationError(LlamaError):
+    """A server's API key is missing or wrong."""
+
     status = 401
 
 
 class NotFoundError(LlamaError):
+    """An unknown model, agent, session, memory bank or document."""
+
     status = 404
 
 
@@ -58,26 +88,40 @@ class ModelNotFoundError(NotFoundError):
         self.model_id = model_id
         self.suggestions = suggestions or []
         hint = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
-        super().__init__(f"Unknown model '{model_id}'.{hint} See `llama model list --show-all`.")
+        super().__init__(f"Unknown model '{shown(model_id)}'.{hint} See `llama model list --show-all`.")
 
 
 class ConflictError(LlamaError):
+    """It exists already, or is in the wrong state for this request."""
+
     status = 409
 
 
 class PayloadTooLargeError(LlamaError):
+    """A body or prompt over the limit."""
+
     status = 413
 
 
 class NotConfiguredError(LlamaError):
+    """The API has no provider in this stack."""
+
     status = 501
 
 
 class UnavailableError(LlamaError):
+    """Busy, restarting or down; `retry_after` (seconds), when known, is when to try again."""
+
     status = 503
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ProviderError(LlamaError):
+    """A remote vendor failed (after retries where safe)."""
+
     status = 502
 
 

@@ -24,6 +24,3 @@ def model_checkpoint_dir(descriptor: str) -> Path:
 def builds_dir() -> Path:
     return config_dir() / "builds"
 
-
-def runtime_dir() -> Path:
-    return config_dir() / "runtime"

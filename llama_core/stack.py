@@ -11,6 +11,8 @@ if it is an async context manager. Exiting closes them in reverse. Works under a
 An API whose provider is not written yet, or which the config does not list, is unserved: its
 attribute is None and `stack.api(name)` raises NotConfiguredError, which transports answer with 501.
 
+`health()` asks each running provider how it stands (GET /health answers it).
+
 Non-goals: no routing between several providers of one API, no hot reload.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,6 +104,25 @@ def plan(config: RunConfig) -> dict[Api, Planned]:
         spec = provider_spec(api, provider_id)
         planned[api] = Planned(spec, decode_provider_config(spec, section))
     return {api: planned[api] for api in dependency_order({a: p.spec.api_dependencies for a, p in planned.items()})}
+
+
+async def api_health(providers: Mapping[Any, Any]) -> dict[str, Any]:
+    """{"status": "OK" | "Error", "apis": {api: {"status": "ok" | ..., ...}}} of running providers.
+
+    A provider reports itself with `async def health() -> dict` whose "status" is "ok" when it can
+    serve (meta-reference: "starting", "restarting" or "down" otherwise; cheap, no network call). One
+    without `health` is "ok". The whole is "OK" only when every API is "ok".
+    """
+    apis: dict[str, Any] = {}
+    for api, impl in providers.items():
+        probe = getattr(impl, "health", None)
+        try:
+            apis[str(api)] = await probe() if probe is not None else {"status": "ok"}
+        except Exception:  # a health check must answer: this API is not ok, the reason goes to the log
+            log.exception("the %s provider's health check failed", api)
+            apis[str(api)] = {"status": "error"}
+    healthy = all(report.get("status") == "ok" for report in apis.values())
+    return {"status": "OK" if healthy else "Error", "apis": apis}
 
 
 def dependency_order(deps: dict[Api, tuple[Api, ...]]) -> list[Api]:
@@ -190,6 +212,13 @@ class Stack:
         if reason is not None:
             raise NotConfiguredError(reason)
         return self.impls[parse_api(str(name))]
+
+    async def health(self) -> dict[str, Any]:
+        """Each served API's state, as `api_health`; every API "down" while the stack is not started."""
+        if self._exit is None:
+            down = [api for api, planned in self.planned.items() if planned.spec.implementation is not None]
+            return {"status": "Error", "apis": {str(api): {"status": "down"} for api in down}}
+        return await api_health(self.impls)
 
     async def __aenter__(self) -> Stack:
         if self._exit is not None:

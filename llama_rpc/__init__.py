@@ -1,6 +1,5 @@
-"""Transports over one method table: the stack's APIs served over HTTP (and JSON-RPC / MCP).
+"""Transports over one route table (llama_core/routes.py): the stack's APIs over HTTP, JSON-RPC and MCP.
 
-    methods.py       the table: route -> verb, request type, API and core method, streams?
     http.py          `create_app(stack)`: the Quart app of every route, /health, /openapi.json
     openai.py        OpenAI-compatible /v1 routes mapped onto inference and models
     openai_types.py  their request bodies

@@ -9,28 +9,18 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
-from llama_core.errors import InvalidRequestError, LlamaError
+from llama_core.errors import LlamaError
 
 
 def stack_of(config: str | None, name: str | None, image_type: str | None) -> Any:
     """The (not yet started) Stack named by the arguments, as `llama stack run` names it."""
-    from llama_core.config import find_run_config
-    from llama_core.distributions import distribution
+    from llama_core.config import resolve_run_config
     from llama_core.stack import Stack
 
-    if config is None:
-        if name is not None:
-            raise InvalidRequestError("--name needs a distribution: `python -m llama_rpc DIST --name NAME`.", field="name")
-        return Stack.default()
-    if config.endswith(".toml") or Path(config).is_file():
-        return Stack.from_config(Path(config).expanduser())
-    dist = distribution(config)  # unknown -> NotFoundError with suggestions
-    if name is None:
-        raise InvalidRequestError(f"Which build of {dist.distribution_id}? Add --name NAME.", field="name")
-    return Stack.from_config(find_run_config(dist.distribution_id, name, image_type))
+    path = resolve_run_config(config, name, image_type)
+    return Stack.default() if path is None else Stack.from_config(path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,20 +13,15 @@ An exception we did not raise on purpose is logged with its traceback and answer
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from werkzeug.exceptions import HTTPException
 
-from llama_core.errors import InvalidRequestError, LlamaError
+from llama_core.errors import InvalidRequestError, LlamaError, snake_name
 
 log = logging.getLogger("llama_rpc")
 
 INTERNAL = "Internal server error"
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name.removesuffix("Error")).lower()
 
 
 def status_of(error: BaseException) -> int:
@@ -43,9 +38,9 @@ def describe(error: BaseException) -> tuple[int, str, str, str | None]:
     status = status_of(error)
     if isinstance(error, LlamaError):
         field = error.field if isinstance(error, InvalidRequestError) else None
-        return status, _snake(type(error).__name__), error.message, field
+        return status, error.kind, error.message, field
     if isinstance(error, HTTPException):
-        return status, _snake(type(error).__name__), error.description or error.name, None
+        return status, snake_name(type(error).__name__), error.description or error.name, None
     log.error("unexpected error while serving a request", exc_info=error)
     return 500, "internal", INTERNAL, None
 

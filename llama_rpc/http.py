@@ -2,12 +2,15 @@
 
     POST/GET/DELETE /<route>   decode at the edge (body, or the query string of GET), call the
                                provider, answer JSON, or SSE (`data: <json>\\n\\n`) for a stream
-    GET /health                {"status": "OK"} (never behind the API key: for liveness probes)
-    GET /openapi.json          the OpenAPI 3.1 document of all of it
+    GET /health                {"status": "OK", "apis": {"inference": {"status": "ok"}, ...}}, or 503
+                               with "Error" when an API cannot serve (never behind the API key)
+    GET /openapi.json          the OpenAPI 3.1 document of what this stack serves
     /v1/..., /v1/openai/v1/... the OpenAI-compatible routes (llama_rpc/openai.py)
 
-Errors become statuses and bodies in llama_rpc/errors.py only. With an API key, every other
-request must carry `Authorization: Bearer <key>` (401 otherwise).
+Errors become statuses and bodies in llama_rpc/errors.py only. Every request's Host, Origin and
+body type are checked first (llama_rpc/origin.py: 403, 415), against pages that would drive the
+server from a browser. With an API key, every other request must carry
+`Authorization: Bearer <key>` (401 otherwise).
 
 Non-goals: no business logic (a transport decodes, calls, encodes), no sessions or cookies, no
 CORS, no TLS (put a proxy in front).
@@ -18,26 +21,30 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
-from collections.abc import AsyncIterator, Callable
+import math
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import msgspec
-from quart import Quart, Response, request
+from quart import Quart, Request, Response, request
 from quart.asgi import ASGIHTTPConnection
-from werkzeug.exceptions import RequestTimeout
+from quart.wrappers.request import Body
+from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
 from llama_core.errors import AuthenticationError
 from llama_core.providers.provider_data import HEADER as PROVIDER_DATA_HEADER
 from llama_core.providers.provider_data import set_provider_data
+from llama_core.routes import METHODS, Method, provider_call, served_methods, wants_stream
 from llama_core.types._base import Base
-from llama_core.types.schema import decode_request
+from llama_core.types.schema import decode_request, json_too_deep
 from llama_rpc import openai
 from llama_rpc.errors import error_body, openai_error_body
-from llama_rpc.methods import METHODS, Method, provider_call, wants_stream
 from llama_rpc.openapi import openapi_document
+from llama_rpc.origin import RequestGuard
 from llama_rpc.sse import sse_stream
 
-MAX_BODY_BYTES = 16 * 1024 * 1024  # beyond this: 413 before the body is read
+MAX_BODY_BYTES = 16 * 1024 * 1024  # beyond this: 413
+DRAIN_FACTOR = 4  # a body over the limit is read (and dropped) up to this many times the limit before its 413
 
 _encoder = msgspec.json.Encoder()
 
@@ -88,7 +95,7 @@ def _query_fields(request_type: type[Base]) -> dict[str, tuple[bool, bool]]:
 
 
 def _query_value(value: str, keep_str: bool) -> Any:
-    if keep_str:
+    if keep_str or json_too_deep(value.encode()):  # too deep: the request decoder refuses it by name
         return value
     try:
         return msgspec.json.decode(value)  # numbers, true/false, null
@@ -111,7 +118,50 @@ def query_body(request_type: type[Base], args: Any) -> bytes:
     return _encoder.encode(body)
 
 
-# --- one request: Quart's connection with one task fewer --------------------------------------
+# --- one request: Quart's connection with one task fewer, and a body drained past its limit ----
+
+
+class DrainingBody(Body):
+    """Quart's request body, which past the size limit keeps reading (and dropping) to the end.
+
+    Quart's fails as soon as a body is over MAX_CONTENT_LENGTH: its 413 goes out while the client
+    is still writing, the server closes the connection, and a client that writes its whole body
+    before reading sees a broken pipe instead of the 413. `read_body` answers the 413 once `ended`
+    is set: the body's last byte arrived (`whole`; the connection stays usable), the client went
+    away, or more than DRAIN_FACTOR times the limit came (answered at once, and closed).
+    """
+
+    def __init__(self, expected_content_length: int | None, max_content_length: int | None) -> None:
+        super().__init__(expected_content_length, max_content_length)
+        self.ended = asyncio.Event()
+        self.whole = False
+        self._received = 0
+        self._drain_limit = None if max_content_length is None else DRAIN_FACTOR * max_content_length
+        if expected_content_length is not None and self._over_drain_limit(expected_content_length):
+            self.ended.set()  # too much to read for nothing
+
+    def _over_drain_limit(self, size: int) -> bool:
+        return self._drain_limit is not None and size > self._drain_limit
+
+    @property
+    def too_large(self) -> bool:
+        return self._must_raise is not None  # Body's only failure: over the limit
+
+    def append(self, data: bytes) -> None:
+        self._received += len(data)
+        super().append(data)  # past the limit: dropped
+        if self._over_drain_limit(self._received):
+            self.ended.set()
+
+    def end(self) -> None:
+        """The client sent the body's last byte."""
+        self.whole = True
+        self.set_complete()
+        self.ended.set()
+
+
+class DrainingRequest(Request):
+    body_class = DrainingBody
 
 
 class HTTPConnection(ASGIHTTPConnection):
@@ -148,6 +198,19 @@ class HTTPConnection(ASGIHTTPConnection):
         if receiver.done() and not receiver.cancelled() and receiver.exception() is not None:
             raise receiver.exception()  # type: ignore[misc]  # as Quart raises its tasks' errors
 
+    async def handle_messages(self, request: Any, receive: Any) -> None:
+        """Quart's, telling the body where it ends (DrainingBody), even past its limit."""
+        body: DrainingBody = request.body
+        while True:
+            message = await receive()
+            if message["type"] == "http.request":
+                body.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    body.end()
+            elif message["type"] == "http.disconnect":
+                body.ended.set()
+                return
+
 
 # --- the routes -------------------------------------------------------------------------------
 
@@ -157,13 +220,19 @@ async def read_body() -> bytes:
 
     What Quart's `request.get_data()` does, minus its `asyncio.wait_for`, which wraps the wait in
     a new task on every call (two more event-loop turns per request). A body that came with the
-    headers is complete already: awaiting it again does not suspend.
+    headers is complete already: awaiting it again does not suspend. A body over the limit is a
+    413, raised once the client has sent it all (DrainingBody), so that the client reads it.
     """
+    body: DrainingBody = request.body
     try:
         async with asyncio.timeout(request.body_timeout):
-            return await request.body
+            try:
+                return await body
+            except RequestEntityTooLarge:
+                await body.ended.wait()
+                raise
     except TimeoutError:
-        raise RequestTimeout() from None
+        raise (RequestEntityTooLarge() if body.too_large else RequestTimeout()) from None
 
 
 async def request_data() -> bytes:
@@ -200,15 +269,7 @@ def _header(name: str) -> str | None:
 
 def serving_lines(stack: Any) -> list[str]:
     """`Serving POST /inference/chat_completion`... for each route whose API this stack has."""
-    from llama_core.errors import NotConfiguredError
-
-    lines = []
-    for method in METHODS.values():
-        try:
-            stack.api(method.api)
-        except NotConfiguredError:
-            continue
-        lines.append(f"Serving {method.verb} {method.path}")
+    lines = [f"Serving {method.verb} {method.path}" for method in served_methods(stack)]
     lines += [f"Serving {verb} {path}" for verb, path in openai.ROUTES]
     lines += ["Serving GET /health", "Serving GET /openapi.json"]
     return lines
@@ -220,30 +281,39 @@ def create_app(
     api_key: str | None = None,
     openai_done: bool = False,
     max_body_bytes: int = MAX_BODY_BYTES,
+    methods: Mapping[str, Method] = METHODS,
+    bind: str | None = None,
+    allowed_hosts: Sequence[str] = (),
 ) -> Quart:
-    """The Quart app serving `stack` (anything with `api(name)`, as llama_core.stack.Stack).
+    """The Quart app serving `stack` (anything with `api(name)` and `health()`, as llama_core.stack.Stack).
 
+    `methods`: the route table (llama_core.routes); /openapi.json lists the routes `stack` serves.
     `api_key`: require `Authorization: Bearer <api_key>` on every route but /health.
     `openai_done`: end OpenAI-compatible streams with `data: [DONE]` (off by default).
+    `bind`: the `host:port` it is served on (None: a loopback address); with `allowed_hosts`, the
+    Host and Origin values it answers (llama_rpc/origin.py).
     """
     app = Quart(__name__, static_folder=None)
     app.asgi_http_class = HTTPConnection
+    app.request_class = DrainingRequest
     app.config.update(MAX_CONTENT_LENGTH=max_body_bytes, RESPONSE_TIMEOUT=None, BODY_TIMEOUT=60)
 
-    for method in METHODS.values():
+    for method in methods.values():
         app.add_url_rule(method.path, method.name, _route_handler(stack, method), methods=[method.verb])
 
     async def health() -> Response:
-        return json_response({"status": "OK"})
+        report = await stack.health()
+        return json_response(report, 200 if report["status"] == "OK" else 503)
 
     async def openapi_json() -> Response:
-        return json_response(openapi_document())
+        return json_response(openapi_document(served_methods(stack, methods)))
 
     app.add_url_rule("/health", "health", health, methods=["GET"])
     app.add_url_rule("/openapi.json", "openapi", openapi_json, methods=["GET"])
     openai.register(app, stack, done=openai_done)
 
     expected = f"Bearer {api_key}".encode() if api_key else None
+    guard = RequestGuard(bind, allowed_hosts)
 
     @app.before_request
     async def before_request() -> None:
@@ -251,6 +321,9 @@ def create_app(
         # Every body is read before anything answers, errors included: an answer sent before its
         # request's body has arrived leaves the connection unusable for the client's next request.
         await read_body()
+        refused = guard.check(request.method, _header("Host"), _header("Origin"), _header("Content-Type"))
+        if refused is not None:
+            raise refused
         if expected is not None and request.path != "/health":
             given = _header("Authorization") or ""
             if not hmac.compare_digest(given.encode(), expected):
@@ -265,6 +338,10 @@ def create_app(
         response = json_response(body, status)
         if status == 401:
             response.headers["WWW-Authenticate"] = "Bearer"
+        if (retry_after := getattr(error, "retry_after", None)) is not None:  # 503 while the engine restarts
+            response.headers["Retry-After"] = str(math.ceil(retry_after))
+        if status == 413 and not request.body.whole:  # answered before the body's end: the server closes
+            response.headers["Connection"] = "close"
         return response
 
     return app

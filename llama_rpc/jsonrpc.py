@@ -9,7 +9,8 @@ Every route of the method table is a method of the same name; params are the req
 decoded with `decode_request` at the edge. Each request runs in its own task, so a slow call never
 blocks another (or a ping); `cancel(id)` stops one and it gets no answer. At the end of input,
 in-flight requests finish (within `eof_grace`: unbounded, or a second once MCP is initialized). Codes: -32700 parse
-error, -32600 invalid request, -32601 method not found (also an API this stack does not serve),
+error, -32600 invalid request (also a line nested deeper than MAX_JSON_DEPTH, answered before it is
+decoded, so with id null), -32601 method not found (also an API this stack does not serve),
 -32602 invalid params (with `data.field`; also unknown ids such as a model, and too-large input),
 -32603 internal error. Never code 0.
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,21 +35,12 @@ from llama_core.errors import (
     NotConfiguredError,
     NotFoundError,
     PayloadTooLargeError,
+    shown,
 )
-from llama_core.types import CompletionMessage, StopReason, ToolCall
+from llama_core.routes import METHODS, Method, provider_call
 from llama_core.types._base import Base
-from llama_core.types.agents import AgenticSystemTurnResponseStreamChunk
-from llama_core.types.inference import (
-    ChatCompletionResponse,
-    ChatCompletionResponseEventType,
-    ChatCompletionResponseStreamChunk,
-    CompletionResponse,
-    CompletionResponseStreamChunk,
-    ToolCallDelta,
-    ToolCallParseStatus,
-)
-from llama_core.types.schema import decode_request
-from llama_rpc.methods import METHODS, Method, provider_call
+from llama_core.types.folds import fold
+from llama_core.types.schema import MAX_JSON_DEPTH, decode_request, json_too_deep
 from llama_rpc.stdio import TooLong
 
 log = logging.getLogger("llama_rpc.jsonrpc")
@@ -136,10 +127,6 @@ CODES: tuple[tuple[type[LlamaError], int], ...] = (
 )
 
 
-def _kind(error: LlamaError) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__.removesuffix("Error")).lower()
-
-
 def error_object(error: BaseException) -> ErrorObject:
     """The JSON-RPC error of `error`: a code, one line for a user, and `data` {type, status, field?}.
 
@@ -149,7 +136,7 @@ def error_object(error: BaseException) -> ErrorObject:
         return ErrorObject(error.code, error.message, error.data)
     if isinstance(error, LlamaError):
         code = next(c for cls, c in CODES if isinstance(error, cls))
-        data: dict[str, Any] = {"type": _kind(error), "status": error.status}
+        data: dict[str, Any] = {"type": error.kind, "status": error.status}
         if isinstance(error, InvalidRequestError) and error.field is not None:
             data["field"] = error.field
         return ErrorObject(code, error.message, data)
@@ -158,59 +145,6 @@ def error_object(error: BaseException) -> ErrorObject:
 
 
 # --- streams folded into one result -----------------------------------------------------------
-
-
-def _chat_text(chunk: ChatCompletionResponseStreamChunk) -> str:
-    delta = chunk.event.delta
-    if isinstance(delta, ToolCallDelta):
-        return delta.content if isinstance(delta.content, str) else ""
-    return delta
-
-
-def fold_chat(chunks: list[ChatCompletionResponseStreamChunk]) -> ChatCompletionResponse:
-    """The ChatCompletionResponse a non-streaming call would have given."""
-    text, calls, logprobs, stop = [], [], [], None
-    for chunk in chunks:
-        event = chunk.event
-        delta = event.delta
-        if isinstance(delta, str):
-            if event.event_type == ChatCompletionResponseEventType.progress:
-                text.append(delta)
-        elif delta.parse_status == ToolCallParseStatus.success and isinstance(delta.content, ToolCall):
-            calls.append(delta.content)
-        logprobs += event.logprobs or []
-        stop = event.stop_reason or stop
-    message = CompletionMessage(content="".join(text), stop_reason=stop or StopReason.out_of_tokens, tool_calls=calls)
-    return ChatCompletionResponse(completion_message=message, logprobs=logprobs or None)
-
-
-def fold_completion(chunks: list[CompletionResponseStreamChunk]) -> CompletionResponse:
-    logprobs = [lp for c in chunks for lp in c.logprobs or []]
-    stop = next((c.stop_reason for c in reversed(chunks) if c.stop_reason is not None), StopReason.out_of_tokens)
-    return CompletionResponse(content="".join(c.delta for c in chunks), stop_reason=stop, logprobs=logprobs or None)
-
-
-def fold_turn(chunks: list[AgenticSystemTurnResponseStreamChunk]) -> Any:
-    for chunk in reversed(chunks):
-        turn = getattr(chunk.event.payload, "turn", None)
-        if turn is not None:
-            return turn
-    raise LlamaError("The turn's event stream ended without a turn_complete event.")
-
-
-@dataclass(frozen=True, slots=True)
-class Fold:
-    """How one kind of stream reads as text (for progress) and folds into the plain result."""
-
-    text: Callable[[Any], str]
-    fold: Callable[[list[Any]], Any]
-
-
-FOLDS: dict[type, Fold] = {
-    ChatCompletionResponseStreamChunk: Fold(_chat_text, fold_chat),
-    CompletionResponseStreamChunk: Fold(lambda c: c.delta, fold_completion),
-    AgenticSystemTurnResponseStreamChunk: Fold(lambda c: "", fold_turn),
-}
 
 OnChunk = Callable[[Any, int], Awaitable[None]]  # (chunk, its 1-based number)
 
@@ -236,8 +170,7 @@ async def call_method(stack: Any, method: Method, request: Base, on_chunk: OnChu
         if aclose is not None:
             with anyio.CancelScope(shield=True):
                 await aclose()
-    fold = FOLDS.get(method.chunk_type) if method.chunk_type else None
-    return fold.fold(chunks) if fold else chunks
+    return fold(method.chunk_type, chunks)
 
 
 # --- dispatch ---------------------------------------------------------------------------------
@@ -260,8 +193,8 @@ Handler = Callable[[Context], Awaitable[Any]]
 NotificationHandler = Callable[[msgspec.Raw | None], None]
 
 
-def table_handlers(stack: Any) -> dict[str, Handler]:
-    """A handler per route of the method table; a stream notifies `stream/chunk` per chunk."""
+def table_handlers(stack: Any, methods: Mapping[str, Method] = METHODS) -> dict[str, Handler]:
+    """A handler per route of `methods` (the route table); a stream notifies `stream/chunk` per chunk."""
 
     def handler(method: Method) -> Handler:
         async def handle(ctx: Context) -> Any:
@@ -275,7 +208,7 @@ def table_handlers(stack: Any) -> dict[str, Handler]:
 
         return handle
 
-    return {name: handler(method) for name, method in METHODS.items()}
+    return {name: handler(method) for name, method in methods.items()}
 
 
 def _valid_id(value: Any) -> bool:
@@ -331,7 +264,10 @@ class Connection:
             tg.start_soon(self._writer)
             try:
                 async for line in lines:
-                    self.on_line(line)
+                    try:
+                        self.on_line(line)
+                    except Exception as error:  # noqa: BLE001 -- a bug here must not end the connection
+                        self._push(encode(ErrorResponse(id=None, error=error_object(error))))
                 self._closing = True
                 if not self.in_flight:
                     self._drained.set()
@@ -365,6 +301,9 @@ class Connection:
         if isinstance(line, TooLong):
             self._error(None, INVALID_REQUEST, "Message too large")
             return
+        if json_too_deep(line):  # before decoding: msgspec recurses once per level (and would crash)
+            self._error(None, INVALID_REQUEST, f"Invalid request: JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            return
         try:
             message = _incoming.decode(line)
         except msgspec.ValidationError:  # valid JSON, but not an object (arrays: batches)
@@ -391,11 +330,11 @@ class Connection:
         elif not isinstance(message.method, str):
             self._error(request_id, INVALID_REQUEST, "Invalid request: method must be a string")
         elif message.method.startswith("notifications/"):
-            self._error(request_id, INVALID_REQUEST, f"Invalid request: {message.method} is a notification; send it without an id")
+            self._error(request_id, INVALID_REQUEST, f"Invalid request: {shown(message.method)} is a notification; send it without an id")
         elif request_id in self.in_flight:
-            self._error(request_id, INVALID_REQUEST, f"Invalid request: id {request_id!r} is already in use")
+            self._error(request_id, INVALID_REQUEST, f"Invalid request: id {shown(repr(request_id))} is already in use")
         elif message.method not in self.handlers:
-            self._error(request_id, METHOD_NOT_FOUND, "Method not found", message.method)
+            self._error(request_id, METHOD_NOT_FOUND, "Method not found", shown(message.method))
         else:
             params = None if message.params is msgspec.UNSET else message.params
             scope = anyio.CancelScope()

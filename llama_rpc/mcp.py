@@ -26,6 +26,7 @@ per list (no cursors are handed out).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any
 from urllib.parse import quote, unquote
@@ -33,14 +34,15 @@ from urllib.parse import quote, unquote
 import msgspec
 
 import llama_core
-from llama_core.errors import LlamaError, NotConfiguredError, NotFoundError
+from llama_core.errors import LlamaError, NotFoundError, shown
+from llama_core.routes import METHODS, Method, Streams, is_served, provider_call, served_methods
 from llama_core.types import ToolPromptFormat
 from llama_core.types._base import Base
+from llama_core.types.folds import chunk_text
 from llama_core.types.memory import GetMemoryBankRequest, ListMemoryBanksRequest
 from llama_core.types.models import ModelsGetRequest, ModelsListRequest
 from llama_core.types.schema import decode_request, json_schema
 from llama_rpc.jsonrpc import (
-    FOLDS,
     INVALID_PARAMS,
     MCP_EOF_GRACE_S,
     Connection,
@@ -51,7 +53,6 @@ from llama_rpc.jsonrpc import (
     call_method,
     table_handlers,
 )
-from llama_rpc.methods import METHODS, Method, Streams, provider_call
 from llama_rpc.stdio import Receiver, Sender, process_stdio, read_lines
 
 log = logging.getLogger("llama_rpc.mcp")
@@ -129,7 +130,9 @@ def tool_name(method: Method) -> str:
     return method.name.replace("/", "_")
 
 
-TOOL_METHODS: dict[str, Method] = {tool_name(m): m for m in METHODS.values()}
+def tool_methods(methods: Mapping[str, Method]) -> dict[str, Method]:
+    """Tool name -> route, for every route of `methods`."""
+    return {tool_name(m): m for m in methods.values()}
 
 
 def _is_object(response_type: Any) -> bool:
@@ -167,27 +170,26 @@ def tool_error(error: LlamaError) -> dict[str, Any]:
 
 
 class McpServer:
-    """MCP and plain JSON-RPC for one started Stack (anything with `api(name)`)."""
+    """MCP and plain JSON-RPC for one started Stack (anything with `api(name)`), over the routes
+    of `methods` (the route table)."""
 
-    def __init__(self, stack: Any) -> None:
+    def __init__(self, stack: Any, methods: Mapping[str, Method] = METHODS) -> None:
         self.stack = stack
+        self.methods = methods
+        self.tool_methods = tool_methods(methods)
         self.client: InitializeParams | None = None
 
     def served(self, method: Method) -> bool:
-        try:
-            self.stack.api(method.api)
-        except NotConfiguredError:
-            return False
-        return True
+        return is_served(self.stack, method)
 
     @cached_property
     def tools(self) -> list[dict[str, Any]]:
-        return [tool(m) for m in METHODS.values() if self.served(m)]
+        return [tool(m) for m in served_methods(self.stack, self.methods)]
 
     def connection(self, sender: Sender, **options: Any) -> Connection:
         """A Connection answering MCP and every route of the table, writing to `sender`."""
         handlers: dict[str, Handler] = {
-            **table_handlers(self.stack),
+            **table_handlers(self.stack, self.methods),
             "initialize": self.initialize,
             "ping": self.ping,
             "logging/setLevel": self.ping,  # accepted; logs go to stderr regardless
@@ -243,9 +245,9 @@ class McpServer:
 
     async def call_tool(self, ctx: Context) -> dict[str, Any]:
         p = _params(CallToolParams, ctx)
-        method = TOOL_METHODS.get(p.name) or METHODS.get(p.name)
+        method = self.tool_methods.get(p.name) or self.methods.get(p.name)
         if method is None or not self.served(method):
-            raise JsonRpcError(INVALID_PARAMS, f"Unknown tool: {p.name}", {"name": p.name})
+            raise JsonRpcError(INVALID_PARAMS, f"Unknown tool: {shown(p.name)}", {"name": shown(p.name)})
         token = p.meta.progressToken
         try:
             request = decode_request(method.request_type, _encoder.encode(p.arguments))
@@ -254,7 +256,7 @@ class McpServer:
 
             async def on_chunk(chunk: Any, n: int) -> None:
                 if token is not None:
-                    text = _chunk_text(method, chunk)
+                    text = chunk_text(chunk)
                     await ctx.notify("notifications/progress", {"progressToken": token, "progress": n, "message": text})
 
             result = await call_method(self.stack, method, request, on_chunk)
@@ -269,7 +271,7 @@ class McpServer:
     # resources
 
     async def _call(self, name: str, request: Base) -> Any:
-        return await provider_call(self.stack, METHODS[name])(request)
+        return await provider_call(self.stack, self.methods[name])(request)
 
     async def list_resources(self, ctx: Context) -> dict[str, Any]:
         _no_cursor(ctx)
@@ -278,7 +280,7 @@ class McpServer:
              "description": m.description or None, "mimeType": "application/json"}
             for m in await self._call("models/list", ModelsListRequest())
         ]  # fmt: skip
-        if self.served(METHODS["memory_banks/list"]):
+        if self.served(self.methods["memory_banks/list"]):
             resources += [
                 {"uri": BANKS_URI + quote(b.bank_id, safe=""), "name": b.name, "title": f"Memory bank {b.name}",
                  "mimeType": "application/json"}
@@ -300,14 +302,14 @@ class McpServer:
         try:
             if uri.startswith(MODELS_URI):
                 found = await self._call("models/get", ModelsGetRequest(core_model_id=unquote(uri[len(MODELS_URI) :])))
-            elif uri.startswith(BANKS_URI) and self.served(METHODS["memory_banks/get"]):
+            elif uri.startswith(BANKS_URI) and self.served(self.methods["memory_banks/get"]):
                 found = await self._call("memory_banks/get", GetMemoryBankRequest(bank_id=unquote(uri[len(BANKS_URI) :])))
             else:
                 found = None
         except NotFoundError:
             found = None
         if found is None:
-            raise JsonRpcError(RESOURCE_NOT_FOUND, f"Resource not found: {uri}", {"uri": uri})
+            raise JsonRpcError(RESOURCE_NOT_FOUND, f"Resource not found: {shown(uri)}", {"uri": shown(uri)})
         return {"contents": [{"uri": uri, "mimeType": "application/json", "text": _encoder.encode(found).decode()}]}
 
     # prompts
@@ -329,23 +331,18 @@ class McpServer:
 
         p = _params(GetPromptParams, ctx)
         if p.name not in TEMPLATE_NAMES:
-            raise JsonRpcError(INVALID_PARAMS, f"Unknown prompt: {p.name}", {"name": p.name})
+            raise JsonRpcError(INVALID_PARAMS, f"Unknown prompt: {shown(p.name)}", {"name": shown(p.name)})
         fmt = p.arguments.get("tool_prompt_format", "json")
         try:
             tool_prompt_format = ToolPromptFormat(fmt)
         except ValueError:
             valid = ", ".join(f.value for f in ToolPromptFormat)
-            raise JsonRpcError(INVALID_PARAMS, f"Invalid tool_prompt_format '{fmt}': use one of {valid}", {"field": "arguments.tool_prompt_format"}) from None
+            raise JsonRpcError(INVALID_PARAMS, f"Invalid tool_prompt_format '{shown(fmt)}': use one of {valid}", {"field": "arguments.tool_prompt_format"}) from None
         text = render_template(p.name, tool_prompt_format=tool_prompt_format)
         return {
             "description": f"A {get_template(p.name).role} prompt, rendered in the Llama 3 chat format",
             "messages": [{"role": "user", "content": {"type": "text", "text": text}}],
         }
-
-
-def _chunk_text(method: Method, chunk: Any) -> str:
-    fold = FOLDS.get(method.chunk_type) if method.chunk_type else None
-    return fold.text(chunk) if fold else ""
 
 
 async def serve_stdio(stack: Any) -> None:
@@ -355,5 +352,6 @@ async def serve_stdio(stack: Any) -> None:
     """
     with process_stdio() as (receiver, sender):
         async with stack:
-            log.info("serving MCP on stdio (%d tools)", len(McpServer(stack).tools))
-            await McpServer(stack).serve(receiver, sender)
+            server = McpServer(stack)
+            log.info("serving MCP on stdio (%d tools)", len(server.tools))
+            await server.serve(receiver, sender)

@@ -11,7 +11,9 @@ cannot parse that line, and the openai client ends cleanly without it.
 
 The mapping is pure: OpenAI request -> our request, our response or chunk -> OpenAI's dict. A value
 we cannot honour (n > 1, penalties, logit_bias, logprobs, usage counts, a JSON response format) is
-refused with a 400 naming the field, never silently ignored.
+refused with a 400 naming the field, never silently ignored. Sampling values are checked when the
+body is decoded, against the same limits as the native routes (llama_core.types.common); `stop`
+goes into the core request, whose provider stops generating there.
 
 Non-goals: no Responses, Assistants, files or vector-store APIs; no token-array prompts.
 """
@@ -45,7 +47,7 @@ from llama_core.types import (
 )
 from llama_core.types import inference as ours
 from llama_core.types.models import ModelsGetRequest, ModelsListRequest
-from llama_core.types.schema import decode_request
+from llama_core.types.schema import MAX_JSON_DEPTH, decode_request, json_too_deep
 from llama_rpc import openai_types as oa
 from llama_rpc.errors import openai_error_body
 from llama_rpc.sse import closing, sse_stream
@@ -90,23 +92,23 @@ def _text(content: oa.OpenAIContent | None) -> str:
 
 
 def sampling_params(
-    temperature: float | None, top_p: float | None, max_tokens: int | None, seed: int | None
+    temperature: float | None,
+    top_p: float | None,
+    max_tokens: int | None,
+    seed: int | None,
+    stop: str | list[str] | None = None,
 ) -> SamplingParams:
-    """OpenAI's knobs as ours: no temperature (or 0) is greedy, as llama-stack maps it."""
-    if temperature is not None and not 0.0 <= temperature <= 2.0:
-        raise InvalidRequestError(f"`temperature` must be between 0 and 2, not {temperature}", field="temperature")
-    if top_p is not None and not 0.0 < top_p <= 1.0:
-        raise InvalidRequestError(f"`top_p` must be in (0, 1], not {top_p}", field="top_p")
-    if max_tokens is not None and max_tokens < 0:
-        raise InvalidRequestError(f"`max_tokens` must not be negative, not {max_tokens}", field="max_tokens")
+    """OpenAI's knobs (already checked by the decoder) as ours: no temperature (or 0) is greedy, as
+    llama-stack maps it; no max_tokens is "up to the context" (our 0)."""
     if not temperature:
-        return SamplingParams(max_tokens=max_tokens or 0, seed=seed)
+        return SamplingParams(max_tokens=max_tokens or 0, seed=seed, stop=stop_list(stop))
     return SamplingParams(
         strategy=SamplingStrategy.top_p,
         temperature=temperature,
         top_p=1.0 if top_p is None else top_p,
         max_tokens=max_tokens or 0,
         seed=seed,
+        stop=stop_list(stop),
     )
 
 
@@ -120,30 +122,35 @@ def _refuse_common(req: oa.OpenAIChatCompletionRequest | oa.OpenAICompletionRequ
 
 
 def stop_list(stop: str | list[str] | None) -> list[str]:
-    stops = [stop] if isinstance(stop, str) else list(stop or [])
-    if any(not s for s in stops):
-        raise InvalidRequestError("`stop` sequences must not be empty", field="stop")
-    return stops
+    """OpenAI's `stop` (one string or a list) as our list."""
+    return [stop] if isinstance(stop, str) else list(stop or [])
+
+
+def _param_type(json_type: str | list[str] | None) -> str:
+    return "string" if json_type is None else json_type if isinstance(json_type, str) else " | ".join(json_type)
 
 
 def _tool_definition(tool: oa.OpenAITool) -> ToolDefinition:
-    schema = tool.function.parameters or {}
-    required = set(schema.get("required", []))
+    schema = tool.function.parameters or oa.OpenAIFunctionParameters()
+    required = set(schema.required)
     params = {
         name: ToolParamDefinition(
-            param_type=str(prop.get("type", "string")),
-            description=prop.get("description"),
+            param_type=_param_type(prop.type),
+            description=prop.description,
             required=name in required,
-            default=prop.get("default"),
+            default=prop.default,
         )
-        for name, prop in schema.get("properties", {}).items()
+        for name, prop in schema.properties.items()
     }
     return ToolDefinition(tool_name=tool.function.name, description=tool.function.description, parameters=params)
 
 
 def _tool_call(call: oa.OpenAIToolCall, field: str) -> ToolCall:
+    text = call.function.arguments or "{}"
+    if json_too_deep(text.encode()):  # json.loads recurses once per level
+        raise InvalidRequestError(f"`{field}` is nested deeper than {MAX_JSON_DEPTH} levels", field=field)
     try:
-        arguments = json.loads(call.function.arguments or "{}")
+        arguments = json.loads(text)
     except json.JSONDecodeError:
         arguments = None
     if not isinstance(arguments, dict):
@@ -176,13 +183,11 @@ def chat_messages(messages: list[oa.OpenAIMessage]) -> list[Any]:
 
 
 def chat_request(req: oa.OpenAIChatCompletionRequest) -> ours.ChatCompletionRequest:
-    """An OpenAI chat request as ours (always non-streaming; the caller picks)."""
+    """An OpenAI chat request as ours."""
     _refuse_common(req)
     _refuse_unless(not req.logprobs, "logprobs", "log-probabilities are served by /inference/chat_completion")
     fmt = (req.response_format or {}).get("type", "text")
     _refuse_unless(fmt == "text", "response_format", "only text responses")
-    if not req.messages:
-        raise InvalidRequestError("`messages` must not be empty", field="messages")
     tools = [_tool_definition(t) for t in req.tools or []]
     choice = ours.ToolChoice.auto
     if req.tool_choice == "none":
@@ -198,9 +203,10 @@ def chat_request(req: oa.OpenAIChatCompletionRequest) -> ours.ChatCompletionRequ
     return ours.ChatCompletionRequest(
         model=req.model,
         messages=chat_messages(req.messages),
-        sampling_params=sampling_params(req.temperature, req.top_p, max_tokens, req.seed),
+        sampling_params=sampling_params(req.temperature, req.top_p, max_tokens, req.seed, req.stop),
         tools=tools,
         tool_choice=choice,
+        stream=bool(req.stream),
     )
 
 
@@ -214,7 +220,8 @@ def completion_request(req: oa.OpenAICompletionRequest) -> ours.CompletionReques
     return ours.CompletionRequest(
         model=req.model,
         content=prompts[0],
-        sampling_params=sampling_params(req.temperature, req.top_p, req.max_tokens, req.seed),
+        sampling_params=sampling_params(req.temperature, req.top_p, req.max_tokens, req.seed, req.stop),
+        stream=bool(req.stream),
     )
 
 
@@ -234,30 +241,6 @@ def finish_reason(stop_reason: StopReason | None, tool_calls: bool) -> str:
     return FINISH_REASONS.get(stop_reason, "stop") if stop_reason is not None else "stop"
 
 
-class StopCutter:
-    """Cuts streamed text at the first stop sequence, holding back what may be the start of one."""
-
-    def __init__(self, stops: list[str]) -> None:
-        self.stops = stops
-        self.held = ""
-        self.stopped = False
-
-    def push(self, text: str) -> str:
-        """The text that is safe to send now; sets `stopped` once a stop sequence is seen."""
-        self.held += text
-        cuts = [i for i in (self.held.find(s) for s in self.stops) if i >= 0]
-        if cuts:
-            out, self.held, self.stopped = self.held[: min(cuts)], "", True
-            return out
-        keep = max((k for s in self.stops for k in range(1, len(s)) if self.held.endswith(s[:k])), default=0)
-        out, self.held = self.held[: len(self.held) - keep], self.held[len(self.held) - keep :]
-        return out
-
-    def flush(self) -> str:
-        out, self.held = self.held, ""
-        return out
-
-
 class Envelope:
     """The id, timestamp and model every object of one answer shares."""
 
@@ -270,28 +253,25 @@ class Envelope:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model, "choices": choices}
 
 
-def chat_response(env: Envelope, response: ours.ChatCompletionResponse, stops: list[str]) -> dict[str, Any]:
+def chat_response(env: Envelope, response: ours.ChatCompletionResponse) -> dict[str, Any]:
     message = response.completion_message
     content = content_text(message.content)
-    cutter = StopCutter(stops)
-    content = cutter.push(content) + ("" if cutter.stopped else cutter.flush())
     calls = [openai_tool_call(c) for c in message.tool_calls]
     out: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else "")}
     if calls:
         out["tool_calls"] = calls
-    reason = "stop" if cutter.stopped else finish_reason(message.stop_reason, bool(calls))
+    reason = finish_reason(message.stop_reason, bool(calls))
     return env.wrap("chat.completion", [{"index": 0, "message": out, "logprobs": None, "finish_reason": reason}])
 
 
 async def chat_chunks(
-    env: Envelope, chunks: AsyncIterator[ours.ChatCompletionResponseStreamChunk], stops: list[str]
+    env: Envelope, chunks: AsyncIterator[ours.ChatCompletionResponseStreamChunk]
 ) -> AsyncIterator[dict[str, Any]]:
     """Our chat stream as `chat.completion.chunk`s: role first, content pieces, tool calls, finish."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return env.wrap("chat.completion.chunk", [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
 
-    cutter = StopCutter(stops)
     n_calls, raw_call = 0, ""
     async with closing(chunks):
         async for item in chunks:
@@ -299,18 +279,11 @@ async def chat_chunks(
             if event.event_type == ours.ChatCompletionResponseEventType.start:
                 yield chunk({"role": "assistant", "content": ""})
             elif event.event_type == ours.ChatCompletionResponseEventType.complete:
-                rest = cutter.flush()
-                if rest:
-                    yield chunk({"content": rest})
                 yield chunk({}, finish_reason(event.stop_reason, n_calls > 0))
                 return
             elif isinstance(event.delta, str):
-                text = cutter.push(event.delta)
-                if text:
-                    yield chunk({"content": text})
-                if cutter.stopped:  # leaving the loop closes our stream: the engine stops at once
-                    yield chunk({}, "stop")
-                    return
+                if event.delta:
+                    yield chunk({"content": event.delta})
             elif event.delta.parse_status == ours.ToolCallParseStatus.success and isinstance(event.delta.content, ToolCall):
                 yield chunk({"tool_calls": [openai_tool_call(event.delta.content, n_calls)]})
                 n_calls += 1
@@ -321,35 +294,28 @@ async def chat_chunks(
     yield chunk({}, "stop")  # a stream that ended without `complete`
 
 
-def completion_response(env: Envelope, response: ours.CompletionResponse, prompt: str, echo: bool, stops: list[str]) -> dict[str, Any]:
-    cutter = StopCutter(stops)
-    text = cutter.push(response.content) + ("" if cutter.stopped else cutter.flush())
-    reason = "stop" if cutter.stopped else finish_reason(response.stop_reason, False)
-    choice = {"text": (prompt if echo else "") + text, "index": 0, "logprobs": None, "finish_reason": reason}
+def completion_response(env: Envelope, response: ours.CompletionResponse, prompt: str, echo: bool) -> dict[str, Any]:
+    reason = finish_reason(response.stop_reason, False)
+    choice = {"text": (prompt if echo else "") + response.content, "index": 0, "logprobs": None, "finish_reason": reason}
     return env.wrap("text_completion", [choice])
 
 
 async def completion_chunks(
-    env: Envelope, chunks: AsyncIterator[ours.CompletionResponseStreamChunk], prompt: str, echo: bool, stops: list[str]
+    env: Envelope, chunks: AsyncIterator[ours.CompletionResponseStreamChunk], prompt: str, echo: bool
 ) -> AsyncIterator[dict[str, Any]]:
     def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
         return env.wrap("text_completion", [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}])
 
-    cutter = StopCutter(stops)
     if echo:
         yield chunk(prompt)
     async with closing(chunks):
         async for item in chunks:
-            text = cutter.push(item.delta)
-            if cutter.stopped:
-                yield chunk(text, "stop")
-                return
             if item.stop_reason is not None:
-                yield chunk(text + cutter.flush(), finish_reason(item.stop_reason, False))
+                yield chunk(item.delta, finish_reason(item.stop_reason, False))
                 return
-            if text:
-                yield chunk(text)
-    yield chunk(cutter.flush(), "stop")
+            if item.delta:
+                yield chunk(item.delta)
+    yield chunk("", "stop")
 
 
 def embedding_item(index: int, vector: list[float], encoding: str) -> dict[str, Any]:
@@ -377,21 +343,19 @@ def register(app: Quart, stack: Any, *, done: bool = False) -> None:
     async def chat_completions() -> Response:
         inference = stack.api("inference")
         req = decode_request(oa.OpenAIChatCompletionRequest, await request_data())
-        ours_req, stops, env = chat_request(req), stop_list(req.stop), Envelope(req.model, "chatcmpl")
-        if req.stream or stops:  # with stop sequences, stream inside so the engine stops early
-            chunks = chat_chunks(env, await inference.chat_completion(_streaming(ours_req)), stops)
-            return stream(chunks) if req.stream else json_response(await fold_chat(env, chunks))
-        return json_response(chat_response(env, await inference.chat_completion(ours_req), stops))
+        ours_req, env = chat_request(req), Envelope(req.model, "chatcmpl")
+        if req.stream:
+            return stream(chat_chunks(env, await inference.chat_completion(ours_req)))
+        return json_response(chat_response(env, await inference.chat_completion(ours_req)))
 
     async def completions() -> Response:
         inference = stack.api("inference")
         req = decode_request(oa.OpenAICompletionRequest, await request_data())
-        ours_req, stops, env = completion_request(req), stop_list(req.stop), Envelope(req.model, "cmpl")
+        ours_req, env = completion_request(req), Envelope(req.model, "cmpl")
         prompt, echo = str(ours_req.content), bool(req.echo)
         if req.stream:
-            chunks = await inference.completion(_streaming(ours_req))
-            return stream(completion_chunks(env, chunks, prompt, echo, stops))
-        return json_response(completion_response(env, await inference.completion(ours_req), prompt, echo, stops))
+            return stream(completion_chunks(env, await inference.completion(ours_req), prompt, echo))
+        return json_response(completion_response(env, await inference.completion(ours_req), prompt, echo))
 
     async def embeddings() -> Response:
         inference = stack.api("inference")
@@ -417,24 +381,3 @@ def register(app: Quart, stack: Any, *, done: bool = False) -> None:
         app.add_url_rule(prefix + "/embeddings", name + "_embeddings", embeddings, methods=["POST"])
         app.add_url_rule(prefix + "/models", name + "_models", list_models, methods=["GET"])
         app.add_url_rule(prefix + "/models/<path:model_id>", name + "_model", get_model, methods=["GET"])
-
-
-def _streaming(req: Any) -> Any:
-    import msgspec
-
-    return msgspec.structs.replace(req, stream=True)
-
-
-async def fold_chat(env: Envelope, chunks: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
-    """A whole `chat.completion` from the chunks of one (used when stop sequences cut a stream)."""
-    content, calls, reason = "", [], "stop"
-    async with closing(chunks):
-        async for chunk in chunks:
-            choice = chunk["choices"][0]
-            content += choice["delta"].get("content") or ""
-            calls += [{k: v for k, v in c.items() if k != "index"} for c in choice["delta"].get("tool_calls", [])]
-            reason = choice["finish_reason"] or reason
-    message: dict[str, Any] = {"role": "assistant", "content": content or (None if calls else "")}
-    if calls:
-        message["tool_calls"] = calls
-    return env.wrap("chat.completion", [{"index": 0, "message": message, "logprobs": None, "finish_reason": reason}])

@@ -3,13 +3,22 @@
 Fields follow OpenAI's API reference. Unlike our own wire types, unknown fields are ignored: these
 routes exist for clients we do not control, which add fields faster than we can list them. Fields we
 cannot honour are listed (so a value we cannot serve is refused by name, in llama_rpc/openai.py).
+Sampling fields take the core's limits (llama_core.types.common), so /v1 refuses what the native
+routes refuse, with the same message. `max_tokens` must be at least 1 here: OpenAI has no 0 (our
+"up to the context" is an absent max_tokens).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias
+from typing import Annotated, Any, Literal, TypeAlias
 
 import msgspec
+from msgspec import Meta
+
+from llama_core.types.common import TOKENS_MAX, Seed, StopSequence, StopSequences, Temperature, TopP
+
+# A count of tokens to generate: OpenAI and vLLM refuse 0.
+MaxTokens: TypeAlias = Annotated[int, Meta(ge=1, le=TOKENS_MAX)]
 
 
 class _Struct(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -65,10 +74,27 @@ class OpenAIToolMessage(_Struct, tag_field="role", tag="tool"):
 OpenAIMessage: TypeAlias = OpenAISystemMessage | OpenAIDeveloperMessage | OpenAIUserMessage | OpenAIAssistantMessage | OpenAIToolMessage
 
 
+class OpenAIParameter(_Struct):
+    """One property of a function's parameters: the JSON Schema keywords a tool prompt shows
+    (others, such as `enum` or `items`, are accepted and not used)."""
+
+    type: str | list[str] | None = None
+    description: str | None = None
+    default: Any = None
+
+
+class OpenAIFunctionParameters(_Struct):
+    """A function's parameters: a JSON Schema of an object (other keywords accepted, not used)."""
+
+    type: Literal["object"] = "object"
+    properties: dict[str, OpenAIParameter] = {}
+    required: list[str] = []
+
+
 class OpenAIFunctionDefinition(_Struct):
     name: str
     description: str | None = None
-    parameters: dict[str, Any] | None = None  # a JSON Schema object
+    parameters: OpenAIFunctionParameters | None = None
     strict: bool | None = None
 
 
@@ -94,17 +120,17 @@ class OpenAIChatCompletionRequest(_Struct):
     """POST /v1/chat/completions."""
 
     model: str
-    messages: list[OpenAIMessage]
-    temperature: float | None = None
-    top_p: float | None = None
+    messages: Annotated[list[OpenAIMessage], Meta(min_length=1)]
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     n: int | None = None
-    stop: str | list[str] | None = None
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
+    stop: StopSequence | StopSequences | None = None
+    max_tokens: MaxTokens | None = None
+    max_completion_tokens: MaxTokens | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = None
     stream: bool | None = None
@@ -121,19 +147,19 @@ class OpenAICompletionRequest(_Struct):
 
     model: str
     prompt: str | list[str]
-    max_tokens: int | None = 16
-    temperature: float | None = None
-    top_p: float | None = None
+    max_tokens: MaxTokens | None = 16
+    temperature: Temperature | None = None
+    top_p: TopP | None = None
     n: int | None = None
     best_of: int | None = None
-    stop: str | list[str] | None = None
+    stop: StopSequence | StopSequences | None = None
     echo: bool | None = None
     suffix: str | None = None
     logprobs: int | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     stream: bool | None = None
     stream_options: OpenAIStreamOptions | None = None
     user: str | None = None

@@ -1,22 +1,25 @@
-"""The OpenAPI 3.1 document of the server, generated from the method table and msgspec's schemas.
+"""The OpenAPI 3.1 document of a running server, generated from the route table and msgspec's schemas.
 
-Every route of `methods.METHODS` becomes an operation: POST and DELETE take a JSON body, GET takes
-the request fields as query parameters. A route that can stream answers `text/event-stream` with
+Every route the stack serves (`routes.served_methods`: its API has a provider) becomes an
+operation: POST and DELETE take a JSON body, GET takes the request fields as query parameters. A route that can stream answers `text/event-stream` with
 its chunk type as the event schema. Component schemas are msgspec's JSON Schemas (2020-12, which
-OpenAPI 3.1 uses as is). The OpenAI-compatible routes are listed with their request bodies.
+OpenAPI 3.1 uses as is). The OpenAI-compatible routes are listed with their request bodies. Error
+answers are those of the error tree (`client.STATUS_ERRORS`), described by their classes' docstrings.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
 
+import llama_core
+from llama_core.client import STATUS_ERRORS
+from llama_core.routes import Method, Streams
 from llama_rpc import openai, openai_types
-from llama_rpc.methods import METHODS, Method, Streams
 
-VERSION = "0.1.0"
 REF = "#/components/schemas/{name}"
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -46,18 +49,14 @@ OPENAI_BODIES = {
 
 
 def _error_responses() -> dict[str, Any]:
+    """Each status of the error tree, described by its class's docstring; 500 is the default."""
     error = {"content": {"application/json": {"schema": {"$ref": REF.format(name="Error")}}}}
-    return {
-        code: {"description": text, **error}
-        for code, text in (
-            ("400", "Invalid request; `field` names the offending path"),
-            ("401", "Missing or wrong API key"),
-            ("404", "Unknown model, agent, session, bank or document"),
-            ("501", "This stack has no provider for the API"),
-            ("503", "Busy, or the model's worker is down"),
-            ("default", "Any other error"),
-        )
-    }
+    texts = {str(status): _first_line(cls) for status, cls in sorted(STATUS_ERRORS.items()) if status != 500}
+    return {code: {"description": text, **error} for code, text in {**texts, "default": "Any other error"}.items()}
+
+
+def _first_line(cls: type) -> str:
+    return (cls.__doc__ or cls.__name__).strip().splitlines()[0]  # its own docstring, never a parent's
 
 
 def _operation(method: Method, schemas: dict[Any, Any], components: dict[str, Any]) -> dict[str, Any]:
@@ -89,12 +88,17 @@ def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def openapi_document(methods: Iterable[Method]) -> dict[str, Any]:
+    """The document of a server answering `methods` (`routes.served_methods(stack)`), plus /health,
+    /openapi.json and the OpenAI-compatible routes: plain JSON-able data, built once per set of routes."""
+    return _document(tuple(methods))
+
+
 @functools.cache
-def openapi_document() -> dict[str, Any]:
-    """The whole document (built once; plain JSON-able data)."""
+def _document(methods: tuple[Method, ...]) -> dict[str, Any]:
     keys: list[Any] = []
     types: list[Any] = []
-    for method in METHODS.values():
+    for method in methods:
         keys += [method.request_type, ("response", method.name)]
         types += [method.request_type, method.response_type]
         if method.chunk_type is not None:
@@ -107,7 +111,7 @@ def openapi_document() -> dict[str, Any]:
     components["Error"] = ERROR_SCHEMA
 
     paths: dict[str, Any] = {}
-    for method in METHODS.values():
+    for method in methods:
         paths.setdefault(method.path, {})[method.verb.lower()] = _operation(method, schemas, components)
     paths["/health"] = {"get": _plain_get("health", "Liveness: {\"status\": \"OK\"}", "health")}
     paths["/openapi.json"] = {"get": _plain_get("openapi", "This document", "health")}
@@ -127,7 +131,7 @@ def openapi_document() -> dict[str, Any]:
         paths[path] = {verb.lower(): op}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "Llama Stack", "version": VERSION, "description": "Llama Stack APIs served by llama-toolchain."},
+        "info": {"title": "Llama Stack", "version": llama_core.__version__, "description": "Llama Stack APIs served by llama-toolchain."},
         "paths": paths,
         "components": {
             "schemas": components,

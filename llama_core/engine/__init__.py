@@ -1,5 +1,5 @@
 """The Llama 3 reference engine: model (fairscale model-parallel layers, static per-slot KV cache),
-checkpoint loaders (Meta, Hugging Face safetensors, GGUF), and generation (solo and continuous batching).
+checkpoint loaders (Meta, Hugging Face safetensors, GGUF), and continuous-batching generation.
 
 Imports torch and fairscale; nothing outside this package imports it at module level.
 

@@ -35,7 +35,7 @@ class ModelArgs:
     dim: int = 4096
     n_layers: int = 32
     n_heads: int = 32
-    n_kv_heads: int | None = None  # None -> n_heads (plain multi-head attention)
+    n_kv_heads: int | None = None  # None -> n_heads (plain multi-head attention); an int once built (__post_init__)
     vocab_size: int = 128256
     multiple_of: int = 256  # SwiGLU hidden size is rounded up to a multiple of this
     ffn_dim_multiplier: float | None = None
@@ -58,16 +58,12 @@ class ModelArgs:
             (self.dim <= 0 or self.n_layers <= 0 or self.n_heads <= 0, "dim, n_layers and n_heads must be positive"),
             (self.vocab_size <= 0, f"vocab_size must be positive, got {self.vocab_size}"),
             (self.dim % self.n_heads != 0, f"dim {self.dim} is not a multiple of n_heads {self.n_heads}"),
-            (self.n_heads % self.kv_heads != 0, f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.kv_heads}"),
+            (self.n_heads % self.n_kv_heads != 0, f"n_heads {self.n_heads} is not a multiple of n_kv_heads {self.n_kv_heads}"),
             (self.head_dim % 2 != 0, f"head_dim {self.head_dim} must be even for RoPE"),
         ]
         for bad, message in problems:
             if bad:
                 raise CheckpointError(f"Bad model args: {message}.")
-
-    @property
-    def kv_heads(self) -> int:
-        return self.n_kv_heads if self.n_kv_heads is not None else self.n_heads
 
     @property
     def head_dim(self) -> int:

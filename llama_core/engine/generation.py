@@ -9,31 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Sequence
 
 import torch
 from torch import Tensor
 
+from llama_core.engine.messages import GenParams
 from llama_core.engine.model import Transformer
 from llama_core.errors import InvalidRequestError, UnavailableError
 from llama_core.types import StopReason
 
 PREFILL_CHUNK = 1024  # prompt tokens per forward: bounds attention memory on long prompts
-
-
-@dataclasses.dataclass(frozen=True)
-class GenerationParams:
-    """How one sequence is sampled and when it stops. temperature 0 is greedy."""
-
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0  # 0: off
-    repetition_penalty: float = 1.0  # 1.0: off; HF's rule over prompt and generated ids
-    seed: int | None = None
-    max_tokens: int = 0  # 0: up to the context length
-    logprobs: int = 0  # how many top tokens' log-probabilities to return per step
-    stop_tokens: frozenset[int] = frozenset()  # e.g. eot, eom, eos ids
-    eom_tokens: frozenset[int] = frozenset()  # the stop tokens that mean end_of_message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +88,7 @@ def argmax(logits: Tensor) -> int:
     return int(torch.argmax(logits))
 
 
-def sample(logits: Tensor, params: GenerationParams, generator: torch.Generator | None, seen: Tensor) -> int:
+def sample(logits: Tensor, params: GenParams, generator: torch.Generator | None, seen: Tensor) -> int:
     """The next id from one row of logits (vocab,): argmax when greedy, else a seeded draw."""
     logits = apply_repetition_penalty(logits, seen, params.repetition_penalty)
     if params.temperature <= 0.0:
@@ -124,7 +110,7 @@ def top_logprobs(logits: Tensor, k: int) -> dict[int, float]:
 class _Sequence:
     seq_id: Hashable
     slot: int
-    params: GenerationParams
+    params: GenParams
     generator: torch.Generator
     seen: Tensor  # ids for the repetition penalty (prompt + generated), on the model's device
     pos: int  # where the next input token goes
@@ -162,7 +148,7 @@ class Batch:
         return any(s is not None and s.seq_id == seq_id for s in self.slots)
 
     @torch.inference_mode()
-    def add(self, seq_id: Hashable, prompt_tokens: Sequence[int], params: GenerationParams) -> TokenResult:
+    def add(self, seq_id: Hashable, prompt_tokens: Sequence[int], params: GenParams) -> TokenResult:
         """Prefill into the lowest free slot and sample the first token."""
         n = len(prompt_tokens)
         if n == 0:
@@ -182,11 +168,19 @@ class Batch:
                         seen=tokens.unique() if params.repetition_penalty != 1.0 else tokens[:0], pos=n)
         logits = prefill(self.model, tokens, slot)
         self.slots[slot] = seq
-        return self._advance(seq, logits)
+        try:
+            return self._advance(seq, logits)
+        except BaseException:
+            self.slots[slot] = None  # a sequence that failed holds no slot
+            raise
 
     @torch.inference_mode()
-    def step(self) -> list[TokenResult]:
-        """One token for every live sequence (one forward over cache rows 0..highest live slot)."""
+    def step(self, on_error: Callable[[Hashable, Exception], None] | None = None) -> list[TokenResult]:
+        """One token for every live sequence (one forward over cache rows 0..highest live slot).
+
+        With `on_error`, a sequence whose sampling raises is dropped (its slot freed) and handed to
+        `on_error(seq_id, exception)`, and the others still get their token; without, it raises.
+        """
         live = [s for s in self.slots if s is not None]
         if not live:
             return []
@@ -201,7 +195,16 @@ class Batch:
         )
         for s in live:
             s.pos += 1
-        return [self._advance(s, logits[s.slot]) for s in live]
+        results = []
+        for s in live:
+            try:
+                results.append(self._advance(s, logits[s.slot]))
+            except Exception as e:
+                if on_error is None:
+                    raise
+                self.slots[s.slot] = None
+                on_error(s.seq_id, e)
+        return results
 
     def cancel(self, seq_id: Hashable) -> bool:
         """Drop a sequence and free its slot; False if it is not live."""
@@ -229,12 +232,3 @@ class Batch:
             self.slots[seq.slot] = None
         return TokenResult(seq.seq_id, token, logprobs, stop)
 
-
-def generate(model: Transformer, prompt_tokens: Sequence[int], params: GenerationParams) -> Iterator[TokenResult]:
-    """Tokens of one sequence as they are made (slot 0 of the model's cache); the last has stop_reason."""
-    batch = Batch(model)
-    result = batch.add("solo", prompt_tokens, params)
-    yield result
-    while not result.finished:
-        (result,) = batch.step()
-        yield result

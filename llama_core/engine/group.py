@@ -3,8 +3,16 @@
 `WorkerGroup` starts N processes (N = model-parallel size; see worker.py), talks to rank 0 over a
 multiprocessing pipe, and gives each request an `async for` over its tokens. One reader task
 dispatches what rank 0 sends to per-request memory streams; one watchdog task notices a dead
-process. A death fails every in-flight request with UnavailableError and restarts the group, so
-the server never hangs on a lost worker. Works under asyncio and trio (anyio only).
+process. Works under asyncio and trio (anyio only).
+
+A request the workers cannot serve fails alone (worker.py). A death fails every in-flight request
+with UnavailableError and restarts the group after a backoff (0.5 s, doubling to 30 s; back to
+0.5 s once a start has stayed up a minute), however often it dies, so the server never hangs on a
+lost worker and is never left without one. Only the very first start is fatal when it fails: a
+checkpoint that never loaded would fail the same way in a loop. While restarting, requests get
+UnavailableError at once ("restarting", with a retry_after), and `state` says where it stands:
+
+    starting -> ready <-> restarting        down: the first start failed, or the group is closed
 
 Usage:
 
@@ -20,10 +28,12 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import math
 import multiprocessing as mp
 import os
 import secrets
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -47,11 +57,16 @@ log = logging.getLogger(__name__)
 
 _FAILURES: dict[str, type[LlamaError]] = {
     "invalid": InvalidRequestError,
+    "unavailable": UnavailableError,
     "checkpoint": CheckpointError,
     "error": LlamaError,
 }
 
+_LOST = "The inference worker stopped unexpectedly; it is restarting. Retry the request."
 _START_TIMEOUT_S = 600.0  # loading a large checkpoint from a slow disk takes minutes
+_BACKOFF_FIRST_S = 0.5  # the wait before the first restart after a crash; doubles on each one after
+_BACKOFF_MAX_S = 30.0
+_STABLE_S = 60.0  # up this long after a (re)start: the next crash waits _BACKOFF_FIRST_S again
 
 
 class TokenStream:
@@ -89,8 +104,14 @@ class WorkerGroup:
         self._inflight: dict[int, ObjectSendStream[TokenOut | Exception]] = {}
         self._procs: list[Any] = []
         self._conn: Any = None
-        self._ready = anyio.Event()
-        self._fatal: LlamaError | None = None  # set when a (re)start failed for good
+        self._ready = anyio.Event()  # set when the first start ended (ready, or failed for good)
+        self._fatal: LlamaError | None = None  # set when the first start failed, or on close
+        self._state = "starting"
+        self._ever_ready = False
+        self._ready_at = 0.0  # time.monotonic() of the last Ready
+        self._backoff = 0  # crashes since the last stable start: the next wait is 0.5 s * 2**this
+        self._restart_at = 0.0  # time.monotonic() when the pending restart spawns the workers
+        self.restarts = 0  # crashes survived since the group started
         self._generation = 0  # bumps on every (re)start, so stale watchers stand down
         self._tg: TaskGroup | None = None
         self._send_lock = anyio.Lock()
@@ -116,6 +137,7 @@ class WorkerGroup:
     async def aclose(self) -> None:
         """Stop the workers and the background tasks. Safe to call twice."""
         self._generation += 1
+        self._state = "down"
         if self._fatal is None:
             self._fatal = UnavailableError("The inference engine is shutting down.")
         self._ready.set()  # waiters see the shutdown instead of waiting for a restart
@@ -133,6 +155,15 @@ class WorkerGroup:
     def pids(self) -> list[int]:
         """The worker processes' pids, rank order (for tests and diagnostics)."""
         return [p.pid for p in self._procs]
+
+    @property
+    def state(self) -> str:
+        """"starting", "ready", "restarting" (after a crash, until the new workers are ready) or "down"."""
+        return self._state
+
+    def retry_after(self) -> float:
+        """Seconds until a restarting group is worth asking again (the backoff left, at least 1)."""
+        return max(1.0, self._restart_at - time.monotonic())
 
     @contextlib.asynccontextmanager
     async def generate(self, prompt: list[int], params: GenParams) -> AsyncIterator[TokenStream]:
@@ -163,13 +194,25 @@ class WorkerGroup:
 
     # -- lifecycle -------------------------------------------------------------------------------
 
+    def check_serving(self) -> None:
+        """UnavailableError (503) at once when the group is restarting or down; nothing otherwise.
+
+        Lets a caller refuse before it commits to an answer (e.g. before a stream's first event).
+        """
+        if self._state == "restarting":
+            wait = math.ceil(self.retry_after())
+            raise UnavailableError(
+                f"The inference engine is restarting after a worker crash; retry in {wait} s.", retry_after=wait
+            )
+        if self._fatal is not None:
+            raise UnavailableError(f"The inference engine is down: {self._fatal.message}")
+
     async def _wait_ready(self) -> None:
-        if self._fatal is not None:
-            raise UnavailableError(f"The inference engine is down: {self._fatal.message}")
-        with anyio.fail_after(_START_TIMEOUT_S):
-            await self._ready.wait()
-        if self._fatal is not None:
-            raise UnavailableError(f"The inference engine is down: {self._fatal.message}")
+        self.check_serving()
+        if self._state == "starting":  # only before __aenter__ returned
+            with anyio.fail_after(_START_TIMEOUT_S):
+                await self._ready.wait()
+            self.check_serving()
 
     async def _start(self) -> None:
         assert self._tg is not None
@@ -219,13 +262,13 @@ class WorkerGroup:
     async def _send(self, msg: object) -> None:
         conn = self._conn
         if conn is None:
-            raise UnavailableError("The inference engine is restarting; retry the request.")
+            raise UnavailableError("The inference engine is restarting; retry the request.", retry_after=1)
         async with self._send_lock:
             try:
                 # A large prompt can fill the pipe while rank 0 is mid-step: never block the loop.
                 await anyio.to_thread.run_sync(conn.send, msg)
             except (OSError, ValueError) as e:
-                raise UnavailableError("The inference engine is restarting; retry the request.") from e
+                raise UnavailableError("The inference engine is restarting; retry the request.", retry_after=1) from e
 
     async def _reader(self, conn: Any, generation: int) -> None:
         try:
@@ -255,38 +298,69 @@ class WorkerGroup:
                         self._inflight.pop(out.seq_id, None)
         elif isinstance(msg, Ready):
             self.info = msg.info
-            self._fatal = None
+            if self._ever_ready:
+                log.warning("inference worker restarted (pid %s)", msg.info.get("pid"))
+            self._ever_ready = True
+            self._state = "ready"
+            self._ready_at = time.monotonic()
             self._ready.set()
         elif isinstance(msg, Failed):
-            error = _FAILURES.get(msg.kind, LlamaError)(msg.message)
-            if msg.seq_id is None:
-                self._fatal = error
-                self._ready.set()  # wake waiters so they see the failure
-            else:
+            if msg.detail is not None:
+                log.error("the inference worker failed on request %s:\n%s", msg.seq_id, msg.detail)
+            cls = _FAILURES.get(msg.kind, LlamaError)
+            error = cls(msg.message, field=msg.field) if issubclass(cls, InvalidRequestError) else cls(msg.message)
+            if msg.seq_id is not None:
                 stream = self._inflight.pop(msg.seq_id, None)
                 if stream is not None:
                     stream.send_nowait(error)
+                return
+            # The workers could not load: they exit, and _on_death restarts them unless this was the first start.
+            log.error("inference worker failed to start: %s", msg.message)
+            if not self._ever_ready:
+                self._fatal = error  # the first start: the same checkpoint would fail the same way
+                self._state = "down"
+                self._ready.set()  # wake waiters so they see the failure
 
     async def _on_death(self, generation: int) -> None:
         if generation != self._generation or self._tg is None:
             return
         self._generation += 1  # stand the old reader/watchdog down before anything awaits
         codes = [p.exitcode for p in self._procs]
-        if not self._ready.is_set():
+        if not self._ever_ready:
             # It died before it was ever ready: a restart would die the same way, in a loop.
-            self._fatal = UnavailableError(f"The inference worker could not start (exit codes {codes}); see its log.")
-        elif self._fatal is None:
-            self._ready = anyio.Event()  # new requests wait for the restart
+            if self._fatal is None:
+                self._fatal = UnavailableError(
+                    f"The inference worker could not start (exit codes {codes}); see its log."
+                )
+            self._state = "down"
+            self._ready.set()  # wake the waiters: they see the failure
+        else:
+            self._state = "restarting"
+            self.restarts += 1
             log.warning("inference worker exited (exit codes %s); restarting", codes)
         for stream in self._inflight.values():
-            stream.send_nowait(
-                UnavailableError("The inference worker stopped unexpectedly; it is restarting. Retry the request.")
-            )
+            stream.send_nowait(UnavailableError(_LOST, retry_after=1))
         self._inflight.clear()
-        was_fatal = self._fatal is not None
-        if was_fatal:
-            self._ready.set()  # wake the waiters: they see the failure
         await anyio.to_thread.run_sync(self._stop_processes)
-        if was_fatal:
+        if self._state == "down":
             return  # it could not load or start; restarting would fail the same way
-        await self._start()
+        while True:
+            await anyio.sleep(self._next_backoff(time.monotonic()))
+            if self._state == "down" or self._tg is None:
+                return  # closed meanwhile
+            try:
+                await self._start()
+                return
+            except Exception:  # could not even spawn (out of processes, memory): wait longer, try again
+                log.exception("could not spawn the inference workers; retrying")
+
+    def _next_backoff(self, now: float) -> float:
+        """Seconds to wait before a restart at time.monotonic() `now`: doubling per crash, from the
+        first again after a stable stretch up."""
+        if self._ready_at and now - self._ready_at >= _STABLE_S:
+            self._backoff = 0
+        self._ready_at = 0.0  # a crash while loading must not count as a stable stretch
+        delay = min(_BACKOFF_FIRST_S * 2**self._backoff, _BACKOFF_MAX_S)
+        self._backoff += 1
+        self._restart_at = now + delay
+        return delay

@@ -1,7 +1,8 @@
-"""Hugging Face layout (config.json + model*.safetensors) to and from Meta's names and RoPE order.
+"""Hugging Face layout (config.json + model*.safetensors) read into Meta's names and RoPE order.
 
 HF's converter permutes wq/wk rows so that RoPE rotates the two halves of each head
 ("rotate_half") instead of adjacent pairs as Meta's code does; loading undoes that permutation.
+(The other direction, Meta -> HF, only the tests' transformers reference needs: tests/engine/hf_reference.py.)
 """
 
 from __future__ import annotations
@@ -35,14 +36,8 @@ TOP_NAMES: dict[str, str] = {
 }
 
 
-def permute_to_hf(w: Tensor, n_heads: int) -> Tensor:
-    """Meta (interleaved pairs) -> HF (rotate-half) row order of a q/k projection: (n_heads*hd, dim)."""
-    rows, cols = w.shape
-    return w.view(n_heads, rows // n_heads // 2, 2, cols).transpose(1, 2).reshape(rows, cols)
-
-
 def permute_from_hf(w: Tensor, n_heads: int) -> Tensor:
-    """HF (rotate-half) -> Meta (interleaved pairs): the inverse of permute_to_hf."""
+    """HF (rotate-half) -> Meta (interleaved pairs) row order of a q/k projection: (n_heads*hd, dim)."""
     rows, cols = w.shape
     return w.view(n_heads, 2, rows // n_heads // 2, cols).transpose(1, 2).reshape(rows, cols)
 
@@ -69,44 +64,6 @@ def args_from_hf_config(config: dict[str, Any], **overrides: Any) -> ModelArgs:
     return ModelArgs.from_params(params, **overrides)
 
 
-def hf_config(args: ModelArgs) -> dict[str, Any]:
-    """An HF LlamaConfig dict for these args (the inverse of args_from_hf_config)."""
-    config: dict[str, Any] = {
-        "architectures": ["LlamaForCausalLM"], "model_type": "llama",
-        "hidden_size": args.dim, "num_hidden_layers": args.n_layers,
-        "num_attention_heads": args.n_heads, "num_key_value_heads": args.kv_heads,
-        "vocab_size": args.vocab_size, "intermediate_size": args.ffn_hidden_dim,
-        "rms_norm_eps": args.norm_eps, "rope_theta": args.rope_theta, "head_dim": args.head_dim,
-        "max_position_embeddings": max(args.max_seq_len, args.rope_original_max_position + 1),
-        "tie_word_embeddings": args.tie_word_embeddings, "hidden_act": "silu",
-    }
-    if args.use_scaled_rope:
-        config["rope_scaling"] = {
-            "rope_type": "llama3", "factor": args.rope_scale,
-            "low_freq_factor": args.rope_low_freq_factor, "high_freq_factor": args.rope_high_freq_factor,
-            "original_max_position_embeddings": args.rope_original_max_position,
-        }
-    return config
-
-
-def to_hf_state_dict(args: ModelArgs, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
-    """A full (unsharded) Meta state dict renamed and permuted for LlamaForCausalLM."""
-    out: dict[str, Tensor] = {}
-    for key, t in state_dict.items():
-        if key in TOP_NAMES:
-            out[TOP_NAMES[key]] = t
-            continue
-        _, i, rest = key.split(".", 2)
-        if rest == "attention.wq.weight":
-            t = permute_to_hf(t, args.n_heads)
-        elif rest == "attention.wk.weight":
-            t = permute_to_hf(t, args.kv_heads)
-        out[f"model.layers.{i}.{LAYER_NAMES[rest]}"] = t
-    if args.tie_word_embeddings:
-        out.pop("lm_head.weight", None)
-    return out
-
-
 def from_hf_state_dict(args: ModelArgs, hf_state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Meta names and RoPE order from HF tensors; CheckpointError if a weight is missing."""
     inverse_top = {v: k for k, v in TOP_NAMES.items()}
@@ -123,7 +80,7 @@ def from_hf_state_dict(args: ModelArgs, hf_state: dict[str, Tensor]) -> dict[str
             if meta == "attention.wq.weight":
                 t = permute_from_hf(t, args.n_heads)
             elif meta == "attention.wk.weight":
-                t = permute_from_hf(t, args.kv_heads)
+                t = permute_from_hf(t, args.n_kv_heads)
             out[f"layers.{i}.{meta}"] = t
     if "output.weight" not in out and "tok_embeddings.weight" in out and not args.tie_word_embeddings:
         raise CheckpointError("The safetensors files lack lm_head.weight and the config does not tie embeddings.")

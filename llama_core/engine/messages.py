@@ -6,25 +6,55 @@ prompt format, the workers own the weights.
 
     parent -> rank 0:  Submit | Cancel | Shutdown
     rank 0 -> parent:  Ready | Tokens | Failed
+
+DTYPES and DEVICES are what a user may ask the engine for (a run config, WorkerSpec): checked when
+a config is written and again when the group starts, so a value the engine cannot run never
+reaches a request.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llama_core.errors import InvalidRequestError
+
+# Weights the engine runs on every device: the CPU kernels and the KV cache take float32 or
+# bfloat16, and int8 is weight-only over the device's default compute dtype. (MPS computes in fp16
+# by default; fp16 weights are not offered, as the CPU path cannot run them.)
+DTYPES = ("fp32", "bf16", "int8")
+DEVICES = ("cpu", "cuda", "mps")  # "cuda:N" names one GPU
+SEED_RANGE = (-(2**63), 2**64)  # what torch.Generator.manual_seed takes: [low, high)
+
+
+def unsupported(dtype: str | None = None, device: str | None = None, **sizes: int | None) -> tuple[str, str] | None:
+    """(field, one-line reason naming the choices) for the first value the engine cannot run, or None.
+
+    `sizes` are counts that must be at least 1 (max_seq_len=..., threads=...); None means the default.
+    """
+    if dtype is not None and dtype not in DTYPES:
+        return "dtype", f"dtype '{dtype[:40]}' is not supported; choose one of {', '.join(DTYPES)}"
+    if device is not None:
+        kind, colon, index = device.partition(":")
+        if kind not in DEVICES or (colon and not (kind == "cuda" and index.isdigit())):
+            return "device", f"device '{device[:40]}' is not supported; choose one of {', '.join(DEVICES)} (or cuda:N)"
+    for name, value in sizes.items():
+        if value is not None and value < 1:
+            return name, f"{name} must be at least 1, got {value}"
+    return None
+
 
 @dataclass(frozen=True)
 class GenParams:
-    """Sampling for one sequence, as generation.GenerationParams takes it. temperature 0 is greedy."""
+    """How one sequence is sampled and when it stops (generation.Batch.add takes it as is). temperature 0 is greedy."""
 
     temperature: float = 0.0
     top_p: float = 1.0
-    top_k: int = 0
-    repetition_penalty: float = 1.0
-    seed: int | None = None
+    top_k: int = 0  # 0: off
+    repetition_penalty: float = 1.0  # 1.0: off; HF's rule over prompt and generated ids
+    seed: int | None = None  # None: a fresh random seed per sequence
     max_tokens: int = 0  # 0: up to the context length
-    logprobs: int = 0  # top-k log-probabilities per step; 0 = none
-    stop_tokens: frozenset[int] = frozenset()  # eot, eom, eos ids
+    logprobs: int = 0  # how many top tokens' log-probabilities to return per step; 0 = none
+    stop_tokens: frozenset[int] = frozenset()  # e.g. eot, eom, eos ids
     eom_tokens: frozenset[int] = frozenset()  # the stop tokens that mean end_of_message
 
 
@@ -39,6 +69,12 @@ class WorkerSpec:
     max_seq_len: int = 4096
     max_batch_size: int = 8
     threads: int | None = None  # torch intra-op threads per rank; None = torch's default
+
+    def __post_init__(self) -> None:
+        problem = unsupported(self.dtype, self.device, world_size=self.world_size, max_seq_len=self.max_seq_len,
+                              max_batch_size=self.max_batch_size, threads=self.threads)  # fmt: skip
+        if problem is not None:
+            raise InvalidRequestError(problem[1] + ".", field=problem[0])
 
 
 @dataclass(frozen=True)
@@ -84,8 +120,13 @@ class Tokens:
 
 @dataclass(frozen=True)
 class Failed:
-    """A request failed (`seq_id` set), or the whole worker did (`seq_id` None: it exits after this)."""
+    """A request failed (`seq_id` set: the worker goes on), or loading did (`seq_id` None: it exits).
+
+    `detail` is the traceback of an unexpected failure, for the server's log only: never an answer.
+    """
 
     seq_id: int | None
     message: str
-    kind: str = "error"  # "invalid" (bad request), "checkpoint" (cannot load), "error"
+    kind: str = "error"  # "invalid" (bad request), "unavailable", "checkpoint" (cannot load), "error" (ours)
+    field: str | None = None  # the request's field at fault, for "invalid"
+    detail: str | None = None

@@ -144,12 +144,12 @@ class Attention(nn.Module):
         super().__init__()
         mp = model_parallel_size()
         self.n_local_heads = args.n_heads // mp
-        self.n_local_kv_heads = args.kv_heads // mp
+        self.n_local_kv_heads = args.n_kv_heads // mp
         self.head_dim = args.head_dim
         hd = args.head_dim
         self.wq = ColumnParallelLinear(args.dim, args.n_heads * hd, bias=False, gather_output=False, init_method=_keep)
-        self.wk = ColumnParallelLinear(args.dim, args.kv_heads * hd, bias=False, gather_output=False, init_method=_keep)
-        self.wv = ColumnParallelLinear(args.dim, args.kv_heads * hd, bias=False, gather_output=False, init_method=_keep)
+        self.wk = ColumnParallelLinear(args.dim, args.n_kv_heads * hd, bias=False, gather_output=False, init_method=_keep)
+        self.wv = ColumnParallelLinear(args.dim, args.n_kv_heads * hd, bias=False, gather_output=False, init_method=_keep)
         self.wo = RowParallelLinear(args.n_heads * hd, args.dim, bias=False, input_is_parallel=True, init_method=_keep)
         self.kv_cache: KVCache | None = None
         # set by prepare_weights: wq|wk|wv as one matmul, and wo (either may be int8)
@@ -241,7 +241,7 @@ class Transformer(nn.Module):
     def __init__(self, args: ModelArgs) -> None:
         super().__init__()
         mp = model_parallel_size()
-        if args.n_heads % mp or args.kv_heads % mp or args.vocab_size % mp:
+        if args.n_heads % mp or args.n_kv_heads % mp or args.vocab_size % mp:
             raise ValueError(f"n_heads, n_kv_heads and vocab_size must divide by model-parallel size {mp}")
         self.args = args
         self.tok_embeddings = VocabParallelEmbedding(args.vocab_size, args.dim, init_method=_keep)

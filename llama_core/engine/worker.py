@@ -4,11 +4,18 @@ Rank 0 owns the pipe to the async core (group.py). Each loop turn it collects wh
 (submits, cancels), broadcasts that list to the other ranks so every rank applies the same
 changes to its batch, then all ranks run one batched step together; rank 0 sends back the tokens.
 Idle, rank 0 blocks on the pipe, and the others block in the broadcast.
+
+An exception while admitting or stepping one sequence fails that sequence only: it goes back as
+its `Failed` (a LlamaError as itself; anything else as a one-line internal error, with the
+traceback for the server's log), its slot is freed, and the loop goes on. A step whose forward
+fails takes the rows of that forward with it (which row was at fault cannot be told); a sequence
+whose sampling fails mid-batch leaves the others decoding. Only a failure outside any one sequence
+(the pipe, the process group) ends the process, non-zero; the group then restarts it. Under model
+parallel every rank runs the same inputs through the same code, so they fail alike and stay in step.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import traceback
@@ -16,8 +23,10 @@ from collections import deque
 from typing import Any
 
 from llama_core.engine.messages import (
+    SEED_RANGE,
     Cancel,
     Failed,
+    GenParams,
     Ready,
     Shutdown,
     Submit,
@@ -25,6 +34,11 @@ from llama_core.engine.messages import (
     TokenOut,
     WorkerSpec,
 )
+from llama_core.errors import InvalidRequestError, LlamaError, UnavailableError
+
+# Failed.kind of each LlamaError a sequence can fail with (the group maps the kind back); the
+# first match wins, anything else is "error".
+_KINDS: tuple[tuple[type[LlamaError], str], ...] = ((InvalidRequestError, "invalid"), (UnavailableError, "unavailable"))
 
 
 def worker_main(rank: int, init_file: str, conn: Any, spec: WorkerSpec) -> None:
@@ -40,16 +54,9 @@ def worker_main(rank: int, init_file: str, conn: Any, spec: WorkerSpec) -> None:
         return
     if conn is not None:
         conn.send(Ready(_info(spec, batch)))
-    try:
-        _loop(rank, conn, spec, batch)
-    except Exception:
-        traceback.print_exc()
-        if conn is not None:
-            try:
-                conn.send(Failed(None, "the inference worker crashed", kind="error"))
-            except OSError:
-                pass
-        raise
+    # Past here nothing is sent on a crash: the exception ends the process non-zero (multiprocessing
+    # prints its traceback) and the group, seeing the death, restarts the workers.
+    _loop(rank, conn, spec, batch)
     _leave_process_group()
 
 
@@ -124,25 +131,68 @@ def _loop(rank: int, conn: Any, spec: WorkerSpec, batch: Any) -> None:
         while waiting and batch.has_free_slot:
             _admit(rank, conn, batch, waiting.popleft())
         if len(batch):
-            outs = batch.step()
-            if rank == 0 and outs:
-                conn.send(Tokens([_out(o) for o in outs]))
+            _step(rank, conn, batch)
 
 
 def _admit(rank: int, conn: Any, batch: Any, cmd: Submit) -> None:
-    """Prefill `cmd` into a free slot; its first token goes out at once (time to first token)."""
-    from llama_core.engine.generation import GenerationParams
-    from llama_core.errors import InvalidRequestError, LlamaError
+    """Prefill `cmd` into a free slot; its first token goes out at once (time to first token).
 
+    If it fails, only `cmd` does: Batch.add leaves no slot taken behind an exception.
+    """
     try:
-        first = batch.add(cmd.seq_id, cmd.prompt, GenerationParams(**dataclasses.asdict(cmd.params)))
-    except LlamaError as e:
-        if rank == 0:
-            kind = "invalid" if isinstance(e, InvalidRequestError) else "error"
-            conn.send(Failed(cmd.seq_id, e.message, kind=kind))
+        _check(cmd.params, batch.model.args.vocab_size)
+        first = batch.add(cmd.seq_id, cmd.prompt, cmd.params)
+    except Exception as e:  # noqa: BLE001 - whatever it is, it is this request's error
+        _fail(rank, conn, cmd.seq_id, e)
         return
     if rank == 0:
         conn.send(Tokens([_out(first)]))
+
+
+def _step(rank: int, conn: Any, batch: Any) -> None:
+    """One token for every live sequence; a sequence whose sampling fails is dropped alone."""
+    failed: list[tuple[int, Exception]] = []
+    try:
+        outs = batch.step(on_error=lambda seq_id, e: failed.append((seq_id, e)))
+    except Exception as e:  # noqa: BLE001 - the forward itself failed: every row of it did
+        outs = []
+        for seq_id in [seq.seq_id for seq in batch.slots if seq is not None]:
+            batch.cancel(seq_id)
+            failed.append((seq_id, e))
+    if rank == 0 and outs:
+        conn.send(Tokens([_out(o) for o in outs]))
+    for seq_id, e in failed:
+        _fail(rank, conn, seq_id, e)
+
+
+def _check(params: GenParams, vocab_size: int) -> None:
+    """Refuse what the engine cannot take before any work: torch's generators take 64-bit seeds,
+    and there are only so many tokens to rank."""
+    low, high = SEED_RANGE
+    if params.seed is not None and not low <= params.seed < high:
+        raise InvalidRequestError(
+            f"The seed does not fit in 64 bits; use an integer from {low} to {high - 1}.", field="sampling_params.seed"
+        )
+    if params.logprobs > vocab_size:
+        raise InvalidRequestError(
+            f"logprobs asks for the top {params.logprobs} tokens of a {vocab_size}-token vocabulary.",
+            field="logprobs.top_k",
+        )
+
+
+def _fail(rank: int, conn: Any, seq_id: int, error: Exception) -> None:
+    """Send sequence `seq_id`'s error (rank 0 only): a LlamaError as itself; anything else as our
+    own one-line internal error, the traceback going to the server's log, never to the answer."""
+    if rank != 0:
+        return
+    if isinstance(error, LlamaError):
+        kind = next((k for cls, k in _KINDS if isinstance(error, cls)), "error")
+        field = error.field if isinstance(error, InvalidRequestError) else None
+        conn.send(Failed(seq_id, error.message, kind=kind, field=field))
+        return
+    detail = "".join(traceback.format_exception(error))
+    message = f"The inference engine failed on this request ({type(error).__name__}); the server log has the details."
+    conn.send(Failed(seq_id, message, kind="error", detail=detail))
 
 
 def _out(r: Any) -> TokenOut:

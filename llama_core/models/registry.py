@@ -290,7 +290,12 @@ def closest_descriptors(model_id: str, n: int = 3) -> list[str]:
     import difflib  # only on the error path
 
     by_lower = {m.descriptor.lower(): m.descriptor for m in MODELS}
-    matches = difflib.get_close_matches(_candidates(model_id)[-1], list(by_lower), n=n, cutoff=0.6)
+    key = _candidates(model_id)[-1]
+    # A ratio of 0.6 needs len(key) <= 7/3 * len(descriptor): a longer id matches nothing, and
+    # difflib would first index every character of it (a 10 MB id: most of a second).
+    if len(key) > 3 * max(map(len, by_lower)):
+        return []
+    matches = difflib.get_close_matches(key, list(by_lower), n=n, cutoff=0.6)
     return [by_lower[m] for m in matches]
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from llama_core.config import ModelsConfig
 from llama_core.distributions import Api
-from llama_core.errors import ModelNotFoundError, NotFoundError
+from llama_core.errors import ModelNotFoundError, NotFoundError, shown
 from llama_core.models import registry
 from llama_core.types.models import HardwareRequirements, Model, ModelsGetRequest, ModelsListRequest
 
@@ -87,4 +87,4 @@ class ModelsProvider:
             if model.descriptor == descriptor:
                 return model
         names = ", ".join(m.descriptor for m in served) or "none"
-        raise NotFoundError(f"Model '{wanted}' is not served by this stack; it serves: {names}.")
+        raise NotFoundError(f"Model '{shown(wanted)}' is not served by this stack; it serves: {names}.")

@@ -2,13 +2,16 @@
 
 Each method sends its request to the stack at `config.url` through llama_core.client.StackClient
 and returns its answer: streams pass through chunk by chunk, and the other server's errors come back
-as the same exception classes (a 404 there is a 404 here). A stack that cannot be reached is an
-UnavailableError (503). The caller's provider data (X-LlamaStack-ProviderData) goes along, so a
-vendor key sent here reaches the stack that talks to the vendor.
+as the same exception classes (a 404 there is a 404 here), except where the fault is ours toward it
+(`upstream_error`): its 401 means our `api_key` for it is wrong, and its 500 is its failure, both a
+ProviderError (502) naming it. A stack that cannot be reached is an UnavailableError (503). The
+caller's provider data (X-LlamaStack-ProviderData) goes along, so a vendor key sent here reaches the
+stack that talks to the vendor; no message repeats a key (llama_core.redact).
 
     [providers.inference]
     provider_id = "remote"
     url = "http://gpu-box:5000"
+    api_key = "..."            # if that stack runs with --api-key
 
 Non-goals: no retries (a chat is not ours to repeat), no load balancing over several urls.
 """
@@ -20,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 from llama_core.apis import AgenticSystem, Inference, Memory, Safety
 from llama_core.client import StackClient
-from llama_core.config import RemoteProviderConfig
+from llama_core.config import RemoteStackConfig
+from llama_core.errors import AuthenticationError, LlamaError, ProviderError
 from llama_core.providers.provider_data import HEADER, encoded_provider_data
+from llama_core.redact import known_secrets, redact
 
 if TYPE_CHECKING:
     import httpx
@@ -39,6 +44,22 @@ def _forward(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
     method.__name__ = method.__qualname__ = name
     method.__doc__ = f"`{name}` of the stack at `config.url`."
     return method
+
+
+def upstream_error(url: str, error: LlamaError, secrets: set[str]) -> LlamaError:
+    """What an error answered by the stack at `url` is here: its 401 (our key toward it) and its
+    500 (its failure) a ProviderError naming it; any other as it was. Messages redacted of `secrets`."""
+    url = redact(url, secrets)
+    if isinstance(error, AuthenticationError):
+        return ProviderError(
+            f"The stack at {url} answered 401 Unauthorized: check the api_key of the remote provider in the run config."
+        )
+    message = redact(error.message, secrets)
+    if type(error) is LlamaError:  # a 500 there, or a status our tree has no class for
+        return ProviderError(f"The stack at {url} failed: {message}")
+    if message != error.message:
+        error.message, error.args = message, (message,)
+    return error
 
 
 def forwarding_transport() -> httpx.AsyncBaseTransport:
@@ -66,7 +87,7 @@ class RemoteProvider:
         for name in protocol_methods(protocol):
             setattr(cls, name, _forward(name))
 
-    def __init__(self, config: RemoteProviderConfig) -> None:
+    def __init__(self, config: RemoteStackConfig) -> None:
         self.config = config
         self._client: StackClient | None = None
 
@@ -76,8 +97,13 @@ class RemoteProvider:
         return self._client
 
     async def __aenter__(self) -> RemoteProvider:
-        self._client = StackClient(self.config.url, transport=forwarding_transport())
+        self._client = StackClient(
+            self.config.url, api_key=self.config.api_key, transport=forwarding_transport(), translate=self._upstream_error
+        )
         return self
+
+    def _upstream_error(self, error: LlamaError) -> LlamaError:
+        return upstream_error(self.config.url, error, known_secrets(self.config))
 
     async def __aexit__(self, *exc: object) -> None:
         if self._client is not None:

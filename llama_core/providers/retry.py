@@ -13,20 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from llama_core.errors import (
-    AuthenticationError,
-    InvalidRequestError,
-    LlamaError,
-    NotFoundError,
-    ProviderError,
-    UnavailableError,
-)
 from llama_core.retry import RETRY_STATUSES, RetryPolicy, backoff_delay, next_delay, parse_retry_after, retryable_status
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["RETRY_STATUSES", "RetryPolicy", "backoff_delay", "error_for_status", "parse_retry_after", "send_with_retries"]
+__all__ = ["RETRY_STATUSES", "RetryPolicy", "backoff_delay", "parse_retry_after", "send_with_retries"]
 
 
 async def send_with_retries(
@@ -38,8 +30,9 @@ async def send_with_retries(
 ) -> httpx.Response:
     """Send `build()` until it is answered with a status not worth retrying, or the policy gives up.
 
-    Returns the last response (the caller maps a non-2xx status to an error; a failed response's
-    body is read, a 2xx stream is left open for the caller). The last connection error is raised
+    Returns the last response (the caller maps a non-2xx status to an error with
+    llama_core.providers.vendor_errors; a failed response's body is read, a 2xx stream is left
+    open for the caller). The last connection error is raised
     as the httpx.TransportError it was.
     """
     import httpx
@@ -67,19 +60,3 @@ async def send_with_retries(
         if delay is None:
             return response
         await policy.sleep(delay)
-
-
-def error_for_status(vendor: str, status: int, message: str, retry_after: str | None = None) -> LlamaError:
-    """The error a vendor's failed answer becomes, once retries (if any) ran out; one line for a user."""
-    message = " ".join(message.split())[:500] or f"HTTP {status}"
-    if status in (401, 403):
-        return AuthenticationError(f"{vendor} rejected the API key ({status}): {message}")
-    if status == 429:
-        wait = parse_retry_after(retry_after)
-        hint = f"; it asks to retry after {wait:g} s" if wait is not None else ""
-        return UnavailableError(f"{vendor} is rate limiting requests (429){hint}: {message}")
-    if status == 404:
-        return NotFoundError(f"{vendor}: {message}")
-    if status in (400, 413, 422):
-        return InvalidRequestError(f"{vendor} refused the request ({status}): {message}")
-    return ProviderError(f"{vendor} failed ({status}): {message}")

@@ -132,4 +132,4 @@ from llama_core.types.agents import (
     WolframAlphaToolDefinition,
 )
 from llama_core.types.models import HardwareRequirements, Model, ModelsGetRequest, ModelsListRequest
-from llama_core.types.schema import REQUEST_TYPES, decode_request, json_schema
+from llama_core.types.schema import decode_request, json_schema

@@ -34,7 +34,7 @@ class URL(Base):
 
 
 class StopReason(enum.StrEnum):
-    """Why generation stopped: `<|eot_id|>`, `<|eom_id|>`, or the token budget."""
+    """Why generation stopped: `<|eot_id|>` (or a stop sequence), `<|eom_id|>`, or the token budget."""
 
     end_of_turn = "end_of_turn"
     end_of_message = "end_of_message"
@@ -47,16 +47,43 @@ class SamplingStrategy(enum.StrEnum):
     top_k = "top_k"
 
 
+# --- sampling limits ------------------------------------------------------------------------------
+# One table of what every route accepts. msgspec checks these when a request is decoded, so native
+# HTTP, JSON-RPC and MCP (SamplingParams) and the OpenAI routes (llama_rpc/openai_types.py, same
+# aliases) refuse the same values with a 400 / -32602 naming the field, and JSON Schema shows them.
+
+SEED_RANGE = (-(2**63), 2**63 - 1)  # int64, as OpenAI and vLLM document it; torch's generators take it
+TEMPERATURE_MAX = 2.0  # OpenAI's range is [0, 2]; above it sampling is noise
+REPETITION_PENALTY_MAX = 2.0  # vLLM's range is (0, 2]; 1.0 is off
+TOKENS_MAX = 2**31 - 1  # max_tokens and top_k: counts, far beyond any context
+STOP_MAX_COUNT = 4  # stop sequences per request: OpenAI's and TGI's cap, which Fireworks and Together take
+STOP_MAX_CHARS = 256  # per stop sequence: a stream holds back at most this many characters minus one
+
+Seed: TypeAlias = Annotated[int, Meta(ge=SEED_RANGE[0], le=SEED_RANGE[1])]
+Temperature: TypeAlias = Annotated[float, Meta(ge=0.0, le=TEMPERATURE_MAX)]
+TopP: TypeAlias = Annotated[float, Meta(gt=0.0, le=1.0)]
+TopK: TypeAlias = Annotated[int, Meta(ge=0, le=TOKENS_MAX)]
+RepetitionPenalty: TypeAlias = Annotated[float, Meta(gt=0.0, le=REPETITION_PENALTY_MAX)]
+StopSequence: TypeAlias = Annotated[str, Meta(min_length=1, max_length=STOP_MAX_CHARS)]
+StopSequences: TypeAlias = Annotated[list[StopSequence], Meta(max_length=STOP_MAX_COUNT)]
+
+
 class SamplingParams(Base):
-    """How to pick each token. `max_tokens=0` means "up to the context length"."""
+    """How to pick each token, and when to stop.
+
+    `max_tokens=0` means "up to the context length" (the original wire's default; the OpenAI routes,
+    where 0 means nothing, refuse it). Generation ends at the first of `stop` to appear in the text,
+    which is cut before it; the stop reason is then `end_of_turn`.
+    """
 
     strategy: SamplingStrategy = SamplingStrategy.greedy
-    temperature: Annotated[float, Meta(ge=0.0)] = 0.0
-    top_p: Annotated[float, Meta(gt=0.0, le=1.0)] = 0.95
-    top_k: Annotated[int, Meta(ge=0)] = 0
-    max_tokens: Annotated[int, Meta(ge=0)] = 0
-    repetition_penalty: Annotated[float, Meta(gt=0.0)] = 1.0
-    seed: int | None = None
+    temperature: Temperature = 0.0
+    top_p: TopP = 0.95
+    top_k: TopK = 0
+    max_tokens: Annotated[int, Meta(ge=0, le=TOKENS_MAX)] = 0
+    repetition_penalty: RepetitionPenalty = 1.0
+    seed: Seed | None = None
+    stop: StopSequences = []
 
 
 class LogProbConfig(Base):

@@ -11,8 +11,10 @@ apart by JSON type alone.
 from __future__ import annotations
 
 import enum
+from typing import Annotated, TypeAlias
 
 import msgspec
+from msgspec import Meta
 
 from llama_core.types._base import Base
 from llama_core.types.common import (
@@ -33,12 +35,15 @@ from llama_core.types.messages import (
 
 # --- requests ---------------------------------------------------------------------------------
 
+# A dialog has at least one message (an empty one has nothing to answer; /v1 refuses it the same way).
+Dialog: TypeAlias = Annotated[list[Message], Meta(min_length=1)]
+
 
 class ChatCompletionRequest(Base):
     """POST /inference/chat_completion. `tools` are offered zero-shot; `stream` picks SSE."""
 
     model: str
-    messages: list[Message]
+    messages: Dialog
     sampling_params: SamplingParams = msgspec.field(default_factory=SamplingParams)
     tools: list[ToolDefinition] = []
     tool_choice: ToolChoice = ToolChoice.auto
@@ -61,7 +66,7 @@ class BatchChatCompletionRequest(Base):
     """POST /inference/batch_chat_completion: one dialog per item, same tools and sampling."""
 
     model: str
-    messages_batch: list[list[Message]]
+    messages_batch: list[Dialog]
     sampling_params: SamplingParams = msgspec.field(default_factory=SamplingParams)
     tools: list[ToolDefinition] = []
     tool_choice: ToolChoice = ToolChoice.auto

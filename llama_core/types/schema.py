@@ -1,8 +1,7 @@
-"""The route table of request types, their JSON Schemas, and request decoding at the edge.
+"""Request Structs at the edge: their JSON Schemas, and decoding a body into one.
 
-`REQUEST_TYPES` maps each route of DESIGN.md (without the leading slash; also the JSON-RPC method
-name) to its request Struct. The HTTP, JSON-RPC and MCP layers are built from it: they decode a body
-with `decode_request`, and describe a route with `json_schema` (an MCP tool's inputSchema).
+Every transport decodes a route's body (its request type: `llama_core.routes.METHODS`) with
+`decode_request`, and describes it with `json_schema` (an MCP tool's inputSchema).
 """
 
 from __future__ import annotations
@@ -13,73 +12,10 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from llama_core.errors import InvalidRequestError
+from llama_core.errors import InvalidRequestError, shown
 from llama_core.types._base import Base
-from llama_core.types.agents import (
-    AgenticSystemCreateRequest,
-    AgenticSystemDeleteRequest,
-    AgenticSystemMemoryBankAttachRequest,
-    AgenticSystemMemoryBankDetachRequest,
-    AgenticSystemSessionCreateRequest,
-    AgenticSystemSessionDeleteRequest,
-    AgenticSystemSessionGetRequest,
-    AgenticSystemStepGetRequest,
-    AgenticSystemTurnCreateRequest,
-    AgenticSystemTurnGetRequest,
-)
-from llama_core.types.inference import (
-    BatchChatCompletionRequest,
-    BatchCompletionRequest,
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingsRequest,
-)
-from llama_core.types.memory import (
-    CreateMemoryBankRequest,
-    DeleteDocumentsRequest,
-    DropMemoryBankRequest,
-    GetDocumentsRequest,
-    GetMemoryBankRequest,
-    InsertDocumentsRequest,
-    ListMemoryBanksRequest,
-    QueryDocumentsRequest,
-    UpdateDocumentsRequest,
-)
-from llama_core.types.models import ModelsGetRequest, ModelsListRequest
-from llama_core.types.safety import RunShieldsRequest
 
 T = TypeVar("T", bound=Base)
-
-# Route (= JSON-RPC method name) -> request Struct. A request with a `stream` field may stream.
-REQUEST_TYPES: dict[str, type[Base]] = {
-    "inference/chat_completion": ChatCompletionRequest,
-    "inference/completion": CompletionRequest,
-    "inference/batch_chat_completion": BatchChatCompletionRequest,
-    "inference/batch_completion": BatchCompletionRequest,
-    "inference/embeddings": EmbeddingsRequest,
-    "safety/run_shields": RunShieldsRequest,
-    "agentic_system/create": AgenticSystemCreateRequest,
-    "agentic_system/delete": AgenticSystemDeleteRequest,
-    "agentic_system/session/create": AgenticSystemSessionCreateRequest,
-    "agentic_system/session/get": AgenticSystemSessionGetRequest,
-    "agentic_system/session/delete": AgenticSystemSessionDeleteRequest,
-    "agentic_system/turn/create": AgenticSystemTurnCreateRequest,
-    "agentic_system/turn/get": AgenticSystemTurnGetRequest,
-    "agentic_system/step/get": AgenticSystemStepGetRequest,
-    "agentic_system/memory_bank/attach": AgenticSystemMemoryBankAttachRequest,
-    "agentic_system/memory_bank/detach": AgenticSystemMemoryBankDetachRequest,
-    "memory_banks/create": CreateMemoryBankRequest,
-    "memory_banks/list": ListMemoryBanksRequest,
-    "memory_banks/get": GetMemoryBankRequest,
-    "memory_banks/drop": DropMemoryBankRequest,
-    "memory_bank/insert": InsertDocumentsRequest,
-    "memory_bank/update": UpdateDocumentsRequest,
-    "memory_bank/query": QueryDocumentsRequest,
-    "memory_bank/documents/get": GetDocumentsRequest,
-    "memory_bank/documents/delete": DeleteDocumentsRequest,
-    "models/list": ModelsListRequest,
-    "models/get": ModelsGetRequest,
-}
 
 
 # --- JSON Schema ------------------------------------------------------------------------------
@@ -132,17 +68,54 @@ def _decoders(request_type: type[Base]) -> tuple[msgspec.json.Decoder, msgspec.j
 
 # msgspec's messages: "<what> - at `$.path`", or "<what>" at the top level.
 _AT_PATH = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>.*)`)?$", re.DOTALL)
-_NAMED_FIELD = re.compile(r"^Object (?P<kind>contains unknown|missing required) field `(?P<name>[^`]*)`$")
+_NAMED_FIELD = re.compile(r"^Object (?P<kind>contains unknown|missing required) field `(?P<name>.*)`$", re.DOTALL)
+_QUOTED = re.compile(r"^(?P<head>Invalid (?:enum )?value )'(?P<value>.*)'$", re.DOTALL)  # the input's own value
 _WRAPPER_SIGN = "Object contains unknown field `request`"
+
+# Deeper JSON is refused before it is decoded: msgspec decodes (and skips, and encodes) nested
+# values recursively, and ~1,000 levels raise RecursionError, in a server's every transport.
+MAX_JSON_DEPTH = 64
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # int8: +1 per opening bracket, -1 per closing
+_NOT_BRACKET = bytes(set(range(256)) - set(b"[]{}"))
+_PAIR = b"\x01\xff"
+_BIG = 1 << 16  # brackets past this many are summed by NumPy rather than peeled level by level
+
+
+def json_too_deep(data: bytes | memoryview, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the JSON text `data` nests arrays and objects more than `limit` deep (strings skipped).
+
+    No decoding and no Python loop over bytes: a text with at most `limit` brackets is shallow at
+    once; otherwise its strings are cut out and only brackets kept, then either each of up to
+    `limit` passes removes the innermost pairs (one level), or, for many brackets, NumPy's running
+    sum gives the depth. Unbalanced brackets (malformed JSON, which the decoder refuses anyway)
+    may count either way.
+    """
+    data = bytes(data)
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return False
+    steps = _STRING.sub(b"", data).translate(_STEPS, _NOT_BRACKET)
+    if len(steps) > _BIG:
+        import numpy as np  # only for a big text full of brackets
+
+        return int(np.cumsum(np.frombuffer(steps, np.int8), dtype=np.int32).max()) > limit
+    for _ in range(limit):
+        inner = steps.replace(_PAIR, b"")
+        if len(inner) == len(steps):
+            return False
+        steps = inner
+    return _PAIR in steps
 
 
 def decode_request(request_type: type[T], body: bytes | memoryview) -> T:
     """Decode a JSON body into `request_type`, flat or inside the legacy `{"request": ...}` wrapper.
 
     `body` is any buffer (bytes, memoryview, msgspec.Raw). An empty body means no fields (GET
-    routes). Bad JSON, wrong types, missing and unknown fields raise InvalidRequestError with
-    `field` set to the path at fault (e.g. `messages[0].content`).
+    routes). Bad JSON, nesting deeper than MAX_JSON_DEPTH, wrong types, missing and unknown fields
+    raise InvalidRequestError with `field` set to the path at fault (e.g. `messages[0].content`).
     """
+    if json_too_deep(body):
+        raise InvalidRequestError(f"Invalid request: JSON nested deeper than {MAX_JSON_DEPTH} levels")
     flat, wrapped = _decoders(request_type)
     try:
         try:
@@ -162,15 +135,22 @@ def decode_request(request_type: type[T], body: bytes | memoryview) -> T:
 
 
 def _invalid(error: msgspec.ValidationError) -> InvalidRequestError:
-    """Turn msgspec's "... - at `$.x[0].y`" into a one-line message and field="x[0].y"."""
+    """Turn msgspec's "... - at `$.x[0].y`" into a one-line message and field="x[0].y".
+
+    A value or field name of the input that msgspec quotes is cut by `shown()`.
+    """
     match = _AT_PATH.match(str(error))
     assert match is not None  # the pattern matches any string
     what, path = match["what"], (match["path"] or "").removeprefix(".")
     named = _NAMED_FIELD.match(what)
     if named:
-        field = f"{path}.{named['name']}" if path else named["name"]
+        name = shown(named["name"])
+        field = f"{path}.{name}" if path else name
         kind = "Unknown" if named["kind"] == "contains unknown" else "Missing required"
         return InvalidRequestError(f"{kind} field `{field}`", field=field)
+    quoted = _QUOTED.match(what)
+    if quoted:
+        what = f"{quoted['head']}'{shown(quoted['value'])}'"
     if path:
         return InvalidRequestError(f"Invalid `{path}`: {what}", field=path)
     return InvalidRequestError(f"Invalid request: {what}")

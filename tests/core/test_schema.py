@@ -15,8 +15,11 @@ import msgspec
 import pytest
 
 from llama_core import apis
-from llama_core.types import REQUEST_TYPES, EmbeddingsRequest, json_schema
+from llama_core.routes import API_NAMES, METHODS
+from llama_core.types import EmbeddingsRequest, json_schema
 from llama_core.types._base import Base
+
+REQUEST_TYPES = {name: method.request_type for name, method in METHODS.items()}
 
 # The routes of DESIGN.md "The API surface" (health and the OpenAI-compatible routes aside).
 DESIGN_ROUTES = [
@@ -126,13 +129,17 @@ def test_recursive_type_is_refused() -> None:
 # --- the API Protocols serve exactly the routes ------------------------------------------------
 
 
+PROTOCOLS = {name: protocol for protocol, name in API_NAMES.items()}
+ROUTE_METHODS = {name: (PROTOCOLS[method.api], method.call) for name, method in METHODS.items()}
+
+
 def test_route_methods_match_request_types() -> None:
-    assert list(apis.ROUTE_METHODS) == DESIGN_ROUTES
+    assert list(ROUTE_METHODS) == DESIGN_ROUTES
 
 
 @pytest.mark.parametrize("route", DESIGN_ROUTES)
 def test_protocol_method_takes_the_route_request(route: str) -> None:
-    protocol, name = apis.ROUTE_METHODS[route]
+    protocol, name = ROUTE_METHODS[route]
     hints = typing.get_type_hints(getattr(protocol, name))
     request_type = REQUEST_TYPES[route]
     assert hints["request"] is request_type
@@ -142,7 +149,7 @@ def test_protocol_method_takes_the_route_request(route: str) -> None:
 
 
 def test_every_protocol_method_is_routed() -> None:
-    routed = set(apis.ROUTE_METHODS.values())
+    routed = set(ROUTE_METHODS.values())
     for protocol in (apis.Inference, apis.Safety, apis.Memory, apis.AgenticSystem, apis.Models):
         methods = {n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")}
         assert methods == {name for p, name in routed if p is protocol}, protocol.__name__

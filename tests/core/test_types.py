@@ -11,6 +11,7 @@ import msgspec
 import pytest
 
 from llama_core.errors import InvalidRequestError
+from llama_core.routes import METHODS
 from llama_core.types import agents, inference, memory, models, safety
 from llama_core.types import *  # noqa: F403
 from llama_core.types._base import Base
@@ -444,8 +445,8 @@ def test_encoded_shapes_are_tagged_like_the_original() -> None:
 
 
 def test_request_defaults_match_the_original() -> None:
-    request = msgspec.json.decode(b'{"model": "m", "messages": []}', type=ChatCompletionRequest)
-    assert request == ChatCompletionRequest(model="m", messages=[])
+    request = msgspec.json.decode(b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}', type=ChatCompletionRequest)
+    assert request == ChatCompletionRequest(model="m", messages=[UserMessage(content="hi")])
     assert (request.sampling_params, request.tools, request.stream, request.logprobs) == (SamplingParams(), [], False, None)
     assert (request.tool_choice, request.tool_prompt_format) == (ToolChoice.auto, ToolPromptFormat.json)
     # Defaults are per instance, never shared.
@@ -467,8 +468,8 @@ def test_turn_input_rejects_assistant_messages() -> None:
 # --- decode_request: errors name the field; the legacy wrapper is accepted --------------------
 
 BAD_REQUESTS = [
-    pytest.param(b'{"messages": []}', "model", "Missing required field `model`", id="missing"),
-    pytest.param(b'{"model": "m", "messages": [], "temperature": 1}', "temperature", "Unknown field `temperature`", id="unknown-top"),
+    pytest.param(b'{"messages": [{"role": "user", "content": "hi"}]}', "model", "Missing required field `model`", id="missing"),
+    pytest.param(b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 1}', "temperature", "Unknown field `temperature`", id="unknown-top"),
     pytest.param(
         b'{"model": "m", "messages": [{"role": "user", "content": "hi", "extra": 1}]}',
         "messages[0].extra",
@@ -482,7 +483,7 @@ BAD_REQUESTS = [
         id="bad-tag",
     ),
     pytest.param(
-        b'{"model": "m", "messages": [], "sampling_params": {"temperature": -1}}',
+        b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "sampling_params": {"temperature": -1}}',
         "sampling_params.temperature",
         "Invalid `sampling_params.temperature`: Expected `float` >= 0.0",
         id="constraint",
@@ -493,6 +494,7 @@ BAD_REQUESTS = [
         "Invalid `messages[0].content`: Expected `str | array`, got `int`",
         id="wrong-type",
     ),
+    pytest.param(b'{"model": "m", "messages": []}', "messages", "Invalid `messages`: Expected `array` of length >= 1", id="no-messages"),
     pytest.param(b'{"model": 7, "messages": []}', "model", "Invalid `model`: Expected `str`, got `int`", id="model-int"),
     pytest.param(
         b'{"request": {"model": "m"}}', "request.messages", "Missing required field `request.messages`", id="wrapped-missing"
@@ -510,6 +512,7 @@ def test_bad_request_names_the_field(body: bytes, field: str | None, message: st
     assert info.value.status == 400
 
 
+REQUEST_TYPES = {name: method.request_type for name, method in METHODS.items()}
 REQUEST_EXAMPLES = [v for v in EXAMPLES.values() if type(v) in set(REQUEST_TYPES.values())]
 
 

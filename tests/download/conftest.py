@@ -60,8 +60,12 @@ def llama(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("LLAMA_DEBUG", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
 
-    def run(*argv: str) -> tuple[int, str, str]:
-        rc = main(list(argv))
+    def run(*argv: str, meta_url: str | None = None) -> tuple[int, str, str]:
+        """`meta_url` goes in LLAMA_META_URL, as a user should pass it (not where `ps` shows it)."""
+        with monkeypatch.context() as scope:
+            if meta_url is not None:
+                scope.setenv("LLAMA_META_URL", meta_url)
+            rc = main(list(argv))
         out, err = capsys.readouterr()
         return rc, out, err
 

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import anyio
 import pytest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import hashlib
 import random
 from collections.abc import Iterator
@@ -83,16 +84,21 @@ def test_gated_repo_without_token_is_explained(llama, hub):
     )
 
 
-@pytest.mark.parametrize("how", ["flag", "env"])
+@pytest.mark.parametrize("how", ["flag", "env", "stdin"])
 def test_gated_repo_with_token(llama, hub, monkeypatch, how):
     argv = ["download", "--source", "huggingface", "-m", GATED_MODEL]
     if how == "flag":
         argv += ["--hf-token", TOKEN]
+    elif how == "stdin":
+        argv += ["--hf-token", "-"]
+        monkeypatch.setattr("sys.stdin", io.StringIO(TOKEN + "\n"))
     else:
         monkeypatch.setenv("HF_TOKEN", TOKEN)
     rc, out, err = llama(*argv)
     assert rc == 0, err
     assert TOKEN not in out + err
+    warning = "warning: --hf-token on the command line is visible to other users in `ps`; use HF_TOKEN instead"
+    assert (warning in err.splitlines()) is (how == "flag")
     assert {auth for _, _, auth in hub.requests if auth} == {f"Bearer {TOKEN}"}
 
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 from collections import namedtuple
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 
 from download.cdn import FakeCDN
 from download.conftest import FOLDER, MODEL, PART
@@ -36,7 +36,7 @@ def _assert_identical(dest: Path, files: dict[str, bytes]) -> None:
 
 def test_download_fetches_every_file_and_says_where(llama, cdn, files):
     url = cdn.signed_url()
-    rc, out, err = llama("download", "--source", "meta", "--model-id", MODEL, "--meta-url", url)
+    rc, out, err = llama("download", "--source", "meta", "--model-id", MODEL, meta_url=url)
     dest = paths.model_checkpoint_dir(MODEL)
     assert rc == 0
     assert sorted(err.splitlines()) == [
@@ -55,9 +55,32 @@ def test_download_fetches_every_file_and_says_where(llama, cdn, files):
     assert not any(secret in out + err for secret in _secrets(url))
 
 
+WARNING = "warning: --meta-url on the command line is visible to other users in `ps`; use LLAMA_META_URL instead"
+
+
+def test_meta_url_as_an_argument_works_with_a_warning(llama, cdn, files):
+    url = cdn.signed_url()
+    rc, _, err = llama("download", "-m", MODEL, "--meta-url", url)
+    assert rc == 0, err
+    assert err.splitlines()[0] == WARNING and err.count("warning:") == 1
+    assert not any(secret in err for secret in _secrets(url))
+    _assert_identical(paths.model_checkpoint_dir(MODEL), files)
+
+
+def test_meta_url_from_stdin(llama, cdn, files, monkeypatch):
+    url = cdn.signed_url()
+    monkeypatch.setattr("sys.stdin", io.StringIO(url + "\n"))
+    rc, _, err = llama("download", "-m", MODEL, "--meta-url", "-")
+    assert rc == 0, err
+    assert "warning" not in err and not any(secret in err for secret in _secrets(url))
+    _assert_identical(paths.model_checkpoint_dir(MODEL), files)
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert llama("download", "-m", MODEL, "--meta-url", "-") == (2, "", "Error: --meta-url - reads the value from stdin, but stdin gave none.\n")
+
+
 def test_cut_connection_resumes_from_where_it_stopped(llama, cdn, files):
     cdn.cut(SHARD, PART + 12345)  # partway through the second part
-    rc, _, err = llama("download", "-m", MODEL, "--meta-url", cdn.signed_url())
+    rc, _, err = llama("download", "-m", MODEL, meta_url=cdn.signed_url())
     assert rc == 0, err
     assert "consolidated.00.pth: RemoteProtocolError: peer closed connection" in err and "retry 1 of 2" in err
     assert (SHARD, f"bytes={PART + 12345}-{2 * PART - 1}") in _data_requests(cdn)  # only the missing bytes
@@ -68,7 +91,7 @@ def test_interrupted_download_resumes_on_the_next_run(llama, cdn, files):
     at = PART + PART // 2
     for _ in range(3):  # the first try and both retries die at the same byte: the run gives up
         cdn.cut(SHARD, at)
-    rc, out, err = llama("download", "-m", MODEL, "--meta-url", cdn.signed_url(), "--max-parallel", "1")
+    rc, out, err = llama("download", "-m", MODEL, "--max-parallel", "1", meta_url=cdn.signed_url())
     dest = paths.model_checkpoint_dir(MODEL)
     assert (rc, out) == (1, "")
     assert err.splitlines()[-1] == (
@@ -80,7 +103,7 @@ def test_interrupted_download_resumes_on_the_next_run(llama, cdn, files):
     assert not (dest / "consolidated.00.pth").exists()
 
     cdn.requests.clear()
-    rc, _, err = llama("download", "-m", MODEL, "--meta-url", cdn.signed_url(), "--max-parallel", "1")
+    rc, _, err = llama("download", "-m", MODEL, "--max-parallel", "1", meta_url=cdn.signed_url())
     assert rc == 0, err
     # Finished files are skipped; the shard asks for the rest of part 1 and parts 2-3, nothing before.
     assert _data_requests(cdn) == [
@@ -95,7 +118,7 @@ def test_interrupted_download_resumes_on_the_next_run(llama, cdn, files):
 def test_expired_url_is_one_line_without_the_signature(llama, cdn):
     url = cdn.signed_url()
     cdn.expire()  # the server-side clock passes the policy's end
-    rc, out, err = llama("download", "-m", MODEL, "--meta-url", url)
+    rc, out, err = llama("download", "-m", MODEL, meta_url=url)
     assert (rc, out) == (1, "")
     assert err == (
         "Error: Meta's download server refused the signed URL (403 Forbidden): it has expired or was not issued "
@@ -107,14 +130,14 @@ def test_expired_url_is_one_line_without_the_signature(llama, cdn):
 
 def test_url_past_its_policy_date_fails_before_any_request(llama, cdn):
     url = cdn.signed_url(expires_in=-3600)
-    rc, out, err = llama("download", "-m", MODEL, "--meta-url", url)
+    rc, out, err = llama("download", "-m", MODEL, meta_url=url)
     assert (rc, out, cdn.requests) == (1, "", [])
     assert err.startswith("Error: The signed URL expired at ") and err.count("\n") == 1
     assert not any(secret in err for secret in _secrets(url))
 
 
 def test_model_missing_behind_the_url_is_404(llama, cdn):
-    rc, _, err = llama("download", "-m", "Llama3.2-3B", "--meta-url", cdn.signed_url())
+    rc, _, err = llama("download", "-m", "Llama3.2-3B", meta_url=cdn.signed_url())
     assert rc == 1
     assert err == (
         f"Error: checklist.chk was not found at {cdn.base}/Llama-3.2-3B/…?… (404): this signed URL does not seem to "
@@ -125,7 +148,7 @@ def test_model_missing_behind_the_url_is_404(llama, cdn):
 def test_lost_network_is_one_line(llama, cdn):
     url = cdn.signed_url()
     cdn.__exit__()  # nothing listens there any more
-    rc, _, err = llama("download", "-m", MODEL, "--meta-url", url)
+    rc, _, err = llama("download", "-m", MODEL, meta_url=url)
     assert rc == 1
     last = err.splitlines()[-1]
     assert last.startswith("Error: Network error while downloading ") and "ConnectError" in last
@@ -136,7 +159,7 @@ def test_lost_network_is_one_line(llama, cdn):
 def test_disk_space_is_checked_before_fetching(llama, cdn, monkeypatch):
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1_000_000, 1_000_000))
-    rc, _, err = llama("download", "-m", MODEL, "--meta-url", cdn.signed_url())
+    rc, _, err = llama("download", "-m", MODEL, meta_url=cdn.signed_url())
     dest = paths.model_checkpoint_dir(MODEL)
     assert rc == 1
     assert err == (
@@ -149,7 +172,7 @@ def test_disk_space_is_checked_before_fetching(llama, cdn, monkeypatch):
 def test_bad_checksum_at_the_end_removes_the_file(llama, cdn, tmp_path):
     shard = tmp_path / "cdn" / FOLDER / "consolidated.00.pth"
     shard.write_bytes(b"\0" + shard.read_bytes()[1:])  # the CDN serves bytes that checklist.chk does not vouch for
-    rc, _, err = llama("download", "-m", MODEL, "--meta-url", cdn.signed_url())
+    rc, _, err = llama("download", "-m", MODEL, meta_url=cdn.signed_url())
     assert rc == 1
     assert err.splitlines(keepends=True)[-1] == (
         "Error: Checksum check against checklist.chk failed: consolidated.00.pth (checksum mismatch). "
@@ -159,7 +182,7 @@ def test_bad_checksum_at_the_end_removes_the_file(llama, cdn, tmp_path):
 
 
 def test_url_without_star_is_a_usage_error(llama):
-    rc, _, err = llama("download", "-m", MODEL, "--meta-url", "https://llama3-2.llamameta.net/?Policy=abc&Signature=xyz")
+    rc, _, err = llama("download", "-m", MODEL, meta_url="https://llama3-2.llamameta.net/?Policy=abc&Signature=xyz")
     assert rc == 2
     assert err == (
         "Error: The --meta-url https://llama3-2.llamameta.net/?… has no '*' in its path: paste the whole link "
@@ -173,19 +196,19 @@ def test_missing_meta_url_without_a_terminal(llama):
 
 
 def test_demo_model_is_not_on_metas_cdn(llama, cdn):
-    rc, _, err = llama("download", "--source", "meta", "-m", "SmolLM2-135M-Instruct", "--meta-url", cdn.signed_url())
+    rc, _, err = llama("download", "--source", "meta", "-m", "SmolLM2-135M-Instruct", meta_url=cdn.signed_url())
     assert rc == 2 and "is not distributed through Meta's signed URLs" in err and cdn.requests == []
 
 
 def test_httpx_request_log_is_redacted(llama, cdn, caplog):
     url = cdn.signed_url()
     with caplog.at_level(logging.DEBUG):
-        rc, _, _ = llama("download", "-m", MODEL, "--meta-url", url)
+        rc, _, _ = llama("download", "-m", MODEL, meta_url=url)
     assert rc == 0
     assert "HTTP Request: GET" in caplog.text and "Policy=" not in caplog.text
     assert not any(secret in caplog.text for secret in _secrets(url))
 
 
 def test_max_parallel_must_be_positive(llama, cdn):
-    rc, _, err = llama("download", "-m", MODEL, "--meta-url", cdn.signed_url(), "--max-parallel", "0")
+    rc, _, err = llama("download", "-m", MODEL, "--max-parallel", "0", meta_url=cdn.signed_url())
     assert (rc, err, cdn.requests) == (2, "Error: --max-parallel must be at least 1, not 0.\n", [])

@@ -42,7 +42,7 @@ def test_derived_sizes_of_meta_shapes(name: str) -> None:
 def test_explicit_hidden_dim_and_scale_factor_win() -> None:
     args = ModelArgs.from_params({"dim": 2048, "n_layers": 16, "n_heads": 32, "hidden_dim": 6400,
                                   "rope_freq_base": 10000.0, "rope_scaling_factor": 8.0})
-    assert (args.ffn_hidden_dim, args.rope_theta, args.rope_scale, args.kv_heads) == (6400, 10000.0, 8.0, 32)
+    assert (args.ffn_hidden_dim, args.rope_theta, args.rope_scale, args.n_kv_heads) == (6400, 10000.0, 8.0, 32)
 
 
 def test_hf_style_rope_scaling_block() -> None:

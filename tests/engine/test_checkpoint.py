@@ -12,10 +12,10 @@ import torch
 from llama_core.engine import hf
 from llama_core.engine.args import ModelArgs
 from llama_core.engine.checkpoint import load_model, locate, read_shard, shard_state_dict, tokenizer_vocab_size
-from llama_core.engine.parallel import run_model_parallel
 from llama_core.errors import CheckpointError
 
-from engine.hf_reference import hf_model
+from engine.hf_reference import hf_model, permute_to_hf
+from engine.ranks import run_model_parallel
 from engine.tiny_checkpoint import TINY_ARGS, rank_logits, write_tiny_checkpoint
 
 PROMPT = [128000, 791, 6864, 315, 9822, 374]
@@ -61,7 +61,7 @@ def test_original_subdirectory_and_hf_layout(tiny_ckpt: Path, tmp_path: Path) ->
 
 def test_q_k_permutation_round_trips() -> None:
     w = torch.arange(8 * 3, dtype=torch.float32).view(8, 3)  # 2 heads of head_dim 4
-    hf_w = hf.permute_to_hf(w, 2)
+    hf_w = permute_to_hf(w, 2)
     assert hf_w[:, 0].tolist() == [0.0, 6.0, 3.0, 9.0, 12.0, 18.0, 15.0, 21.0]  # pairs -> halves per head
     assert torch.equal(hf.permute_from_hf(hf_w, 2), w)
 

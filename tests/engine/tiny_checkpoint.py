@@ -40,8 +40,8 @@ def random_state_dict(args: ModelArgs, seed: int = 0) -> dict[str, Tensor]:
     for i in range(args.n_layers):
         p = f"layers.{i}."
         sd[p + "attention.wq.weight"] = w(args.n_heads * hd, args.dim)
-        sd[p + "attention.wk.weight"] = w(args.kv_heads * hd, args.dim)
-        sd[p + "attention.wv.weight"] = w(args.kv_heads * hd, args.dim)
+        sd[p + "attention.wk.weight"] = w(args.n_kv_heads * hd, args.dim)
+        sd[p + "attention.wv.weight"] = w(args.n_kv_heads * hd, args.dim)
         sd[p + "attention.wo.weight"] = w(args.dim, args.n_heads * hd)
         sd[p + "feed_forward.w1.weight"] = w(ffn, args.dim)
         sd[p + "feed_forward.w2.weight"] = w(args.dim, ffn)

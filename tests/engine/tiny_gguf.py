@@ -37,7 +37,7 @@ def write_tiny_gguf(path: Path, args: ModelArgs, state_dict: dict[str, Tensor], 
     w.add_embedding_length(args.dim)
     w.add_feed_forward_length(args.ffn_hidden_dim)
     w.add_head_count(args.n_heads)
-    w.add_head_count_kv(args.kv_heads)
+    w.add_head_count_kv(args.n_kv_heads)
     w.add_layer_norm_rms_eps(args.norm_eps)
     w.add_rope_freq_base(args.rope_theta)
     w.add_tokenizer_model(tokenizer_model)

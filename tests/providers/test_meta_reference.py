@@ -4,14 +4,24 @@ group and the prompt format together, checked against the engine run in-process.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 from pathlib import Path
+
+import anyio
 
 import pytest
 
 from llama_core.engine.checkpoint import load_model
-from llama_core.engine.generation import GenerationParams, generate
+from llama_core.engine.messages import GenParams
 from llama_core.engine.parallel import init_model_parallel
-from llama_core.errors import InvalidRequestError, ModelNotFoundError, NotFoundError, UnsupportedError
+from llama_core.errors import (
+    InvalidRequestError,
+    ModelNotFoundError,
+    NotFoundError,
+    UnavailableError,
+    UnsupportedError,
+)
 from llama_core.prompt.chat_format import ChatFormat
 from llama_core.providers.inference.meta_reference import MetaReferenceInference, MetaReferenceInferenceConfig
 from llama_core.tokenizer import Tokenizer
@@ -25,6 +35,7 @@ from llama_core.types import (
 )
 from llama_core.types.inference import (
     BatchChatCompletionRequest,
+    BatchCompletionRequest,
     ChatCompletionRequest,
     CompletionRequest,
     ToolCallDelta,
@@ -52,12 +63,14 @@ def config(ckpt: Path) -> MetaReferenceInferenceConfig:
 
 
 def in_process_greedy(ckpt: Path, messages: list, n: int) -> tuple[list[int], str]:
+    from engine.solo import generate
+
     tok = Tokenizer.from_file(ckpt / "tokenizer.model")
     prompt = ChatFormat(tok).encode_dialog_prompt(messages)
     init_model_parallel()  # a 1-process group for fairscale's layers in this test process
     model, _ = load_model(ckpt, max_seq_len=96, max_batch_size=1)
     stops = frozenset(tok.stop_tokens)
-    tokens = [r.token for r in generate(model, prompt, GenerationParams(max_tokens=n, stop_tokens=stops))]
+    tokens = [r.token for r in generate(model, prompt, GenParams(max_tokens=n, stop_tokens=stops))]
     return tokens, tok.decode([t for t in tokens if t not in stops])
 
 
@@ -117,3 +130,43 @@ async def test_bad_requests_are_clear_errors(tiny_dir: Path) -> None:
             ChatCompletionRequest(model=MODEL, messages=DIALOGS[1], sampling_params=SamplingParams(max_tokens=3))
         )
         assert reply.completion_message.stop_reason == StopReason.out_of_tokens
+
+
+async def test_a_seed_the_engine_cannot_take_fails_its_request_only(tiny_dir: Path) -> None:
+    bad = SamplingParams(max_tokens=8, seed=2**70)
+    async with MetaReferenceInference(config(tiny_dir)) as inf:
+        request = ChatCompletionRequest(model=MODEL, messages=DIALOGS[1], sampling_params=SamplingParams(max_tokens=8))
+        before = (await inf.chat_completion(request)).completion_message.content
+        with pytest.raises(InvalidRequestError, match="^The seed does not fit in 64 bits") as e:
+            await inf.chat_completion(ChatCompletionRequest(model=MODEL, messages=DIALOGS[0], sampling_params=bad))
+        assert e.value.field == "sampling_params.seed"
+        # A batch fails with its rows' error itself, not an exception group (which would be a 500).
+        with pytest.raises(InvalidRequestError, match="^The seed does not fit in 64 bits"):
+            await inf.batch_chat_completion(BatchChatCompletionRequest(model=MODEL, messages_batch=DIALOGS, sampling_params=bad))
+        with pytest.raises(InvalidRequestError, match="^The seed does not fit in 64 bits"):
+            await inf.batch_completion(BatchCompletionRequest(model=MODEL, content_batch=["a", "b"], sampling_params=bad))
+        assert (await inf.chat_completion(request)).completion_message.content == before
+        assert await inf.health() == {"status": "ok", "restarts": 0}
+
+
+async def test_health_follows_a_crash_and_streams_are_refused_while_restarting(tiny_dir: Path) -> None:
+    async with MetaReferenceInference(config(tiny_dir)) as inf:
+        assert inf.group is not None
+        request = ChatCompletionRequest(model=MODEL, messages=DIALOGS[2], sampling_params=SamplingParams(max_tokens=6))
+        before = (await inf.chat_completion(request)).completion_message.content
+        os.kill(inf.group.pids[0], signal.SIGKILL)
+        with anyio.fail_after(30):
+            while inf.group.state == "ready":
+                await anyio.sleep(0.01)
+        report = await inf.health()
+        assert report.pop("retry_after") >= 1
+        assert report == {"status": "restarting", "restarts": 1}
+        stream = ChatCompletionRequest(model=MODEL, messages=DIALOGS[2], sampling_params=SamplingParams(max_tokens=6), stream=True)
+        with pytest.raises(UnavailableError, match="^The inference engine is restarting after a worker crash; retry in "):
+            await inf.chat_completion(stream)  # refused before a stream is handed out
+        with anyio.fail_after(120):
+            while inf.group.state != "ready":
+                await anyio.sleep(0.05)
+        assert await inf.health() == {"status": "ok", "restarts": 1}
+        assert (await inf.chat_completion(request)).completion_message.content == before
+    assert await inf.health() == {"status": "down"}

@@ -159,6 +159,20 @@ async def test_chat_stream_out_of_tokens(ollama: OllamaInference, vendor: FakeVe
     assert vendor.requests[0].json["options"] == {"temperature": 0.0, "num_predict": 2}
 
 
+async def test_stop_sequences_are_sent_and_cut_here_too(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    # Ollama takes `stop` in its options; these samples ran on regardless, and are cut here as well.
+    vendor.then("/api/chat", Reply(body=stream_of(sample("ollama/chat_stream.ndjson")), content_type=NDJSON))
+    got = await events(await ollama.chat_completion(chat(stream=True, sampling_params=SamplingParams(stop=[" France"]))))
+    assert got == [("start", "", None), ("progress", "The", None), ("progress", " capital", None),
+                   ("progress", " of", None), ("complete", "", "end_of_turn")]  # fmt: skip
+    assert vendor.requests[0].json["options"] == {"temperature": 0.0, "stop": [" France"]}
+    vendor.then("/api/generate", Reply(body=sample("ollama/generate.json")))
+    sampling = SamplingParams(stop=["Rayleigh", "blue"])
+    response = await ollama.completion(CompletionRequest(model=MODEL, content="The sky is", sampling_params=sampling))
+    assert (response.content, response.stop_reason) == (" ", StopReason.end_of_turn)
+    assert vendor.requests[1].json["options"]["stop"] == ["Rayleigh", "blue"]
+
+
 async def test_tool_calls_come_back(ollama: OllamaInference, vendor: FakeVendor) -> None:
     vendor.then("/api/chat", Reply(body=sample("ollama/chat_tools.json")))
     response = await ollama.chat_completion(chat(tools=[WEATHER]))
@@ -294,6 +308,32 @@ async def test_500_is_retried_before_the_stream_starts(ollama: OllamaInference, 
 
 async def test_500_after_the_retries_is_a_provider_error(ollama: OllamaInference, vendor: FakeVendor) -> None:
     vendor.then("/api/chat", *[Reply(status=500, body=b'{"error":"llama runner process has terminated"}')] * 3)
-    with pytest.raises(ProviderError, match=r"^Ollama failed \(500\): llama runner process has terminated$"):
+    with pytest.raises(ProviderError, match=r"^Ollama answered 500 Internal Server Error: llama runner process has terminated$"):
         await ollama.chat_completion(chat())
     assert len(vendor.requests) == 3
+
+
+async def test_401_from_a_proxy_in_front_is_a_provider_error(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/chat", Reply(status=401, body=b"<html>401 Authorization Required</html>", content_type="text/html"))
+    with pytest.raises(ProviderError) as e:
+        await ollama.chat_completion(chat())
+    assert (e.value.status, str(e.value)) == (
+        502, f"Ollama answered 401 Unauthorized: check what is in front of Ollama at {ollama.url} (this stack sends it no credentials)")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b'{"error":"proxy said: token=ol-secret-1 expired"}\n', "Ollama failed during the stream: proxy said: token=*** expired"),
+        (b"<html>Authorization: Bearer ol-secret-1</html>\n", "Ollama sent a stream line that is not JSON: <html>Authorization: Bearer ***</html>"),
+    ],
+    ids=["error-line", "not-json"],
+)
+async def test_stream_failures_are_redacted(ollama: OllamaInference, vendor: FakeVendor, line: bytes, message: str,
+                                            caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    vendor.then("/api/chat", Reply(body=[*stream_of(sample("ollama/chat_stream.ndjson"))[:1], line], content_type=NDJSON))
+    with caplog.at_level("WARNING"), pytest.raises(ProviderError) as e:
+        async for _ in await ollama.chat_completion(chat(stream=True)):
+            pass
+    assert (e.value.status, str(e.value)) == (502, message)
+    assert "ol-secret-1" not in caplog.text

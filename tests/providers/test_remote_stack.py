@@ -15,7 +15,7 @@ from providers.fakes.stacks import running_stack
 from rpc.server import free_port, running_server
 
 from llama_core.client import StackClient
-from llama_core.config import RemoteProviderConfig, RunConfig
+from llama_core.config import RemoteStackConfig, RunConfig
 from llama_core.errors import NotConfiguredError, NotFoundError, UnavailableError
 from llama_core.providers.remote import RemoteInference
 from llama_core.types import SamplingParams, UserMessage
@@ -124,7 +124,7 @@ def test_raw_http_through_the_chain_is_the_same_json(upstream: str, chained: str
 
 async def test_an_unreachable_upstream_is_unavailable() -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    async with RemoteInference(RemoteProviderConfig(url=url)) as remote:
+    async with RemoteInference(RemoteStackConfig(url=url)) as remote:
         with pytest.raises(UnavailableError, match=rf"^Cannot reach the stack at {url}: "):
             await remote.chat_completion(chat())
 
@@ -143,7 +143,8 @@ def test_provider_data_reaches_the_vendor_through_the_chain(tmp_path: Path) -> N
             missing = httpx.post(url + "/inference/chat_completion", json=body, timeout=30)
             bad = httpx.post(url + "/inference/chat_completion", json=body, headers={"X-LlamaStack-ProviderData": "[1]"}, timeout=30)
     assert [r.headers["authorization"] for r in vendor.requests] == ["Bearer k-from-client"]
-    assert missing.status_code == 401 and missing.json()["error"]["message"].startswith("No Fireworks API key: set api_key")
+    assert missing.status_code == 400 and missing.json()["error"]["message"].startswith("No Fireworks API key: set api_key")
+    assert missing.json()["error"]["field"] == "X-LlamaStack-ProviderData"
     assert bad.status_code == 400 and bad.json()["error"]["field"] == "X-LlamaStack-ProviderData"
 
 

@@ -1,6 +1,7 @@
 """A fake stack for transport tests: deterministic inference and models, no model, no engine.
 
-The fake assistant answers "You said: <last user text>" one word per token. Prompts steer it:
+The fake assistant answers "You said: <last user text>" one word per token, cut before a stop
+sequence as every provider cuts it. Prompts steer it:
 `call <tool>` asks for a tool call, `fail` breaks the stream after its first word, `slow` sleeps
 between words (for disconnect tests). `open_streams` counts chunk iterators not yet closed.
 """
@@ -13,6 +14,8 @@ from typing import Any
 import anyio
 
 from llama_core.errors import ModelNotFoundError, NotConfiguredError, ProviderError
+from llama_core.providers.inference.stops import cut_text
+from llama_core.stack import api_health
 from llama_core.types import CompletionMessage, StopReason, ToolCall, content_text
 from llama_core.types import inference as inf
 from llama_core.types.models import Model, ModelsGetRequest, ModelsListRequest
@@ -25,12 +28,16 @@ def _check(model: str) -> None:
         raise ModelNotFoundError(model, [MODEL])
 
 
-def _words(text: str, max_tokens: int) -> tuple[list[str], StopReason]:
+def _words(text: str, max_tokens: int, stops: list[str] | None = None) -> tuple[list[str], StopReason]:
     words = [w + " " for w in text.split(" ")]
     words[-1] = words[-1].rstrip()
+    stop = StopReason.end_of_turn
     if max_tokens and len(words) > max_tokens:
-        return words[:max_tokens], StopReason.out_of_tokens
-    return words, StopReason.end_of_turn
+        words, stop = words[:max_tokens], StopReason.out_of_tokens
+    cut, stopped = cut_text("".join(words), stops or [])
+    if stopped:
+        return [w + " " for w in cut.split(" ")[:-1]] + [cut.split(" ")[-1]], StopReason.end_of_turn
+    return words, stop
 
 
 def _chunk(kind: str, delta: Any, stop: StopReason | None = None) -> inf.ChatCompletionResponseStreamChunk:
@@ -43,13 +50,17 @@ class FakeInference:
         self.open_streams = 0
         self.closed_streams = 0
         self.requests: list[Any] = []
+        self.state = "ok"  # what health() reports (meta-reference's states: ok, starting, restarting, down)
+
+    async def health(self) -> dict[str, Any]:
+        return {"status": self.state}
 
     def _answer(self, request: inf.ChatCompletionRequest) -> CompletionMessage:
         last = content_text(request.messages[-1].content)
         if last.startswith("call ") and request.tools:
             call = ToolCall(call_id="call-1", tool_name=request.tools[0].tool_name, arguments={"x": 1})
             return CompletionMessage(content="", stop_reason=StopReason.end_of_message, tool_calls=[call])
-        words, stop = _words(f"You said: {last}", request.sampling_params.max_tokens)
+        words, stop = _words(f"You said: {last}", request.sampling_params.max_tokens, request.sampling_params.stop)
         return CompletionMessage(content="".join(words), stop_reason=stop)
 
     async def chat_completion(self, request: inf.ChatCompletionRequest) -> Any:
@@ -83,7 +94,8 @@ class FakeInference:
 
     async def completion(self, request: inf.CompletionRequest) -> Any:
         _check(request.model)
-        words, stop = _words(f"and then {content_text(request.content)}", request.sampling_params.max_tokens)
+        sp = request.sampling_params
+        words, stop = _words(f"and then {content_text(request.content)}", sp.max_tokens, sp.stop)
         if not request.stream:
             return inf.CompletionResponse(content="".join(words), stop_reason=stop)
         return self._completion_stream(words, stop)
@@ -117,7 +129,7 @@ class FakeModels:
 
 
 class FakeStack:
-    """`api(name)` as llama_core.stack.Stack: inference and models only."""
+    """`api(name)` and `health()` as llama_core.stack.Stack: inference and models only."""
 
     def __init__(self) -> None:
         self.providers: dict[str, Any] = {"inference": FakeInference(), "models": FakeModels()}
@@ -127,3 +139,6 @@ class FakeStack:
             return self.providers[name]
         except KeyError:
             raise NotConfiguredError(f"This stack serves no {name} API: add a {name} provider to its run config.") from None
+
+    async def health(self) -> dict[str, Any]:
+        return await api_health(self.providers)

@@ -12,10 +12,12 @@ from rpc.fakes import MODEL, FakeStack
 from rpc.test_jsonrpc import HELLO, connected
 
 from llama_core.prompt.templates import TEMPLATE_NAMES, render_template
+from llama_core.routes import METHODS
 from llama_core.types import ToolPromptFormat
 from llama_core.types.schema import json_schema
-from llama_rpc.mcp import TOOL_METHODS, tool
-from llama_rpc.methods import METHODS
+from llama_rpc.mcp import tool, tool_methods
+
+TOOL_METHODS = tool_methods(METHODS)
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,4 @@
-"""The method table: every route of DESIGN.md, its verb, API, core method and streaming rule."""
+"""The route table: every route of DESIGN.md, its verb, API, core method and streaming rule."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import pytest
 from llama_core.types.agents import AgenticSystemTurnResponseStreamChunk, Turn
 from llama_core.types.inference import ChatCompletionRequest, ChatCompletionResponse, ChatCompletionResponseStreamChunk
 from llama_core.types.memory import MemoryBank
-from llama_core.types.schema import REQUEST_TYPES
-from llama_rpc.methods import METHODS, Streams, wants_stream
+from llama_core.routes import METHODS, Streams, wants_stream
 
 # route -> (verb, api, call, streams), from DESIGN.md's table
 EXPECTED = {
@@ -43,7 +42,7 @@ EXPECTED = {
 
 
 def test_every_route_once() -> None:
-    assert list(METHODS) == list(REQUEST_TYPES)
+    assert list(METHODS) == list(EXPECTED)
     assert {name: (m.verb, m.api, m.call, m.streams) for name, m in METHODS.items()} == EXPECTED
 
 

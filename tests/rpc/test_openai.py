@@ -136,26 +136,13 @@ def test_completion_request() -> None:
         assert caught.value.field == field
 
 
-@pytest.mark.parametrize(
-    ("stops", "pieces", "sent", "stopped"),
-    [
-        pytest.param(["END"], ["abc", "de"], ["abc", "de"], False, id="no-stop"),
-        pytest.param(["END"], ["abE", "NDxyz"], ["ab", ""], True, id="across-pieces"),
-        pytest.param(["END"], ["abEN", "D"], ["ab", ""], True, id="held-back-prefix"),
-        pytest.param(["END"], ["abE", "x"], ["ab", "Ex"], False, id="false-alarm"),
-        pytest.param(["\n", "ab"], ["xa", "b\nz"], ["x", ""], True, id="earliest-of-several"),
-    ],
-)
-def test_stop_cutter(stops: list[str], pieces: list[str], sent: list[str], stopped: bool) -> None:
-    cutter = openai.StopCutter(stops)
-    assert [cutter.push(p) for p in pieces] == sent
-    assert cutter.stopped == stopped
-
-
 def test_stop_list() -> None:
+    # The cut itself is the core's (tests/providers/test_stops.py): /v1 only maps `stop` into the request.
     assert openai.stop_list(None) == [] and openai.stop_list("x") == ["x"] and openai.stop_list(["a", "b"]) == ["a", "b"]
-    with pytest.raises(InvalidRequestError):
-        openai.stop_list([""])
+    assert openai.chat_request(chat(stop="END")).sampling_params.stop == ["END"]
+    with pytest.raises(InvalidRequestError) as caught:
+        chat(stop=[""])
+    assert caught.value.field == "stop[0]"
 
 
 def test_embedding_item_base64_is_little_endian_float32() -> None:

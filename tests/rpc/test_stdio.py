@@ -99,3 +99,20 @@ def test_a_bad_config_is_one_line_on_stderr(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "llama_rpc", str(tmp_path / "missing.toml")], capture_output=True, timeout=30)
     assert (done.returncode, done.stdout) == (1, b"")
     assert len(done.stderr.decode().splitlines()) == 1 and done.stderr.startswith(b"Error: ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["local"], "Error: Which build of local? Add --name NAME (see `llama stack build local --name NAME`).\n"),
+        ([f"builds{os.sep}x"], f"Error: File builds{os.sep}x does not exist. Did you run `llama stack build`?\n"),
+    ],
+    ids=["dist-without-name", "path-without-toml"],
+)
+def test_arguments_name_a_config_as_llama_stack_run_does(tmp_path: Path, argv: list[str], message: str) -> None:
+    """Both entry points resolve `CONFIG.toml | DIST --name NAME` in one core function, so they agree."""
+    rpc = subprocess.run([sys.executable, "-m", "llama_rpc", *argv], capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    cli = subprocess.run([sys.executable, "-m", "llama_cli", "stack", "run", *argv, "--stdio"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=30)  # fmt: skip
+    assert (rpc.returncode, rpc.stdout, rpc.stderr) == (1, "", message)
+    assert (cli.returncode, cli.stdout, cli.stderr) == (2, "", message)

@@ -12,7 +12,8 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from llama_core import errors
-from llama_core.client import error_from_answer, iter_sse_data, query_params
+from llama_core.client import error_from_answer, query_params
+from llama_core.sse import iter_sse_data, read_to_end
 from llama_core.types.agents import AgenticSystemSessionGetRequest
 from llama_core.types.memory import GetDocumentsRequest
 from llama_core.types.schema import decode_request
@@ -75,6 +76,25 @@ async def test_iter_sse_data() -> None:
     lines = ["data: {}", "", ": a comment", "event: x", "data: a", "data:b", "", "data: [DONE]", "", "data: late", ""]
     assert [e async for e in iter_sse_data(_lines(*lines))] == ["{}", "a\nb"]
     assert [e async for e in iter_sse_data(_lines("data: 1", "", "data: 2"))] == ["1", "2"]  # no blank line at the end
+
+
+async def _cut_after_done() -> AsyncIterator[str]:
+    for line in ("data: 1", "", "data: [DONE]", ""):
+        yield line
+    raise errors.ProviderError("the vendor's stream was cut midway")
+
+
+@pytest.mark.anyio
+async def test_iter_sse_data_drains_after_done_as_told() -> None:
+    async def quiet(lines: AsyncIterator[str]) -> None:  # as a vendor stream's reader: a cut after [DONE] loses nothing
+        try:
+            await read_to_end(lines)
+        except errors.ProviderError:
+            pass
+
+    assert [e async for e in iter_sse_data(_cut_after_done(), quiet)] == ["1"]
+    with pytest.raises(errors.ProviderError):
+        [e async for e in iter_sse_data(_cut_after_done())]
 
 
 @pytest.mark.parametrize(

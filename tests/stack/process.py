@@ -15,18 +15,28 @@ import httpx
 
 @contextlib.contextmanager
 def llama_stack_run(
-    args: Sequence[str], port: int, log: Path, env: Mapping[str, str] | None = None, timeout: float = 120.0
+    args: Sequence[str],
+    port: int,
+    log: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 120.0,
+    stdin: str | None = None,
 ) -> Iterator[str]:
     """Run `llama stack run ARGS --port PORT` (output in `log`); yield its URL once /health answers.
 
-    On exit it sends Ctrl-C and checks the server stopped cleanly (exit 0); the log explains any failure.
+    `stdin`: what the server reads on its stdin (then end of input). On exit it sends Ctrl-C and
+    checks the server stopped cleanly (exit 0); the log explains any failure.
     """
     env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cli", "stack", "run", *args, "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
+            stdout=out, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
         )  # fmt: skip
+    if stdin is not None:
+        assert proc.stdin is not None
+        proc.stdin.write(stdin.encode())
+        proc.stdin.close()
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

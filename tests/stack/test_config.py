@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
 import textwrap
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -94,6 +96,32 @@ def test_find_run_config_searches_image_types(llama_home):
     assert c.find_run_config("local", "x") == conda
     with pytest.raises(NotFoundError):
         c.find_run_config("local", "x", "container")
+
+
+def test_resolve_run_config(llama_home, tmp_path):
+    assert c.resolve_run_config(None, None) is None  # the default stack
+    assert c.resolve_run_config("my.toml", None) == Path("my.toml")  # need not exist yet: load_run_config says so
+    assert c.resolve_run_config(f"builds{os.sep}local", None) == Path(f"builds{os.sep}local")  # a path, never a distribution id
+    (tmp_path / "plain").write_text("")
+    assert c.resolve_run_config(str(tmp_path / "plain"), None) == tmp_path / "plain"
+    saved = c.save_run_config(c.RunConfig(name="x", distribution_id="local"), c.run_config_path("local", "x"))
+    assert c.resolve_run_config("local", "x") == saved
+    assert c.resolve_run_config("local", "x", "venv") == saved
+
+
+@pytest.mark.parametrize(
+    ("config", "name", "error", "message"),
+    [
+        (None, "x", InvalidRequestError, "--name needs a distribution before it: DIST --name NAME."),
+        ("local", None, InvalidRequestError, "Which build of local? Add --name NAME (see `llama stack build local --name NAME`)."),
+        ("nosuch", "x", NotFoundError, "Unknown distribution 'nosuch'"),
+        ("local", "nope", NotFoundError, "Could not find"),
+    ],
+)
+def test_resolve_run_config_errors(llama_home, config, name, error, message):
+    with pytest.raises(error) as info:
+        c.resolve_run_config(config, name)
+    assert info.value.message.startswith(message) and "\n" not in info.value.message
 
 
 @pytest.mark.parametrize(

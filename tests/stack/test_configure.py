@@ -199,8 +199,11 @@ def test_yes_with_sets_asks_nothing():
         (["models.x=1"], r"^--set models.\*: this build has no models provider.$"),
         (["safety.llama_guard_shield=x"], r"^--set safety.llama_guard_shield: it is a sub-config; set its fields"),
         (["safety.llama_guard_shield.excluded_categories=S99"], r"^Invalid safety.llama_guard_shield: excluded_categories are codes S1..S14, got S99$"),
+        (["inference.dtype=fp16"], r"^Invalid inference: dtype 'fp16' is not supported; choose one of fp32, bf16, int8$"),
+        (["inference.device=tpu"], r"^Invalid inference: device 'tpu' is not supported; choose one of cpu, cuda, mps \(or cuda:N\)$"),
+        (["inference.max_batch_size=0"], r"^Invalid inference: max_batch_size must be at least 1, got 0$"),
     ],
-    ids=["type", "field", "shape", "api", "absent-api", "sub-config", "validation"],
+    ids=["type", "field", "shape", "api", "absent-api", "sub-config", "validation", "dtype", "device", "size"],
 )
 def test_bad_sets_are_one_line_errors(sets, message):
     with pytest.raises(InvalidRequestError, match=message):
@@ -251,3 +254,86 @@ def test_cli_configure_errors(llama):
     rc, out, err = llama("stack", "configure", "local", "--name", "x", "--yes", "--set", "inference.max_seq_len=1024")
     assert (rc, err) == (0, "") and out.startswith("TOML configuration has been written to")
     assert load_run_config(run_config_path("local", "x")).providers["inference"]["max_seq_len"] == 1024
+
+
+def test_a_dtype_the_engine_cannot_run_is_refused_and_nothing_is_written(llama):
+    path = save_run_config(local_build(), run_config_path("local", "x"))
+    before = path.read_bytes()
+    rc, out, err = llama("stack", "configure", "local", "--name", "x", "--yes", "--set", "inference.dtype=fp16")
+    assert (rc, out, err) == (2, "", "Error: Invalid inference: dtype 'fp16' is not supported; choose one of fp32, bf16, int8\n")
+    assert path.read_bytes() == before
+
+
+def test_a_dtype_the_engine_cannot_run_is_asked_again():
+    from llama_core.providers.inference.meta_reference import MetaReferenceInferenceConfig
+
+    script = Script(["", "", "", "", "fp16", "", "", ""] + ["", "", "", "", "bf16", "", "", ""])
+    values = configure_struct(MetaReferenceInferenceConfig, {}, {}, Prompter(script.ask, script.say), "inference")
+    assert "Validation error: dtype 'fp16' is not supported; choose one of fp32, bf16, int8" in script.lines
+    assert script.lines[-4] == "Enter value for dtype (existing: fp16): bf16"
+    assert values["dtype"] == "bf16"
+
+
+def test_a_hand_edited_dtype_is_refused_when_the_stack_is_loaded(llama):
+    from llama_core.stack import Stack
+
+    path = save_run_config(local_build(inference={"dtype": "fp16"}), run_config_path("local", "x"))
+    with pytest.raises(InvalidRequestError, match=r"^Invalid config for inference provider meta-reference: dtype 'fp16' is not supported; choose one of fp32, bf16, int8$") as e:
+        Stack.from_config(path)
+    assert e.value.field == "providers.inference"
+    rc, out, err = llama("stack", "run", "local", "--name", "x")
+    assert (rc, out) == (2, "")
+    assert err == "Error: Invalid config for inference provider meta-reference: dtype 'fp16' is not supported; choose one of fp32, bf16, int8\n"
+
+
+def fireworks_build(name: str) -> str:
+    build = RunConfig(name=name, distribution_id="local-plus-fireworks-inference",
+                      providers={"inference": {"provider_id": "remote::fireworks"}})  # fmt: skip
+    return str(save_run_config(build, run_config_path("local-plus-fireworks-inference", name)))
+
+
+SET_WARNING = (
+    "warning: --set inference.api_key=… on the command line is visible to other users in `ps`; "
+    "use --set inference.api_key=- (the value on stdin) instead\n"
+)
+
+
+def test_cli_configure_reads_a_secret_set_from_stdin(llama):
+    path = fireworks_build("fw")
+    argv = ("stack", "configure", "local-plus-fireworks-inference", "--name", "fw", "--yes", "--set", "inference.api_key=-")
+    rc, out, err = llama(*argv, stdin="fw-from-stdin-1\n")
+    assert (rc, err) == (0, "") and out.startswith("TOML configuration has been written to ") and "fw-from-stdin-1" not in out
+    assert load_run_config(path).providers["inference"]["api_key"] == "fw-from-stdin-1"
+    assert llama(*argv, stdin="") == (2, "", "Error: --set inference.api_key=- reads the value from stdin, but stdin gave none.\n")
+    assert load_run_config(path).providers["inference"]["api_key"] == "fw-from-stdin-1"  # nothing changed
+
+
+def test_cli_configure_warns_about_a_secret_set_inline_without_echoing_it(llama):
+    path = fireworks_build("fw2")
+    rc, out, err = llama("stack", "configure", "local-plus-fireworks-inference", "--name", "fw2", "--yes",
+                         "--set", "inference.api_key=fw-inline-1", "--set", "inference.url=https://fw.example")  # fmt: skip
+    assert (rc, err) == (0, SET_WARNING)
+    assert "fw-inline-1" not in out + err
+    assert load_run_config(path).providers["inference"] == {"provider_id": "remote::fireworks", "url": "https://fw.example",
+                                                           "api_key": "fw-inline-1"}  # fmt: skip
+
+
+def test_cli_configure_secret_from_stdin_then_the_prompts(llama):
+    """Interactive: the `-` secrets are read first, then the prompts' answers, from the same stdin."""
+    path = fireworks_build("fw3")
+    rc, out, err = llama("stack", "configure", "local-plus-fireworks-inference", "--name", "fw3", "--set", "inference.api_key=-",
+                         stdin="fw-first-line-1\nhttps://fw.example\n")  # fmt: skip
+    assert (rc, err) == (0, "")
+    assert load_run_config(path).providers["inference"] == {"provider_id": "remote::fireworks", "url": "https://fw.example",
+                                                           "api_key": "fw-first-line-1"}  # fmt: skip
+    assert "fw-first-line-1" not in out
+
+
+class PinConfig(Base, kw_only=True):
+    pin_token: int
+
+
+def test_a_bad_secret_set_is_not_repeated_in_the_error():
+    with pytest.raises(InvalidRequestError) as e:
+        configure_struct(PinConfig, {}, {"pin_token": "sekret-pin-1"}, Prompter(interactive=False), "toy")
+    assert str(e.value) == "--set toy.pin_token=…: Invalid input. Expected type: int"

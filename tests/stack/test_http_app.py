@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from rpc.fakes import MODEL, FakeStack
 
+from llama_core.routes import METHODS
 from llama_rpc.http import create_app
-from llama_rpc.methods import METHODS
+from llama_rpc.openapi import openapi_document
 
 pytestmark = pytest.mark.anyio
 
@@ -168,7 +169,18 @@ async def test_get_reads_the_query_string(client: Any) -> None:
 
 async def test_health(client: Any) -> None:
     response = await client.get("/health")
-    assert (response.status_code, json.loads(await response.get_data())) == (200, {"status": "OK"})
+    assert (response.status_code, json.loads(await response.get_data())) == (
+        200, {"status": "OK", "apis": {"inference": {"status": "ok"}, "models": {"status": "ok"}}}
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("state", ["starting", "restarting", "down"])
+async def test_health_is_503_when_inference_cannot_serve(stack: FakeStack, client: Any, state: str) -> None:
+    stack.providers["inference"].state = state
+    response = await client.get("/health")
+    assert (response.status_code, json.loads(await response.get_data())) == (
+        503, {"status": "Error", "apis": {"inference": {"status": state}, "models": {"status": "ok"}}}
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -198,15 +210,23 @@ async def test_openapi_document(client: Any) -> None:
     doc = json.loads(await response.get_data())
     validate(doc)
     served = {(verb.upper(), path) for path, ops in doc["paths"].items() for verb in ops}
-    assert {(m.verb, m.path) for m in METHODS.values()} <= served
+    # the routes of the APIs this stack has a provider for (the fake: inference and models), no others
+    routes = {(verb, path) for verb, path in served if path in {m.path for m in METHODS.values()}}
+    assert routes == {(m.verb, m.path) for m in METHODS.values() if m.api in ("inference", "models")}
     assert {("POST", "/v1/chat/completions"), ("GET", "/v1/openai/v1/models"), ("GET", "/health")} <= served
     chat = doc["paths"]["/inference/chat_completion"]["post"]
     assert set(chat["responses"]["200"]["content"]) == {"application/json", "text/event-stream"}
     assert doc["paths"]["/models/get"]["get"]["parameters"] == [
         {"name": "core_model_id", "in": "query", "required": True, "schema": {"type": "string"}, "explode": True}
     ]
-    turn = doc["paths"]["/agentic_system/turn/create"]["post"]["responses"]["200"]["content"]
+    whole = openapi_document(METHODS.values())  # of a stack that serves every route
+    validate(whole)
+    assert {(m.verb, m.path) for m in METHODS.values()} <= {(verb.upper(), path) for path, ops in whole["paths"].items() for verb in ops}
+    turn = whole["paths"]["/agentic_system/turn/create"]["post"]["responses"]["200"]["content"]
     assert set(turn) == {"text/event-stream"}
+    assert {code for code in whole["paths"]["/models/get"]["get"]["responses"] if code != "200"} == {
+        "400", "401", "404", "409", "413", "501", "502", "503", "default"  # every status of the error tree
+    }
 
 
 async def test_openai_model_ids_may_hold_slashes(client: Any) -> None:

@@ -1,11 +1,14 @@
 """The HTTP server over a real Stack (meta-reference on the tiny checkpoint), in this process.
 
 What only the real engine shows: a client that goes away mid-stream cancels its sequence in the
-workers at once (its batch slot is free again), and the server goes on serving.
+workers at once (its batch slot is free again), and the server goes on serving; a request the
+worker cannot serve fails alone; /health follows a worker crash and the restart.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -80,3 +83,50 @@ def test_path_of_the_checkpoint_is_not_leaked_in_errors(served: tuple[str, Any, 
     reply = httpx.post(url + "/inference/completion", json={"model": MODEL, "content": "x" * 5000}, timeout=60)
     assert reply.status_code == 400
     assert str(tmp_path.parent) not in reply.text and "Traceback" not in reply.text
+
+
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "sampling_params": {"max_tokens": 6}}
+
+
+def chat(url: str, **fields: Any) -> httpx.Response:
+    return httpx.post(url + "/inference/chat_completion", json={**CHAT, **fields}, timeout=60)
+
+
+def test_a_seed_the_engine_cannot_take_fails_alone(served: tuple[str, Any, list[Any]]) -> None:
+    url, group, _ = served
+    before = chat(url)
+    assert before.status_code == 200
+    bad = chat(url, sampling_params={"max_tokens": 6, "seed": 2**70})
+    assert bad.status_code == 400 and bad.json()["error"]["field"] == "sampling_params.seed"
+    assert "Traceback" not in bad.text
+    oai = httpx.post(url + "/v1/chat/completions", json={"model": MODEL, "messages": CHAT["messages"], "seed": 2**70}, timeout=60)
+    assert oai.status_code == 400 and "Traceback" not in oai.text
+    after = chat(url)
+    assert (after.status_code, after.json()) == (200, before.json())  # same worker, same greedy answer
+    assert group.restarts == 0
+
+
+def wait_for_health(url: str, status: int, timeout: float) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while (response := httpx.get(url + "/health", timeout=10)).status_code != status:
+        assert time.monotonic() < deadline, response.text
+        time.sleep(0.02)
+    return response
+
+
+def test_health_and_requests_while_the_worker_restarts(served: tuple[str, Any, list[Any]]) -> None:
+    url, group, _ = served
+    healthy = {"status": "OK", "apis": {"inference": {"status": "ok", "restarts": 0}, "models": {"status": "ok"}}}
+    assert wait_for_health(url, 200, 10).json() == healthy
+    before = chat(url)
+    os.kill(group.pids[0], signal.SIGKILL)
+    report = wait_for_health(url, 503, 30).json()
+    assert report["apis"]["inference"].pop("retry_after") >= 1
+    assert report == {"status": "Error", "apis": {"inference": {"status": "restarting", "restarts": 1}, "models": {"status": "ok"}}}
+    for refused in (chat(url), chat(url, stream=True)):  # a stream too: a 503, not an error event after a 200
+        assert refused.status_code == 503 and int(refused.headers["Retry-After"]) >= 1
+        assert refused.json()["error"]["message"].startswith("The inference engine is restarting after a worker crash; retry in ")
+    healthy["apis"]["inference"]["restarts"] = 1
+    assert wait_for_health(url, 200, 120).json() == healthy
+    after = chat(url)
+    assert (after.status_code, after.json()) == (200, before.json())

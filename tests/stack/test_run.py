@@ -119,7 +119,7 @@ def test_inference_client_prints_the_answer(server: Server) -> None:
         pytest.param(
             json.dumps({"model": MODEL, "messages": [{"role": "robot", "content": "hi"}]}).encode(), 400, "messages[0].role", id="bad-role"
         ),
-        pytest.param(json.dumps({"model": "Llama3.1-8B", "messages": []}).encode(), 404, None, id="unknown-model"),
+        pytest.param(json.dumps({"model": "Llama3.1-8B", "messages": [{"role": "user", "content": "hi"}]}).encode(), 404, None, id="unknown-model"),
         pytest.param(
             json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "word " * MAX_SEQ_LEN}]}).encode(),
             400, "messages", id="prompt-over-max-seq-len",

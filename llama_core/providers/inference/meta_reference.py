@@ -5,6 +5,11 @@ ChatFormat, or the checkpoint's Jinja chat template for other Llama-architecture
 worker group owns the weights and streams token ids back. Concurrent requests share the workers'
 continuous batch.
 
+Prompts are tokenized in a worker thread, so a long one never stalls the event loop; one too long
+to fit the context whatever its tokens is refused by its size in bytes first. Stop sequences
+(`sampling_params.stop`) are cut as the text is decoded, and the engine's sequence ends at the
+first match.
+
     async with MetaReferenceInference(MetaReferenceInferenceConfig(model="SmolLM2-135M-Instruct")) as inf:
         response = await inf.chat_completion(ChatCompletionRequest(model=..., messages=[...]))
 """
@@ -12,6 +17,8 @@ continuous batch.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import math
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,28 +27,34 @@ import anyio
 
 from llama_core import paths
 from llama_core.engine.group import WorkerGroup
-from llama_core.engine.messages import GenParams, TokenOut, WorkerSpec
+from llama_core.engine.messages import GenParams, TokenOut, WorkerSpec, unsupported
 from llama_core.errors import (
     CheckpointError,
     InvalidRequestError,
     ModelNotFoundError,
     NotFoundError,
     UnsupportedError,
+    shown,
 )
 from llama_core.models.registry import Model, resolve_model
-from llama_core.prompt.chat_format import ChatFormat
+from llama_core.prompt.chat_format import ChatFormat, decode_assistant_message_from_content
 from llama_core.prompt.jinja_format import JinjaChatFormat, load_chat_template
 from llama_core.prompt.system_prompts import prepare_messages
 from llama_core.providers.inference.batch import chat_requests
 from llama_core.providers.inference.detokenize import IncrementalDecoder
+from llama_core.providers.inference.stops import StopCutter
 from llama_core.providers.inference.stream import ChatStream
 from llama_core.tokenizer import Llama3Tokenizer, Tokenizer
 from llama_core.types import (
     CompletionMessage,
+    Content,
+    Message,
     SamplingParams,
     SamplingStrategy,
     StopReason,
     TokenLogProbs,
+    UserMessage,
+    content_text,
 )
 from llama_core.types._base import Base
 from llama_core.types.inference import (
@@ -61,7 +74,12 @@ from llama_core.types.inference import (
 
 
 class MetaReferenceInferenceConfig(Base, kw_only=True):
-    """Which model to serve and how. `checkpoint_dir` overrides ~/.llama/checkpoints/<descriptor>."""
+    """Which model to serve and how. `checkpoint_dir` overrides ~/.llama/checkpoints/<descriptor>.
+
+    Checked when read, so `llama stack configure` refuses what the engine cannot run before it
+    writes anything, and `llama stack run` before it starts: an unknown model, a dtype or device
+    outside the engine's table (llama_core.engine.messages), a size below 1.
+    """
 
     model: str = "SmolLM2-135M-Instruct"
     max_seq_len: int = 4096
@@ -77,6 +95,16 @@ class MetaReferenceInferenceConfig(Base, kw_only=True):
             resolve_model(self.model)
         except ModelNotFoundError as e:
             raise ValueError(e.message) from None
+        problem = unsupported(self.dtype, self.device, max_seq_len=self.max_seq_len, max_batch_size=self.max_batch_size,
+                              model_parallel_size=self.model_parallel_size, threads=self.threads)  # fmt: skip
+        if problem is not None:
+            raise ValueError(problem[1])
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first exception in a (nested) exception group: a task group wraps even a single one."""
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def shard_count(ckpt_dir: Path) -> int:
@@ -105,6 +133,29 @@ def gen_params(sp: SamplingParams, tokenizer: Tokenizer, logprobs: int = 0) -> G
     )
 
 
+def longest_token_bytes(tokenizer: Tokenizer) -> int:
+    """The UTF-8 size of the tokenizer's longest token (128 for Llama 3: a run of spaces)."""
+    return max(len(tokenizer.id_to_piece(i).encode()) for i in range(tokenizer.vocab_size))
+
+
+def dialog_bytes(messages: Sequence[Message]) -> int:
+    """The UTF-8 size of a dialog's text: each message's content, and a user turn's RAG context."""
+    texts = [content_text(m.content) for m in messages]
+    texts += [content_text(m.context) for m in messages if isinstance(m, UserMessage) and m.context is not None]
+    return sum(len(t.encode()) for t in texts)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Run:
+    """One finished sequence: its ids, its text, why it ended; `cut` when a stop sequence ended it."""
+
+    tokens: list[int]
+    text: str
+    stop: StopReason
+    cut: bool
+    logprobs: list[TokenLogProbs] | None
+
+
 class MetaReferenceInference:
     """apis.Inference over one local model. An async context manager: entering starts the workers."""
 
@@ -114,6 +165,7 @@ class MetaReferenceInference:
         self.ckpt_dir = Path(config.checkpoint_dir or paths.model_checkpoint_dir(self.model.descriptor)).expanduser()
         self.tokenizer: Tokenizer | None = None
         self.format: ChatFormat | JinjaChatFormat | None = None
+        self.prompt_bytes_max = 0  # a prompt longer than this cannot fit the context, whatever its tokens
         self.group: WorkerGroup | None = None
 
     async def __aenter__(self) -> MetaReferenceInference:
@@ -123,6 +175,8 @@ class MetaReferenceInference:
                 f"Run `llama download --model-id {self.model.descriptor}` first."
             )
         self.tokenizer, self.format = await anyio.to_thread.run_sync(self._load_format)
+        token_bytes = await anyio.to_thread.run_sync(longest_token_bytes, self.tokenizer)
+        self.prompt_bytes_max = self.config.max_seq_len * token_bytes
         spec = WorkerSpec(
             ckpt_dir=str(self.ckpt_dir),
             world_size=self.config.model_parallel_size or shard_count(self.ckpt_dir),
@@ -153,49 +207,50 @@ class MetaReferenceInference:
         self, request: ChatCompletionRequest
     ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
         """A reply to `request.messages`; a chunk stream (start, progress..., complete) if `stream`."""
-        prompt = self.chat_prompt(request)
+        prompt = await anyio.to_thread.run_sync(self.chat_prompt, request)
         params = self.gen_params(request.sampling_params, request.logprobs)
+        stops = request.sampling_params.stop
         if request.stream:
-            return self._chat_stream(prompt, params)
-        tokens, logprobs, stop = await self._run(prompt, params)
-        message = self._fmt.decode_assistant_message(tokens, stop)
-        return ChatCompletionResponse(completion_message=message, logprobs=logprobs)
+            self._engine.check_serving()  # a 503 now, not an error event after the stream's start
+            return self._chat_stream(prompt, params, stops)
+        run = await self._run(prompt, params, stops)
+        return ChatCompletionResponse(completion_message=self._message(run), logprobs=run.logprobs)
 
     async def completion(
         self, request: CompletionRequest
     ) -> CompletionResponse | AsyncIterator[CompletionResponseStreamChunk]:
         """A raw continuation of `request.content` (no chat template); a chunk stream if `stream`."""
         self._check_model(request.model)
-        prompt = self._fmt.encode_content(request.content)
-        self._check_length(prompt)
+        prompt = await anyio.to_thread.run_sync(self.completion_prompt, request.content)
         params = self.gen_params(request.sampling_params, request.logprobs)
+        stops = request.sampling_params.stop
         if request.stream:
-            return self._completion_stream(prompt, params)
-        tokens, logprobs, stop = await self._run(prompt, params)
-        return CompletionResponse(content=self._text(tokens, params), stop_reason=stop, logprobs=logprobs)
+            self._engine.check_serving()
+            return self._completion_stream(prompt, params, stops)
+        run = await self._run(prompt, params, stops)
+        return CompletionResponse(content=run.text, stop_reason=run.stop, logprobs=run.logprobs)
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
         """Every dialog at once: they share the continuous batch, so this is faster than one by one."""
+        self._check_model(request.model)
         requests = chat_requests(request)
-        prompts = [self.chat_prompt(r) for r in requests]  # validate all before running any
+        for i, r in enumerate(requests):  # every size first: refusing one must not cost a tokenization
+            self._check_bytes(dialog_bytes(r.messages), f"messages_batch[{i}]")
+        prompts = await anyio.to_thread.run_sync(lambda: [self.chat_prompt(r) for r in requests])  # all before any runs
         params = self.gen_params(request.sampling_params, request.logprobs)
-        results = await self._run_all(prompts, params)
-        return BatchChatCompletionResponse(
-            completion_message_batch=[self._fmt.decode_assistant_message(t, stop) for t, _, stop in results]
-        )
+        runs = await self._run_all(prompts, params, request.sampling_params.stop)
+        return BatchChatCompletionResponse(completion_message_batch=[self._message(run) for run in runs])
 
     async def batch_completion(self, request: BatchCompletionRequest) -> BatchCompletionResponse:
         """One CompletionMessage per prompt of `content_batch`, in order."""
         self._check_model(request.model)
-        prompts = [self._fmt.encode_content(c) for c in request.content_batch]
-        for p in prompts:
-            self._check_length(p)
+        for i, c in enumerate(request.content_batch):
+            self._check_bytes(len(content_text(c).encode()), f"content_batch[{i}]")
+        prompts = await anyio.to_thread.run_sync(lambda: [self.completion_prompt(c) for c in request.content_batch])
         params = self.gen_params(request.sampling_params, request.logprobs)
-        results = await self._run_all(prompts, params)
+        runs = await self._run_all(prompts, params, request.sampling_params.stop)
         return BatchCompletionResponse(
-            completion_message_batch=[
-                CompletionMessage(content=self._text(tokens, params), stop_reason=stop) for tokens, _, stop in results
-            ]
+            completion_message_batch=[CompletionMessage(content=run.text, stop_reason=run.stop) for run in runs]
         )
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
@@ -211,6 +266,21 @@ class MetaReferenceInference:
         """The one model this provider loaded."""
         return [self.model.descriptor]
 
+    async def health(self) -> dict[str, object]:
+        """{"status": "ok" | "starting" | "restarting" | "down", "restarts": n}: its worker group's state.
+
+        While restarting, "retry_after" (whole seconds) says when to ask again. No model, path or
+        error text: /health answers without the API key.
+        """
+        group = self.group
+        if group is None:
+            return {"status": "down"}
+        state = group.state
+        report: dict[str, object] = {"status": "ok" if state == "ready" else state, "restarts": group.restarts}
+        if state == "restarting":
+            report["retry_after"] = math.ceil(group.retry_after())
+        return report
+
     # -- helpers -----------------------------------------------------------------------------------
 
     @property
@@ -219,25 +289,43 @@ class MetaReferenceInference:
         return self.tokenizer
 
     @property
+    def _engine(self) -> WorkerGroup:
+        assert self.group is not None, "use `async with MetaReferenceInference(...)` first"
+        return self.group
+
+    @property
     def _fmt(self) -> ChatFormat | JinjaChatFormat:
         assert self.format is not None, "use `async with MetaReferenceInference(...)` first"
         return self.format
 
     def _check_model(self, model_id: str) -> None:
         if resolve_model(model_id).descriptor != self.model.descriptor:
-            raise NotFoundError(f"Model '{model_id}' is not served here; this stack serves {self.model.descriptor}.")
+            raise NotFoundError(f"Model '{shown(model_id)}' is not served here; this stack serves {self.model.descriptor}.")
 
-    def _check_length(self, prompt: Sequence[int]) -> None:
+    def _check_bytes(self, size: int, field: str) -> None:
+        """Refuse, before tokenizing, a prompt of `size` UTF-8 bytes that no tokenization fits in the context."""
+        if size > self.prompt_bytes_max:
+            raise InvalidRequestError(
+                f"The prompt is {size} bytes, more than this model's context (max_seq_len "
+                f"{self.config.max_seq_len} tokens) can hold: at most {self.prompt_bytes_max} bytes. Shorten it.",
+                field=field,
+            )
+
+    def _check_length(self, prompt: Sequence[int], field: str = "messages") -> None:
         if len(prompt) >= self.config.max_seq_len:
             raise InvalidRequestError(
                 f"The prompt has {len(prompt)} tokens, but this model's context (max_seq_len) is "
                 f"{self.config.max_seq_len}. Shorten the messages.",
-                field="messages",
+                field=field,
             )
 
     def chat_prompt(self, request: ChatCompletionRequest) -> list[int]:
-        """The prompt's token ids: system prompt and tools per model family, then the chat format."""
+        """The prompt's token ids: system prompt and tools per model family, then the chat format.
+
+        Tokenizing is slow for long prompts (about a second per MB): call it in a worker thread.
+        """
         self._check_model(request.model)
+        self._check_bytes(dialog_bytes(request.messages), "messages")
         if request.tools and isinstance(self.format, JinjaChatFormat):
             raise UnsupportedError(f"{self.model.descriptor} does not support tool calling.", field="tools")
         messages = prepare_messages(
@@ -251,6 +339,13 @@ class MetaReferenceInference:
         self._check_length(prompt)
         return prompt
 
+    def completion_prompt(self, content: Content) -> list[int]:
+        """A raw completion's token ids (BOS, then the text); call it in a worker thread, as chat_prompt."""
+        self._check_bytes(len(content_text(content).encode()), "content")
+        prompt = self._fmt.encode_content(content)
+        self._check_length(prompt, "content")
+        return prompt
+
     def gen_params(self, sp: SamplingParams, logprobs: Any = None) -> GenParams:
         """The engine's sampling params, with this model's stop tokens."""
         return gen_params(sp, self._tok, logprobs=max(logprobs.top_k, 1) if logprobs is not None else 0)
@@ -259,60 +354,87 @@ class MetaReferenceInference:
         """A raw completion's text: the generated tokens without the stop token."""
         return self._tok.decode([t for t in tokens if t not in params.stop_tokens])
 
+    def _message(self, run: Run) -> CompletionMessage:
+        """The assistant's reply: decoded from its tokens, or parsed from its text when a stop sequence cut it."""
+        if not run.cut:
+            return self._fmt.decode_assistant_message(run.tokens, run.stop)
+        if isinstance(self.format, ChatFormat):
+            return decode_assistant_message_from_content(run.text, run.stop)
+        return CompletionMessage(content=run.text, stop_reason=run.stop)
+
     def _logprobs(self, out: TokenOut) -> TokenLogProbs | None:
         if out.logprobs is None:
             return None
         return TokenLogProbs(logprobs_by_token={self._tok.decode([t]): lp for t, lp in out.logprobs.items()})
 
-    async def _run(
-        self, prompt: list[int], params: GenParams
-    ) -> tuple[list[int], list[TokenLogProbs] | None, StopReason]:
-        assert self.group is not None, "use `async with MetaReferenceInference(...)` first"
+    async def _run(self, prompt: list[int], params: GenParams, stops: Sequence[str] = ()) -> Run:
+        cutter = StopCutter(stops)
         tokens: list[int] = []
+        pieces: list[str] = []
         logprobs: list[TokenLogProbs] = []
         stop = StopReason.out_of_tokens
-        async with self.group.generate(prompt, params) as stream:
-            async for out in stream:
+        async with contextlib.aclosing(self.token_stream(prompt, params, cutter)) as outs:
+            async for out, text in outs:
                 tokens.append(out.token)
+                pieces.append(text)
                 if (lp := self._logprobs(out)) is not None:
                     logprobs.append(lp)
                 if out.stop_reason is not None:
                     stop = StopReason(out.stop_reason)
-        return tokens, (logprobs if params.logprobs else None), stop
+        # Uncut, the text is decoded whole (a last character the stream still held is kept).
+        text = "".join(pieces) if cutter.stopped else self._text(tokens, params)
+        return Run(tokens, text, stop, cutter.stopped, logprobs if params.logprobs else None)
 
-    async def _run_all(
-        self, prompts: list[list[int]], params: GenParams
-    ) -> list[tuple[list[int], list[TokenLogProbs] | None, StopReason]]:
+    async def _run_all(self, prompts: list[list[int]], params: GenParams, stops: Sequence[str] = ()) -> list[Run]:
         results: list[Any] = [None] * len(prompts)
 
         async def one(i: int) -> None:
-            results[i] = await self._run(prompts[i], params)
+            results[i] = await self._run(prompts[i], params, stops)
 
-        async with anyio.create_task_group() as tg:
-            for i in range(len(prompts)):
-                tg.start_soon(one, i)
+        try:
+            async with anyio.create_task_group() as tg:
+                for i in range(len(prompts)):
+                    tg.start_soon(one, i)
+        except BaseExceptionGroup as failed:  # one row's error is the batch's (the others were cancelled)
+            raise _first_error(failed) from None
         return results
 
-    async def token_stream(self, prompt: list[int], params: GenParams) -> AsyncIterator[tuple[TokenOut, str]]:
-        """Each generated token with the text it completes ('' for stop tokens)."""
+    async def token_stream(
+        self, prompt: list[int], params: GenParams, cutter: StopCutter | None = None
+    ) -> AsyncIterator[tuple[TokenOut, str]]:
+        """Each generated token with the text it completes ('' for stop tokens).
+
+        With a `cutter`, the text goes through it (held back while it may be starting a stop
+        sequence), and the stream ends at the first stop sequence: that token comes with
+        stop_reason end_of_turn, and leaving the engine's sequence then frees its batch slot at once.
+        """
         assert self.group is not None, "use `async with MetaReferenceInference(...)` first"
         decoder = IncrementalDecoder(self._tok)
+        cutter = cutter if cutter is not None else StopCutter(())
         async with self.group.generate(prompt, params) as stream:
             async for out in stream:
-                text = "" if out.token in params.stop_tokens else decoder.push(out.token)
+                text = "" if out.token in params.stop_tokens else cutter.push(decoder.push(out.token))
+                if cutter.stopped:
+                    yield dataclasses.replace(out, stop_reason=StopReason.end_of_turn.value), text
+                    return
+                if out.stop_reason is not None:
+                    text += cutter.flush()
                 yield out, text
 
     async def _chat_stream(
-        self, prompt: list[int], params: GenParams
+        self, prompt: list[int], params: GenParams, stops: Sequence[str] = ()
     ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
         chat = ChatStream()
         yield chat.start()
+        cutter = StopCutter(stops)
         tokens: list[int] = []
+        pieces: list[str] = []
         stop = StopReason.out_of_tokens
         python_tag = self._tok.python_tag_id
-        async with contextlib.aclosing(self.token_stream(prompt, params)) as outs:
+        async with contextlib.aclosing(self.token_stream(prompt, params, cutter)) as outs:
             async for out, text in outs:
                 tokens.append(out.token)
+                pieces.append(text)
                 if out.stop_reason is not None:
                     stop = StopReason(out.stop_reason)
                 if len(tokens) == 1 and python_tag is not None and out.token == python_tag:
@@ -320,13 +442,14 @@ class MetaReferenceInference:
                 elif text:
                     lp = self._logprobs(out)
                     yield chat.text(text, [lp] if lp is not None else None)
-        for chunk in chat.finish(self._fmt.decode_assistant_message(tokens, stop)):
+        run = Run(tokens, "".join(pieces), stop, cutter.stopped, None)
+        for chunk in chat.finish(self._message(run)):
             yield chunk
 
     async def _completion_stream(
-        self, prompt: list[int], params: GenParams
+        self, prompt: list[int], params: GenParams, stops: Sequence[str] = ()
     ) -> AsyncIterator[CompletionResponseStreamChunk]:
-        async with contextlib.aclosing(self.token_stream(prompt, params)) as outs:
+        async with contextlib.aclosing(self.token_stream(prompt, params, StopCutter(stops))) as outs:
             async for out, text in outs:
                 lp = self._logprobs(out)
                 stop = StopReason(out.stop_reason) if out.stop_reason is not None else None
@@ -334,4 +457,3 @@ class MetaReferenceInference:
                     yield CompletionResponseStreamChunk(
                         delta=text, stop_reason=stop, logprobs=[lp] if lp is not None else None
                     )
-

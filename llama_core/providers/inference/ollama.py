@@ -31,13 +31,17 @@ from llama_core.providers.inference.vendor_stream import (
     Piece,
     chat_chunks,
     completion_chunks,
+    cut_piece,
     drain,
     error_message,
+    stop_at,
     stream_lines,
     vendor_message,
     vendor_tool_call,
 )
-from llama_core.providers.retry import RetryPolicy, error_for_status, send_with_retries
+from llama_core.providers.retry import RetryPolicy, parse_retry_after, send_with_retries
+from llama_core.providers.vendor_errors import stream_failure, vendor_error
+from llama_core.redact import known_secrets, redact
 from llama_core.types import (
     Message,
     SamplingParams,
@@ -104,7 +108,8 @@ def ollama_tag(model_id: str) -> str:
 
 
 def ollama_options(sp: SamplingParams) -> dict[str, Any]:
-    """Ollama's `options`: temperature (0 for greedy), top_p/top_k by strategy, num_predict, seed, repeat_penalty."""
+    """Ollama's `options`: temperature (0 for greedy), top_p/top_k by strategy, num_predict, seed,
+    repeat_penalty, stop."""
     options: dict[str, Any] = {"temperature": 0.0 if sp.strategy == SamplingStrategy.greedy else sp.temperature}
     if sp.strategy == SamplingStrategy.top_p:
         options["top_p"] = sp.top_p
@@ -116,6 +121,8 @@ def ollama_options(sp: SamplingParams) -> dict[str, Any]:
         options["seed"] = sp.seed
     if sp.repetition_penalty != 1.0:
         options["repeat_penalty"] = sp.repetition_penalty
+    if sp.stop:
+        options["stop"] = sp.stop
     return options
 
 
@@ -161,8 +168,8 @@ def generate_piece(line: dict[str, Any]) -> Piece:
     return Piece(text=line.get("response") or "", finish=finish)
 
 
-async def ndjson(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The objects of an NDJSON stream; an `{"error": ...}` line is a ProviderError."""
+async def ndjson(response: httpx.Response, secrets: set[str]) -> AsyncIterator[dict[str, Any]]:
+    """The objects of an NDJSON stream; an `{"error": ...}` line is a ProviderError (redacted of `secrets`)."""
     async with contextlib.aclosing(stream_lines(VENDOR, response)) as lines:
         async for line in lines:
             if not line.strip():
@@ -171,10 +178,10 @@ async def ndjson(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
                 data = msgspec.json.decode(line)
             except msgspec.DecodeError:
                 await drain(lines)
-                raise ProviderError(f"Ollama sent a stream line that is not JSON: {line[:200]}") from None
+                raise stream_failure(VENDOR, "sent a stream line that is not JSON", line, secrets) from None
             if isinstance(data, dict) and "error" in data:
                 await drain(lines)
-                raise ProviderError(f"Ollama failed during the stream: {error_message(line.encode())}")
+                raise stream_failure(VENDOR, "failed during the stream", error_message(line.encode()), secrets)
             yield data
 
 
@@ -184,6 +191,7 @@ class OllamaInference:
     def __init__(self, config: OllamaImplConfig) -> None:
         self.config = config
         self.url = config.url.rstrip("/")
+        self.shown_url = redact(self.url)  # for messages: a url may carry user:password@
         # A local server: a refused connection means "not running", so it is not retried.
         self.retry = RetryPolicy(retry_connect_errors=False)
         self._http: httpx.AsyncClient | None = None
@@ -205,7 +213,7 @@ class OllamaInference:
             self._http = None
 
     def not_running(self) -> UnavailableError:
-        return UnavailableError(f"Ollama is not running at {self.url}: start it with `ollama serve` in a separate terminal.")
+        return UnavailableError(f"Ollama is not running at {self.shown_url}: start it with `ollama serve` in a separate terminal.")
 
     async def _send(self, verb: str, path: str, body: dict[str, Any] | None, *, stream: bool = False, tag: str = "") -> httpx.Response:
         import httpx
@@ -221,11 +229,14 @@ class OllamaInference:
         except httpx.ConnectError:
             raise self.not_running() from None
         except httpx.TransportError as e:
-            raise ProviderError(f"Ollama at {self.url} failed: {e or type(e).__name__}") from None
+            raise ProviderError(redact(f"Ollama at {self.url} failed: {e or type(e).__name__}", known_secrets())) from None
         if response.status_code == 404 and tag:
-            raise NotFoundError(f"Model {tag} is not pulled in Ollama at {self.url}: run `ollama pull {tag}` first.")
+            raise NotFoundError(f"Model {tag} is not pulled in Ollama at {self.shown_url}: run `ollama pull {tag}` first.")
         if response.status_code >= 400:
-            raise error_for_status(VENDOR, response.status_code, error_message(response.content), response.headers.get("retry-after"))
+            wait = parse_retry_after(response.headers.get("retry-after"))
+            # Ollama takes no key: a 401/403 comes from something in front of it.
+            key = f"what is in front of Ollama at {self.shown_url} (this stack sends it no credentials)"
+            raise vendor_error(VENDOR, response.status_code, error_message(response.content), secrets=known_secrets(), key=key, wait=wait)
         return response
 
     def _json(self, response: httpx.Response) -> dict[str, Any]:
@@ -265,9 +276,11 @@ class OllamaInference:
         if request.tools:
             body["tools"] = [tool_schema(t) for t in request.tools]
         response = await self._send("POST", "/api/chat", body, stream=request.stream, tag=tag)
+        stops = request.sampling_params.stop
         if request.stream:
-            return OpenStream(response, chat_chunks(VENDOR, self._pieces(response, chat_piece)))
-        piece = chat_piece(self._json(response))
+            pieces = stop_at(response, self._pieces(response, chat_piece, known_secrets()), stops)
+            return OpenStream(response, chat_chunks(VENDOR, pieces))
+        piece = cut_piece(chat_piece(self._json(response)), stops)
         if piece.finish is None:
             raise ProviderError("Ollama's answer is not done.")
         return ChatCompletionResponse(completion_message=vendor_message(piece.text, piece.finish, piece.calls))
@@ -287,9 +300,11 @@ class OllamaInference:
             "stream": request.stream,
         }
         response = await self._send("POST", "/api/generate", body, stream=request.stream, tag=tag)
+        stops = request.sampling_params.stop
         if request.stream:
-            return OpenStream(response, completion_chunks(VENDOR, self._pieces(response, generate_piece)))
-        piece = generate_piece(self._json(response))
+            pieces = stop_at(response, self._pieces(response, generate_piece, known_secrets()), stops)
+            return OpenStream(response, completion_chunks(VENDOR, pieces))
+        piece = cut_piece(generate_piece(self._json(response)), stops)
         if piece.finish is None:
             raise ProviderError("Ollama's answer is not done.")
         return CompletionResponse(content=piece.text, stop_reason=piece.finish)
@@ -309,7 +324,7 @@ class OllamaInference:
         data = self._json(await self._send("POST", "/api/embed", body, tag=tag))
         return EmbeddingsResponse(embeddings=data.get("embeddings") or [])
 
-    async def _pieces(self, response: httpx.Response, piece_of: Any) -> AsyncIterator[Piece]:
-        async with contextlib.aclosing(ndjson(response)) as lines:
+    async def _pieces(self, response: httpx.Response, piece_of: Any, secrets: set[str]) -> AsyncIterator[Piece]:
+        async with contextlib.aclosing(ndjson(response, secrets)) as lines:
             async for line in lines:
                 yield piece_of(line)

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from llama_core.errors import AuthenticationError, ModelNotFoundError, ProviderError, UnsupportedError
+from llama_core.errors import InvalidRequestError, ModelNotFoundError, ProviderError, UnsupportedError
 from llama_core.models.registry import resolve_model
 from llama_core.providers.inference.batch import chat_one_by_one, completion_one_by_one
 from llama_core.providers.inference.vendor_stream import (
@@ -36,14 +36,19 @@ from llama_core.providers.inference.vendor_stream import (
     Piece,
     chat_chunks,
     completion_chunks,
+    cut_piece,
     drain,
     error_message,
+    stop_at,
     stream_lines,
     vendor_message,
     vendor_tool_call,
 )
-from llama_core.providers.provider_data import provider_data
-from llama_core.providers.retry import RetryPolicy, error_for_status, send_with_retries
+from llama_core.providers.provider_data import HEADER, provider_data
+from llama_core.providers.retry import RetryPolicy, parse_retry_after, send_with_retries
+from llama_core.providers.vendor_errors import stream_failure, vendor_error
+from llama_core.redact import known_secrets, redact
+from llama_core.sse import iter_sse_data
 from llama_core.types import (
     BuiltinTool,
     Message,
@@ -152,7 +157,7 @@ def openai_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 
 
 def sampling_fields(sp: SamplingParams) -> dict[str, Any]:
-    """temperature (0 for greedy), top_p or top_k by strategy, max_tokens when set, seed, repetition_penalty."""
+    """temperature (0 for greedy), top_p or top_k by strategy, max_tokens when set, seed, repetition_penalty, stop."""
     fields: dict[str, Any] = {"temperature": 0.0 if sp.strategy == SamplingStrategy.greedy else sp.temperature}
     if sp.strategy == SamplingStrategy.top_p:
         fields["top_p"] = sp.top_p
@@ -164,27 +169,27 @@ def sampling_fields(sp: SamplingParams) -> dict[str, Any]:
         fields["seed"] = sp.seed
     if sp.repetition_penalty != 1.0:
         fields["repetition_penalty"] = sp.repetition_penalty
+    if sp.stop:
+        fields["stop"] = sp.stop
     return fields
 
 
-async def sse_json(vendor: str, response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The JSON object of each `data:` line up to `[DONE]`; an `{"error": ...}` event is a ProviderError."""
-    async with contextlib.aclosing(stream_lines(vendor, response)) as lines:
-        async for line in lines:
-            if not line.startswith("data:"):
-                continue
-            data = line[5:].strip()
-            if data == "[DONE]":
-                await drain(lines)
-                return
+async def sse_json(vendor: str, response: httpx.Response, secrets: Iterable[str] = ()) -> AsyncIterator[dict[str, Any]]:
+    """The JSON object of each event's data up to `[DONE]`; an `{"error": ...}` event is a ProviderError
+    (what the vendor sent redacted of `secrets`, llama_core.providers.vendor_errors)."""
+    async with (
+        contextlib.aclosing(stream_lines(vendor, response)) as lines,
+        contextlib.aclosing(iter_sse_data(lines, drain)) as events,  # a cut after [DONE] loses nothing
+    ):
+        async for data in events:
             try:
                 event = msgspec.json.decode(data)
             except msgspec.DecodeError:
-                await drain(lines)
-                raise ProviderError(f"{vendor} sent a stream event that is not JSON: {data[:200]}") from None
+                await drain(events)
+                raise stream_failure(vendor, "sent a stream event that is not JSON", data, secrets) from None
             if isinstance(event, dict) and "error" in event:
-                await drain(lines)
-                raise ProviderError(f"{vendor} failed during the stream: {error_message(data.encode())}")
+                await drain(events)
+                raise stream_failure(vendor, "failed during the stream", error_message(data.encode()), secrets)
             yield event
 
 
@@ -263,14 +268,29 @@ class OpenAIStyleInference:
         return self.model_ids[model.core_model_id]
 
     def api_key(self) -> str:
-        """The config's key, else the one in this request's provider data; AuthenticationError if neither."""
+        """The config's key, else the one in this request's provider data.
+
+        InvalidRequestError (400) if neither: the request lacks its provider data. Not a 401, which
+        says the client's key for this server is wrong, and is what a chained stack's 401 means.
+        """
         key = self.config.api_key or provider_data().get(self.key_name)
         if not key:
-            raise AuthenticationError(
+            raise InvalidRequestError(
                 f"No {self.vendor} API key: set api_key in the run config (`llama stack configure`), or send "
-                f'the header X-LlamaStack-ProviderData: {{"{self.key_name}": "<your key>"}}.'
+                f'the header X-LlamaStack-ProviderData: {{"{self.key_name}": "<your key>"}}.',
+                field=HEADER,
             )
         return str(key)
+
+    def key_source(self) -> str:
+        """Where the key of this request comes from, as a 401 asks the user to check it."""
+        if self.config.api_key:
+            return "the api_key in the run config"
+        return f"the {self.key_name} in the request's X-LlamaStack-ProviderData header"
+
+    def secrets(self) -> set[str]:
+        """Every key this request could send: never repeated in an error or a log line."""
+        return known_secrets(self.config)
 
     # -- HTTP ------------------------------------------------------------------------------------------
 
@@ -288,11 +308,12 @@ class OpenAIStyleInference:
                 http, lambda: http.build_request("POST", path, content=content, headers=headers), self.retry, stream=stream
             )
         except httpx.TransportError as e:
-            raise ProviderError(f"Cannot reach {self.vendor} at {self.api_base}: {e or type(e).__name__}") from None
+            reason = redact(f"{self.api_base}: {e or type(e).__name__}", self.secrets())
+            raise ProviderError(f"Cannot reach {self.vendor} at {reason}") from None
         if response.status_code >= 400:
-            raise error_for_status(
-                self.vendor, response.status_code, error_message(response.content), response.headers.get("retry-after")
-            )
+            wait = parse_retry_after(response.headers.get("retry-after"))
+            reason = error_message(response.content)
+            raise vendor_error(self.vendor, response.status_code, reason, secrets=self.secrets(), key=self.key_source(), wait=wait)
         return response
 
     def _check_logprobs(self, logprobs: Any) -> None:
@@ -322,10 +343,12 @@ class OpenAIStyleInference:
         self._check_logprobs(request.logprobs)
         body = self.chat_body(request)
         response = await self._post("/chat/completions", body, stream=request.stream)
+        stops = request.sampling_params.stop
         if request.stream:
-            return OpenStream(response, chat_chunks(self.vendor, self._chat_pieces(response)))
+            pieces = stop_at(response, self._chat_pieces(response, self.secrets()), stops)
+            return OpenStream(response, chat_chunks(self.vendor, pieces))
         choice = self._first_choice(response)
-        piece = chat_pieces_from_choice(choice, self.finish_reasons)
+        piece = cut_piece(chat_pieces_from_choice(choice, self.finish_reasons), stops)
         assert piece.finish is not None
         return ChatCompletionResponse(completion_message=vendor_message(piece.text, piece.finish, piece.calls))
 
@@ -342,11 +365,14 @@ class OpenAIStyleInference:
         if request.stream:
             body["stream"] = True
         response = await self._post("/completions", body, stream=request.stream)
+        stops = request.sampling_params.stop
         if request.stream:
-            return OpenStream(response, completion_chunks(self.vendor, self._completion_pieces(response)))
+            pieces = stop_at(response, self._completion_pieces(response, self.secrets()), stops)
+            return OpenStream(response, completion_chunks(self.vendor, pieces))
         choice = self._first_choice(response)
         stop = self.finish_reasons.get(choice.get("finish_reason") or "stop", StopReason.end_of_turn)
-        return CompletionResponse(content=choice.get("text") or "", stop_reason=stop)
+        piece = cut_piece(Piece(text=choice.get("text") or "", finish=stop), stops)
+        return CompletionResponse(content=piece.text, stop_reason=piece.finish or stop)
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
         """One reply per dialog, asked for one after another."""
@@ -380,9 +406,9 @@ class OpenAIStyleInference:
             raise ProviderError(f"{self.vendor} answered with no choices.")
         return choices[0]
 
-    async def _chat_pieces(self, response: httpx.Response) -> AsyncIterator[Piece]:
+    async def _chat_pieces(self, response: httpx.Response, secrets: set[str]) -> AsyncIterator[Piece]:
         parts: dict[int, _ToolCallParts] = {}
-        async with contextlib.aclosing(sse_json(self.vendor, response)) as events:
+        async with contextlib.aclosing(sse_json(self.vendor, response, secrets)) as events:
             async for event in events:
                 for choice in event.get("choices") or []:
                     delta = choice.get("delta") or {}
@@ -405,8 +431,8 @@ class OpenAIStyleInference:
                         parts.clear()
                     yield piece
 
-    async def _completion_pieces(self, response: httpx.Response) -> AsyncIterator[Piece]:
-        async with contextlib.aclosing(sse_json(self.vendor, response)) as events:
+    async def _completion_pieces(self, response: httpx.Response, secrets: set[str]) -> AsyncIterator[Piece]:
+        async with contextlib.aclosing(sse_json(self.vendor, response, secrets)) as events:
             async for event in events:
                 for choice in event.get("choices") or []:
                     reason = choice.get("finish_reason")

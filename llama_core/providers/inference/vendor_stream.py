@@ -8,12 +8,15 @@ The chat sequence is ChatStream's: start, progress per text delta (a leading `<|
 turns what follows into ToolCallDelta in_progress pieces), the vendor's tool calls as success
 deltas (a call whose arguments are not JSON as one failure), then complete with the stop reason.
 A stream that ends before the vendor said why it stopped is a ProviderError, as is a dropped
-connection: the caller already holds part of an answer, so nothing is retried then.
+connection: the caller already holds part of an answer, so nothing is retried then. Vendors are
+sent the request's stop sequences, and their text is cut here too (`stop_at`, `cut_piece`), so a
+vendor that ignores some still answers as meta-reference would.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ import msgspec
 from llama_core.errors import ProviderError
 from llama_core.prompt.chat_format import PYTHON_TAG, decode_assistant_message_from_content
 from llama_core.prompt.tool_calls import new_call_id
+from llama_core.providers.inference.stops import StopCutter, cut_text
 from llama_core.providers.inference.stream import ChatStream
 from llama_core.types import CompletionMessage, StopReason, ToolCall
 from llama_core.types.inference import (
@@ -102,6 +106,26 @@ class Piece:
     finish: StopReason | None = None  # set by the last piece
 
 
+def cut_piece(piece: Piece, stops: Sequence[str]) -> Piece:
+    """A whole answer's piece with its text cut before the first of `stops` (then it ends the turn)."""
+    text, stopped = cut_text(piece.text, stops)
+    return dataclasses.replace(piece, text=text, finish=StopReason.end_of_turn) if stopped else piece
+
+
+async def stop_at(response: httpx.Response, pieces: AsyncIterator[Piece], stops: Sequence[str]) -> AsyncIterator[Piece]:
+    """The pieces read from `response`, their text cut before the first of `stops`. The piece that
+    completes one is the last (end_of_turn), and the vendor's answer is closed then."""
+    cutter = StopCutter(stops)
+    async for piece in pieces:
+        text = cutter.push(piece.text)
+        if cutter.stopped:
+            yield dataclasses.replace(piece, text=text, finish=StopReason.end_of_turn)
+            break
+        yield dataclasses.replace(piece, text=text + (cutter.flush() if piece.finish is not None else ""))
+    if cutter.stopped:
+        await close_answer(response, pieces)
+
+
 async def chat_chunks(vendor: str, pieces: AsyncIterator[Piece]) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
     """The meta-reference chunk sequence from a vendor's pieces; ProviderError if it never finishes."""
     chat = ChatStream()
@@ -170,16 +194,21 @@ class OpenStream(Generic[T]):
             raise
 
     async def aclose(self) -> None:
-        """Close the answer, then let every reader below fail on it and finish (a reader left
-        suspended is a warning under trio, httpx's own included); quick, and shielded from cancel."""
-        with anyio.CancelScope(shield=True):
-            await self._response.aclose()
-            try:
-                async for _ in self._chunks:
-                    pass
-            except Exception:  # noqa: BLE001 -- the closed answer's read error, expected here
+        """Close the answer and every reader of it (see `close_answer`)."""
+        await close_answer(self._response, self._chunks)
+
+
+async def close_answer(response: httpx.Response, reader: AsyncIterator[Any]) -> None:
+    """Close the answer, then let every reader below fail on it and finish (a reader left
+    suspended is a warning under trio, httpx's own included); quick, and shielded from cancel."""
+    with anyio.CancelScope(shield=True):
+        await response.aclose()
+        try:
+            async for _ in reader:
                 pass
-            await self._chunks.aclose()  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 -- the closed answer's read error, expected here
+            pass
+        await reader.aclose()  # type: ignore[attr-defined]
 
 
 async def stream_lines(vendor: str, response: httpx.Response) -> AsyncIterator[str]:

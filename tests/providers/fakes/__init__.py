@@ -8,7 +8,10 @@
 
 Replies queued with `then` are used first, in order; then a route's default. A reply's body may be a
 list of pieces (each sent on its own, as a stream), and `cut=True` drops the connection after them,
-as a vendor's stream broken off midway. The samples under `samples/` are answers written out from
+as a vendor's stream broken off midway. With `echo_auth = True` the vendor behaves as a careless one
+does: every error answer (status >= 400) repeats the request's Authorization header in its message
+and beside it, and `{authorization}` in any reply's body is replaced by that header (a stream's
+error event, an HTML page). The samples under `samples/` are answers written out from
 each vendor's API documentation, in its exact shape (not captured from the live services).
 """
 
@@ -67,6 +70,7 @@ class FakeVendor:
         self.defaults = dict(defaults or {})
         self.queued: dict[str, collections.deque[Reply]] = collections.defaultdict(collections.deque)
         self.requests: list[Recorded] = []
+        self.echo_auth = False
 
     def then(self, path: str, *replies: Reply) -> None:
         """Answer the next requests to `path` with `replies`, in order."""
@@ -75,6 +79,26 @@ class FakeVendor:
     def reset(self) -> None:
         self.queued.clear()
         self.requests.clear()
+        self.echo_auth = False
+
+    @staticmethod
+    def echoed(reply: Reply, authorization: str) -> list[bytes]:
+        """The body pieces of `reply` with the Authorization header echoed, as echo_auth says."""
+        pieces = reply.body if isinstance(reply.body, list) else [reply.body]
+        pieces = [p.replace(b"{authorization}", authorization.encode()) for p in pieces]
+        if reply.status < 400:
+            return pieces
+        try:
+            data = json.loads(b"".join(pieces))
+        except ValueError:
+            return [b"".join(pieces) + f" (you sent Authorization: {authorization})".encode()]
+        error = data.get("error") if isinstance(data, dict) else None
+        if isinstance(error, dict):
+            error["message"] = f"{error.get('message', '')} (you sent Authorization: {authorization})"
+        else:
+            data = {"error": f"{error} (you sent Authorization: {authorization})"}
+        data["request_headers"] = {"authorization": authorization}
+        return [json.dumps(data).encode()]
 
     def paths(self) -> list[str]:
         return [r.path for r in self.requests]
@@ -106,6 +130,8 @@ class FakeVendor:
             self.requests.append(Recorded(scope["method"], scope["path"], headers, body))
             reply = self._reply(scope["method"], scope["path"])
         pieces = reply.body if isinstance(reply.body, list) else [reply.body]
+        if self.echo_auth:
+            pieces = self.echoed(reply, headers.get("authorization", ""))
         response_headers = [(b"content-type", reply.content_type.encode())]
         response_headers += [(k.encode(), v.encode()) for k, v in reply.headers.items()]
         await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})

@@ -11,7 +11,13 @@ import pytest
 from providers.fakes import FakeVendor, Reply, sample, stream_of
 from rpc.server import running_server
 
-from llama_core.errors import AuthenticationError, ProviderError, UnavailableError, UnsupportedError
+from llama_core.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    ProviderError,
+    UnavailableError,
+    UnsupportedError,
+)
 from llama_core.providers.inference.openai_compat import OpenAIStyleInference
 from llama_core.providers.provider_data import provider_data_scope
 from llama_core.providers.retry import RetryPolicy
@@ -217,21 +223,76 @@ async def test_api_key_from_provider_data(case: Case, served: tuple[FakeVendor, 
     async with case.provider(case.config(url=served[1] + case.url_suffix, api_key="")) as p:
         with provider_data_scope({p.key_name: "k-request"}):
             await p.chat_completion(chat())
-        with pytest.raises(AuthenticationError) as e:
+        with pytest.raises(InvalidRequestError) as e:  # the request lacks its provider data: a 400, not a 401
             await p.chat_completion(chat())
     assert vendor.requests[0].headers["authorization"] == "Bearer k-request"
     assert str(e.value) == (
         f"No {p.vendor} API key: set api_key in the run config (`llama stack configure`), or send the header "
         f'X-LlamaStack-ProviderData: {{"{p.key_name}": "<your key>"}}.'
     )
-    assert len(vendor.requests) == 1
+    assert (e.value.field, len(vendor.requests)) == ("X-LlamaStack-ProviderData", 1)
 
 
-async def test_401_is_an_authentication_error_at_once(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+async def test_401_is_a_provider_error_at_once(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    """Our config's key is wrong, not the client's: a 502 that says which key to check."""
     vendor.then("/v1/chat/completions", json_reply(case, "error_401.json", status=401))
-    with pytest.raises(AuthenticationError, match=rf"^{provider.vendor} rejected the API key \(401\): \S"):
+    with pytest.raises(ProviderError) as e:
         await provider.chat_completion(chat(stream=True))
+    assert (str(e.value), e.value.status) == (f"{provider.vendor} answered 401 Unauthorized: check the api_key in the run config", 502)
     assert len(vendor.requests) == 1
+
+
+async def test_401_with_the_requests_key_names_the_provider_data(case: Case, served: tuple[FakeVendor, str], vendor: FakeVendor) -> None:
+    vendor.then("/v1/chat/completions", json_reply(case, "error_401.json", status=401))
+    async with case.provider(case.config(url=served[1] + case.url_suffix, api_key="")) as p:
+        with provider_data_scope({p.key_name: "k-request"}), pytest.raises(ProviderError) as e:
+            await p.chat_completion(chat())
+    assert str(e.value) == f"{p.vendor} answered 401 Unauthorized: check the {p.key_name} in the request's X-LlamaStack-ProviderData header"
+
+
+ERROR_404 = b'{"error": {"object": "error", "type": "invalid_request_error", "message": "Model not found, inaccessible, and/or not deployed"}}'
+
+# name -> (replies to the request, whether it streams, error class, status, message with {v} for the vendor).
+# The vendor echoes the request's Authorization (k-config) in each: no message or log line may carry it.
+ECHO_CASES: dict[str, tuple[list[Reply], bool, type, int, str]] = {
+    "401": ([Reply(status=401, body=sample("fireworks/error_401.json"))], False, ProviderError, 502,
+            "{v} answered 401 Unauthorized: check the api_key in the run config"),
+    "403": ([Reply(status=403, body=b'{"error": {"message": "forbidden"}}')], True, ProviderError, 502,
+            "{v} answered 403 Forbidden: check the api_key in the run config (it may not have access to this model)"),
+    "404": ([Reply(status=404, body=ERROR_404)], False, NotFoundError, 404,
+            "{v} answered 404 Not Found: Model not found, inaccessible, and/or not deployed (you sent Authorization: Bearer ***)"),
+    "400": ([Reply(status=400, body=b'{"error": {"message": "max_tokens is too large"}}')], False, InvalidRequestError, 400,
+            "{v} refused the request (400 Bad Request): max_tokens is too large (you sent Authorization: Bearer ***)"),
+    "429-after-retries": ([Reply(status=429, body=b'{"error": {"message": "slow down"}}', headers={"Retry-After": "0"})] * 3,
+                          True, UnavailableError, 503,
+                          "{v} is rate limiting requests (429 Too Many Requests); it asks to retry after 0 s: slow down (you sent Authorization: Bearer ***)"),
+    "500-after-retries": ([Reply(status=500, body=b"upstream exploded")] * 3, False, ProviderError, 502,
+                          "{v} answered 500 Internal Server Error: upstream exploded (you sent Authorization: Bearer ***)"),
+    "malformed-body": ([Reply(body=b"<html>Bearer debug: {authorization}</html>", content_type="text/html")], False, ProviderError, 502,
+                       "{v} answered with something that is not JSON."),
+    "stream-error-event": ([Reply(body=[b'data: {"error": {"message": "overloaded; key {authorization}"}}\n\n'], content_type=SSE)],
+                           True, ProviderError, 502, "{v} failed during the stream: overloaded; key Bearer ***"),
+    "stream-bad-event": ([Reply(body=[b"data: <oops {authorization}>\n\n"], content_type=SSE)], True, ProviderError, 502,
+                         "{v} sent a stream event that is not JSON: <oops Bearer ***>"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(ECHO_CASES))
+async def test_a_vendor_echoing_the_key_never_gets_it_out(
+    case: Case, provider: OpenAIStyleInference, vendor: FakeVendor, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    replies, stream, cls, status, message = ECHO_CASES[name]
+    vendor.echo_auth = True
+    vendor.then("/v1/chat/completions", *replies)
+    with caplog.at_level("WARNING"), pytest.raises(cls) as e:
+        answer = await provider.chat_completion(chat(stream=stream))
+        async for _ in answer:
+            pass
+    assert (type(e.value), e.value.status, str(e.value)) == (cls, status, message.format(v=provider.vendor))
+    assert len(vendor.requests) == len(replies) and vendor.requests[0].headers["authorization"] == "Bearer k-config"
+    assert "k-config" not in caplog.text
+    if name not in ("401", "403", "malformed-body"):  # the vendor's reason is logged, redacted
+        assert f"{provider.vendor} " in caplog.text and "Bearer ***" in caplog.text
 
 
 async def test_429_waits_as_retry_after_says(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
@@ -249,7 +310,7 @@ async def test_429_waits_as_retry_after_says(case: Case, provider: OpenAIStyleIn
 
 async def test_429_after_the_retries_is_unavailable(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
     vendor.then("/v1/chat/completions", *[json_reply(case, "error_429.json", status=429, headers={"Retry-After": "1"})] * 3)
-    with pytest.raises(UnavailableError, match=rf"^{provider.vendor} is rate limiting requests \(429\); it asks to retry after 1 s: \S"):
+    with pytest.raises(UnavailableError, match=rf"^{provider.vendor} is rate limiting requests \(429 Too Many Requests\); it asks to retry after 1 s: \S"):
         await provider.chat_completion(chat())
     assert len(vendor.requests) == 3
 
@@ -266,7 +327,7 @@ async def test_500_is_retried_then_a_provider_error(case: Case, provider: OpenAI
     response = await provider.chat_completion(chat())
     assert isinstance(response, ChatCompletionResponse) and len(vendor.requests) == 2
     vendor.then("/v1/chat/completions", *[json_reply(case, "error_500.json", status=500)] * 3)
-    with pytest.raises(ProviderError, match=rf"^{provider.vendor} failed \(500\): \S"):
+    with pytest.raises(ProviderError, match=rf"^{provider.vendor} answered 500 Internal Server Error: \S"):
         await provider.chat_completion(chat())
     assert len(vendor.requests) == 5
 
@@ -288,3 +349,23 @@ async def test_error_event_midway_is_a_provider_error(case: Case, provider: Open
     with pytest.raises(ProviderError, match=rf"^{provider.vendor} failed during the stream: model overloaded$"):
         async for _ in await provider.chat_completion(chat(stream=True)):
             pass
+
+
+async def test_stop_sequences_are_sent_and_cut_here_too(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    # The vendor is asked to stop; these samples ran on regardless (as a vendor ignoring `stop` would),
+    # and the answer is cut here all the same, as meta-reference cuts its own.
+    vendor.then("/v1/completions", json_reply(case, "completion.json"))
+    sampling = SamplingParams(max_tokens=7, stop=["Rayleigh"])
+    response = await provider.completion(CompletionRequest(model=MODEL, content="The sky is", sampling_params=sampling))
+    assert response == CompletionResponse(content=" blue because of ", stop_reason=StopReason.end_of_turn)
+    assert vendor.requests[0].json == {
+        "model": case.vendor_model, "prompt": "The sky is", "temperature": 0.0, "max_tokens": 7, "stop": ["Rayleigh"]
+    }  # fmt: skip
+    vendor.then("/v1/completions", sse_reply(case, "completion_stream.sse"))
+    request = CompletionRequest(model=MODEL, content="The sky is", stream=True, sampling_params=SamplingParams(stop=[" of"]))
+    stream = await provider.completion(request)
+    assert [(c.delta, c.stop_reason) async for c in stream] == [(" blue", None), (" because", None), ("", StopReason.end_of_turn)]
+    vendor.then("/v1/chat/completions", json_reply(case, "chat.json"))
+    reply = await provider.chat_completion(chat(sampling_params=SamplingParams(stop=["Paris"])))
+    assert reply.completion_message == CompletionMessage(content="The capital of France is", stop_reason=StopReason.end_of_turn)
+    assert vendor.requests[-1].json["stop"] == ["Paris"]
