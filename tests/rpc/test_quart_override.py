@@ -6,13 +6,14 @@ pyproject.toml bounds quart below the next minor release; this file is what to r
 from __future__ import annotations
 
 import inspect
+import re
 
 import anyio
 import pytest
 from quart import Quart, request
 from quart.asgi import ASGIHTTPConnection
 
-from llama_rpc.http import HTTPConnection
+from llama_rpc.http import DrainingRequest, HTTPConnection
 
 
 def _params(function: object) -> list[str]:
@@ -39,6 +40,14 @@ def test_quarts_call_is_still_the_three_steps_the_override_rewrites() -> None:
     assert source.count("self.") == 3, source
 
 
+def test_quarts_handle_messages_still_reads_only_what_the_override_reads() -> None:
+    # HTTPConnection.handle_messages is Quart's with body.end() for set_complete(): a new message kind would be lost.
+    source = inspect.getsource(ASGIHTTPConnection.handle_messages)
+    kinds = sorted(set(re.findall(r'"(http\.[a-z.]+)"', source)))
+    assert kinds == ["http.disconnect", "http.request"], source
+    assert "request.body.set_complete()" in source and "request.body.append(" in source, source
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # Quart runs on asyncio only
 async def test_quart_still_builds_each_http_connection_from_asgi_http_class() -> None:
@@ -52,6 +61,7 @@ async def test_quart_still_builds_each_http_connection_from_asgi_http_class() ->
     app = Quart(__name__)
     assert Quart.asgi_http_class is ASGIHTTPConnection  # the documented hook, with the class we subclass behind it
     app.asgi_http_class = Recording
+    app.request_class = DrainingRequest  # as create_app: the override's handle_messages ends a DrainingBody
 
     @app.post("/echo")
     async def echo() -> bytes:
