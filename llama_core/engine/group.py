@@ -135,21 +135,25 @@ class WorkerGroup:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the workers and the background tasks. Safe to call twice."""
+        """Stop the workers and the background tasks. Safe to call twice, and finishes even when
+        the caller is being cancelled (a server's shutdown): no worker or rendezvous file outlives it."""
         self._generation += 1
         self._state = "down"
         if self._fatal is None:
             self._fatal = UnavailableError("The inference engine is shutting down.")
         self._ready.set()  # waiters see the shutdown instead of waiting for a restart
-        await anyio.to_thread.run_sync(self._stop_processes)
-        for stream in self._inflight.values():
-            stream.send_nowait(UnavailableError("The inference engine is shutting down."))
-        self._inflight.clear()
-        if self._tg is not None:
-            tg, self._tg = self._tg, None
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(None, None, None)
-        self._tmpdir.cleanup()
+        try:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._stop_processes)
+            for stream in self._inflight.values():
+                stream.send_nowait(UnavailableError("The inference engine is shutting down."))
+            self._inflight.clear()
+            if self._tg is not None:  # entered outside the shield, so left outside it too
+                tg, self._tg = self._tg, None
+                tg.cancel_scope.cancel()
+                await tg.__aexit__(None, None, None)
+        finally:
+            self._tmpdir.cleanup()
 
     @property
     def pids(self) -> list[int]:

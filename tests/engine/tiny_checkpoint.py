@@ -62,6 +62,19 @@ def write_tiny_checkpoint(dest: Path, args: ModelArgs = TINY_ARGS, model_paralle
     return dest
 
 
+def write_tiny_run_config(root: Path, model: str, *, max_seq_len: int, max_batch_size: int, **inference: object) -> Path:
+    """A tiny checkpoint in `root/tiny` and the run config `root/tiny.toml` serving it as `model` on
+    meta-reference (`inference`: more of that provider's fields, e.g. device, dtype, threads)."""
+    import tomli_w
+
+    ckpt = write_tiny_checkpoint(root / "tiny")
+    provider = {"provider_id": "meta-reference", "model": model, "checkpoint_dir": str(ckpt),
+                "max_seq_len": max_seq_len, "max_batch_size": max_batch_size, **inference}  # fmt: skip
+    config = root / "tiny.toml"
+    config.write_text(tomli_w.dumps({"name": "tiny", "distribution_id": "local", "providers": {"inference": provider}}))
+    return config
+
+
 def rank_logits(ckpt: str, tokens: list[int]) -> list[list[float]]:
     """Run on each model-parallel rank (parallel.run_model_parallel): this rank's gathered logits."""
     from llama_core.engine.checkpoint import load_model

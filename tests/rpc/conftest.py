@@ -19,16 +19,9 @@ MAX_SEQ_LEN = 128  # so that a request that does generate is short
 @pytest.fixture(scope="session")
 def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("torch")
-    from engine.tiny_checkpoint import write_tiny_checkpoint
+    from engine.tiny_checkpoint import write_tiny_run_config
 
-    root = tmp_path_factory.mktemp("rpc-tiny")
-    ckpt = write_tiny_checkpoint(root / "tiny")
-    config = root / "tiny.toml"
-    config.write_text(
-        'name = "tiny"\ndistribution_id = "local"\n[providers.inference]\nprovider_id = "meta-reference"\n'
-        f'model = "{TINY_MODEL}"\ncheckpoint_dir = "{ckpt}"\nmax_seq_len = {MAX_SEQ_LEN}\nmax_batch_size = 2\n'
-    )
-    return config
+    return write_tiny_run_config(tmp_path_factory.mktemp("rpc-tiny"), TINY_MODEL, max_seq_len=MAX_SEQ_LEN, max_batch_size=2)
 
 
 @pytest.fixture(scope="session")

@@ -63,4 +63,24 @@ def running_server(make_app: Callable[[], Any], timeout: float = 20.0, stack: An
         yield url
     finally:
         loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
+        thread.join(60)  # the stack's shutdown (worker processes joined) ends inside this thread
+        assert not thread.is_alive(), "the server did not shut down within 60 s"
+
+
+@contextlib.contextmanager
+def serving_spied(stack: Any) -> Iterator[tuple[str, Any, list[Any]]]:
+    """`stack` (meta-reference inference) served over HTTP: (base URL, its worker group, every message
+    the server sends to the workers, in order)."""
+    from llama_rpc.http import create_app
+
+    with running_server(lambda: create_app(stack), timeout=120, stack=stack) as url:
+        group = stack.api("inference").group
+        sent: list[Any] = []
+        send = group._send
+
+        async def spy(msg: object) -> None:
+            sent.append(msg)
+            await send(msg)
+
+        group._send = spy
+        yield url, group, sent

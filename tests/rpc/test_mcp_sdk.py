@@ -30,16 +30,9 @@ MODEL = "Llama3.2-1B-Instruct"  # served from the tiny random checkpoint: answer
 
 @pytest.fixture(scope="module")
 def run_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from engine.tiny_checkpoint import write_tiny_checkpoint
+    from engine.tiny_checkpoint import write_tiny_run_config
 
-    root = tmp_path_factory.mktemp("mcp-sdk")
-    ckpt = write_tiny_checkpoint(root / "tiny")
-    config = root / "tiny.toml"
-    config.write_text(
-        'name = "tiny"\ndistribution_id = "local"\n[providers.inference]\nprovider_id = "meta-reference"\n'
-        f'model = "{MODEL}"\ncheckpoint_dir = "{ckpt}"\nmax_seq_len = 2048\nmax_batch_size = 1\n'
-    )
-    return config
+    return write_tiny_run_config(tmp_path_factory.mktemp("mcp-sdk"), MODEL, max_seq_len=2048, max_batch_size=1)
 
 
 def chat(text: str, max_tokens: int, **extra: Any) -> dict[str, Any]:

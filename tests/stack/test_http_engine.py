@@ -16,12 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from rpc.server import running_server
+from rpc.server import serving_spied
 
 from llama_core.config import RunConfig
 from llama_core.engine.messages import Cancel
 from llama_core.stack import Stack
-from llama_rpc.http import create_app
 
 pytest.importorskip("torch")
 
@@ -37,17 +36,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any,
     inference = {"provider_id": "meta-reference", "model": MODEL, "checkpoint_dir": str(ckpt), "max_seq_len": 512,
                  "max_batch_size": 2, "dtype": "fp32", "device": "cpu"}  # fmt: skip
     stack = Stack.from_config(RunConfig(name="tiny", distribution_id="local", providers={"inference": inference}))
-    with running_server(lambda: create_app(stack), timeout=120, stack=stack) as url:
-        group = stack.api("inference").group
-        sent: list[Any] = []
-        send = group._send
-
-        async def spy(msg: object) -> None:
-            sent.append(msg)
-            await send(msg)
-
-        group._send = spy
-        yield url, group, sent
+    with serving_spied(stack) as served:
+        yield served
 
 
 def test_disconnect_mid_stream_cancels_the_sequence(served: tuple[str, Any, list[Any]]) -> None:

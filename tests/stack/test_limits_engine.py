@@ -18,12 +18,11 @@ from typing import Any
 
 import httpx
 import pytest
-from rpc.server import running_server
+from rpc.server import serving_spied
 
 from llama_core.engine.messages import Cancel
 from llama_core.providers.inference.stops import cut_text
 from llama_core.stack import Stack
-from llama_rpc.http import create_app
 
 pytest.importorskip("torch")
 
@@ -36,34 +35,18 @@ USER = [{"role": "user", "content": "Tell me a story."}]
 
 @pytest.fixture(scope="module")
 def run_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from engine.tiny_checkpoint import write_tiny_checkpoint
+    from engine.tiny_checkpoint import write_tiny_run_config
 
     root = tmp_path_factory.mktemp("limits-engine")
-    ckpt = write_tiny_checkpoint(root / "tiny")
-    config = root / "tiny.toml"
-    config.write_text(
-        'name = "tiny"\ndistribution_id = "local"\n[providers.inference]\nprovider_id = "meta-reference"\n'
-        f'model = "{MODEL}"\ncheckpoint_dir = "{ckpt}"\nmax_seq_len = {MAX_SEQ_LEN}\nmax_batch_size = 2\n'
-        'device = "cpu"\ndtype = "fp32"\nthreads = 1\n'
-    )
-    return config
+    return write_tiny_run_config(root, MODEL, max_seq_len=MAX_SEQ_LEN, max_batch_size=2, device="cpu", dtype="fp32", threads=1)
 
 
 @pytest.fixture(scope="module")
 def served(run_config: Path) -> Iterator[tuple[str, Any, list[Any]]]:
     """(base URL, the worker group, every message the server sent to the workers)."""
     stack = Stack.from_config(run_config)
-    with running_server(lambda: create_app(stack), timeout=120, stack=stack) as url:
-        group = stack.api("inference").group
-        sent: list[Any] = []
-        send = group._send
-
-        async def spy(msg: object) -> None:
-            sent.append(msg)
-            await send(msg)
-
-        group._send = spy
-        yield url, group, sent
+    with serving_spied(stack) as served:
+        yield served
 
 
 class Stdio:

@@ -42,15 +42,10 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    from engine.tiny_checkpoint import write_tiny_checkpoint
+    from engine.tiny_checkpoint import write_tiny_run_config
 
     root = tmp_path_factory.mktemp("stack-run")
-    ckpt = write_tiny_checkpoint(root / "tiny")
-    config = root / "tiny.toml"
-    config.write_text(
-        'name = "tiny"\ndistribution_id = "local"\n[providers.inference]\nprovider_id = "meta-reference"\n'
-        f'model = "{MODEL}"\ncheckpoint_dir = "{ckpt}"\nmax_seq_len = {MAX_SEQ_LEN}\nmax_batch_size = 8\n'
-    )
+    config = write_tiny_run_config(root, MODEL, max_seq_len=MAX_SEQ_LEN, max_batch_size=8)
     port, log = free_port(), root / "server.log"
     with llama_stack_run([str(config)], port, log, env={"LLAMA_STACK_CONFIG_DIR": str(root / "home")}) as url:
         yield Server(url, log)
