@@ -41,6 +41,28 @@ ERROR_SCHEMA: dict[str, Any] = {
     },
 }
 
+# GET /health: llama_core.stack.Stack.health(), 503 when an API cannot serve (the same body).
+HEALTH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["status", "apis"],
+    "properties": {
+        "status": {"enum": ["OK", "Error"]},
+        "apis": {
+            "type": "object",
+            "description": "each served API's state, e.g. {\"inference\": {\"status\": \"restarting\", \"restarts\": 1, \"retry_after\": 2}}",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {
+                    "status": {"enum": ["ok", "starting", "restarting", "down", "error"]},
+                    "restarts": {"type": "integer"},
+                    "retry_after": {"type": "integer", "description": "seconds, while restarting"},
+                },
+            },
+        },
+    },
+}
+
 OPENAI_BODIES = {
     "/chat/completions": openai_types.OpenAIChatCompletionRequest,
     "/completions": openai_types.OpenAICompletionRequest,
@@ -113,7 +135,10 @@ def _document(methods: tuple[Method, ...]) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for method in methods:
         paths.setdefault(method.path, {})[method.verb.lower()] = _operation(method, schemas, components)
-    paths["/health"] = {"get": _plain_get("health", "Liveness: {\"status\": \"OK\"}", "health")}
+    health = _plain_get("health", "Each API's state; 503 when one cannot serve (no API key needed)", "health", HEALTH_SCHEMA)
+    health["responses"]["503"] = {"description": "An API cannot serve", **health["responses"]["200"]}
+    health["responses"]["200"]["description"] = "Every API can serve"
+    paths["/health"] = {"get": health}
     paths["/openapi.json"] = {"get": _plain_get("openapi", "This document", "health")}
     for verb, path in openai.ROUTES:
         suffix = path.removeprefix("/v1/openai/v1").removeprefix("/v1")
@@ -140,10 +165,6 @@ def _document(methods: tuple[Method, ...]) -> dict[str, Any]:
     }
 
 
-def _plain_get(op_id: str, summary: str, tag: str) -> dict[str, Any]:
-    return {
-        "operationId": op_id,
-        "summary": summary,
-        "tags": [tag],
-        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}},
-    }
+def _plain_get(op_id: str, summary: str, tag: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    body = {"content": {"application/json": {"schema": schema or {"type": "object"}}}}
+    return {"operationId": op_id, "summary": summary, "tags": [tag], "responses": {"200": {"description": "OK", **body}}}

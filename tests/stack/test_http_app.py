@@ -183,6 +183,17 @@ async def test_health_is_503_when_inference_cannot_serve(stack: FakeStack, clien
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("state", ["ok", "restarting"])
+async def test_health_answers_as_the_openapi_document_says(stack: FakeStack, client: Any, state: str) -> None:
+    import jsonschema
+
+    stack.providers["inference"].state = state
+    response = await client.get("/health")
+    doc = json.loads(await (await client.get("/openapi.json")).get_data())
+    described = doc["paths"]["/health"]["get"]["responses"][str(response.status_code)]
+    jsonschema.validate(json.loads(await response.get_data()), described["content"]["application/json"]["schema"])
+
+
 @pytest.mark.parametrize(
     ("headers", "status"),
     [
