@@ -6,9 +6,13 @@ dual-stack system, IPv4 too) unless IPv6 is disabled, then `0.0.0.0`.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from llama_core.errors import ConflictError, InvalidRequestError, LlamaError
 
 DEFAULT_PORT = 5000
 LOCALHOST = "127.0.0.1"
@@ -46,3 +50,35 @@ async def serve_app(app: Any, bind: str, *, shutdown_trigger: Callable[..., Awai
     from hypercorn.asyncio import serve
 
     await serve(app, hypercorn_config(bind, quiet=quiet), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+
+
+# What a failed bind means to the user of `llama stack run`, by errno.
+_BIND_ERRORS: dict[int, tuple[type[LlamaError], str, str]] = {
+    errno.EADDRINUSE: (ConflictError, "{bind} is already in use by another program; pick another --port.", "port"),
+    errno.EADDRNOTAVAIL: (InvalidRequestError, "{host} is not an address of this machine (--host).", "host"),
+    errno.EACCES: (InvalidRequestError, "Port {port} needs more privileges than this user has; pick another --port.", "port"),
+}
+
+
+def bound_socket(bind: str) -> socket.socket:
+    """A TCP socket bound to `bind` (`host:port`, `[v6]:port`), made before anything says it listens.
+
+    Serve it with `serve_app(app, f"fd://{sock.detach()}")` (Hypercorn listens on it). Raises
+    ConflictError (port in use) or InvalidRequestError (an address this machine lacks, a privileged
+    port), one line each; the socket is closed then.
+    """
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Hypercorn: restart without waiting out TIME_WAIT
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, int(port)))
+    except OSError as e:
+        sock.close()
+        if e.errno not in _BIND_ERRORS:
+            raise
+        error, message, field = _BIND_ERRORS[e.errno]
+        text = message.format(bind=f"{host}:{port}", host=host, port=port)
+        raise (error(text, field=field) if issubclass(error, InvalidRequestError) else error(text)) from None
+    return sock

@@ -17,6 +17,7 @@ parallel every rank runs the same inputs through the same code, so they fail ali
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from collections import deque
@@ -43,6 +44,8 @@ _KINDS: tuple[tuple[type[LlamaError], str], ...] = ((InvalidRequestError, "inval
 
 def worker_main(rank: int, init_file: str, conn: Any, spec: WorkerSpec) -> None:
     """Entry point of one spawned rank. Never raises: failures go to the parent as `Failed`."""
+    # A terminal's Ctrl-C reaches the whole process group; the parent decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if rank != 0:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - one rank speaks
     try:
@@ -112,10 +115,13 @@ def _loop(rank: int, conn: Any, spec: WorkerSpec, batch: Any) -> None:
     while True:
         commands: list[object] = []
         if rank == 0:
-            if len(batch) == 0 and not waiting:
-                commands.append(conn.recv())  # idle: block until there is work
-            while conn.poll():
-                commands.append(conn.recv())
+            try:
+                if len(batch) == 0 and not waiting:
+                    commands.append(conn.recv())  # idle: block until there is work
+                while conn.poll():
+                    commands.append(conn.recv())
+            except EOFError:  # the parent is gone (killed, or left before its Shutdown): so are we
+                commands = [Shutdown()]
         if spec.world_size > 1:
             box = [commands]
             dist.broadcast_object_list(box, src=0)

@@ -7,8 +7,12 @@ HTTP, the `openai` package, llama_core.client and `python -m llama_cli.client.in
 from __future__ import annotations
 
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,11 +45,15 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from engine.tiny_checkpoint import write_tiny_run_config
 
-    root = tmp_path_factory.mktemp("stack-run")
-    config = write_tiny_run_config(root, MODEL, max_seq_len=MAX_SEQ_LEN, max_batch_size=8)
+    return write_tiny_run_config(tmp_path_factory.mktemp("stack-run"), MODEL, max_seq_len=MAX_SEQ_LEN, max_batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def server(config: Path) -> Iterator[Server]:
+    root = config.parent
     port, log = free_port(), root / "server.log"
     with llama_stack_run([str(config)], port, log, env={"LLAMA_STACK_CONFIG_DIR": str(root / "home")}) as url:
         yield Server(url, log)
@@ -174,3 +182,50 @@ def test_run_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture
     assert main(["stack", "run", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) and err.count("\n") == 1
+
+
+def test_a_busy_port_is_one_line_before_anything_starts(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert main(["stack", "run", str(config), "--port", str(port)]) == 1  # not a usage error: the machine's state
+    captured = capsys.readouterr()
+    assert captured.err == f"Error: 127.0.0.1:{port} is already in use by another program; pick another --port.\n"
+    assert "Listening" not in captured.out
+
+
+def _loading_workers(pid: int) -> list[int]:
+    """The inference workers of `pid` past their interpreter's start-up (they ignore SIGINT from
+    worker_main on), loading the model or serving. Linux /proc."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
+            worker = b"spawn_main" in (proc / "cmdline").read_bytes()  # not multiprocessing's resource tracker
+        except OSError:
+            continue  # gone meanwhile
+        if worker and int(fields["PPid"]) == pid and int(fields["SigIgn"], 16) & 1 << (signal.SIGINT - 1):
+            found.append(int(proc.name))
+    return found
+
+
+def test_ctrl_c_while_the_engine_loads_stops_the_server(config: Path, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "LLAMA_STACK_CONFIG_DIR": str(tmp_path / "home")}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llama_cli", "stack", "run", str(config), "--port", str(free_port())],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not _loading_workers(proc.pid):  # the engine loads
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.01)
+        assert "Listening" not in log.read_text()
+        os.killpg(proc.pid, signal.SIGINT)  # a terminal's Ctrl-C reaches the whole process group
+        assert proc.wait(30) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert "Listening" not in text and "Traceback" not in text, text
