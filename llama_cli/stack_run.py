@@ -142,39 +142,37 @@ def _download_demo_if_missing(stack: Any) -> None:
 
 
 async def _serve(stack: Any, bind: str, api_key: str | None, openai_done: bool, allowed_hosts: tuple[str, ...] = ()) -> None:
+    import asyncio
+    import signal
+
     import anyio
 
     from llama_rpc.http import create_app, serving_lines
     from llama_rpc.serve import bound_socket, serve_app
 
     serving, stop = anyio.Event(), anyio.Event()
-    with bound_socket(bind) as sock:  # a busy port is one clear line, before anything starts
-        async with anyio.create_task_group() as tg:
-            with anyio.CancelScope() as main:
-                watcher = await tg.start(_stop_on_signal, serving, stop, main)
-                async with stack:
-                    allowed = [*(stack.config.allowed_hosts or ()), *allowed_hosts]
-                    app = create_app(stack, api_key=api_key, openai_done=openai_done, bind=bind, allowed_hosts=allowed)
-                    for line in serving_lines(stack):
-                        print(line)
-                    print(f"Listening on {bind.replace('[', '').replace(']', '')}", flush=True)
-                    serving.set()
-                    await serve_app(app, f"fd://{sock.detach()}", shutdown_trigger=stop.wait)  # Hypercorn's now
-            watcher.cancel()
 
+    def on_signal() -> None:
+        """Ctrl-C or SIGTERM. Serving: a graceful stop (Hypercorn drains its requests, then the stack
+        closes). Still starting (workers loading), or a second signal: cancel, which stops the workers."""
+        if serving.is_set() and not stop.is_set():
+            stop.set()
+        else:
+            main.cancel()
 
-async def _stop_on_signal(serving: Any, stop: Any, main: Any, *, task_status: Any) -> None:
-    """Ctrl-C or SIGTERM. Serving: a graceful stop (Hypercorn drains its requests, then the stack
-    closes). Still starting (workers loading), or a second signal: cancel `main`, which stops the
-    workers. `task_status` gets this watcher's own scope, to end it."""
-    import signal
-
-    import anyio
-
-    with anyio.CancelScope() as own, anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        task_status.started(own)
-        async for _ in signals:
-            if serving.is_set() and not stop.is_set():
-                stop.set()
-            else:
-                main.cancel()
+    loop = asyncio.get_running_loop()
+    with bound_socket(bind) as sock, anyio.CancelScope() as main:  # a busy port is one line, before anything starts
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, on_signal)
+        try:
+            async with stack:
+                allowed = [*(stack.config.allowed_hosts or ()), *allowed_hosts]
+                app = create_app(stack, api_key=api_key, openai_done=openai_done, bind=bind, allowed_hosts=allowed)
+                for line in serving_lines(stack):
+                    print(line)
+                print(f"Listening on {bind.replace('[', '').replace(']', '')}", flush=True)
+                serving.set()
+                await serve_app(app, f"fd://{sock.detach()}", shutdown_trigger=stop.wait)  # Hypercorn's now
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
