@@ -114,6 +114,7 @@ class WorkerGroup:
         self.restarts = 0  # crashes survived since the group started
         self._generation = 0  # bumps on every (re)start, so stale watchers stand down
         self._tg: TaskGroup | None = None
+        self._background: set[anyio.CancelScope] = set()  # the reader's and watchdog's scopes
         self._send_lock = anyio.Lock()
         self._tmpdir = tempfile.TemporaryDirectory(prefix="llama-workers-")
 
@@ -150,7 +151,11 @@ class WorkerGroup:
             self._inflight.clear()
             if self._tg is not None:  # entered outside the shield, so left outside it too
                 tg, self._tg = self._tg, None
-                tg.cancel_scope.cancel()
+                # Each background task is cancelled in its own scope, not through the task group's:
+                # that scope holds the caller's task too (it entered the group), and cancelling the
+                # caller mid-shutdown sometimes escaped the group's exit as a CancelledError.
+                for scope in list(self._background):
+                    scope.cancel()
                 await tg.__aexit__(None, None, None)
         finally:
             self._tmpdir.cleanup()
@@ -222,8 +227,17 @@ class WorkerGroup:
         assert self._tg is not None
         self._generation += 1
         self._conn = await anyio.to_thread.run_sync(self._spawn)
-        self._tg.start_soon(self._reader, self._conn, self._generation)
-        self._tg.start_soon(self._watchdog, self._generation)
+        self._tg.start_soon(self._in_background, self._reader, self._conn, self._generation)
+        self._tg.start_soon(self._in_background, self._watchdog, self._generation)
+
+    async def _in_background(self, fn: Any, *args: Any) -> None:
+        """Run `fn(*args)` in a cancel scope of its own, which aclose cancels."""
+        with anyio.CancelScope() as scope:
+            self._background.add(scope)
+            try:
+                await fn(*args)
+            finally:
+                self._background.discard(scope)
 
     def _spawn(self) -> Any:
         from llama_core.engine.worker import worker_main
