@@ -309,7 +309,7 @@ class Connection:
         except msgspec.ValidationError:  # valid JSON, but not an object (arrays: batches)
             self._error(None, INVALID_REQUEST, "Invalid request: a message is one JSON object (batches are not supported)")
             return
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):  # msgspec 0.18 raises the latter for bad UTF-8
             self._error(None, PARSE_ERROR, "Parse error")
             return
         if message.method is msgspec.UNSET:

@@ -132,6 +132,8 @@ def decode_request(request_type: type[T], body: bytes | memoryview) -> T:
         raise _invalid(e) from None
     except msgspec.DecodeError as e:
         raise InvalidRequestError(f"Malformed JSON body: {e}") from None
+    except UnicodeDecodeError:  # msgspec 0.18's way to say what later ones raise as a DecodeError
+        raise InvalidRequestError("Malformed JSON body: Invalid UTF-8 encoded string") from None
 
 
 def _invalid(error: msgspec.ValidationError) -> InvalidRequestError:

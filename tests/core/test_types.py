@@ -501,6 +501,7 @@ BAD_REQUESTS = [
     ),
     pytest.param(b"[1, 2]", None, "Invalid request: Expected `object`, got `array`", id="not-object"),
     pytest.param(b'{"model": "m", ', None, "Malformed JSON body: Input data was truncated", id="truncated"),
+    pytest.param(b'{"model": "\xff", "messages": []}', None, "Malformed JSON body: Invalid UTF-8 encoded string", id="bad-utf8"),
 ]
 
 
