@@ -51,16 +51,9 @@ from llama_core.engine.messages import (
     Tokens,
     WorkerSpec,
 )
-from llama_core.errors import CheckpointError, InvalidRequestError, LlamaError, UnavailableError
+from llama_core.errors import LlamaError, UnavailableError
 
 log = logging.getLogger(__name__)
-
-_FAILURES: dict[str, type[LlamaError]] = {
-    "invalid": InvalidRequestError,
-    "unavailable": UnavailableError,
-    "checkpoint": CheckpointError,
-    "error": LlamaError,
-}
 
 _LOST = "The inference worker stopped unexpectedly; it is restarting. Retry the request."
 _START_TIMEOUT_S = 600.0  # loading a large checkpoint from a slow disk takes minutes
@@ -325,8 +318,7 @@ class WorkerGroup:
         elif isinstance(msg, Failed):
             if msg.detail is not None:
                 log.error("the inference worker failed on request %s:\n%s", msg.seq_id, msg.detail)
-            cls = _FAILURES.get(msg.kind, LlamaError)
-            error = cls(msg.message, field=msg.field) if issubclass(cls, InvalidRequestError) else cls(msg.message)
+            error = msg.error()
             if msg.seq_id is not None:
                 stream = self._inflight.pop(msg.seq_id, None)
                 if stream is not None:

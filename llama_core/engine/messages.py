@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llama_core.errors import InvalidRequestError
+from llama_core.errors import CheckpointError, InvalidRequestError, LlamaError, UnavailableError
 
 # Weights the engine runs on every device: the CPU kernels and the KV cache take float32 or
 # bfloat16, and int8 is weight-only over the device's default compute dtype. (MPS computes in fp16
 # by default; fp16 weights are not offered, as the CPU path cannot run them.)
 DTYPES = ("fp32", "bf16", "int8")
 DEVICES = ("cpu", "cuda", "mps")  # "cuda:N" names one GPU
-SEED_RANGE = (-(2**63), 2**64)  # what torch.Generator.manual_seed takes: [low, high)
+TORCH_SEED_RANGE = (-(2**63), 2**64)  # what torch.Generator.manual_seed takes: [low, high)
 
 
 def unsupported(dtype: str | None = None, device: str | None = None, **sizes: int | None) -> tuple[str, str] | None:
@@ -118,6 +118,16 @@ class Tokens:
     items: list[TokenOut]
 
 
+# Failed.kind -> the error it stands for on the parent's side. A worker names an error by the first
+# class it is an instance of, so the more specific come first.
+FAILURE_KINDS: dict[str, type[LlamaError]] = {
+    "invalid": InvalidRequestError,  # a bad request
+    "unavailable": UnavailableError,
+    "checkpoint": CheckpointError,  # cannot load
+    "error": LlamaError,  # ours
+}
+
+
 @dataclass(frozen=True)
 class Failed:
     """A request failed (`seq_id` set: the worker goes on), or loading did (`seq_id` None: it exits).
@@ -127,6 +137,20 @@ class Failed:
 
     seq_id: int | None
     message: str
-    kind: str = "error"  # "invalid" (bad request), "unavailable", "checkpoint" (cannot load), "error" (ours)
+    kind: str = "error"  # a key of FAILURE_KINDS
     field: str | None = None  # the request's field at fault, for "invalid"
     detail: str | None = None
+
+    @classmethod
+    def of(cls, seq_id: int | None, error: LlamaError) -> Failed:
+        """`error` as it crosses the pipe: its kind, message and field."""
+        kind = next(k for k, error_class in FAILURE_KINDS.items() if isinstance(error, error_class))
+        field = error.field if isinstance(error, InvalidRequestError) else None
+        return cls(seq_id, error.message, kind=kind, field=field)
+
+    def error(self) -> LlamaError:
+        """The error this stands for, as the worker raised it (its class by `kind`, its field)."""
+        error_class = FAILURE_KINDS.get(self.kind, LlamaError)
+        if issubclass(error_class, InvalidRequestError):
+            return error_class(self.message, field=self.field)
+        return error_class(self.message)

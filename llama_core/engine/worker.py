@@ -24,7 +24,7 @@ from collections import deque
 from typing import Any
 
 from llama_core.engine.messages import (
-    SEED_RANGE,
+    TORCH_SEED_RANGE,
     Cancel,
     Failed,
     GenParams,
@@ -35,11 +35,8 @@ from llama_core.engine.messages import (
     TokenOut,
     WorkerSpec,
 )
-from llama_core.errors import InvalidRequestError, LlamaError, UnavailableError
+from llama_core.errors import InvalidRequestError, LlamaError
 
-# Failed.kind of each LlamaError a sequence can fail with (the group maps the kind back); the
-# first match wins, anything else is "error".
-_KINDS: tuple[tuple[type[LlamaError], str], ...] = ((InvalidRequestError, "invalid"), (UnavailableError, "unavailable"))
 
 
 def worker_main(rank: int, init_file: str, conn: Any, spec: WorkerSpec) -> None:
@@ -174,7 +171,7 @@ def _step(rank: int, conn: Any, batch: Any) -> None:
 def _check(params: GenParams, vocab_size: int) -> None:
     """Refuse what the engine cannot take before any work: torch's generators take 64-bit seeds,
     and there are only so many tokens to rank."""
-    low, high = SEED_RANGE
+    low, high = TORCH_SEED_RANGE
     if params.seed is not None and not low <= params.seed < high:
         raise InvalidRequestError(
             f"The seed does not fit in 64 bits; use an integer from {low} to {high - 1}.", field="sampling_params.seed"
@@ -192,9 +189,7 @@ def _fail(rank: int, conn: Any, seq_id: int, error: Exception) -> None:
     if rank != 0:
         return
     if isinstance(error, LlamaError):
-        kind = next((k for cls, k in _KINDS if isinstance(error, cls)), "error")
-        field = error.field if isinstance(error, InvalidRequestError) else None
-        conn.send(Failed(seq_id, error.message, kind=kind, field=field))
+        conn.send(Failed.of(seq_id, error))
         return
     detail = "".join(traceback.format_exception(error))
     message = f"The inference engine failed on this request ({type(error).__name__}); the server log has the details."
