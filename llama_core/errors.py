@@ -131,3 +131,10 @@ class CheckpointError(LlamaError):
 
 class DownloadError(LlamaError):
     """A download failed; the message never contains a URL's signature or a token."""
+
+
+def first_error(group: BaseExceptionGroup, quiet: tuple[type[BaseException], ...] = ()) -> BaseException:
+    """The error a task group's failure stands for: the first in `group` (nested groups flattened,
+    in order) that is not one of `quiet` (the stops and cancellations it caused), else the first."""
+    errors = [first_error(e, quiet) if isinstance(e, BaseExceptionGroup) else e for e in group.exceptions]
+    return next((e for e in errors if not isinstance(e, quiet)), errors[0])

@@ -27,7 +27,7 @@ import anyio
 
 from llama_core.download.local import human_size
 from llama_core.download.partial import PART_SIZE, SAVE_EVERY_S, PartialFile, RemoteFile
-from llama_core.errors import DownloadError
+from llama_core.errors import DownloadError, first_error
 from llama_core.redact import redact_urls as redact  # a signed URL's query is its signature
 from llama_core.retry import RetryPolicy, next_delay, parse_retry_after, retryable_status
 
@@ -102,15 +102,6 @@ def _content_range_total(value: str | None) -> int | None:
 def _content_range_start(value: str | None) -> int | None:
     match = re.fullmatch(r"bytes (\d+)-\d+/(\d+|\*)", (value or "").strip())
     return int(match.group(1)) if match else None
-
-
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    # A failed part stops the others; report the failure, not the stops and cancellations.
-    errors = []
-    for error in group.exceptions:
-        errors.append(_first_error(error) if isinstance(error, BaseExceptionGroup) else error)
-    quiet = (_Stopped, anyio.get_cancelled_exc_class())
-    return next((e for e in errors if not isinstance(e, quiet)), errors[0])
 
 
 def _describe(error: BaseException) -> str:
@@ -209,7 +200,8 @@ class Fetcher:
                 for job in jobs:
                     tg.start_soon(run, job)
         except BaseExceptionGroup as group:
-            raise _first_error(group) from None
+            # A failed part stops the others; report the failure, not the stops and cancellations.
+            raise first_error(group, quiet=(_Stopped, anyio.get_cancelled_exc_class())) from None
         self.stop.clear()
 
     def _replay(self) -> None:

@@ -19,7 +19,7 @@ import anyio
 
 from llama_core.download.fetch import NullProgress, Progress
 from llama_core.download.verify import sha256_of_files, write_sha256_list
-from llama_core.errors import DownloadError, UnsupportedError
+from llama_core.errors import DownloadError, UnsupportedError, first_error
 from llama_core.models import Model
 
 # The original's default: keep the Meta-format weights under original/, skip the safetensors copy.
@@ -188,4 +188,4 @@ async def _watching(dest: Path, name: str, progress: Progress, job: Any, *args: 
             tg.start_soon(watch)
             tg.start_soon(run)
     except BaseExceptionGroup as group:
-        raise group.exceptions[0] from None
+        raise first_error(group) from None

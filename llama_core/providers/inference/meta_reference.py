@@ -34,6 +34,7 @@ from llama_core.errors import (
     ModelNotFoundError,
     NotFoundError,
     UnsupportedError,
+    first_error,
     shown,
 )
 from llama_core.models.registry import Model, resolve_model
@@ -99,12 +100,6 @@ class MetaReferenceInferenceConfig(Base, kw_only=True):
                               model_parallel_size=self.model_parallel_size, threads=self.threads)  # fmt: skip
         if problem is not None:
             raise ValueError(problem[1])
-
-
-def _first_error(group: BaseExceptionGroup) -> BaseException:
-    """The first exception in a (nested) exception group: a task group wraps even a single one."""
-    first = group.exceptions[0]
-    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def shard_count(ckpt_dir: Path) -> int:
@@ -396,7 +391,7 @@ class MetaReferenceInference:
                 for i in range(len(prompts)):
                     tg.start_soon(one, i)
         except BaseExceptionGroup as failed:  # one row's error is the batch's (the others were cancelled)
-            raise _first_error(failed) from None
+            raise first_error(failed) from None
         return results
 
     async def token_stream(
