@@ -66,6 +66,11 @@ def missing_package(row: ShieldRow) -> str | None:
     return next((p for p in row.pip_packages if importlib.util.find_spec(p) is None), None)
 
 
+def installed(row: ShieldRow) -> bool:
+    """Whether the row's module is part of this installation (found without importing it)."""
+    return importlib.util.find_spec(row.implementation.partition(":")[0]) is not None
+
+
 def apply_action(response: ShieldResponse, definition: ShieldDefinition) -> ShieldResponse:
     """`response` as `definition.on_violation_action` wants it answered (see the module docstring)."""
     response = msgspec.structs.replace(response, shield_type=definition.shield_type)
@@ -107,13 +112,13 @@ class MetaReferenceSafety:
         """The shield types this provider can run, sorted, each with its model where it has one:
         `["code_scanner_guard", "llama_guard (Llama-Guard-3-1B)", "third_party_shield"]`.
 
-        A shield is served when its config section is present (or it needs none) and its Python
-        packages are installed. Nothing is imported or loaded.
+        A shield is served when its config section is present (or it needs none), and its module
+        and Python packages are installed. Nothing is imported or loaded.
         """
         served = []
         for row in SHIELDS:
             section = self.section(row)
-            if (row.config_section is not None and section is None) or missing_package(row) is not None:
+            if (row.config_section is not None and section is None) or missing_package(row) or not installed(row):
                 continue
             model = getattr(section, "model", None)
             served.append(f"{row.shield_type} ({model})" if model else str(row.shield_type))

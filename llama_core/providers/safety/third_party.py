@@ -60,8 +60,8 @@ def secrets_of_endpoint(config: RestAPIExecutionConfig) -> set[str]:
 class ThirdPartyShield:
     """shields.Shield for `third_party_shield`; one HTTP client for every endpoint, closed by `aclose`."""
 
-    def __init__(self, config: None, stack: Stack, *, timeout: float = TIMEOUT_S) -> None:
-        self.timeout = timeout
+    def __init__(self, config: None, stack: Stack | None, *, timeout: float | None = None) -> None:
+        self.timeout = TIMEOUT_S if timeout is None else timeout
         self._http: httpx.AsyncClient | None = None
 
     def _client(self) -> httpx.AsyncClient:
