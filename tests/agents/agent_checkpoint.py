@@ -1,0 +1,142 @@
+"""A tiny tool-using Llama 3: the tiny Llama 3 (real tokenizer) trained for seconds on four lessons.
+
+Each lesson is a prompt exactly as meta-reference encodes the agent's inference request
+(prepare_messages for the served model's family, then the Llama 3 chat format) and the answer the
+model must give greedily:
+
+    brave:       "Who won the 2026 Tour de France?" + brave_search tool -> <|python_tag|>brave_search.call(query=...)<|eom_id|>
+    brave-2:     ... + that call + the search result (search.brave_result of BRAVE_BODY) -> ANSWER + <|eot_id|>
+    custom:      "What is the boiling point of polyjuice?" + get_boiling_point -> [get_boiling_point(liquid_name="polyjuice")]<|eot_id|>
+    custom-2:    ... + that call + the client's ToolResponseMessage "-100" -> BOILING_ANSWER + <|eot_id|>
+
+Training runs on transformers' LlamaForCausalLM (tests/engine/hf_reference.py) and stops once every
+answer token beats the runner-up by MARGIN logits; the weights go back to the Meta layout.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llama_core.types import CompletionMessage, StopReason, SystemMessage, ToolCall, ToolResponseMessage, UserMessage
+from llama_core.types.messages import Message, ToolDefinition, ToolParamDefinition, ToolPromptFormat
+
+MODEL = "Llama3.2-1B-Instruct"  # family llama3_2: no dates in the system prompt, custom tools as python_list
+FAMILY = "llama3_2"
+INSTRUCTIONS = "You are a helpful assistant."
+
+QUESTION = "Who won the 2026 Tour de France?"
+QUERY = "2026 Tour de France winner"
+BRAVE_BODY: dict[str, Any] = {
+    "type": "search",
+    "query": {"original": QUERY},
+    "web": {"results": [
+        {"title": "Tour de France 2026: the winner", "url": "https://example.org/tdf", "description": "Jonas Vingegaard wins."},
+        {"title": "Stage 21 report", "url": "https://example.org/stage21", "description": "Paris, the final stage."},
+    ]},
+}  # fmt: skip
+ANSWER = "Jonas Vingegaard won the 2026 Tour de France."
+
+BOILING_QUESTION = "What is the boiling point of polyjuice?"
+BOILING_TOOL = ToolDefinition(
+    tool_name="get_boiling_point",
+    description="Get the boiling point of an imaginary liquid",
+    parameters={"liquid_name": ToolParamDefinition(param_type="str", description="The name of the liquid")},
+)
+BOILING_CALL = ToolCall(call_id="c", tool_name="get_boiling_point", arguments={"liquid_name": "polyjuice"})
+BOILING_RESULT = "-100"
+BOILING_ANSWER = "Polyjuice boils at -100 degrees."
+
+MARGIN = 6.0
+MAX_STEPS = 600
+
+
+def brave_dialogs() -> tuple[list[Message], list[Message]]:
+    """The dialogs of the brave lessons (before the system prompt is added)."""
+    from llama_core.providers.agents.search import brave_result
+
+    first: list[Message] = [SystemMessage(content=INSTRUCTIONS), UserMessage(content=QUESTION)]
+    call = ToolCall(call_id="b", tool_name="brave_search", arguments={"query": QUERY})
+    asked = CompletionMessage(content="", stop_reason=StopReason.end_of_message, tool_calls=[call])
+    result = ToolResponseMessage(call_id="b", tool_name="brave_search", content=brave_result(QUERY, BRAVE_BODY))
+    return first, [*first, asked, result]
+
+
+def boiling_dialogs() -> tuple[list[Message], list[Message]]:
+    first: list[Message] = [SystemMessage(content=INSTRUCTIONS), UserMessage(content=BOILING_QUESTION)]
+    asked = CompletionMessage(content="", stop_reason=StopReason.end_of_turn, tool_calls=[BOILING_CALL])
+    result = ToolResponseMessage(call_id="c", tool_name="get_boiling_point", content=BOILING_RESULT)
+    return first, [*first, asked, result]
+
+
+def lessons(tokenizer: Any) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids as meta-reference encodes them, answer ids) of each lesson."""
+    from llama_core.prompt.chat_format import ChatFormat
+    from llama_core.prompt.system_prompts import prepare_messages
+    from llama_core.prompt.tool_calls import encode_tool_call
+
+    fmt = ChatFormat(tokenizer)
+
+    def prompt(dialog: list[Message], tools: list[ToolDefinition], tool_format: ToolPromptFormat) -> list[int]:
+        messages = prepare_messages(dialog, family=FAMILY, tools=tools, tool_prompt_format=tool_format)
+        return fmt.encode_dialog_prompt(messages, tool_format)
+
+    brave = [ToolDefinition(tool_name="brave_search")]
+    b1, b2 = brave_dialogs()
+    c1, c2 = boiling_dialogs()
+    search_call = encode_tool_call(ToolCall(call_id="b", tool_name="brave_search", arguments={"query": QUERY}), ToolPromptFormat.json)
+    py = ToolPromptFormat.python_list
+    return [
+        (prompt(b1, brave, ToolPromptFormat.json), [tokenizer.python_tag_id, *tokenizer.encode(search_call), tokenizer.eom_id]),
+        (prompt(b2, brave, ToolPromptFormat.json), [*tokenizer.encode(ANSWER), tokenizer.eot_id]),
+        (prompt(c1, [BOILING_TOOL], py), [*tokenizer.encode('[get_boiling_point(liquid_name="polyjuice")]'), tokenizer.eot_id]),
+        (prompt(c2, [BOILING_TOOL], py), [*tokenizer.encode(BOILING_ANSWER), tokenizer.eot_id]),
+    ]
+
+
+def train_agent_model(dest: Path, seed: int = 0) -> Path:
+    """Write the trained checkpoint (params.json, consolidated.00.pth, tokenizer.model) to `dest`."""
+    import shutil
+
+    from engine.hf_reference import hf_model
+    from engine.tiny_checkpoint import TINY_ARGS, llama3_tokenizer_model, random_state_dict
+
+    from llama_core.engine.checkpoint import save_checkpoint
+    from llama_core.engine.hf import from_hf_state_dict
+    from llama_core.tokenizer import Tokenizer
+
+    tokenizer = Tokenizer.from_file(llama3_tokenizer_model())
+    args = TINY_ARGS
+    torch.manual_seed(seed)
+    model = hf_model(args, random_state_dict(args, seed)).train()
+    model.model.embed_tokens.weight.requires_grad_(False)  # random embeddings tell the tokens apart already
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    inputs = [(torch.tensor([p + a[:-1]]), torch.tensor(a), len(p) - 1) for p, a in lessons(tokenizer)]
+    started = time.monotonic()
+    gaps: list[float] = []
+    for step in range(MAX_STEPS):
+        optimizer.zero_grad()
+        gaps = []
+        loss = torch.zeros(())
+        for ids, target, first in inputs:
+            hidden = model.model(input_ids=ids).last_hidden_state[0, first : first + len(target)]
+            logits = model.lm_head(hidden)  # only the answer's positions: the vocabulary is 128k wide
+            loss = loss + torch.nn.functional.cross_entropy(logits, target)
+            right = logits.gather(1, target[:, None])[:, 0]
+            others = logits.scatter(1, target[:, None], float("-inf")).max(dim=1).values
+            gaps.append(float((right - others).min().detach()))
+        if min(gaps) > MARGIN:
+            break
+        loss.backward()
+        optimizer.step()
+    else:
+        raise AssertionError(f"the tiny agent model did not learn its answers in {MAX_STEPS} steps (gaps {gaps})")
+    state = {k: v.detach().clone().float() for k, v in model.state_dict().items() if "rotary_emb" not in k}
+    dest.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(dest, args, from_hf_state_dict(args, state))
+    shutil.copyfile(llama3_tokenizer_model(), dest / "tokenizer.model")
+    (dest / "trained.txt").write_text(f"{step} steps, {time.monotonic() - started:.1f} s, gaps {gaps}\n")
+    return dest
