@@ -185,7 +185,7 @@ class MetaReferenceSafety:
         else:
             build = "DIST --name NAME"
         return (
-            f"Turn it on with `llama stack configure {build} --set {HOW_TO_SET[section]}` "
+            f"Turn it on with `llama stack configure {build} --set {HOW_TO_SET.get(section, f'safety.{section}.FIELD=VALUE')}` "
             f'(or answer y to "Do you want to configure {section}?"), then restart the stack.'
         )
 
