@@ -80,7 +80,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
                  config_class=f"{_CFG}:TogetherImplConfig", implementation=f"{_INF}.together:TogetherInference"),
     ProviderSpec(api=Api.inference, provider_id="remote", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteInference"),
-    ProviderSpec(api=Api.safety, provider_id="meta-reference", pip_packages=(*_TORCH, "transformers", "codeshield", "httpx"),
+    ProviderSpec(api=Api.safety, provider_id="meta-reference", pip_packages=("torch", "transformers", "codeshield", "httpx"),
                  config_class=f"{_CFG}:SafetyConfig", implementation="llama_core.providers.safety.meta_reference:MetaReferenceSafety",
                  api_dependencies=(Api.inference,)),
     ProviderSpec(api=Api.safety, provider_id="remote", pip_packages=_REMOTE,

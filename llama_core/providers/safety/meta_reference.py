@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ROWS: dict[str, ShieldRow] = {row.shield_type.value: row for row in SHIELDS}
+# A shield's InvalidRequestError about one of these is about its definition: shields[i].<field>.
+DEFINITION_FIELDS = frozenset(f.name for f in msgspec.structs.fields(ShieldDefinition))
 OUR_PACKAGES = ("llama_core", "llama_cli", "llama_rpc")
 
 # How to turn on the shields of each config section: `--set` of one of its fields.
@@ -146,8 +148,10 @@ class MetaReferenceSafety:
             definition = request.shields[i]
             try:
                 verdict = await shields[i].run(request.messages, definition)
-            except InvalidRequestError as e:  # its field is the definition's: say which definition
-                raise InvalidRequestError(e.message, field=f"shields[{i}].{e.field}" if e.field else f"shields[{i}]") from None
+            except InvalidRequestError as e:
+                if (e.field or "").partition(".")[0] in DEFINITION_FIELDS:  # say which definition
+                    e.field = f"shields[{i}].{e.field}"
+                raise
             responses[i] = apply_action(verdict, definition)
 
         try:
@@ -185,7 +189,7 @@ class MetaReferenceSafety:
         else:
             build = "DIST --name NAME"
         return (
-            f"Turn it on with `llama stack configure {build} --set {HOW_TO_SET[section]}` "
+            f"Turn it on with `llama stack configure {build} --set {HOW_TO_SET.get(section, f'safety.{section}.FIELD=VALUE')}` "
             f'(or answer y to "Do you want to configure {section}?"), then restart the stack.'
         )
 
