@@ -96,21 +96,13 @@ class AgenticSystemConfig(Base, kw_only=True):
     """The meta-reference agentic system (llama_core/providers/agents).
 
     Keys: `brave_search_api_key`, `wolfram_api_key` (a request's X-LlamaStack-ProviderData may send
-    its own under the same names). `brave_search_url`, `wolfram_alpha_url`: the vendors' API roots
-    (a test points them at a loopback server). `storage_dir`: where agents.db lives (default
-    ~/.llama/runtime/agents). The code interpreter's limits: CPU seconds, wall seconds, memory in
-    MiB and output in bytes (each of stdout and stderr).
+    its own under the same names). `brave_search_url`, `wolfram_alpha_url`: the vendors' API roots.
     """
 
     brave_search_api_key: str | None = None
     wolfram_api_key: str | None = None
     brave_search_url: str = "https://api.search.brave.com"
     wolfram_alpha_url: str = "https://api.wolframalpha.com"
-    storage_dir: str | None = None
-    code_cpu_seconds: int = 10
-    code_wall_seconds: float = 30.0
-    code_memory_mib: int = 1024
-    code_output_bytes: int = 64 * 1024
 
     def __post_init__(self) -> None:
         for name in ("brave_search_url", "wolfram_alpha_url"):
@@ -118,10 +110,6 @@ class AgenticSystemConfig(Base, kw_only=True):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"{name} must start with http:// or https://, got {url!r}")
             setattr(self, name, url.rstrip("/"))
-        limits = ("code_cpu_seconds", "code_wall_seconds", "code_memory_mib", "code_output_bytes")
-        bad = [name for name in limits if getattr(self, name) <= 0]
-        if bad:
-            raise ValueError(f"{', '.join(bad)} must be above 0")
 
 
 class FaissImplConfig(Base, kw_only=True):

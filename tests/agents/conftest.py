@@ -2,7 +2,7 @@
 
 `agent_stack_config(root, vendors_url)` writes a run config: meta-reference inference on the trained
 checkpoint, meta-reference safety (third-party shields only), meta-reference-faiss memory and the
-agentic system with its Brave and Wolfram URLs on the loopback vendors and its storage under `root`.
+agentic system with its Brave and Wolfram URLs on the loopback vendors (banks stored under `storage`).
 `agent_url` serves it over HTTP for the session; `turn(url, body)` posts a turn and parses its events.
 """
 
@@ -28,7 +28,7 @@ def write_agent_config(path: Path, ckpt: Path, model: str, vendors_url: str, sto
     inference = {"provider_id": "meta-reference", "model": model, "checkpoint_dir": str(ckpt),
                  "max_seq_len": MAX_SEQ_LEN, "max_batch_size": 8, "device": "cpu", "dtype": "fp32", "threads": 1}  # fmt: skip
     agents = {"provider_id": "meta-reference", "brave_search_url": vendors_url, "wolfram_alpha_url": vendors_url,
-              "brave_search_api_key": BRAVE_KEY, "storage_dir": str(storage / "agents")}  # fmt: skip
+              "brave_search_api_key": BRAVE_KEY}  # fmt: skip
     providers = {
         "inference": inference,
         "safety": {"provider_id": "meta-reference"},

@@ -149,9 +149,12 @@ def test_implemented_providers_and_the_rest():
         ("inference", "remote::ollama"), ("inference", "remote::fireworks"), ("inference", "remote::together"),
         ("inference", "remote"), ("safety", "remote"), ("agentic_system", "remote"), ("memory", "remote"),
         ("safety", "meta-reference"),
+        ("memory", "meta-reference-faiss"), ("agentic_system", "meta-reference"),
     }  # fmt: skip
     assert d.import_path(d.provider_spec(d.Api.models, "builtin").implementation).__name__ == "ModelsProvider"
     assert d.import_path(d.provider_spec(d.Api.safety, "meta-reference").implementation).__name__ == "MetaReferenceSafety"
+    agents = d.import_path(d.provider_spec(d.Api.agentic_system, "meta-reference").implementation)
+    assert agents.__name__ == "MetaReferenceAgenticSystem"
 
 
 def test_safety_is_built_on_inference():

@@ -37,6 +37,8 @@ Enter value for model (default: Prompt-Guard-86M): Prompt-Guard-86M
 Configuring API: agentic_system (meta-reference)
 Enter value for brave_search_api_key (optional): 
 Enter value for wolfram_api_key (optional): 
+Enter value for brave_search_url (default: https://api.search.brave.com): 
+Enter value for wolfram_alpha_url (default: https://api.wolframalpha.com): 
 Configuring API: memory (meta-reference-faiss)
 """  # noqa: W291 (an empty answer leaves the prompt's trailing space)
 
@@ -55,7 +57,8 @@ CONFIGURED: dict[str, dict] = {
                "llama_guard_shield": {"model": "Llama-Guard-3-8B", "excluded_categories": [], "disable_input_check": False,
                                       "disable_output_check": False},
                "prompt_guard_shield": {"model": "Prompt-Guard-86M"}},
-    "agentic_system": {"provider_id": "meta-reference", "brave_search_api_key": None, "wolfram_api_key": None},
+    "agentic_system": {"provider_id": "meta-reference", "brave_search_api_key": None, "wolfram_api_key": None,
+                       "brave_search_url": "https://api.search.brave.com", "wolfram_alpha_url": "https://api.wolframalpha.com"},
     "memory": {"provider_id": "meta-reference-faiss"},
 }  # fmt: skip
 

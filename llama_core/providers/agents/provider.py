@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -81,7 +80,7 @@ class MetaReferenceAgenticSystem:
     def __init__(self, config: AgenticSystemConfig, stack: Any) -> None:
         self.config = config
         self.stack = stack
-        self.root = Path(config.storage_dir).expanduser() if config.storage_dir else config_dir() / "runtime" / "agents"
+        self.root = config_dir() / "runtime" / "agents"
         self.store: AgentStore | None = None
         self._locks: dict[str, anyio.Lock] = {}
 

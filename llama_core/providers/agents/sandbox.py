@@ -1,6 +1,6 @@
 """The code interpreter: Python run inside a bubblewrap sandbox, never outside one.
 
-    result = await run_code("print(1 + 1)", scratch, Limits.of(config))
+    result = await run_code("print(1 + 1)", scratch, Limits())
     result.text == "completed\\n[stdout]2\\n[/stdout]"
 
 The sandbox (`bwrap`, Debian package `bubblewrap`):
@@ -10,7 +10,7 @@ The sandbox (`bwrap`, Debian package `bubblewrap`):
   folders (a run config may hold keys), the Python installation bound back read-only;
 - the session's scratch folder the one writable place, the working directory (at SCRATCH_MOUNT).
 
-Limits (AgenticSystemConfig): CPU seconds, memory (address space) and file size are rlimits the
+Limits (`Limits`): CPU seconds, memory (address space) and file size are rlimits the
 runner inside sets on itself, hard, before the code runs; wall time is ours (the sandbox is killed
 on expiry); stdout and stderr each stop at `output_bytes` (the sandbox is killed when one passes).
 
@@ -37,7 +37,6 @@ import anyio
 from anyio.abc import Process
 from anyio.streams.memory import MemoryObjectSendStream
 
-from llama_core.config import AgenticSystemConfig
 from llama_core.errors import UnsupportedError
 from llama_core.paths import config_dir
 from llama_core.types.agents import Attachment
@@ -63,14 +62,13 @@ exec(compile(source, "<code>", "exec"), namespace)
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    cpu_seconds: int
-    wall_seconds: float
-    memory_mib: int
-    output_bytes: int
+    """What one run may use: CPU seconds, wall seconds, memory (MiB of address space) and bytes of
+    each of stdout and stderr (files it writes: 16 times that, each)."""
 
-    @classmethod
-    def of(cls, config: AgenticSystemConfig) -> Limits:
-        return cls(config.code_cpu_seconds, config.code_wall_seconds, config.code_memory_mib, config.code_output_bytes)
+    cpu_seconds: int = 10
+    wall_seconds: float = 30.0
+    memory_mib: int = 1024
+    output_bytes: int = 64 * 1024
 
 
 @dataclass(slots=True)

@@ -29,10 +29,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ToolContext:
-    """What a tool may use: the provider's config, and the session's scratch folder."""
+    """What a tool may use: the provider's config, the session's scratch folder, the code interpreter's limits."""
 
     config: AgenticSystemConfig
     scratch: Path
+    limits: sandbox.Limits = sandbox.Limits()
 
 
 @dataclass(slots=True)
@@ -60,7 +61,7 @@ async def _wolfram(call: ToolCall, ctx: ToolContext) -> ToolOutput:
 
 
 async def _code(call: ToolCall, ctx: ToolContext) -> ToolOutput:
-    result = await sandbox.run_code(_text_argument(call, "code"), ctx.scratch, sandbox.Limits.of(ctx.config))
+    result = await sandbox.run_code(_text_argument(call, "code"), ctx.scratch, ctx.limits)
     return ToolOutput(result.text, result.attachments)
 
 
