@@ -1,0 +1,117 @@
+"""Every /agentic_system route over HTTP on the shared agent stack: lifecycle, bad input, an input
+shield's violation, retrieval from an attachment."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from safety.endpoint import serving_endpoint
+
+from .agent_checkpoint import INSTRUCTIONS, MODEL
+from .conftest import events, new_session, post
+
+PLAIN = {"model": MODEL, "instructions": INSTRUCTIONS}
+UNKNOWN = "00000000-0000-4000-8000-000000000000"
+
+
+def error(response: httpx.Response) -> tuple[int, dict]:
+    return response.status_code, response.json()["error"]
+
+
+def test_agent_and_session_lifecycle(agent_url: str) -> None:
+    agent_id, session_id = new_session(agent_url, PLAIN)
+    session = post(agent_url, "session/get", {"agent_id": agent_id, "session_id": session_id})
+    assert session.status_code == 200
+    body = session.json()
+    assert (body["session_id"], body["session_name"], body["turns"], body["memory_bank"]) == (session_id, "test", [], None)
+    # Deleting a session leaves the agent; deleting the agent takes its other sessions along.
+    other = post(agent_url, "session/create", {"agent_id": agent_id, "session_name": "other"}).json()["session_id"]
+    assert post(agent_url, "session/delete", {"agent_id": agent_id, "session_id": session_id}).status_code == 200
+    assert error(post(agent_url, "session/get", {"agent_id": agent_id, "session_id": session_id})) == (
+        404, {"message": f"Unknown session '{session_id}' of agent '{agent_id}'.", "type": "not_found", "status": 404})
+    assert post(agent_url, "session/get", {"agent_id": agent_id, "session_id": other}).status_code == 200
+    assert post(agent_url, "delete", {"agent_id": agent_id}).status_code == 200
+    assert error(post(agent_url, "session/get", {"agent_id": agent_id, "session_id": other})) == (
+        404, {"message": f"Unknown agent '{agent_id}'.", "type": "not_found", "status": 404})
+    assert error(post(agent_url, "delete", {"agent_id": agent_id}))[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        ("session/create", {"agent_id": "../../etc", "session_name": "x"}, "agent_id"),
+        ("session/get", {"agent_id": UNKNOWN, "session_id": "x'; DROP TABLE sessions"}, "session_id"),
+        ("turn/get", {"agent_id": UNKNOWN, "turn_id": "nope"}, "turn_id"),
+        ("step/get", {"agent_id": UNKNOWN, "turn_id": UNKNOWN, "step_id": "nope"}, "step_id"),
+    ],
+)
+def test_malformed_ids_are_400s_naming_the_field(agent_url: str, route: str, body: dict, field: str) -> None:
+    status, err = error(post(agent_url, route, body))
+    assert (status, err["type"], err["field"]) == (400, "invalid_request", field)
+    assert err["message"].endswith("is not an id this stack made (a uuid4).")
+
+
+def test_unknown_ids_are_404s(agent_url: str) -> None:
+    assert error(post(agent_url, "session/create", {"agent_id": UNKNOWN, "session_name": "x"}))[1]["message"] == f"Unknown agent '{UNKNOWN}'."
+    agent_id, session_id = new_session(agent_url, PLAIN)
+    assert error(post(agent_url, "turn/get", {"agent_id": agent_id, "turn_id": UNKNOWN})) == (
+        404, {"message": f"Unknown turn '{UNKNOWN}' of agent '{agent_id}'.", "type": "not_found", "status": 404})
+    turn = {"agent_id": agent_id, "session_id": UNKNOWN, "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    assert error(post(agent_url, "turn/create", turn))[0] == 404  # before any stream opens
+
+
+@pytest.mark.parametrize(
+    ("config", "status", "message", "field"),
+    [
+        ({**PLAIN, "max_infer_iters": 0}, 400, "max_infer_iters must be between 1 and 100, got 0.", "agent_config.max_infer_iters"),
+        ({**PLAIN, "tools": [{"type": "brave_search"}, {"type": "brave_search"}]}, 400, "The tool brave_search is given twice.", "agent_config.tools[1]"),
+        ({**PLAIN, "tools": [{"type": "function_call", "function_name": "wolfram_alpha", "description": "d", "parameters": {}}]},
+         400, "A function_call tool cannot be named wolfram_alpha, a builtin tool's name.", "agent_config.tools[0].function_name"),
+        ({**PLAIN, "tools": [{"type": "memory", "memory_bank_configs": [{"type": "vector", "bank_id": "nope"}]}]},
+         404, "Unknown memory bank 'nope' (agent_config.tools[0].memory_bank_configs[0]).", None),
+        ({**PLAIN, "tools": [{"type": "memory", "query_generator_config": {"type": "custom"}}]},
+         400, "The memory tool's query generator 'custom' is not supported; use 'default'.", "agent_config.tools[0].query_generator_config"),
+    ],
+)  # fmt: skip
+def test_configs_it_cannot_run_are_refused(agent_url: str, config: dict, status: int, message: str, field: str | None) -> None:
+    got_status, err = error(post(agent_url, "create", {"agent_config": config}))
+    assert (got_status, err["message"], err.get("field")) == (status, message, field)
+
+
+def test_an_input_shield_violation_ends_the_turn_with_its_message(agent_url: str) -> None:
+    with serving_endpoint() as endpoint:
+        shield = {"shield_type": "toxicity", "execution_config": {"url": {"uri": endpoint.url + "/violation"}, "method": "POST"}}
+        agent_id, session_id = new_session(agent_url, {**PLAIN, "input_shields": [shield]})
+        body = {"agent_id": agent_id, "session_id": session_id, "messages": [{"role": "user", "content": "you idiot"}], "stream": True}
+        chunks = events(post(agent_url, "turn/create", body))
+    payloads = [c["event"]["payload"] for c in chunks]
+    assert [p["event_type"] for p in payloads] == ["turn_start", "step_start", "step_complete", "turn_complete"]
+    assert payloads[1]["metadata"] == {"touchpoint": "user-input"}
+    turn = payloads[-1]["turn"]
+    [step] = turn["steps"]
+    assert step["step_type"] == "shield_call"
+    assert step["response"] == {"shield_type": "toxicity", "is_violation": True, "violation_type": "toxicity", "violation_return_message": "Not here."}
+    assert turn["output_message"] == {"role": "assistant", "content": "Not here.", "stop_reason": "end_of_turn", "tool_calls": []}
+
+
+def test_an_attachment_is_retrieved_into_the_turn(agent_url: str) -> None:
+    agent_id, session_id = new_session(agent_url, PLAIN)
+    attachment = {"content": "The secret password of the castle is pineapple.", "mime_type": "text/plain"}
+    body = {"agent_id": agent_id, "session_id": session_id, "messages": [{"role": "user", "content": "What is the password?"}],
+            "attachments": [attachment], "sampling_params": {"max_tokens": 2}}  # fmt: skip
+    [turn] = events(post(agent_url, "turn/create", body))
+    assert [s["step_type"] for s in turn["steps"]] == ["memory_retrieval", "inference"]
+    session = post(agent_url, "session/get", {"agent_id": agent_id, "session_id": session_id}).json()
+    bank_id = session["memory_bank"]["bank_id"]
+    step = turn["steps"][0]
+    assert step["memory_bank_ids"] == [bank_id]
+    assert step["inserted_context"] == (
+        "Here are the retrieved documents for relevant context:\n=== START-RETRIEVED-CONTEXT ===\n"
+        f"id:{turn['turn_id']}-0; content:The secret password of the castle is pineapple.\n=== END-RETRIEVED-CONTEXT ===\n"
+    )
+    # The stored input is what the client sent: the context lives in the step.
+    assert turn["input_messages"] == [{"role": "user", "content": "What is the password?", "context": None}]
+    # Deleting the agent drops the session's bank.
+    assert post(agent_url, "delete", {"agent_id": agent_id}).status_code == 200
+    assert httpx.get(f"{agent_url}/memory_banks/get", params={"bank_id": bank_id}, timeout=30).json() is None
