@@ -251,7 +251,9 @@ class McpServer:
         token = p.meta.progressToken
         try:
             request = decode_request(method.request_type, _encoder.encode(p.arguments))
-            if token is not None and method.streams is Streams.on_request:
+            # With a progressToken a streaming route streams (a turn, which always streams over HTTP,
+            # then sends its events rather than one Turn), so each chunk is a progress notification.
+            if token is not None and method.streams is not Streams.never and "stream" in method.request_type.__struct_fields__:
                 request = msgspec.structs.replace(request, stream=True)  # type: ignore[type-var]
 
             async def on_chunk(chunk: Any, n: int) -> None:

@@ -81,7 +81,7 @@ class Fold:
 FOLDS: dict[type, Fold] = {
     ChatCompletionResponseStreamChunk: Fold(_chat_text, fold_chat),
     CompletionResponseStreamChunk: Fold(lambda c: c.delta, fold_completion),
-    AgenticSystemTurnResponseStreamChunk: Fold(lambda c: "", fold_turn),
+    AgenticSystemTurnResponseStreamChunk: Fold(lambda c: getattr(c.event.payload, "model_response_text_delta", None) or "", fold_turn),
 }
 
 
