@@ -1,4 +1,4 @@
-"""A tiny tool-using Llama 3: the tiny Llama 3 (real tokenizer) trained for seconds on four lessons.
+"""A tiny tool-using Llama 3: the tiny Llama 3 (real tokenizer) trained for seconds on six lessons.
 
 Each lesson is a prompt exactly as meta-reference encodes the agent's inference request
 (prepare_messages for the served model's family, then the Llama 3 chat format) and the answer the
@@ -8,6 +8,8 @@ model must give greedily:
     brave-2:     ... + that call + the search result (search.brave_result of BRAVE_BODY) -> ANSWER + <|eot_id|>
     custom:      "What is the boiling point of polyjuice?" + get_boiling_point -> [get_boiling_point(liquid_name="polyjuice")]<|eot_id|>
     custom-2:    ... + that call + the client's ToolResponseMessage "-100" -> BOILING_ANSWER + <|eot_id|>
+    code:        "What is 6 times 7?" + code_interpreter -> <|python_tag|>print(6 * 7)<|eom_id|>
+    code-2:      ... + that call + the sandbox's result (CODE_RESULT) -> CODE_ANSWER + <|eot_id|>
 
 Training runs on transformers' LlamaForCausalLM (tests/engine/hf_reference.py) and stops once every
 answer token beats the runner-up by MARGIN logits; the weights go back to the Meta layout.
@@ -50,6 +52,11 @@ BOILING_CALL = ToolCall(call_id="c", tool_name="get_boiling_point", arguments={"
 BOILING_RESULT = "-100"
 BOILING_ANSWER = "Polyjuice boils at -100 degrees."
 
+CODE_QUESTION = "What is 6 times 7?"
+CODE = "print(6 * 7)"
+CODE_RESULT = "completed\n[stdout]42\n[/stdout]"  # what sandbox.run_code answers for CODE
+CODE_ANSWER = "6 times 7 is 42."
+
 MARGIN = 6.0
 MAX_STEPS = 600
 
@@ -72,6 +79,14 @@ def boiling_dialogs() -> tuple[list[Message], list[Message]]:
     return first, [*first, asked, result]
 
 
+def code_dialogs() -> tuple[list[Message], list[Message]]:
+    first: list[Message] = [SystemMessage(content=INSTRUCTIONS), UserMessage(content=CODE_QUESTION)]
+    call = ToolCall(call_id="p", tool_name="code_interpreter", arguments={"code": CODE})
+    asked = CompletionMessage(content="", stop_reason=StopReason.end_of_message, tool_calls=[call])
+    result = ToolResponseMessage(call_id="p", tool_name="code_interpreter", content=CODE_RESULT)
+    return first, [*first, asked, result]
+
+
 def lessons(tokenizer: Any) -> list[tuple[list[int], list[int]]]:
     """(prompt ids as meta-reference encodes them, answer ids) of each lesson."""
     from llama_core.prompt.chat_format import ChatFormat
@@ -87,6 +102,8 @@ def lessons(tokenizer: Any) -> list[tuple[list[int], list[int]]]:
     brave = [ToolDefinition(tool_name="brave_search")]
     b1, b2 = brave_dialogs()
     c1, c2 = boiling_dialogs()
+    p1, p2 = code_dialogs()
+    code = [ToolDefinition(tool_name="code_interpreter")]
     search_call = encode_tool_call(ToolCall(call_id="b", tool_name="brave_search", arguments={"query": QUERY}), ToolPromptFormat.json)
     py = ToolPromptFormat.python_list
     return [
@@ -94,6 +111,8 @@ def lessons(tokenizer: Any) -> list[tuple[list[int], list[int]]]:
         (prompt(b2, brave, ToolPromptFormat.json), [*tokenizer.encode(ANSWER), tokenizer.eot_id]),
         (prompt(c1, [BOILING_TOOL], py), [*tokenizer.encode('[get_boiling_point(liquid_name="polyjuice")]'), tokenizer.eot_id]),
         (prompt(c2, [BOILING_TOOL], py), [*tokenizer.encode(BOILING_ANSWER), tokenizer.eot_id]),
+        (prompt(p1, code, ToolPromptFormat.json), [tokenizer.python_tag_id, *tokenizer.encode(CODE), tokenizer.eom_id]),
+        (prompt(p2, code, ToolPromptFormat.json), [*tokenizer.encode(CODE_ANSWER), tokenizer.eot_id]),
     ]
 
 

@@ -3,7 +3,10 @@ tool answered by the client, and a restart between two turns of one session."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+
+import pytest
 
 from llama_core.providers.agents.search import brave_result
 
@@ -13,6 +16,10 @@ from .agent_checkpoint import (
     BOILING_QUESTION,
     BOILING_RESULT,
     BRAVE_BODY,
+    CODE,
+    CODE_ANSWER,
+    CODE_QUESTION,
+    CODE_RESULT,
     INSTRUCTIONS,
     MODEL,
     QUERY,
@@ -112,6 +119,18 @@ def test_a_restart_keeps_agents_sessions_and_history(agent_ckpt: Path, vendors: 
         answer = {"role": "ipython", "call_id": call["call_id"], "tool_name": "get_boiling_point", "content": BOILING_RESULT}
         [turn2] = events(post(url, "turn/create", {"agent_id": agent_id, "session_id": session_id, "messages": [answer]}))
         assert turn2["output_message"]["content"] == BOILING_ANSWER  # only with turn 1 in its history
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed (.ci/run installs it)")
+def test_code_interpreter_turn_runs_the_code_in_the_sandbox(agent_url: str) -> None:
+    agent_id, session_id = new_session(agent_url, {"model": MODEL, "instructions": INSTRUCTIONS, "tools": [{"type": "code_interpreter"}]})
+    body = {"agent_id": agent_id, "session_id": session_id, "messages": [{"role": "user", "content": CODE_QUESTION}]}
+    [turn] = events(post(agent_url, "turn/create", body))
+    assert [s["step_type"] for s in turn["steps"]] == ["inference", "tool_execution", "inference"]
+    [call] = turn["steps"][1]["tool_calls"]
+    assert (call["tool_name"], call["arguments"]) == ("code_interpreter", {"code": CODE})
+    assert turn["steps"][1]["tool_responses"][0]["content"] == CODE_RESULT
+    assert turn["output_message"]["content"] == CODE_ANSWER
 
 
 def serve_once(config: Path):
