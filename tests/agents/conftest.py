@@ -49,7 +49,8 @@ def serve(config: Path, model: str) -> Iterator[str]:
     stack = Stack.from_config(config)
     with running_server(lambda: create_app(stack), timeout=180, stack=stack) as url:
         warm = {"model": model, "messages": [{"role": "user", "content": "hi"}], "sampling_params": {"max_tokens": 1}}
-        assert httpx.post(url + "/inference/chat_completion", json=warm, timeout=120).status_code == 200
+        # The first request may build the CPU kernels (minutes, when another checkout's build replaced them).
+        assert httpx.post(url + "/inference/chat_completion", json=warm, timeout=600).status_code == 200
         yield url
 
 

@@ -82,3 +82,39 @@ async def test_a_plain_turn_over_mcp_with_progress(demo_config: Path, demo_url: 
     assert {p["progressToken"] for p in progress} == {"t1"}
     assert "".join(p["message"] for p in progress) == answer
     assert json.dumps(turn)  # the structured result is plain JSON
+
+
+def test_the_agent_client_prints_the_turn(demo_url: str) -> None:
+    import subprocess
+    import sys
+
+    answer = expected_answer(demo_url)
+    host, port = demo_url.removeprefix("http://").split(":")
+    argv = [sys.executable, "-m", "llama_cli.client.agents", host, port, "--message", QUESTION, "--max-tokens", "24"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == f"Initializing client for {demo_url}\nUser> {QUESTION}\ninference> {answer}\n"
+
+
+QUESTIONS = [
+    "What is the capital of France?", "Name a primary colour.", "What is 2 + 2?", "Say hello in Spanish.",
+    "What is the largest planet?", "Name a fruit.", "What colour is the sky?", "Who wrote Hamlet?",
+]  # fmt: skip
+
+
+def test_eight_concurrent_sessions_each_answer_as_alone(demo_url: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    agent_id, _ = new_session(demo_url, AGENT)
+
+    def one_turn(question: str) -> str:
+        session = post(demo_url, "session/create", {"agent_id": agent_id, "session_name": question}).json()["session_id"]
+        body = {"agent_id": agent_id, "session_id": session, "messages": [{"role": "user", "content": question}], "stream": True}
+        [*_, last] = events(post(demo_url, "turn/create", body))
+        return last["event"]["payload"]["turn"]["output_message"]["content"]
+
+    solo = [one_turn(q) for q in QUESTIONS]
+    with ThreadPoolExecutor(len(QUESTIONS)) as pool:
+        together = list(pool.map(one_turn, QUESTIONS))
+    assert together == solo
+    assert all(solo) and len(set(solo)) > 1
