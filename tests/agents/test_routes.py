@@ -115,3 +115,47 @@ def test_an_attachment_is_retrieved_into_the_turn(agent_url: str) -> None:
     # Deleting the agent drops the session's bank.
     assert post(agent_url, "delete", {"agent_id": agent_id}).status_code == 200
     assert httpx.get(f"{agent_url}/memory_banks/get", params={"bank_id": bank_id}, timeout=30).json() is None
+
+
+def test_attached_banks_are_retrieved_from_until_detached(agent_url: str) -> None:
+    bank = httpx.post(f"{agent_url}/memory_banks/create", json={"name": "facts", "config": {"type": "keyword"}}, timeout=30).json()
+    doc = {"document_id": "castle", "content": "The castle gate opens at dawn."}
+    assert httpx.post(f"{agent_url}/memory_bank/insert", json={"bank_id": bank["bank_id"], "documents": [doc]}, timeout=30).status_code == 200
+    agent_id, session_id = new_session(agent_url, PLAIN)
+    ids = {"agent_id": agent_id, "session_id": session_id}
+    assert error(post(agent_url, "memory_bank/attach", {**ids, "memory_bank_ids": ["nope"]})) == (
+        404, {"message": "Unknown memory bank 'nope' (memory_bank_ids[0]).", "type": "not_found", "status": 404})
+    assert post(agent_url, "memory_bank/attach", {**ids, "memory_bank_ids": [bank["bank_id"]]}).status_code == 200
+    body = {**ids, "messages": [{"role": "user", "content": "When does the castle gate open?"}], "sampling_params": {"max_tokens": 2}}
+    [turn] = events(post(agent_url, "turn/create", body))
+    step = turn["steps"][0]
+    assert (step["step_type"], step["memory_bank_ids"]) == ("memory_retrieval", [bank["bank_id"]])
+    assert "id:castle; content:The castle gate opens at dawn." in step["inserted_context"]
+    assert post(agent_url, "memory_bank/detach", {**ids, "memory_bank_ids": [bank["bank_id"]]}).status_code == 200
+    [turn] = events(post(agent_url, "turn/create", body))
+    assert [s["step_type"] for s in turn["steps"]] == ["inference"]
+
+
+def test_without_safety_and_memory_plain_turns_work_and_the_rest_is_a_clear_501(agent_url: str) -> None:
+    """A stack of inference (the shared stack's, over `remote`) and agents alone."""
+    from rpc.server import running_server
+
+    from llama_core.config import RunConfig
+    from llama_core.stack import Stack
+    from llama_rpc.http import create_app
+
+    providers = {"inference": {"provider_id": "remote", "url": agent_url}, "agentic_system": {"provider_id": "meta-reference"}}
+    stack = Stack.from_config(RunConfig(name="bare", distribution_id="remote", providers=providers))
+    with running_server(lambda: create_app(stack), stack=stack) as url:
+        agent_id, session_id = new_session(url, PLAIN)
+        body = {"agent_id": agent_id, "session_id": session_id, "messages": [{"role": "user", "content": "hi"}],
+                "sampling_params": {"max_tokens": 3}}  # fmt: skip
+        [turn] = events(post(url, "turn/create", body))
+        assert [s["step_type"] for s in turn["steps"]] == ["inference"]
+        shielded = {**PLAIN, "input_shields": [{"shield_type": "llama_guard"}]}
+        status, err = error(post(url, "create", {"agent_config": shielded}))
+        assert (status, err["type"]) == (501, "not_configured")
+        assert err["message"].startswith("agent_config.input_shields cannot work without the safety API. The safety API has no provider")
+        attachment = {"content": "text", "mime_type": "text/plain"}
+        status, err = error(post(url, "turn/create", {**body, "attachments": [attachment]}))
+        assert (status, err["message"].split(". ")[0]) == (501, "A turn's attachments cannot work without the memory API")
