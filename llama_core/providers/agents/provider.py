@@ -193,11 +193,11 @@ class MetaReferenceAgenticSystem:
         self._need("memory", "memory_bank/attach")
         await self._db("session", request.agent_id, request.session_id, [])  # 400/404 first
         await self._check_banks(request.memory_bank_ids, "memory_bank_ids")
-        await self._db("set_attached", request.agent_id, request.session_id, ("attach", request.memory_bank_ids))
+        await self._db("update_attached", request.agent_id, request.session_id, request.memory_bank_ids, [])
 
     async def detach_memory_bank_from_agentic_system(self, request: AgenticSystemMemoryBankDetachRequest) -> None:
         """Stop retrieving from these banks in the session."""
-        await self._db("set_attached", request.agent_id, request.session_id, ("detach", request.memory_bank_ids))
+        await self._db("update_attached", request.agent_id, request.session_id, [], request.memory_bank_ids)
 
     # --- turns and steps ----------------------------------------------------------------------
 

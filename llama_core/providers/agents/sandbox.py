@@ -170,38 +170,37 @@ async def run_code(code: str, scratch: Path, limits: Limits) -> CodeResult:
     before = _files(scratch)
     out, err = bytearray(), bytearray()
     killed: str | None = None
-    process = await anyio.open_process(command, start_new_session=True)
     send_over, receive_over = anyio.create_memory_object_stream[None](2)
-    try:
-        async with anyio.create_task_group() as tg:
-            assert process.stdin and process.stdout and process.stderr
-            tg.start_soon(_read, process.stdout, limits.output_bytes, out, send_over)
-            tg.start_soon(_read, process.stderr, limits.output_bytes, err, send_over)
-            await process.stdin.send(code.encode())
-            await process.stdin.aclose()
-            with anyio.move_on_after(limits.wall_seconds) as wall:
-                async with anyio.create_task_group() as watch:
+    # Leaving `async with process` closes its pipes; the process is dead (killed if need be) by then.
+    async with await anyio.open_process(command, start_new_session=True) as process, send_over, receive_over:
+        try:
+            async with anyio.create_task_group() as tg:
+                assert process.stdin and process.stdout and process.stderr
+                tg.start_soon(_read, process.stdout, limits.output_bytes, out, send_over)
+                tg.start_soon(_read, process.stderr, limits.output_bytes, err, send_over)
+                await process.stdin.send(code.encode())
+                await process.stdin.aclose()
+                with anyio.move_on_after(limits.wall_seconds) as wall:
+                    async with anyio.create_task_group() as watch:
 
-                    async def on_output_limit() -> None:
-                        nonlocal killed
-                        await receive_over.receive()
-                        killed = f"killed: output over the limit of {limits.output_bytes} bytes"
-                        _kill(process)
+                        async def on_output_limit() -> None:
+                            nonlocal killed
+                            await receive_over.receive()
+                            killed = f"killed: output over the limit of {limits.output_bytes} bytes"
+                            _kill(process)
 
-                    watch.start_soon(on_output_limit)
+                        watch.start_soon(on_output_limit)
+                        await process.wait()
+                        watch.cancel_scope.cancel()
+                if wall.cancelled_caught:
+                    killed = f"killed: wall time limit of {limits.wall_seconds:g} s"
+                    _kill(process)
                     await process.wait()
-                    watch.cancel_scope.cancel()
-            if wall.cancelled_caught:
-                killed = f"killed: wall time limit of {limits.wall_seconds:g} s"
-                _kill(process)
-                await process.wait()
-    finally:
-        with anyio.CancelScope(shield=True):
-            if process.returncode is None:
-                _kill(process)
-                await process.wait()
-            send_over.close()
-            receive_over.close()
+        finally:
+            with anyio.CancelScope(shield=True):
+                if process.returncode is None:
+                    _kill(process)
+                    await process.wait()
     status = killed or _status(process.returncode, limits)
     after = _files(scratch)
     changed = sorted(p for p, stamp in after.items() if before.get(p) != stamp)
@@ -219,5 +218,8 @@ def _status(returncode: int | None, limits: Limits) -> str:
     if sig == signal.SIGXFSZ:
         return f"killed: file size limit of {limits.output_bytes * 16} bytes"
     if sig > 0:
-        return f"killed by signal {signal.Signals(sig).name}" if sig in signal.Signals._value2member_map_ else f"killed by signal {sig}"
+        try:
+            return f"killed by signal {signal.Signals(sig).name}"
+        except ValueError:
+            return f"killed by signal {sig}"
     return f"failed (exit code {returncode})"

@@ -183,15 +183,12 @@ class AgentStore:
         with self._connect() as db:
             return _ids.decode(self._session_row(db, agent_id, session_id)[3])
 
-    def set_attached(self, agent_id: str, session_id: str, change: tuple[str, list[str]]) -> None:
-        """`change` is ("attach" | "detach", bank ids): the session's attached list, updated in one transaction."""
-        how, bank_ids = change
+    def update_attached(self, agent_id: str, session_id: str, attach: list[str], detach: list[str]) -> None:
+        """Add `attach` to the session's attached banks (once each, in order) and remove `detach`, in one transaction."""
         with self._transaction() as db:
             attached = _ids.decode(self._session_row(db, agent_id, session_id)[3])
-            if how == "attach":
-                attached += [b for b in dict.fromkeys(bank_ids) if b not in attached]
-            else:
-                attached = [b for b in attached if b not in bank_ids]
+            attached += [b for b in dict.fromkeys(attach) if b not in attached]
+            attached = [b for b in attached if b not in detach]
             db.execute("UPDATE sessions SET attached = ? WHERE session_id = ?", (_encoder.encode(attached), session_id))
 
     def set_session_bank(self, agent_id: str, session_id: str, bank: MemoryBank) -> None:
