@@ -24,7 +24,7 @@ import re
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -103,6 +103,8 @@ class AgenticSystemConfig(Base, kw_only=True):
     wolfram_api_key: str | None = None
     brave_search_url: str = "https://api.search.brave.com"
     wolfram_alpha_url: str = "https://api.wolframalpha.com"
+    # configure asks only the reference's two questions (the keys); the URLs are set with --set or in the file.
+    unasked: ClassVar[tuple[str, ...]] = ("brave_search_url", "wolfram_alpha_url")
 
     def __post_init__(self) -> None:
         for name in ("brave_search_url", "wolfram_alpha_url"):

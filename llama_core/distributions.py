@@ -86,7 +86,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
     ProviderSpec(api=Api.safety, provider_id="remote", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteSafety"),
     ProviderSpec(api=Api.agentic_system, provider_id="meta-reference",
-                 pip_packages=("httpx", "matplotlib", "pillow", "pandas", "scikit-learn", *_TORCH, "transformers"),
+                 pip_packages=("httpx",),
                  config_class=f"{_CFG}:AgenticSystemConfig",
                  implementation="llama_core.providers.agents.provider:MetaReferenceAgenticSystem",
                  api_dependencies=(Api.inference, Api.safety, Api.memory)),

@@ -22,7 +22,8 @@ from .transcript import ANSWERS, CONFIGURED, PROMPTS, TRANSCRIPT, drive
 DEFAULTS = {
     "inference": {"provider_id": "meta-reference", "model": "SmolLM2-135M-Instruct", "max_seq_len": 4096, "max_batch_size": 8},
     "safety": {"provider_id": "meta-reference"},
-    "agentic_system": {"provider_id": "meta-reference"},
+    "agentic_system": {"provider_id": "meta-reference", "brave_search_url": "https://api.search.brave.com",
+                       "wolfram_alpha_url": "https://api.wolframalpha.com"},
     "memory": {"provider_id": "meta-reference-faiss"},
 }
 

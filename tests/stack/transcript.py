@@ -37,8 +37,6 @@ Enter value for model (default: Prompt-Guard-86M): Prompt-Guard-86M
 Configuring API: agentic_system (meta-reference)
 Enter value for brave_search_api_key (optional): 
 Enter value for wolfram_api_key (optional): 
-Enter value for brave_search_url (default: https://api.search.brave.com): 
-Enter value for wolfram_alpha_url (default: https://api.wolframalpha.com): 
 Configuring API: memory (meta-reference-faiss)
 """  # noqa: W291 (an empty answer leaves the prompt's trailing space)
 
