@@ -179,5 +179,5 @@ def test_pip_packages_are_deduplicated_in_order():
     specs = [d.provider_spec(api, pid) for api, pid in local.providers]
     assert d.pip_packages(specs) == [
         "torch", "fairscale", "tiktoken", "tokenizers", "gguf", "safetensors", "numpy", "faiss-cpu", "sentence-transformers", "transformers",
-        "codeshield", "httpx", "matplotlib", "pillow", "pandas", "scikit-learn",
+        "codeshield", "httpx",
     ]  # fmt: skip
