@@ -104,7 +104,7 @@ _LOCAL_REST = ((Api.safety, "meta-reference"), (Api.agentic_system, "meta-refere
 
 DISTRIBUTIONS: tuple[Distribution, ...] = (
     Distribution(distribution_id="local",
-                 description="Use code from `llama_toolchain` itself to serve all llama stack APIs",
+                 description="Use code from `llama-toolchain` itself to serve all llama stack APIs",
                  providers=((Api.inference, "meta-reference"), (Api.memory, "meta-reference-faiss"),
                             (Api.safety, "meta-reference"), (Api.agentic_system, "meta-reference"))),
     Distribution(distribution_id="remote", description="Point to remote services for all llama stack APIs",
