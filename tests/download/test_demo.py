@@ -52,11 +52,11 @@ def test_demo_model_from_a_clean_home_answers(llama, wheel_dir, monkeypatch):
     rc, out, _ = llama("model", "verify-download", "-m", DEMO_MODEL)
     assert rc == 0 and out.endswith("All 5 files match their checksums.\n")
 
-    rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--max-tokens", "12", "What is the capital of France?")
+    rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--temperature", "0", "--max-tokens", "12", "What is the capital of France?")
     assert rc == 0, err
     assert "Paris" in out
 
-    rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--dtype", "int8", "--max-tokens", "12", "What is the capital of France?")
+    rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--dtype", "int8", "--temperature", "0", "--max-tokens", "12", "What is the capital of France?")
     assert rc == 0, err
     assert out == "The capital of France is Paris.\n"  # int8 weight-only keeps the answer
 
