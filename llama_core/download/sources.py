@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from llama_core import paths
 from llama_core.download.fetch import FetchOptions, Progress
 from llama_core.errors import InvalidRequestError
-from llama_core.models import ModelFamily, resolve_model
+from llama_core.models import Model, ModelFamily, resolve_model
 
 
 class Source(enum.StrEnum):
@@ -45,6 +46,31 @@ async def download_model(
     if max_parallel < 1:
         raise InvalidRequestError(f"--max-parallel must be at least 1, not {max_parallel}.", field="max_parallel")
     dest = paths.model_checkpoint_dir(model.descriptor)
+    existed = dest.exists()
+    try:
+        return await _download(model, source, dest, meta_url, hf_token, ignore_patterns, max_parallel, progress, options)
+    except BaseException:
+        if not existed:
+            _remove_if_no_files(dest)  # what arrived is kept for the next run to resume; an empty folder is not
+        raise
+
+
+def _remove_if_no_files(folder: Path) -> None:
+    if folder.is_dir() and not any(p.is_file() for p in folder.rglob("*")):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _download(
+    model: Model,
+    source: Source,
+    dest: Path,
+    meta_url: str | None,
+    hf_token: str | None,
+    ignore_patterns: Sequence[str] | None,
+    max_parallel: int,
+    progress: Progress | None,
+    options: FetchOptions | None,
+) -> Path:
     if source == Source.meta:
         from llama_core.download.meta import download_meta
 
