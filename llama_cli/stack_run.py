@@ -60,6 +60,7 @@ def run(
     ] = (),
     openai_done: Annotated[bool, Parameter(negative=(), help="End OpenAI-compatible streams with `data: [DONE]`.")] = False,
     stdio: Annotated[bool, Parameter(negative=(), help="Serve MCP / JSON-RPC 2.0 on stdin and stdout instead of HTTP.")] = False,
+    access_log: Annotated[bool, Parameter(negative=(), help="Print one line per request: client, method, path, status, seconds.")] = False,
 ) -> None:
     """Start the server of a built distribution (or of `local` with defaults)."""
     import asyncio
@@ -84,7 +85,7 @@ def run(
         from llama_rpc.mcp import serve_stdio
 
         return anyio.run(serve_stdio, stack)
-    asyncio.run(_serve(stack, bind_address(host, port, disable_ipv6), key, openai_done, allowed_host))
+    asyncio.run(_serve(stack, bind_address(host, port, disable_ipv6), key, openai_done, allowed_host, access_log))
 
 
 def _maybe_reexec(path: Path) -> None:
@@ -141,7 +142,9 @@ def _download_demo_if_missing(stack: Any) -> None:
         anyio.run(lambda: download_model(model.descriptor, progress=bars))
 
 
-async def _serve(stack: Any, bind: str, api_key: str | None, openai_done: bool, allowed_hosts: tuple[str, ...] = ()) -> None:
+async def _serve(
+    stack: Any, bind: str, api_key: str | None, openai_done: bool, allowed_hosts: tuple[str, ...] = (), access_log: bool = False
+) -> None:
     import asyncio
     import signal
 
@@ -172,7 +175,7 @@ async def _serve(stack: Any, bind: str, api_key: str | None, openai_done: bool, 
                     print(line)
                 print(f"Listening on {bind.replace('[', '').replace(']', '')}", flush=True)
                 serving.set()
-                await serve_app(app, f"fd://{sock.detach()}", shutdown_trigger=stop.wait)  # Hypercorn's now
+                await serve_app(app, f"fd://{sock.detach()}", shutdown_trigger=stop.wait, access_log=access_log)  # Hypercorn's now
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)

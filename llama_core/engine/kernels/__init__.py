@@ -74,8 +74,11 @@ def cpu_kernels_available() -> bool:
         with contextlib.redirect_stderr(io.StringIO()):
             from torch.utils.cpp_extension import load
 
+        name = f"llama_kernels_{torch.__version__.replace('.', '_').replace('+', '_')}"
+        if not _built(name):  # tens of seconds of g++: say so, or the first request waits in silence
+            log.warning("Building the CPU decode kernels for torch %s (once per torch version; up to a minute)...", torch.__version__)
         load(
-            name=f"llama_kernels_{torch.__version__.replace('.', '_').replace('+', '_')}",
+            name=name,
             sources=[str(Path(__file__).with_name(name)) for name in ("linear.cpp", "decode_ops.cpp")],
             extra_include_paths=[str(Path(__file__).parent)],
             extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"],
@@ -84,6 +87,16 @@ def cpu_kernels_available() -> bool:
         return True
     except Exception as e:  # no compiler, no Python headers, a read-only cache...
         log.warning("CPU decode kernels unavailable (%s); using torch's linear.", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return False
+
+
+def _built(name: str) -> bool:
+    # Where torch.utils.cpp_extension.load keeps the library it built (TORCH_EXTENSIONS_DIR, else its cache).
+    try:
+        from torch.utils.cpp_extension import _get_build_directory
+
+        return (Path(_get_build_directory(name, verbose=False)) / f"{name}.so").is_file()
+    except Exception:  # a private function: when it changes, we only say "Building" once too often
         return False
 
 
