@@ -91,6 +91,12 @@ def bound_socket(bind: str) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Hypercorn: restart without waiting out TIME_WAIT
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, int(port)))
+    except socket.gaierror as e:  # a host name DNS does not know, or no address at all ("300.1.1.1")
+        sock.close()
+        raise InvalidRequestError(
+            f"Cannot bind to {host}: {e.strerror}. Give --host an address of this machine (e.g. 127.0.0.1, or :: for all).",
+            field="host",
+        ) from None
     except OSError as e:
         sock.close()
         if e.errno not in _BIND_ERRORS:

@@ -45,3 +45,21 @@ def test_a_meta_url_that_is_no_url_is_a_usage_error(tmp_path: Path, url: str) ->
 def test_model_run_sampling_out_of_range_is_a_usage_error(tmp_path: Path, args: list[str], line: str) -> None:
     done = llama("model", "run", "-m", "Llama3.2-1B-Instruct", *args, "hi", home=tmp_path)
     assert (done.returncode, done.stderr) == (2, line)
+
+
+@pytest.mark.parametrize("host", ["nope.example.invalid", "300.1.1.1"])
+def test_stack_run_on_a_host_that_does_not_resolve_is_a_usage_error(tmp_path: Path, host: str) -> None:
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from engine.tiny_checkpoint import write_tiny_run_config
+
+    config = write_tiny_run_config(tmp_path, "Llama3.2-1B-Instruct", max_seq_len=64, max_batch_size=1)
+    done = llama("stack", "run", str(config), "--host", host, "--port", "5099", home=tmp_path / "home")
+    assert done.returncode == 2
+    import socket
+
+    with pytest.raises(socket.gaierror) as resolver:  # its words are the C library's
+        socket.getaddrinfo(host, 5099)
+    assert done.stderr == (f"Error: Cannot bind to {host}: {resolver.value.strerror}. Give --host an address of this "
+                           "machine (e.g. 127.0.0.1, or :: for all).\n")
+    assert "Listening" not in done.stdout
