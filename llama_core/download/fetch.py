@@ -124,8 +124,10 @@ def _unresolvable_host(error: BaseException) -> str | None:
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, socket.gaierror):
-            request = getattr(error, "_request", None)
-            return request.url.host if request is not None else "the server"
+            try:
+                return error.request.url.host  # type: ignore[attr-defined]
+            except (AttributeError, RuntimeError):  # httpx raises RuntimeError for an error without its request
+                return "the server"
         seen = seen.__cause__ or seen.__context__
     return None
 
