@@ -74,11 +74,11 @@ def cpu_kernels_available() -> bool:
         with contextlib.redirect_stderr(io.StringIO()):
             from torch.utils.cpp_extension import load
 
-        name = f"llama_kernels_{torch.__version__.replace('.', '_').replace('+', '_')}"
-        if not _built(name):  # tens of seconds of g++: say so, or the first request waits in silence
+        module = f"llama_kernels_{torch.__version__.replace('.', '_').replace('+', '_')}"
+        if not _built(module):  # tens of seconds of g++: say so, or the first request waits in silence
             log.warning("Building the CPU decode kernels for torch %s (once per torch version; up to a minute)...", torch.__version__)
         load(
-            name=name,
+            name=module,
             sources=[str(Path(__file__).with_name(name)) for name in ("linear.cpp", "decode_ops.cpp")],
             extra_include_paths=[str(Path(__file__).parent)],
             extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"],
