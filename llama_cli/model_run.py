@@ -43,7 +43,7 @@ def run(
     """Run a model locally and chat with it."""
     import anyio
 
-    from llama_core.local_chat import sampling_for
+    from llama_core.chat_sampling import sampling_for
     from llama_core.models.registry import resolve_model
 
     model = resolve_model(model_id)  # ModelNotFoundError, with the closest names, before any load
@@ -180,7 +180,7 @@ class _Chat:
 
     def set(self, args: str) -> None:
         from llama_core.errors import InvalidRequestError
-        from llama_core.local_chat import CHAT_PARAMETERS, with_parameter
+        from llama_core.chat_sampling import CHAT_PARAMETERS, with_parameter
 
         words = args.split()
         if words[:1] == ["parameter"]:  # Ollama's spelling: /set parameter temperature 0.7

@@ -40,6 +40,9 @@ def inference(
     model: Annotated[str | None, Parameter(help="Model to ask (default: the first the stack serves).")] = None,
     message: Annotated[str | None, Parameter(help="The prompt (default: piped stdin, else the reference's).")] = None,
     max_tokens: Annotated[int, Parameter(help="Most tokens per answer (0: up to the context).")] = DEFAULT_MAX_TOKENS,
+    temperature: Annotated[
+        float | None, Parameter(help="0 is greedy. Default: the model's recommended sampling, where the stack lists one.")
+    ] = None,
     api_key: Annotated[
         str | None,
         Parameter(
@@ -59,18 +62,20 @@ def inference(
         message = sys.stdin.read().strip() or DEFAULT_MESSAGE
     base_url = f"http://{_host(host)}:{port}"
     print(f"Initializing client for {base_url}")
-    anyio.run(_chat, base_url, api_key, model, message, stream, max_tokens)
+    anyio.run(_chat, base_url, api_key, model, message, stream, max_tokens, temperature)
 
 
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-async def _chat(base_url: str, api_key: str | None, model: str | None, message: str | None, stream: bool, max_tokens: int) -> None:
-    import msgspec
-
+async def _chat(
+    base_url: str, api_key: str | None, model: str | None, message: str | None, stream: bool, max_tokens: int,
+    temperature: float | None,
+) -> None:
+    from llama_core.chat_sampling import sampling_for
     from llama_core.client import StackClient
-    from llama_core.types import CompletionMessage, Message, SamplingParams, UserMessage
+    from llama_core.types import CompletionMessage, Message, UserMessage
 
     async with StackClient(base_url, api_key=api_key) as client:
         models = await client.list_models()
@@ -79,7 +84,7 @@ async def _chat(base_url: str, api_key: str | None, model: str | None, message: 
         # the model's recommended sampling where the stack lists one (the demo model's card: temperature 0.2)
         served = next((m for m in models if m.descriptor == model), None)
         recommended = served.recommended_sampling_params if served is not None else None
-        sampling = msgspec.structs.replace(recommended or SamplingParams(), max_tokens=max_tokens)
+        sampling = sampling_for(temperature, None, max_tokens, recommended)
         history: list[Message] = []
         while True:
             text = message if message is not None else _ask()
