@@ -11,7 +11,6 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
 
-
 from llama_core.providers.inference.meta_reference import MetaReferenceInference
 from llama_core.types import Message, SamplingParams, StopReason
 from llama_core.types.inference import ChatCompletionRequest
