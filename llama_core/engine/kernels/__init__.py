@@ -20,6 +20,7 @@ import contextlib
 import io
 import logging
 import os
+import time
 from functools import cache
 from pathlib import Path
 from typing import NamedTuple
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 # (a float copy of the weight per call).
 MAX_KERNEL_ROWS = 16
 MAX_KERNEL_ROWS_INT8 = 64
+STALE_LOCK_S = 15 * 60  # a kernel build takes about a minute on two cores; a lock this old has no builder left
 
 
 class Int8Weight(NamedTuple):
@@ -75,8 +77,13 @@ def cpu_kernels_available() -> bool:
             from torch.utils.cpp_extension import load
 
         module = f"llama_kernels_{torch.__version__.replace('.', '_').replace('+', '_')}"
-        if not _built(module):  # tens of seconds of g++: say so, or the first request waits in silence
+        build_dir = _build_dir(module)
+        if build_dir is not None:
+            _clear_stale_lock(build_dir / "lock")
+        if build_dir is None or not (build_dir / f"{module}.so").is_file():  # tens of seconds of g++: say so
             log.warning("Building the CPU decode kernels for torch %s (once per torch version; up to a minute)...", torch.__version__)
+        elif (build_dir / "lock").exists():
+            log.warning("Waiting for another process's build of the CPU decode kernels (%s)...", build_dir)
         load(
             name=module,
             sources=[str(Path(__file__).with_name(name)) for name in ("linear.cpp", "decode_ops.cpp")],
@@ -90,14 +97,26 @@ def cpu_kernels_available() -> bool:
         return False
 
 
-def _built(name: str) -> bool:
-    # Where torch.utils.cpp_extension.load keeps the library it built (TORCH_EXTENSIONS_DIR, else its cache).
+def _build_dir(module: str) -> Path | None:
+    # Where torch.utils.cpp_extension.load builds `module` (TORCH_EXTENSIONS_DIR, else its cache).
     try:
         from torch.utils.cpp_extension import _get_build_directory
 
-        return (Path(_get_build_directory(name, verbose=False)) / f"{name}.so").is_file()
+        return Path(_get_build_directory(module, verbose=False))
     except Exception:  # a private function: when it changes, we only say "Building" once too often
-        return False
+        return None
+
+
+def _clear_stale_lock(lock: Path) -> None:
+    """Remove the build's lock file when no build can still hold it. torch creates it for a build and
+    removes it after; a process killed meanwhile leaves it, and every later load waits on it forever."""
+    try:
+        age = time.time() - lock.stat().st_mtime
+    except OSError:
+        return
+    if age > STALE_LOCK_S:
+        log.warning("Removing %s, left %.0f minutes ago by a kernel build that did not finish.", lock, age / 60)
+        lock.unlink(missing_ok=True)
 
 
 def _use_kernel(x: Tensor, max_rows: int) -> bool:
