@@ -122,7 +122,7 @@ def install_package(python: Sequence[str], packages: Sequence[str], no_deps: boo
     packages, missing = same_builds(packages)
     with tempfile.TemporaryDirectory(prefix="llama-build-") as tmp:
         this = str(build_wheel(Path(tmp))) if source_root() else package_requirement()
-        print(f"Installing llama-toolchain and {', '.join(packages)}", flush=True)
+        print(f"Installing {', '.join(['llama-toolchain', *packages])}", flush=True)
         for name in missing:
             print(f"Note: {name} is not installed where llama runs, so pip picks its default build "
                   f"(on Linux a CUDA one, several GB); install the {name} you want here first to get that one.", flush=True)

@@ -121,7 +121,7 @@ def test_conda_creates_the_env_installs_and_configures_inside_it(llama, monkeypa
     # torch is the build running here (2.13.0+cpu stays CPU), not the index's default (CUDA on Linux)
     torch = f"torch=={importlib.metadata.version('torch')}"
     assert calls[2] == [*conda_py, "-m", "pip", "install", "--no-deps", "llama-toolchain==0.1.0", torch, "fairscale", "tiktoken", "tokenizers", "gguf", "safetensors", "numpy"]
-    assert f"Installing llama-toolchain and {torch}, fairscale, tiktoken, tokenizers, gguf, safetensors, numpy\n" in out
+    assert f"Installing llama-toolchain, {torch}, fairscale, tiktoken, tokenizers, gguf, safetensors, numpy\n" in out
     assert calls[3] == [*conda_py, "-m", "llama_cli", "stack", "configure", "local", "--name", "c1", "--image-type", "conda", "--yes"]
     config = load_run_config(run_config_path("local", "c1", "conda"))
     assert (config.environment, config.providers) == ("llamastack-c1", DEFAULTS)
@@ -179,7 +179,7 @@ def test_venv_build_makes_a_real_venv_offline(llama_home, tmp_path):
     assert f"Successfully set up venv environment {venv}. Configuring build..." in done.stdout
     assert f"{venv}/bin/python -m llama_cli stack configure local --name v1 --image-type venv --yes" in done.stdout
     torch = f"torch=={importlib.metadata.version('torch')}"  # the build running here, e.g. 2.13.0+cpu
-    assert f"Installing llama-toolchain and {torch}, fairscale," in done.stdout
+    assert f"Installing llama-toolchain, {torch}, fairscale," in done.stdout
     assert f" --no-deps {venv}" not in done.stdout and f".whl {torch} fairscale " in done.stdout  # what pip was given
     # This package is installed in the venv itself (not seen through the parent environment).
     probe = "import importlib.metadata as m, sys, llama_core; print(sys.prefix, m.distribution('llama-toolchain').locate_file(''), llama_core.__file__)"
