@@ -11,6 +11,7 @@ from llama_core.errors import InvalidRequestError, LlamaError, NotFoundError
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cat` when its reader left
 
 
 def exit_code(error: BaseException) -> int:

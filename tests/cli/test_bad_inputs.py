@@ -63,3 +63,19 @@ def test_stack_run_on_a_host_that_does_not_resolve_is_a_usage_error(tmp_path: Pa
     assert done.stderr == (f"Error: Cannot bind to {host}: {resolver.value.strerror}. Give --host an address of this "
                            "machine (e.g. 127.0.0.1, or :: for all).\n")
     assert "Listening" not in done.stdout
+
+
+def test_a_reader_that_leaves_early_stops_the_answer_quietly(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from engine.tiny_checkpoint import write_tiny_checkpoint
+
+    write_tiny_checkpoint(tmp_path / "checkpoints" / "Llama3.2-1B-Instruct")
+    env = os.environ | {"LLAMA_STACK_CONFIG_DIR": str(tmp_path), "OMP_NUM_THREADS": "1", "LLAMA_CPU_KERNELS": "0"}
+    argv = [sys.executable, "-m", "llama_cli", "model", "run", "-m", "Llama3.2-1B-Instruct", "--max-tokens", "400", "hi"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(1)  # `| head -c 1`: one byte, then the pipe closes
+    proc.stdout.close()
+    with proc.stderr:
+        assert (proc.wait(timeout=120), proc.stderr.read()) == (141, b"")
