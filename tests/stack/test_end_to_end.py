@@ -44,6 +44,8 @@ def test_build_configure_run_request(tmp_path, tiny_ckpt):
         assert reply.json()["completion_message"]["stop_reason"] == "out_of_tokens"
         models = httpx.get(url + "/models/list", timeout=10).json()
         assert [(m["descriptor"], m["provider"]) for m in models] == [("Llama3.2-1B-Instruct", "meta-reference")]
-        # Safety is configured but not implemented yet: 501, saying so.
-        shields = httpx.post(url + "/safety/run_shields", json={"messages": [], "shields": []}, timeout=10)
-        assert shields.status_code == 501 and "its provider meta-reference is not implemented" in shields.text
+        # Safety serves; the transcript's llama_guard shield asks for a guard model this stack does not serve.
+        body = {"messages": [{"role": "user", "content": "hello"}], "shields": [{"shield_type": "llama_guard"}]}
+        shields = httpx.post(url + "/safety/run_shields", json=body, timeout=30)
+        assert shields.status_code == 404, shields.text
+        assert shields.json()["error"]["message"].startswith("The llama_guard shield's model is not served by this stack: ")
