@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import AsyncIterator
+from typing import ClassVar
 
 import anyio
 import msgspec
@@ -109,14 +110,18 @@ class MetaReferenceInferenceConfig(Base, kw_only=True):
     checkpoint_dir: str | None = None
     threads: int | None = None  # torch threads per worker; default: torch's (one per core)
     # Further models, each in its own worker group; unset fields inherit as INHERITED says.
-    extra_models: list[MetaReferenceModelConfig] = []
+    # None (not []) when there are none, so that a one-model config's file does not list them.
+    extra_models: list[MetaReferenceModelConfig] | None = None
+    # `llama stack configure` does not ask for the list: it adds the Llama Guard shield's model
+    # itself, and `--set inference.extra_models='[{"model": "..."}]'` sets it.
+    unasked: ClassVar[tuple[str, ...]] = ("extra_models",)
 
     def __post_init__(self) -> None:
         check_model(self.model, dtype=self.dtype, device=self.device, max_seq_len=self.max_seq_len,
                     max_batch_size=self.max_batch_size, model_parallel_size=self.model_parallel_size,
                     threads=self.threads)  # fmt: skip
         seen: dict[str, str] = {resolve_model(self.model).descriptor: "model"}
-        for i, extra in enumerate(self.extra_models):
+        for i, extra in enumerate(self.extra_models or ()):
             descriptor, where = resolve_model(extra.model).descriptor, f"extra_models[{i}]"
             if descriptor in seen:
                 raise ValueError(f"{descriptor} is listed twice ({seen[descriptor]} and {where}); list each model once.")
@@ -124,8 +129,8 @@ class MetaReferenceInferenceConfig(Base, kw_only=True):
 
     def model_configs(self) -> list[MetaReferenceInferenceConfig]:
         """One single-model config per served model, `model` first, inheritance applied."""
-        configs = [msgspec.structs.replace(self, extra_models=[])] if self.extra_models else [self]
-        for extra in self.extra_models:
+        configs = [msgspec.structs.replace(self, extra_models=None)]
+        for extra in self.extra_models or ():
             fields = {f: getattr(extra, f) for f in extra.__struct_fields__}
             fields |= {f: getattr(self, f) for f in INHERITED if fields[f] is None}
             configs.append(MetaReferenceInferenceConfig(**fields))
