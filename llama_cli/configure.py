@@ -332,8 +332,8 @@ def serve_guard_model(providers: dict[str, dict[str, Any]], before: dict[str, di
     changes model. A remote or vendor inference provider is left alone: it serves what it serves.
     """
     inference = providers.get("inference")
-    if inference is None or inference.get("provider_id") != "meta-reference":
-        return
+    if inference is None or inference.get("provider_id") != "meta-reference" or "safety" in before.keys() - providers.keys():
+        return  # no local inference, or safety is not configured yet
     guard, old_guard = _guard_model(providers), _guard_model(before)
     extras = list(inference.get("extra_models") or [])
     served = [resolve_model(m["model"]).descriptor for m in [inference, *extras]]
