@@ -207,7 +207,7 @@ class Stack:
 
     @classmethod
     def default(cls) -> Stack:
-        """The Stack of `default_run_config()`: `local` on the demo model."""
+        """The Stack of `default_run_config()`: `local` on the demo model, with the guards downloaded."""
         return cls(default_run_config())
 
     @property

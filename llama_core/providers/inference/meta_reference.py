@@ -24,7 +24,7 @@ In a run config the further models are an array of tables:
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import ClassVar
 
 import anyio
@@ -191,9 +191,10 @@ class MetaReferenceInference:
         for local in reversed(self.models.values()):
             await local.aclose()
 
-    async def _named(self, descriptor: str, step: object) -> None:
+    async def _named(self, descriptor: str, step: Awaitable[None]) -> None:
+        """Await one model's start step; with several models, its error says which model failed."""
         try:
-            await step  # type: ignore[misc]
+            await step
         except LlamaError as e:
             if len(self.models) == 1:
                 raise
