@@ -156,15 +156,18 @@ def configure_struct(
         raise InvalidRequestError(
             f"--set {path}.{sorted(unknown)[0]}: {cls.__name__} has no such field (fields: {names}).", field="set"
         )
+    # Fields never asked are fixed first: every answer is checked beside them.
+    unasked = [f for f in info.fields if f.name in getattr(cls, "unasked", ())]
+    fixed = {f.name: _unasked(f, hints[f.name], existing.get(f.name), sets, path) for f in unasked}
     while True:
         values: dict[str, Any] = {}
         for i, field in enumerate(info.fields):
-            if field.name in getattr(cls, "unasked", ()):  # kept, or --set; never a question
-                values[field.name] = _unasked(field, hints[field.name], existing.get(field.name), sets, path)
+            if field.name in fixed:
+                values[field.name] = fixed[field.name]
                 continue
             # Later fields at their defaults (valid, or the Struct could not be made): an error is then this answer's.
-            later = {f.name: _default(f) if _default(f) is not mi.NODEFAULT else existing.get(f.name, mi.NODEFAULT)
-                     for f in info.fields[i + 1 :]}  # fmt: skip
+            later = {f.name: fixed[f.name] if f.name in fixed else _default(f) if _default(f) is not mi.NODEFAULT
+                     else existing.get(f.name, mi.NODEFAULT) for f in info.fields[i + 1 :]}  # fmt: skip
             check = _field_check(cls, field, values, later) if prompter.interactive else None
             values[field.name] = _configure_field(field, hints[field.name], existing.get(field.name), sets, prompter, path, check)
         try:
@@ -173,8 +176,19 @@ def configure_struct(
         except msgspec.ValidationError as e:
             if not prompter.interactive:
                 raise InvalidRequestError(f"Invalid {path}: {e}", field=path) from None
+            if unasked and _valid(cls, values | {f.name: _default(f) for f in unasked}):  # no answer can fix it
+                names = " or ".join(f"--set {path}.{f.name}=VALUE" for f in unasked)
+                raise InvalidRequestError(f"Invalid {path}: {str(e).rstrip('.')}. Correct it with {names}.", field=path) from None
             prompter.say(f"Validation error: {e}")
             existing = values
+
+
+def _valid(cls: type, values: dict[str, Any]) -> bool:
+    try:
+        msgspec.convert(values, cls)
+        return True
+    except msgspec.ValidationError:
+        return False
 
 
 def _unasked(field: mi.Field, ann: Any, existing: Any, sets: dict[str, Any], path: str) -> Any:

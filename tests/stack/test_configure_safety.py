@@ -149,3 +149,25 @@ def test_cli_refuses_a_guard_that_is_no_llama_guard_and_writes_nothing(capsys) -
     written = load_run_config(path).providers
     assert written["inference"]["extra_models"] == [{"model": "Llama-Guard-3-1B"}]  # unset fields are not written
     assert written["safety"]["llama_guard_shield"]["model"] == "Llama-Guard-3-1B"
+
+
+def test_a_model_inference_serves_beside_is_refused_as_its_main_model_at_once() -> None:
+    script = Script(["Llama-Guard-3-1B", "Llama3.2-3B-Instruct"] + [""] * 7 + ["n", "n"])
+    configured = configure_run_config(build({"extra_models": [{"model": "Llama-Guard-3-1B"}]}), {}, Prompter(script.ask, script.say))
+    assert script.lines[1:4] == [
+        "Enter value for model (existing: Llama3.2-1B-Instruct): Llama-Guard-3-1B",
+        "Validation error: Llama-Guard-3-1B is listed twice (model and extra_models[0]); list each model once.",
+        "Enter value for model (existing: Llama3.2-1B-Instruct): Llama3.2-3B-Instruct",
+    ]
+    assert (configured.providers["inference"]["model"], extras(configured)) == ("Llama3.2-3B-Instruct", ["Llama-Guard-3-1B"])
+
+
+def test_a_hand_edited_list_no_answer_can_fix_is_a_clear_error_not_a_loop() -> None:
+    broken = build({"extra_models": [{"model": "Llama-Guard-3-1B"}, {"model": "Llama-Guard-3-1B"}]})
+    message = (r"^Invalid inference: Llama-Guard-3-1B is listed twice \(extra_models\[0\] and extra_models\[1\]\); list each model once. "
+               r"Correct it with --set inference.extra_models=VALUE.$")
+    with pytest.raises(InvalidRequestError, match=message):
+        configure_run_config(broken, {}, Prompter(Script([""] * 8).ask, print))
+    fixed = configure_run_config(broken, parse_sets(['inference.extra_models=[{"model": "Llama-Guard-3-1B"}]']),
+                                 Prompter(Script([""] * 8 + ["n", "n"]).ask, print))  # fmt: skip
+    assert extras(fixed) == ["Llama-Guard-3-1B"]
