@@ -65,7 +65,7 @@ async def _main(model_id: str, prompt: str | None, sampling: object, max_seq_len
             history.append(UserMessage(content=text))
             stats = ReplyStats()
             pieces = []
-            async for piece in stream_reply(inference, history, sampling, stats):  # type: ignore[arg-type]
+            async for piece in stream_reply(inference.primary, history, sampling, stats):  # type: ignore[arg-type]
                 pieces.append(piece)
                 sys.stdout.write(piece)
                 sys.stdout.flush()
