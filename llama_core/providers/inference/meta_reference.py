@@ -43,6 +43,7 @@ from llama_core.prompt.jinja_format import JinjaChatFormat, load_chat_template
 from llama_core.prompt.system_prompts import prepare_messages
 from llama_core.providers.inference.batch import chat_requests
 from llama_core.providers.inference.detokenize import IncrementalDecoder
+from llama_core.providers.inference.local_embeddings import is_embedding_model, local_embeddings, not_an_embedding_model
 from llama_core.providers.inference.stops import StopCutter
 from llama_core.providers.inference.stream import ChatStream
 from llama_core.tokenizer import Llama3Tokenizer, Tokenizer
@@ -249,13 +250,11 @@ class MetaReferenceInference:
         )
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
-        """Not offered by a generative Llama: the memory API embeds with its own sentence encoder."""
-        self._check_model(request.model)
-        raise UnsupportedError(
-            f"{self.model.descriptor} is a generative model served by meta-reference; it does not compute "
-            "embeddings. Use an embedding model's provider.",
-            field="model",
-        )
+        """Vectors from a local embedding model (all-MiniLM-L6-v2, or a sentence-transformers folder
+        under ~/.llama/checkpoints): a generative Llama computes none (400); another name is a 404."""
+        if not is_embedding_model(request.model):
+            raise not_an_embedding_model(request.model)
+        return await local_embeddings(request)
 
     async def served_models(self) -> list[str]:
         """The one model this provider loaded."""
