@@ -141,6 +141,7 @@ async def test_data_url_refusals() -> None:
             PayloadTooLargeError, "The data: URL's document is larger than 1000 bytes, the most a document may have.", None,
         )  # fmt: skip
     assert await text_of(data(b"x" * 1000), max_bytes=1000) == "x" * 1000
+    assert await text_of(data("é".encode() * 500, b64=False), max_bytes=1000) == "é" * 500  # 3000 characters of %XX
 
 
 async def test_pdf_refusals() -> None:

@@ -240,7 +240,7 @@ def data_url(uri: str, max_bytes: int) -> tuple[bytes, str | None]:
     is_base64 = params[-1].strip().lower() == "base64"
     if is_base64:
         params.pop()
-    if len(payload) * (3 / 4 if is_base64 else 1) > max_bytes + 3:  # before decoding what is surely too big
+    if len(payload) > 4 * (max_bytes + 1):  # surely too big (%XX is 3 characters a byte, base64 4 per 3): not decoded
         raise _too_large("The data: URL's document", max_bytes)
     raw = unquote_to_bytes(payload)
     if is_base64:
@@ -313,9 +313,7 @@ async def fetch_url(uri: str, max_bytes: int, timeout_s: float) -> tuple[bytes, 
                 if body is None:
                     raise _too_large(f"The document at {where}", max_bytes)
                 return body, response.headers.get("content-type")
-    except TimeoutError:
-        raise failed(f"no answer within {timeout_s:g} s") from None
-    except httpx.TimeoutException:
+    except (TimeoutError, httpx.TimeoutException):
         raise failed(f"no answer within {timeout_s:g} s") from None
     except httpx.TooManyRedirects:
         raise failed(f"redirected more than {MAX_REDIRECTS} times") from None
@@ -367,9 +365,10 @@ async def document_text(
     if len(text) > max_bytes or len(text.encode()) > max_bytes:  # the first test is free, the second exact
         raise _too_large("The document", max_bytes)
     kind, _ = media_type(doc.mime_type)
-    if kind in ("text/html", "application/xhtml+xml"):
+    convert = converter(kind, b"")  # a 400 for a type we cannot read
+    if convert is _html:
         return await anyio.to_thread.run_sync(html_text, text)
-    if kind and kind not in UNTYPED and converter(kind, b"") is not _plain:
+    if convert is not _plain:  # bytes (a PDF) cannot come as a JSON string
         raise InvalidRequestError(
             f"Inline content is text: send {shown(kind, 80)} documents as a data: or http(s) URL.", field="content"
         )
