@@ -81,7 +81,7 @@ def unknown_model_message(name: str, models: dict[str, Path] | None = None) -> s
     names = ", ".join(models) or "none"
     return (
         f"Unknown embedding model '{shown(name)}'.{hint} Available: {names} (a sentence-transformers folder "
-        f"under {checkpoints_dir()} is one too)."
+        "in the server's checkpoints folder is one too)."
     )
 
 
