@@ -155,7 +155,14 @@ async def _scan(codeshield: types.SimpleNamespace, snippets: list[tuple[str, str
                 path.write_text(code, encoding="utf-8")
                 jobs.append(codeshield.analyze(language, code, path=path, usecase=codeshield.UseCase.CODESHIELD))
         found = await asyncio.gather(*jobs)
-    return [issue.pattern_id or issue.name or issue.cwe_id for issues in found for issue in issues]
+    return [pattern_id(issue) for issues in found for issue in issues]
+
+
+def pattern_id(issue: Any) -> str:
+    """The issue's rule id. semgrep prefixes a rule's id with its config file's folders, relative to
+    the working directory (`.venv.lib.python3.11.site-packages.codeshield...._generated_.unsafe-pickle-use`
+    when the stack runs from the folder holding its venv); CodeShield's own ids have no dots."""
+    return (issue.pattern_id or issue.name or issue.cwe_id).rpartition(".")[2]
 
 
 _loading = threading.Lock()
