@@ -142,3 +142,9 @@ def test_a_read_only_site_packages_does_not_stop_the_scanner(tmp_path: Path) -> 
     stock, ours = done.stdout.strip().splitlines()[-2:]
     assert stock.startswith("OSError: [Errno 30] Read-only file system: ")
     assert ours == f"{tmp_path}/config/cache/semgrep/osemgrep unsafe-pickle-use"
+
+
+def test_the_scan_runs_under_trio_too() -> None:
+    # codeshield drives semgrep through asyncio's subprocesses; the shield gives it a loop of its own.
+    reply = anyio.run(CodeScannerShield(None, None).run, [UserMessage(content=fenced(PICKLE, "python"))], DEFINITION, backend="trio")
+    assert (reply.is_violation, reply.violation_type) == (True, "unsafe-pickle-use")

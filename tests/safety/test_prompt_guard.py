@@ -260,3 +260,9 @@ def test_a_classifier_with_other_labels_is_not_prompt_guard(tmp_path: Path, monk
     assert str(caught.value) == (
         f"{folder} is not a Prompt Guard checkpoint (2 labels, not 3). Download it with `llama download --model-id Prompt-Guard-86M`."
     )
+
+
+def test_the_shield_runs_under_trio_too() -> None:
+    shield = JailbreakShield(PromptGuardShieldConfig(), None)
+    reply = anyio.run(shield.run, [UserMessage(content=ATTACK)], JAILBREAK, backend="trio")
+    assert (reply.is_violation, reply.violation_type) == (True, "prompt_injection:malicious=0.9300")
