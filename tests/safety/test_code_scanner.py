@@ -148,3 +148,30 @@ def test_the_scan_runs_under_trio_too() -> None:
     # codeshield drives semgrep through asyncio's subprocesses; the shield gives it a loop of its own.
     reply = anyio.run(CodeScannerShield(None, None).run, [UserMessage(content=fenced(PICKLE, "python"))], DEFINITION, backend="trio")
     assert (reply.is_violation, reply.violation_type) == (True, "unsafe-pickle-use")
+
+
+def test_over_http_through_run_shields() -> None:
+    # Needs safety-core's provider (llama_core.providers.safety.meta_reference); skipped without it.
+    pytest.importorskip("llama_core.providers.safety.meta_reference")
+    import httpx
+    from rpc.server import running_server
+
+    from llama_core.config import RunConfig
+    from llama_core.stack import Stack
+    from llama_rpc.http import create_app
+
+    stack = Stack.from_config(RunConfig(name="scanner", distribution_id="local", providers={"safety": {"provider_id": "meta-reference"}}))
+    messages = [{"role": "user", "content": fenced(STRCPY, "c")}]
+    shields = [{"shield_type": "code_scanner_guard"}, {"shield_type": "code_scanner_guard", "on_violation_action": 0}]
+    with running_server(lambda: create_app(stack), stack=stack) as url:
+        reply = httpx.post(url + "/safety/run_shields", json={"messages": messages, "shields": shields}, timeout=60)
+        benign = httpx.post(url + "/safety/run_shields", json={"messages": [{"role": "user", "content": BENIGN_C}], "shields": shields[:1]}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    found = {"violation_type": "vulnerable-strcpy", "violation_return_message": "Sorry, I found security concerns in the code."}
+    assert reply.json() == {"responses": [
+        {"shield_type": "code_scanner_guard", "is_violation": True, **found},
+        {"shield_type": "code_scanner_guard", "is_violation": False, **found},  # IGNORE keeps the record
+    ]}  # fmt: skip
+    assert benign.json() == {"responses": [
+        {"shield_type": "code_scanner_guard", "is_violation": False, "violation_type": None, "violation_return_message": None},
+    ]}  # fmt: skip

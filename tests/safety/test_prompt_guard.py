@@ -266,3 +266,28 @@ def test_the_shield_runs_under_trio_too() -> None:
     shield = JailbreakShield(PromptGuardShieldConfig(), None)
     reply = anyio.run(shield.run, [UserMessage(content=ATTACK)], JAILBREAK, backend="trio")
     assert (reply.is_violation, reply.violation_type) == (True, "prompt_injection:malicious=0.9300")
+
+
+def test_over_http_through_run_shields() -> None:
+    # Needs safety-core's provider (llama_core.providers.safety.meta_reference); skipped without it.
+    pytest.importorskip("llama_core.providers.safety.meta_reference")
+    import httpx
+    from rpc.server import running_server
+
+    from llama_core.config import RunConfig
+    from llama_core.stack import Stack
+    from llama_rpc.http import create_app
+
+    safety = {"provider_id": "meta-reference", "prompt_guard_shield": {"model": "Prompt-Guard-86M", "threshold": 0.95}}
+    stack = Stack.from_config(RunConfig(name="classifiers", distribution_id="local", providers={"safety": safety}))
+    shields = [{"shield_type": "jailbreak_shield"}, {"shield_type": "injection_shield"},
+               {"shield_type": "jailbreak_shield", "on_violation_action": 0}]  # fmt: skip
+    with running_server(lambda: create_app(stack), stack=stack) as url:
+        reply = httpx.post(url + "/safety/run_shields", json={"messages": [{"role": "user", "content": ATTACK}], "shields": shields}, timeout=60)
+    assert reply.status_code == 200, reply.text
+    flagged = {"violation_type": "prompt_injection:embedded=0.0500,malicious=0.9300", "violation_return_message": "Sorry, I cannot do this."}
+    assert reply.json() == {"responses": [
+        {"shield_type": "jailbreak_shield", "is_violation": False, "violation_type": None, "violation_return_message": None},
+        {"shield_type": "injection_shield", "is_violation": True, **flagged},
+        {"shield_type": "jailbreak_shield", "is_violation": False, "violation_type": None, "violation_return_message": None},
+    ]}  # fmt: skip
