@@ -175,3 +175,18 @@ def test_over_http_through_run_shields() -> None:
     assert benign.json() == {"responses": [
         {"shield_type": "code_scanner_guard", "is_violation": False, "violation_type": None, "violation_return_message": None},
     ]}  # fmt: skip
+
+
+def test_a_semgrep_that_finds_nothing_is_reported_in_the_log(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # What semgrep 1.120+ does under codeshield's flags: exit 0, no results. `true` does the same.
+    from llama_core.providers.safety import code_scanner
+
+    codeshield = code_scanner.load_codeshield()
+    oss = sys.modules["codeshield.insecure_code_detector.insecure_code_detector"].oss
+    monkeypatch.setattr(oss, "SEMGREP_COMMAND", [shutil.which("true")])
+    code_scanner._check_semgrep(codeshield, oss)
+    assert [r.getMessage() for r in caplog.records if r.name == code_scanner.__name__] == [
+        "code_scanner_guard: CodeShield's semgrep analyzer did not flag pickle.loads in its self-check (semgrep 1.120 "
+        "and later scan nothing under codeshield's --project-root /; this package pins semgrep below 1.80). Only "
+        "CodeShield's regex rules are in effect."
+    ]

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from llama_core.errors import LlamaError
+from llama_core.errors import LlamaError, shown
 from llama_core.paths import config_dir
 from llama_core.types.common import content_text
 from llama_core.types.messages import BuiltinTool, CompletionMessage, Message
@@ -134,11 +134,10 @@ def scan_blocking(snippets: list[tuple[str, str | None]]) -> list[str]:
     Its semgrep runs as a subprocess through asyncio, so each scan has a loop of its own here: the
     stack's loop is never blocked by the regexes or by waiting on semgrep.
     """
-    codeshield = load_codeshield()
     try:
-        found = asyncio.run(_scan(codeshield, snippets))
+        found = asyncio.run(_scan(load_codeshield(), snippets))
     except Exception as e:  # codeshield raises bare Exceptions (an unwritable temp dir, a bad rule file)
-        raise LlamaError(f"CodeShield could not scan the code: {type(e).__name__}: {e}") from e
+        raise LlamaError(f"CodeShield could not scan the code: {type(e).__name__}: {shown(str(e))}") from e
     return sorted(set(found))
 
 
@@ -197,8 +196,8 @@ def load_codeshield() -> types.SimpleNamespace:
 def _check_semgrep(codeshield: types.SimpleNamespace, oss: Any) -> None:
     if not oss.ENABLE_SEMGREP:
         return
-    code, pattern_id = CANARY
-    if pattern_id not in asyncio.run(_scan(codeshield, [(code, "python")])):
+    code, expected = CANARY
+    if expected not in asyncio.run(_scan(codeshield, [(code, "python")])):
         log.warning(
             "code_scanner_guard: CodeShield's semgrep analyzer did not flag pickle.loads in its self-check "
             "(semgrep 1.120 and later scan nothing under codeshield's --project-root /; this package pins "
