@@ -24,7 +24,7 @@ import re
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -84,6 +84,9 @@ class LlamaGuardShieldConfig(Base, kw_only=True):
 
 
 class PromptGuardShieldConfig(Base, kw_only=True):
+    # configure asks the reference's one question (model); threshold comes from --set or the file.
+    unasked: ClassVar[tuple[str, ...]] = ("threshold",)
+
     model: str = "Prompt-Guard-86M"
     # A message is a jailbreak when P(malicious) is above this, an injection when P(embedded) +
     # P(malicious) is (llama_core/providers/safety/prompt_guard.py).
