@@ -190,3 +190,24 @@ def test_a_semgrep_that_finds_nothing_is_reported_in_the_log(monkeypatch: pytest
         "and later scan nothing under codeshield's --project-root /; this package pins semgrep below 1.80). Only "
         "CodeShield's regex rules are in effect."
     ]
+
+
+def test_osemgrep_is_linked_beside_semgrep_core_else_in_the_first_place_that_takes_it(tmp_path: Path) -> None:
+    from llama_core.providers.safety.code_scanner import semgrep_binary
+
+    core = tmp_path / "bin" / "semgrep-core"
+    core.parent.mkdir()
+    core.write_bytes(b"")
+    assert semgrep_binary(core, []) == core.parent / "osemgrep"
+    assert (core.parent / "osemgrep").resolve() == core
+    assert semgrep_binary(core, []) == core.parent / "osemgrep"  # found again, not remade
+    # Beside it, something no link can replace: the first of the places that takes one; no spare left behind.
+    other = tmp_path / "other-bin" / "semgrep-core"
+    other.parent.mkdir()
+    other.write_bytes(b"")
+    (other.parent / "osemgrep").mkdir()
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert semgrep_binary(other, [blocked / "x", tmp_path / "cache"]) == tmp_path / "cache" / "osemgrep"
+    assert (tmp_path / "cache" / "osemgrep").resolve() == other
+    assert sorted(p.name for p in other.parent.iterdir()) == ["osemgrep", "semgrep-core"]

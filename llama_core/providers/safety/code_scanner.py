@@ -35,6 +35,7 @@ Three things about the codeshield package this module works around (found by run
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.util
 import json
@@ -241,18 +242,23 @@ def semgrep_binary(core: Path | None = None, places: list[Path] | None = None) -
         log.warning("code_scanner_guard: semgrep-core is not installed; CodeShield runs its regex rules only.")
         return None
     places = places if places is not None else [config_dir() / "cache" / "semgrep", Path(tempfile.gettempdir()) / "llama-semgrep"]
+    beside = core.with_name("osemgrep")
+    if beside.is_file():  # codeshield's link from an earlier run, or one semgrep ships: never replaced
+        return beside
     for place in [core.parent, *places]:
         link = place / "osemgrep"
         if os.path.lexists(link) and link.resolve() == core.resolve():
             return link
+        spare = place / f".osemgrep.{os.getpid()}.{threading.get_ident()}"
         try:
             place.mkdir(parents=True, exist_ok=True)
-            spare = place / f".osemgrep.{os.getpid()}.{threading.get_ident()}"
             os.symlink(core, spare)
             os.replace(spare, link)  # atomic: another process may be linking the same place
             return link
         except OSError as e:
             log.debug("code_scanner_guard: cannot link osemgrep in %s: %s", place, e)
+            with contextlib.suppress(OSError):
+                spare.unlink()
     log.warning("code_scanner_guard: nowhere writable to link osemgrep to %s; CodeShield runs its regex rules only.", core)
     return None
 
