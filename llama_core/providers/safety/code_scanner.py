@@ -8,7 +8,8 @@
 What is scanned, from every message (as the reference joined them all):
     - each fenced block (```python ... ```), with the fence's language as CodeShield's hint
       (FENCE_LANGUAGES; an unknown or missing tag scans as every language CodeShield knows);
-    - the whole text of a message that has no fence (it is the code, or prose the rules ignore);
+    - the whole text of a message that has no fence (code, or prose: CodeShield's patterns want code
+      syntax, e.g. `hashlib.md5(`, so "is MD5 ok?" passes);
     - the `code` argument of a code_interpreter tool call, as Python.
 violation_type is the pattern ids found, sorted and without repeats (CodeShield's own order depends on
 thread timing). CodeShield runs offline: its regexes in-process, then semgrep-core on a temp file.
