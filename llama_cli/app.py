@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # (name, import path of its App, one-line help): the order is the order `llama --help` lists them.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("download", "llama_cli.download:download", "Download a model from Meta or Hugging Face (or the demo model)."),
-    ("model", "llama_cli.model:app", "Work with llama models: list, describe, template."),
+    ("model", "llama_cli.model:app", "Work with llama models: list, describe, download, run, remove, template, verify-download."),
     ("stack", "llama_cli.stack:app", "Operations for the Llama Stack / Distributions: list, build, configure, run."),
 )
 
@@ -29,6 +29,18 @@ DEBUG_FLAG = "--debug"
 
 HELP = "Welcome to the Llama CLI.\n\nAdd --debug (or set LLAMA_DEBUG=1) to see tracebacks."
 ROOT_HELP_ARGV: tuple[tuple[str, ...], ...] = ((), ("--help",), ("-h",))
+VERSION_ARGV = ("--version",)
+
+
+def version() -> str:
+    """"llama-toolchain X.Y.Z", from the installed package's metadata."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return f"llama-toolchain {installed('llama-toolchain')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "llama-toolchain (not installed)"
 
 
 @functools.cache
@@ -39,7 +51,8 @@ def build_app() -> App:
     app = App(
         name="llama",
         help=HELP,
-        version_flags=[],
+        version=version,
+        version_flags=list(VERSION_ARGV),
         result_action="return_value",
         help_format="plaintext",  # the markdown renderer costs ~0.1 s of imports at every --help
     )
@@ -68,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from llama_cli.root_help import print_root_help
 
         print_root_help(HELP, [(name, text) for name, _path, text in COMMANDS])
+        return 0
+    if tuple(tokens) == VERSION_ARGV:  # as fast as the help: no cyclopts
+        print(version())
         return 0
     from cyclopts import CycloptsError
 

@@ -37,6 +37,7 @@ def report(error: BaseException, debug: bool) -> int:
         print("Interrupted.", file=sys.stderr)
     elif isinstance(error, LlamaError):
         print(f"Error: {one_line(error.message)}", file=sys.stderr)
-    else:  # a bug: still one line, and the way to see more
-        print(f"Error: unexpected {type(error).__name__}: {one_line(str(error))} (rerun with --debug for the traceback)", file=sys.stderr)
+    else:  # a bug: still one line, and the way to see more (already shown above with --debug)
+        more = " (the traceback is above)" if debug else " (rerun with --debug for the traceback)"
+        print(f"Error: unexpected {type(error).__name__}: {one_line(str(error))}{more}", file=sys.stderr)
     return exit_code(error)

@@ -9,7 +9,7 @@ from cyclopts import App, Parameter
 
 from llama_cli import output
 
-app = App(name="model", help="Work with llama models: list, describe, template.")
+app = App(name="model", help="Work with llama models: list, describe, download, run, remove, template, verify-download.")
 
 ModelId = Annotated[str, Parameter(name=["--model-id", "-m"], help="Model descriptor or Hugging Face repo.")]
 

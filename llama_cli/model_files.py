@@ -70,5 +70,9 @@ def remove(
         if input(f"Remove {path} ({size})? (y/n): ").strip().lower() not in ("y", "yes"):
             output.console().print("Nothing removed.")
             return
+    target = path.resolve() if path.is_symlink() else None
     remove_model(model_id)
-    output.console().print(f"Removed {path} ({size}).", markup=False)
+    if target is not None:
+        output.console().print(f"Removed the link {path}; its target {target} ({size}) is kept.", markup=False)
+    else:
+        output.console().print(f"Removed {path} ({size}).", markup=False)

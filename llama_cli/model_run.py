@@ -43,12 +43,18 @@ async def _main(model_id: str, prompt: str | None, sampling: object, max_seq_len
                 verbose: bool) -> None:
     import time
 
+    from llama_core.errors import InvalidRequestError
     from llama_core.local_chat import ReplyStats, stream_reply
+    from llama_core.models.registry import resolve_model
     from llama_core.providers.inference.meta_reference import MetaReferenceInference, MetaReferenceInferenceConfig
     from llama_core.types import CompletionMessage, Message, UserMessage
 
     started = time.perf_counter()
-    config = MetaReferenceInferenceConfig(model=model_id, max_seq_len=max_seq_len, max_batch_size=1, dtype=dtype)
+    resolve_model(model_id)  # ModelNotFoundError, with the closest names, before the config's own check
+    try:
+        config = MetaReferenceInferenceConfig(model=model_id, max_seq_len=max_seq_len, max_batch_size=1, dtype=dtype)
+    except ValueError as e:  # what the engine cannot run (a size out of range): a usage error
+        raise InvalidRequestError(str(e)) from None
     async with MetaReferenceInference(config) as inference:
         load_s = time.perf_counter() - started
         history: list[Message] = []
@@ -59,7 +65,7 @@ async def _main(model_id: str, prompt: str | None, sampling: object, max_seq_len
             history.append(UserMessage(content=text))
             stats = ReplyStats()
             pieces = []
-            async for piece in stream_reply(inference, history, sampling, stats):  # type: ignore[arg-type]
+            async for piece in stream_reply(inference.primary, history, sampling, stats):  # type: ignore[arg-type]
                 pieces.append(piece)
                 sys.stdout.write(piece)
                 sys.stdout.flush()

@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Sequence
 
 HELP_FLAG = ("--help (-h)", "Display this message and exit.")
+VERSION_FLAG = ("--version", "Display application version.")
 _BOLD, _CYAN, _RESET = "\x1b[1m", "\x1b[36m", "\x1b[0m"
 
 
@@ -22,7 +23,7 @@ def render(description: str, commands: Sequence[tuple[str, str]], width: int, co
     def paint(style: str, text: str) -> str:
         return f"{style}{text}{_RESET}" if color else text
 
-    rows = [*commands, HELP_FLAG]
+    rows = [*commands, HELP_FLAG, VERSION_FLAG]
     name_width = max(len(name) for name, _ in rows)
     text_width = width - 4 - name_width - 2  # "│ " + names + "  " + text + " │"
     title = "─ Commands "
@@ -31,7 +32,7 @@ def render(description: str, commands: Sequence[tuple[str, str]], width: int, co
         lines += [paragraph, ""]
     lines.append("╭" + title + "─" * (width - 2 - len(title)) + "╮")
     for name, text in rows:
-        for i, piece in enumerate(textwrap.wrap(text, text_width) or [""]):
+        for i, piece in enumerate(textwrap.wrap(text, text_width, break_on_hyphens=False) or [""]):
             if i == 0:
                 cell = paint(_CYAN, name.ljust(name_width)) + paint(_CYAN, "  ")
             else:

@@ -71,13 +71,25 @@ class TogetherImplConfig(RemoteProviderConfig, kw_only=True):
     api_key: str
 
 
+# The Llama Guard models the llama_guard shield runs (on meta-reference's engine): Llama Guard 3, text only.
+LLAMA_GUARD_MODELS = ("Llama-Guard-3-1B", "Llama-Guard-3-8B", "Llama-Guard-3-8B:int8")
+
+
 class LlamaGuardShieldConfig(Base, kw_only=True):
-    model: str = "Llama-Guard-3-8B"
+    model: str = "Llama-Guard-3-8B"  # any spelling of one of LLAMA_GUARD_MODELS; kept as its descriptor
     excluded_categories: list[str] = []  # hazard codes "S1".."S14"
     disable_input_check: bool = False
     disable_output_check: bool = False
 
     def __post_init__(self) -> None:
+        from llama_core.models.registry import resolve_model
+
+        try:
+            self.model = resolve_model(self.model).descriptor
+        except NotFoundError:
+            pass  # named in the error below
+        if self.model not in LLAMA_GUARD_MODELS:
+            raise ValueError(f"model must be a Llama Guard 3 model ({', '.join(LLAMA_GUARD_MODELS)}), got '{self.model[:80]}'")
         bad = [c for c in self.excluded_categories if not re.fullmatch(r"S(?:[1-9]|1[0-4])", c)]
         if bad:
             raise ValueError(f"excluded_categories are codes S1..S14, got {', '.join(bad)}")

@@ -31,7 +31,7 @@ from quart.asgi import ASGIHTTPConnection
 from quart.wrappers.request import Body
 from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
 
-from llama_core.errors import AuthenticationError
+from llama_core.errors import AuthenticationError, PayloadTooLargeError
 from llama_core.providers.provider_data import HEADER as PROVIDER_DATA_HEADER
 from llama_core.providers.provider_data import set_provider_data
 from llama_core.routes import METHODS, Method, provider_call, served_methods, wants_stream
@@ -136,6 +136,7 @@ class DrainingBody(Body):
         self.ended = asyncio.Event()
         self.whole = False
         self._received = 0
+        self.limit = max_content_length
         self._drain_limit = None if max_content_length is None else DRAIN_FACTOR * max_content_length
         if expected_content_length is not None and self._over_drain_limit(expected_content_length):
             self.ended.set()  # too much to read for nothing
@@ -230,9 +231,17 @@ async def read_body() -> bytes:
                 return await body
             except RequestEntityTooLarge:
                 await body.ended.wait()
-                raise
+                raise too_large(body.limit) from None
     except TimeoutError:
-        raise (RequestEntityTooLarge() if body.too_large else RequestTimeout()) from None
+        raise (too_large(body.limit) if body.too_large else RequestTimeout()) from None
+
+
+def too_large(limit: int | None) -> PayloadTooLargeError:
+    """The 413 of a body over `limit` bytes, naming the limit (werkzeug's own text does not)."""
+    if not limit:
+        return PayloadTooLargeError("The request body is larger than this server accepts.")
+    size = f"{limit // 2**20} MiB" if limit % 2**20 == 0 else f"{limit} bytes"
+    return PayloadTooLargeError(f"The request body is larger than this server's limit of {size}.")
 
 
 async def request_data() -> bytes:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from llama_core import paths
 from llama_core.download.verify import FileCheck, verify_files
-from llama_core.errors import ModelNotFoundError, NotFoundError
+from llama_core.errors import DownloadError, ModelNotFoundError, NotFoundError
 from llama_core.models import resolve_model
 
 
@@ -88,7 +88,19 @@ async def verify_download(model_id: str) -> tuple[Path, list[FileCheck]]:
 
 
 def remove_model(model_id: str) -> Path:
-    """Delete a downloaded model's folder; return the path removed."""
+    """Delete a downloaded model's folder; return the path removed.
+
+    A folder that is a symbolic link loses the link only: its target lies outside ~/.llama and is
+    the user's. Raises NotFoundError (nothing downloaded) and DownloadError (the files cannot be
+    removed: permissions, a busy mount), with nothing removed or what was removed named.
+    """
     path = model_dir(model_id)
-    shutil.rmtree(path)
+    try:
+        if path.is_symlink():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
+    except OSError as e:
+        left = "" if path.exists() else " (the folder is gone)"
+        raise DownloadError(f"Could not remove {path}: {e.strerror or e}{left}.") from None
     return path

@@ -39,7 +39,7 @@ def test_help_lists_model(llama):
     rc, out, err = llama("--help")
     assert (rc, err) == (0, "")
     assert "Usage: llama COMMAND" in out and "Welcome to the Llama CLI" in out
-    assert "│ model " in out and "list, describe, template" in out
+    assert "│ model " in out and "list, describe, download, run, remove, template, verify-download" in out
 
 
 def test_model_help_lists_subcommands(llama):

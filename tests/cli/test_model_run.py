@@ -52,3 +52,37 @@ def test_missing_model_is_one_line() -> None:
     assert done.stderr.startswith("Error: No checkpoint for Llama3.2-1B-Instruct")
     assert "llama download --model-id Llama3.2-1B-Instruct" in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        pytest.param(["-m", "Nope-1B"], "Error: Unknown model 'Nope-1B'. See `llama model list --show-all`.", id="unknown"),
+        pytest.param(["-m", "Llama3.2-1B-Instruc"], "Error: Unknown model 'Llama3.2-1B-Instruc'. Did you mean: Llama3.2-1B-Instruct, "
+                     "Llama3.2-3B-Instruct, Llama3.1-8B-Instruct? See `llama model list --show-all`.", id="nearest"),
+        pytest.param(["-m", MODEL, "--max-seq-len", "0"], "Error: max_seq_len must be at least 1, got 0", id="engine-limit"),
+    ],
+)
+def test_a_model_or_size_the_engine_cannot_run_is_a_usage_error(args: list[str], line: str) -> None:
+    done = llama("model", "run", *args, "hi")
+    assert (done.returncode, done.stderr) == (2, line + "\n")
+
+
+def test_debug_shows_the_traceback_once_and_does_not_ask_for_it() -> None:
+    from llama_cli.errors import report
+
+    class Odd(Exception):
+        pass
+
+    import contextlib
+    import io
+
+    try:
+        raise Odd("boom")
+    except Odd as e:
+        error = e
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert report(error, debug=True) == 1
+    assert err.getvalue().count("Traceback") == 1
+    assert err.getvalue().endswith("Error: unexpected Odd: boom (the traceback is above)\n")

