@@ -24,7 +24,7 @@ import re
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -96,7 +96,17 @@ class LlamaGuardShieldConfig(Base, kw_only=True):
 
 
 class PromptGuardShieldConfig(Base, kw_only=True):
+    # configure asks the reference's one question (model); threshold comes from --set or the file.
+    unasked: ClassVar[tuple[str, ...]] = ("threshold",)
+
     model: str = "Prompt-Guard-86M"
+    # A message is a jailbreak when P(malicious) is above this, an injection when P(embedded) +
+    # P(malicious) is (llama_core/providers/safety/prompt_guard.py).
+    threshold: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold is a probability between 0 and 1 (both excluded), got {self.threshold}")
 
 
 class SafetyConfig(Base, kw_only=True):

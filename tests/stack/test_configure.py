@@ -71,7 +71,7 @@ def test_existing_values_are_the_defaults_and_secrets_are_masked():
     # An empty answer to (y/n) keeps an existing sub-config, and declines a missing one.
     assert "Do you want to configure prompt_guard_shield? (y/n): " in script.lines
     assert configured.providers["safety"] == {"provider_id": "meta-reference", "llama_guard_shield": None,
-                                              "prompt_guard_shield": {"model": "Prompt-Guard-86M"}}  # fmt: skip
+                                              "prompt_guard_shield": {"model": "Prompt-Guard-86M", "threshold": 0.9}}  # fmt: skip
     assert configured.providers["inference"]["max_seq_len"] == 2048
     assert configured.providers["agentic_system"]["brave_search_api_key"] == "bsk-1"
 

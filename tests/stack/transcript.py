@@ -57,7 +57,7 @@ CONFIGURED: dict[str, dict] = {
     "safety": {"provider_id": "meta-reference",
                "llama_guard_shield": {"model": "Llama-Guard-3-8B", "excluded_categories": [], "disable_input_check": False,
                                       "disable_output_check": False},
-               "prompt_guard_shield": {"model": "Prompt-Guard-86M"}},
+               "prompt_guard_shield": {"model": "Prompt-Guard-86M", "threshold": 0.9}},
     "agentic_system": {"provider_id": "meta-reference", "brave_search_api_key": None, "wolfram_api_key": None},
     "memory": {"provider_id": "meta-reference-faiss"},
 }  # fmt: skip
