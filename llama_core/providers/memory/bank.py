@@ -125,6 +125,7 @@ class BankStore:
     @classmethod
     def open(cls, directory: Path) -> BankStore:
         """The bank stored in `directory` (sqlite3.DatabaseError if it is not one)."""
+        (directory / f"{INDEX_NAME}.tmp").unlink(missing_ok=True)  # an index write a crash cut short
         conn = _connect(directory / DB_NAME)
         try:
             body, generation, created_ns = conn.execute("SELECT body, generation, created_ns FROM bank").fetchone()
