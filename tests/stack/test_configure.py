@@ -64,7 +64,7 @@ def test_reference_transcript():
 def test_existing_values_are_the_defaults_and_secrets_are_masked():
     build = local_build(inference={"max_seq_len": 2048}, agentic_system={"brave_search_api_key": "bsk-1"})
     build.providers["safety"]["prompt_guard_shield"] = {"model": "Prompt-Guard-86M"}
-    script = Script([""] * 8 + ["n", ""] + [""] * 3)  # 8 inference fields
+    script = Script([""] * 8 + ["n", ""] + [""] * 6)  # 8 inference fields, ..., 3 memory fields
     configured = configure_run_config(build, {}, Prompter(script.ask, script.say))
     assert "Enter value for max_seq_len (existing: 2048): " in script.lines
     assert "Enter value for brave_search_api_key (existing: ********): " in script.lines

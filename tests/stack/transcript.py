@@ -38,6 +38,9 @@ Configuring API: agentic_system (meta-reference)
 Enter value for brave_search_api_key (optional): 
 Enter value for wolfram_api_key (optional): 
 Configuring API: memory (meta-reference-faiss)
+Enter value for storage_dir (optional): 
+Enter value for hnsw_min_chunks (optional): 
+Enter value for max_document_chars (default: 4000000): 
 """  # noqa: W291 (an empty answer leaves the prompt's trailing space)
 
 # (prompt, answer) in order.
@@ -56,7 +59,7 @@ CONFIGURED: dict[str, dict] = {
                                       "disable_output_check": False},
                "prompt_guard_shield": {"model": "Prompt-Guard-86M"}},
     "agentic_system": {"provider_id": "meta-reference", "brave_search_api_key": None, "wolfram_api_key": None},
-    "memory": {"provider_id": "meta-reference-faiss"},
+    "memory": {"provider_id": "meta-reference-faiss", "storage_dir": None, "hnsw_min_chunks": None, "max_document_chars": 4000000},
 }  # fmt: skip
 
 
