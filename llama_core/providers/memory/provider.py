@@ -297,10 +297,12 @@ class FaissMemory:
         config = store.bank.config
         if isinstance(config, VectorMemoryBankConfig):
             emb = await embedding.embedder(config.embedding_model)
-            query = (await emb.encode([text]))[0]
-            return await anyio.to_thread.run_sync(
-                store.query_vector, query, params.max_chunks, params.score_threshold, self.config.hnsw_min_chunks
-            )
+
+            def search() -> QueryDocumentsResponse:  # encode and search in one trip to a worker thread
+                query = emb.encode_sync([text])[0]
+                return store.query_vector(query, params.max_chunks, params.score_threshold, self.config.hnsw_min_chunks)
+
+            return await anyio.to_thread.run_sync(search)
         if isinstance(config, KeywordMemoryBankConfig):
             return await anyio.to_thread.run_sync(store.query_keyword, fts_match(text), params.max_chunks, params.score_threshold)
         return await anyio.to_thread.run_sync(store.query_key, text)
