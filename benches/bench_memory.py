@@ -11,7 +11,8 @@ For each size (default 10k and 100k chunks) a fresh process (so peak RSS is its 
     query      --queries queries through FaissMemory.query_documents (encode, search, chunk rows)
                beside encoding the query + IndexFlatIP.search on the same N vectors, alternating; p50
     reopen     leaving writes the index file; a new provider opens the bank and answers a query
-    peak RSS   of the process, after all of the above
+    peak RSS   of the process, after all of the above (the model, the bank, and the raw anchor's own
+               copy of the N vectors)
 
     python benches/bench_memory.py [--sizes 10000,100000] [--insert 1000] [--queries 100] [--rounds 3]
     python benches/bench_memory.py --quick        # 2,000 and 10,000 chunks, 300 inserts, 50 queries
@@ -88,8 +89,9 @@ async def child(size: int, n_insert: int, n_queries: int, rounds: int) -> dict:
             docs = [Prepared(f"fill-{start + i}", b"{}", [(distinct[p], 16)], vectors[i : i + 1]) for i, p in enumerate(picks)]
             await anyio.to_thread.run_sync(store.put, docs, False)
         fill_s = time.perf_counter() - t0
-        flat = faiss.IndexFlatIP(base.shape[1])
+        flat = faiss.IndexFlatIP(base.shape[1])  # the raw anchor: the same vectors, in this process too
         flat.add(np.concatenate(all_vectors))
+        del all_vectors
 
         # insert: ours and raw encode on different texts of the same shape, alternating
         ours_rates, raw_rates = [], []

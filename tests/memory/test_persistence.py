@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -51,7 +52,7 @@ async def check_consistent(memory: FaissMemory, bank_id: str) -> dict:
     answer = await memory.query_documents(QueryDocumentsRequest(bank_id=bank_id, query="topic 3", params={"max_chunks": 1000}))
     counts = stats(store)
     assert counts["indexed"] == counts["chunks"] == len(answer.chunks)
-    with sqlite3.connect(store.directory / "bank.sqlite") as db:
+    with contextlib.closing(sqlite3.connect(store.directory / "bank.sqlite")) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         orphans = db.execute("SELECT count(*) FROM documents d WHERE NOT EXISTS (SELECT 1 FROM chunks c WHERE c.document_id = d.document_id)")
         assert orphans.fetchone() == (0,)
@@ -116,6 +117,79 @@ async def test_sigkill_in_the_middle_of_inserts_leaves_a_bank_that_opens_and_ans
             assert [d.content for d in got] == [text_of(i * 10 + j) for i in range(start) for j in range(3)]
 
 
+# The same, killed at an exact statement: the child SIGKILLs itself when SQLite starts the `nth`
+# statement beginning with `prefix` (inside the transaction of its second request, or at its commit),
+# or, for "index", in the middle of writing the index file (after the data, before the rename).
+KILLER = textwrap.dedent(
+    """
+    import anyio, os, signal, sys
+    from llama_core.config import FaissImplConfig
+    from llama_core.providers.memory import vectors
+    from llama_core.providers.memory.provider import FaissMemory
+    from llama_core.types.memory import InsertDocumentsRequest, MemoryBankDocument, QueryDocumentsRequest
+
+    storage, bank_id, prefix, nth = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    seen = 0
+
+    def trace(statement):
+        global seen
+        if statement.startswith(prefix):
+            seen += 1
+            if seen == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    def replace(src, dst):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    async def main():
+        async with FaissMemory(FaissImplConfig(storage_dir=storage)) as memory:
+            await memory.query_documents(QueryDocumentsRequest(bank_id=bank_id, query="x"))  # the index is built
+            if prefix == "index":
+                vectors.os.replace = replace
+            else:
+                memory._banks[bank_id].conn.set_trace_callback(trace)
+            for i in range(3):
+                docs = [MemoryBankDocument(document_id=f"k{i}-{k}", content=f"short {i} {k} topic 3") for k in range(3)]  # a chunk each
+                await memory.insert_documents(InsertDocumentsRequest(bank_id=bank_id, documents=docs))
+
+    anyio.run(main)
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "nth", "requests_kept"),
+    [
+        ("BEGIN", 2, 1),  # before the second request's transaction
+        ("INSERT INTO documents", 5, 1),  # its second document
+        ("INSERT INTO chunks", 5, 1),  # one of its chunks
+        ("UPDATE bank SET generation", 2, 1),  # its last statement before the commit
+        ("COMMIT", 2, 1),  # the commit itself
+        ("BEGIN", 3, 2),  # just after it committed
+        ("index", 1, 3),  # writing the index file at exit, after all three committed
+    ],
+)
+async def test_sigkill_at_each_statement_of_an_insert(tmp_path: Path, prefix: str, nth: int, requests_kept: int) -> None:
+    async with FaissMemory(FaissImplConfig(storage_dir=str(tmp_path))) as memory:
+        bank_id = (await memory.create_memory_bank(CreateMemoryBankRequest(name="kill", config=VECTOR))).bank_id
+        await memory.insert_documents(InsertDocumentsRequest(bank_id=bank_id, documents=[doc("first", text_of(0))]))
+        before = await memory.query_documents(QueryDocumentsRequest(bank_id=bank_id, query="topic 3"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-c", KILLER, str(tmp_path), bank_id, prefix, str(nth)]
+    done = subprocess.run(argv, env=env, capture_output=True, timeout=300)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    async with FaissMemory(FaissImplConfig(storage_dir=str(tmp_path))) as memory:
+        counts = await check_consistent(memory, bank_id)
+        assert counts["documents"] == 1 + 3 * requests_kept
+        kept = [f"k{i}-{k}" for i in range(requests_kept) for k in range(3)]
+        assert len(await memory.get_documents(GetDocumentsRequest(bank_id=bank_id, document_ids=kept))) == len(kept)
+        if requests_kept == 1:  # only the first request of the child: the rest of the bank answers as before
+            await memory.delete_documents(DeleteDocumentsRequest(bank_id=bank_id, document_ids=kept))
+            assert await memory.query_documents(QueryDocumentsRequest(bank_id=bank_id, query="topic 3")) == before
+    assert sorted(p.name for p in (tmp_path / bank_id).iterdir()) == ["bank.sqlite", "index.faiss"]  # no leftover .tmp
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
 async def test_concurrent_inserts_updates_and_queries(tmp_path: Path) -> None:
     async with FaissMemory(FaissImplConfig(storage_dir=str(tmp_path))) as memory:
         bank_id = (await memory.create_memory_bank(CreateMemoryBankRequest(name="busy", config=VECTOR))).bank_id
