@@ -3,6 +3,8 @@ against a real stack: results as over HTTP, errors as -32602 with the HTTP statu
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from rpc.test_jsonrpc import connected
 
@@ -25,6 +27,11 @@ async def test_memory_over_jsonrpc(tmp_path) -> None:
         bank_id = bank["bank_id"]
         assert (await peer.call("memory_banks/list"))["result"] == [bank]
         assert (await peer.call("memory_banks/get", {"bank_id": bank_id}))["result"] == bank
+        uri = f"llama://memory_banks/{bank_id}"  # MCP: a bank is a resource
+        assert {"uri": uri, "name": "rpc", "title": "Memory bank rpc", "mimeType": "application/json"} in (
+            await peer.call("resources/list")
+        )["result"]["resources"]
+        assert json.loads((await peer.call("resources/read", {"uri": uri}))["result"]["contents"][0]["text"]) == bank
         documents = [{"document_id": d, "content": text} for d, text in DOCS.items()]
         assert (await peer.call("memory_bank/insert", {"bank_id": bank_id, "documents": documents}))["result"] is None
         found = (await peer.call("memory_bank/query", {"bank_id": bank_id, "query": "parse JSON strings", "params": {"max_chunks": 2}}))["result"]
