@@ -42,7 +42,7 @@ import re
 import sqlite3
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 import anyio.to_thread
@@ -193,9 +193,6 @@ class FaissMemory:
                 continue
             found.append(store)
         self._banks = {store.bank_id: store for store in sorted(found, key=lambda s: (s.created_ns, s.bank_id))}
-
-    async def health(self) -> dict[str, Any]:
-        return {"status": "ok", "banks": len(self._banks)}
 
     def _bank(self, bank_id: str) -> BankStore:
         store = self._banks.get(check_bank_id(bank_id))
