@@ -259,6 +259,9 @@ async def test_a_stale_or_damaged_index_file_is_rebuilt_from_the_database(tmp_pa
     index_file = tmp_path / bank_id / INDEX_NAME
     old = index_file.read_bytes()
     async with FaissMemory(config) as memory:  # a change after the file was written, then a crash (the file is not rewritten)
+        assert await memory.query_documents(query) == want
+        store = memory._banks[bank_id]
+        assert store._saved_generation == store.generation  # the index came from its file, not a rebuild
         await memory.delete_documents(DeleteDocumentsRequest(bank_id=bank_id, document_ids=["zipfile"]))
         without = await memory.query_documents(query)
         assert "zipfile" not in [c.document_id for c in without.chunks]
