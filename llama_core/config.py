@@ -24,7 +24,7 @@ import re
 import tempfile
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import msgspec
 
@@ -105,6 +105,9 @@ class FaissImplConfig(Base, kw_only=True):
     instead of exactly; None keeps every bank exact. `max_document_chars`: the most text one
     document may hold (a longer one is a 413).
     """
+
+    # Not asked by `llama stack configure` (the reference asks nothing for memory): set with --set or in the file.
+    unasked: ClassVar[tuple[str, ...]] = ("storage_dir", "hnsw_min_chunks", "max_document_chars")
 
     storage_dir: str | None = None
     hnsw_min_chunks: int | None = None
