@@ -120,7 +120,26 @@ class AgenticSystemConfig(Base, kw_only=True):
 
 
 class FaissImplConfig(Base, kw_only=True):
-    """The faiss memory provider has nothing to configure."""
+    """The faiss memory provider (llama_core/providers/memory).
+
+    `storage_dir`: where banks live (default ~/.llama/runtime/memory). `hnsw_min_chunks`: a vector
+    bank holding at least this many chunks is searched with HNSW (approximate, fast on big banks)
+    instead of exactly; None keeps every bank exact. `max_document_chars`: the most text one
+    document may hold (a longer one is a 413).
+    """
+
+    # Not asked by `llama stack configure` (the reference asks nothing for memory): set with --set or in the file.
+    unasked: ClassVar[tuple[str, ...]] = ("storage_dir", "hnsw_min_chunks", "max_document_chars")
+
+    storage_dir: str | None = None
+    hnsw_min_chunks: int | None = None
+    max_document_chars: int = 4_000_000
+
+    def __post_init__(self) -> None:
+        if self.hnsw_min_chunks is not None and self.hnsw_min_chunks < 1:
+            raise ValueError(f"hnsw_min_chunks must be at least 1, got {self.hnsw_min_chunks}")
+        if self.max_document_chars < 1:
+            raise ValueError(f"max_document_chars must be at least 1, got {self.max_document_chars}")
 
 
 class ModelsConfig(Base, kw_only=True):

