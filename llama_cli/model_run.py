@@ -138,7 +138,7 @@ class _Chat:
         stats = ReplyStats()
         pieces: list[str] = []
         try:
-            async for piece in stream_reply(self.inference, self.history, self.sampling, stats):
+            async for piece in stream_reply(self.inference.primary, self.history, self.sampling, stats):
                 pieces.append(piece)
                 sys.stdout.write(piece)
                 sys.stdout.flush()

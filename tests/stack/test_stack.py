@@ -234,7 +234,8 @@ async def test_local_stack_serves_inference_and_models_with_the_real_provider(ti
     local = default_run_config()
     local.providers["inference"] = inference
     async with Stack.from_config(local) as stack:
-        assert stack.served == {Api.inference: "meta-reference", Api.models: "builtin"}
+        assert stack.served == {Api.inference: "meta-reference", Api.memory: "meta-reference-faiss", Api.safety: "meta-reference",
+                                Api.models: "builtin"}  # fmt: skip
         request = ChatCompletionRequest(
             model="Llama3.2-1B-Instruct",
             messages=[UserMessage(content="hi")],

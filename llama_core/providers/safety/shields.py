@@ -8,8 +8,9 @@ names it. `run` gives the raw verdict; the provider applies `definition.on_viola
     class Shield(Protocol):
         async def run(self, messages: list[Message], definition: ShieldDefinition) -> ShieldResponse
 
-A shield raises llama_core.errors (InvalidRequestError for a request it cannot judge, UpstreamError
-for a model or endpoint that answered nonsense), never a bare exception.
+A shield raises llama_core.errors (InvalidRequestError for a request it cannot judge, its `field`
+relative to the definition; ProviderError for a model or endpoint that answered nonsense), never a
+bare exception. Its constructor runs in a worker thread (it may load a model); `run` on the loop.
 
 Non-goals: no shield plugins; adding a shield is adding a row.
 """

@@ -1,0 +1,1 @@
+"""Memory banks: the `meta-reference-faiss` provider and what it stands on (document text in documents.py)."""
