@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from llama_cli.errors import EXIT_USAGE, report
+from llama_cli.errors import EXIT_BROKEN_PIPE, EXIT_USAGE, report
 
 if TYPE_CHECKING:
     from cyclopts import App
@@ -99,6 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except CycloptsError:
         return EXIT_USAGE  # already printed by cyclopts, through _error_line
+    except BrokenPipeError:  # `llama ... | head`: the reader has what it wanted; stop quietly, as `cat` does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor a second error at exit's flush
+        return EXIT_BROKEN_PIPE
     except (Exception, KeyboardInterrupt) as error:
         return report(error, debug)
     return result if isinstance(result, int) else 0

@@ -1,6 +1,7 @@
 """`llama stack configure`'s prompt engine: questions generated from the provider config Structs.
 
-It walks each Struct's fields in order (msgspec.inspect), as the reference's transcript shows:
+It walks each Struct's fields in order (msgspec.inspect), as the reference's transcript shows (a
+Struct's `unasked` ClassVar names fields it keeps or takes from --set without asking):
 
     Enter value for <field> (required|optional|default: v|existing: v):   a leaf; re-asked when invalid
     Do you want to configure <field>? (y/n):                              an optional sub-config
@@ -19,6 +20,7 @@ from __future__ import annotations
 import ast
 import enum
 import json
+import re
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -31,10 +33,13 @@ from llama_core.config import RunConfig, display_path, load_run_config, save_run
 from llama_core.distributions import api as parse_api
 from llama_core.distributions import import_path, provider_spec
 from llama_core.errors import InvalidRequestError
+from llama_core.models.registry import resolve_model
+from llama_core.providers.inference.meta_reference import MetaReferenceModelConfig
 from llama_core.redact import is_secret_name
 
 Ask = Callable[[str], str]  # prompt -> one line of answer; EOFError when input ends
 Say = Callable[[str], None]
+Check = Callable[[Any], "str | None"]  # an answer -> why the config rejects it, or None
 
 YES, NO = ("y", "yes"), ("n", "no")
 
@@ -78,7 +83,7 @@ def type_name(ann: Any) -> str:
         ann = typing.get_args(ann)[0]
     if isinstance(ann, type) and not typing.get_args(ann):
         return ann.__name__
-    return str(ann).replace("typing.", "").replace("NoneType", "None")
+    return re.sub(r"\b(?:\w+\.)+(\w+)", r"\1", str(ann)).replace("NoneType", "None")  # list[Struct], not its module path
 
 
 def show(value: Any, secret: bool = False) -> str:
@@ -151,21 +156,86 @@ def configure_struct(
         raise InvalidRequestError(
             f"--set {path}.{sorted(unknown)[0]}: {cls.__name__} has no such field (fields: {names}).", field="set"
         )
+    # Fields never asked are fixed first: every answer is checked beside them.
+    unasked = [f for f in info.fields if f.name in getattr(cls, "unasked", ())]
+    fixed = {f.name: _unasked(f, hints[f.name], existing.get(f.name), sets, path) for f in unasked}
     while True:
         values: dict[str, Any] = {}
-        for field in info.fields:
-            values[field.name] = _configure_field(field, hints[field.name], existing.get(field.name), sets, prompter, path)
+        for i, field in enumerate(info.fields):
+            if field.name in fixed:
+                values[field.name] = fixed[field.name]
+                continue
+            # Later fields at their defaults (valid, or the Struct could not be made): an error is then this answer's.
+            later = {f.name: fixed[f.name] if f.name in fixed else _default(f) if _default(f) is not mi.NODEFAULT
+                     else existing.get(f.name, mi.NODEFAULT) for f in info.fields[i + 1 :]}  # fmt: skip
+            check = _field_check(cls, field, values, later) if prompter.interactive else None
+            values[field.name] = _configure_field(field, hints[field.name], existing.get(field.name), sets, prompter, path, check)
         try:
             msgspec.convert(values, cls)
             return values
         except msgspec.ValidationError as e:
             if not prompter.interactive:
                 raise InvalidRequestError(f"Invalid {path}: {e}", field=path) from None
+            if unasked and _valid(cls, values | {f.name: _default(f) for f in unasked}):  # no answer can fix it
+                names = " or ".join(f"--set {path}.{f.name}=VALUE" for f in unasked)
+                raise InvalidRequestError(f"Invalid {path}: {str(e).rstrip('.')}. Correct it with {names}.", field=path) from None
             prompter.say(f"Validation error: {e}")
             existing = values
 
 
-def _configure_field(field: mi.Field, ann: Any, existing: Any, sets: dict[str, Any], prompter: Prompter, path: str) -> Any:
+def _valid(cls: type, values: dict[str, Any]) -> bool:
+    try:
+        msgspec.convert(values, cls)
+        return True
+    except msgspec.ValidationError:
+        return False
+
+
+def _unasked(field: mi.Field, ann: Any, existing: Any, sets: dict[str, Any], path: str) -> Any:
+    """A field the config says not to ask about: its --set value, else its existing or default one."""
+    if field.name in sets:
+        return _configure_field(field, ann, existing, sets, Prompter(interactive=False), path)
+    return _fallback(field, existing)
+
+
+def _fallback(field: mi.Field, existing: Any) -> Any:
+    return existing if existing is not None else _default(field)
+
+
+def _field_check(cls: type, field: mi.Field, before: dict[str, Any], later: dict[str, Any]) -> Check | None:
+    """A check of one answer to `field` of Struct `cls`, run as soon as it is given: the Struct is
+    built from the answers `before` it (each checked so), this one and `later` values.
+
+    The answer is rejected (the check returns the config's message) only when the Struct fails with
+    it and fails otherwise (or not at all) with the field's default instead: an error that the
+    default gives too is another field's, left for the whole Struct's check. None (no check) while
+    a later field is required and unanswered, or for a sub-config (its own fields are checked).
+    """
+    if any(v is mi.NODEFAULT for v in later.values()) or isinstance(_split_optional(field.type)[0], mi.StructType):
+        return None
+    default = _default(field)
+
+    def error(values: dict[str, Any]) -> str | None:
+        try:
+            msgspec.convert(values, cls)
+            return None
+        except msgspec.ValidationError as e:
+            return str(e)
+
+    def check(value: Any) -> str | None:
+        problem = error({**before, field.name: value, **later})
+        if problem is None:
+            return None
+        others = {**before, **later} if default is mi.NODEFAULT else {**before, field.name: default, **later}
+        return problem if error(others) != problem else None
+
+    return check
+
+
+def _configure_field(
+    field: mi.Field, ann: Any, existing: Any, sets: dict[str, Any], prompter: Prompter, path: str, check: Check | None = None
+) -> Any:
+    """One field's value: from `sets`, asked (re-asked until `check` passes), or its existing or default value."""
     name, where = field.name, f"{path}.{field.name}"
     inner, optional = _split_optional(field.type)
     if isinstance(inner, mi.StructType):
@@ -184,6 +254,8 @@ def _configure_field(field: mi.Field, ann: Any, existing: Any, sets: dict[str, A
         except ValueError as e:
             shown = "…" if is_secret_name(name) else sets[name]  # a secret is never repeated
             raise InvalidRequestError(f"--set {where}={shown}: {e}", field=where) from None
+    if existing is not None and check is not None and check(existing) is not None:
+        existing = None  # a value the config rejects (a hand edit) is never offered as the answer
     fallback = existing if existing is not None else default
     if not prompter.interactive:
         if fallback is mi.NODEFAULT:
@@ -201,16 +273,22 @@ def _configure_field(field: mi.Field, ann: Any, existing: Any, sets: dict[str, A
     while True:
         raw = prompter.ask(question)
         if not raw:
-            if fallback is not mi.NODEFAULT:
-                return fallback
-            prompter.say("This field is required.")
-            continue
-        if optional and raw.lower() == "none":
-            return None
-        try:
-            return parse_value(raw, ann)
-        except ValueError as e:
-            prompter.say(str(e) if not choices else f"Invalid input. Choose one of: {', '.join(choices)}")
+            if fallback is mi.NODEFAULT:
+                prompter.say("This field is required.")
+                continue
+            value = fallback
+        elif optional and raw.lower() == "none":
+            value = None
+        else:
+            try:
+                value = parse_value(raw, ann)
+            except ValueError as e:
+                prompter.say(str(e) if not choices else f"Invalid input. Choose one of: {', '.join(choices)}")
+                continue
+        problem = check(value) if check is not None else None
+        if problem is None:
+            return value
+        prompter.say(f"Validation error: {problem}")
 
 
 def _wants(name: str, existing: Any, prompter: Prompter) -> bool:
@@ -249,7 +327,39 @@ def configure_run_config(config: RunConfig, sets: dict[str, dict[str, Any]], pro
         cls = import_path(spec.config_class)
         values = configure_struct(cls, existing, sets.get(api_name, {}), prompter, api_name)
         providers[api_name] = {"provider_id": spec.provider_id, **msgspec.to_builtins(msgspec.convert(values, cls))}
+        serve_guard_model(providers, config.providers, prompter)  # after safety, or after inference if it comes later
     return msgspec.structs.replace(config, providers=providers)
+
+
+def _guard_model(providers: dict[str, dict[str, Any]]) -> str | None:
+    """The Llama Guard model of meta-reference safety's llama_guard_shield in `providers`, if on."""
+    safety = providers.get("safety") or {}
+    shield = safety.get("llama_guard_shield") if safety.get("provider_id") == "meta-reference" else None
+    return resolve_model(shield["model"]).descriptor if shield and shield.get("model") else None
+
+
+def serve_guard_model(providers: dict[str, dict[str, Any]], before: dict[str, dict[str, Any]], prompter: Prompter) -> None:
+    """Make meta-reference inference serve the llama_guard shield's model, which the shield calls.
+
+    The model joins `extra_models` (unless inference serves it already); a guard model that an earlier
+    configuration added for the shield (in `before`) leaves it when the shield is turned off or
+    changes model. A remote or vendor inference provider is left alone: it serves what it serves.
+    """
+    inference = providers.get("inference")
+    if inference is None or inference.get("provider_id") != "meta-reference" or "safety" in before.keys() - providers.keys():
+        return  # no local inference, or safety is not configured yet
+    guard, old_guard = _guard_model(providers), _guard_model(before)
+    extras = list(inference.get("extra_models") or [])
+    served = [resolve_model(m["model"]).descriptor for m in [inference, *extras]]
+    if old_guard is not None and old_guard != guard and old_guard in served[1:]:
+        extras.pop(served.index(old_guard) - 1)
+        if prompter.interactive:
+            prompter.say(f"Inference no longer serves {old_guard} (llama_guard_shield does not use it).")
+    if guard is not None and guard not in served:
+        extras.append(msgspec.to_builtins(MetaReferenceModelConfig(model=guard)))
+        if prompter.interactive:
+            prompter.say(f"Inference also serves {guard}, the model of llama_guard_shield.")
+    inference["extra_models"] = extras or None
 
 
 def run_configure(path: Path, sets: Sequence[str], yes: bool, ask: Ask = input, say: Say = print) -> Path:

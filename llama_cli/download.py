@@ -111,6 +111,7 @@ def download(
         list[str] | None, Parameter(help="Hugging Face files to skip (globs); default: *.safetensors.", negative=())
     ] = None,
     max_parallel: Annotated[int, Parameter(help="Concurrent downloads (streams).")] = 4,
+    force: Annotated[bool, Parameter(negative=(), help="Download it again even when it is already there and verifies.")] = False,
 ) -> None:
     """Download a model into ~/.llama/checkpoints/<model>: from Meta with a signed URL, or Hugging Face.
 
@@ -138,6 +139,7 @@ def download(
                     ignore_patterns=patterns,
                     max_parallel=max_parallel,
                     progress=bars,
+                    force=force,
                 )
             )
         except KeyboardInterrupt:

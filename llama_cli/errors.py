@@ -11,6 +11,7 @@ from llama_core.errors import InvalidRequestError, LlamaError, NotFoundError
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cat` when its reader left
 
 
 def exit_code(error: BaseException) -> int:
@@ -37,6 +38,9 @@ def report(error: BaseException, debug: bool) -> int:
         print("Interrupted.", file=sys.stderr)
     elif isinstance(error, LlamaError):
         print(f"Error: {one_line(error.message)}", file=sys.stderr)
+    elif isinstance(error, OSError) and error.filename and error.strerror:  # a path we could not use: not a bug
+        path = error.filename if isinstance(error.filename, str) else repr(error.filename)
+        print(f"Error: {error.strerror}: {path}. Check that path (LLAMA_STACK_CONFIG_DIR moves ~/.llama).", file=sys.stderr)
     else:  # a bug: still one line, and the way to see more (already shown above with --debug)
         more = " (the traceback is above)" if debug else " (rerun with --debug for the traceback)"
         print(f"Error: unexpected {type(error).__name__}: {one_line(str(error))}{more}", file=sys.stderr)

@@ -2,24 +2,36 @@
 
 One prompt (argument or piped stdin) prints only the answer on stdout; no prompt on a terminal
 starts an interactive chat. `--verbose` adds timings on stderr.
+
+In the chat, lines starting with "/" are commands (COMMANDS), never sent to the model. Ctrl-C
+during a reply stops the reply and returns to the prompt; at the prompt it leaves the chat, as
+Ctrl-D and /bye do.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
 
+from llama_cli.errors import EXIT_INTERRUPTED
 from llama_cli.model import ModelId
+
+if TYPE_CHECKING:
+    from llama_core.types import Message, SamplingParams
 
 
 def run(
     prompt: Annotated[str | None, Parameter(help="What to ask. Omit for an interactive chat.")] = None,
     *,
     model_id: ModelId,
-    temperature: Annotated[float, Parameter(help="0 is greedy.")] = 0.0,
-    top_p: Annotated[float, Parameter(help="Nucleus sampling mass when temperature > 0.")] = 0.9,
+    temperature: Annotated[
+        float | None, Parameter(help="0 is greedy. Default: the model's recommended sampling (`llama model describe`).")
+    ] = None,
+    top_p: Annotated[float | None, Parameter(help="Nucleus sampling mass when temperature > 0 (default 0.9).")] = None,
     max_tokens: Annotated[int, Parameter(help="Most tokens per reply.")] = 512,
     max_seq_len: Annotated[int, Parameter(help="Context size to allocate.")] = 4096,
     dtype: Annotated[
@@ -27,67 +39,183 @@ def run(
         Parameter(help="Weights: fp32, bf16, or int8 (weight-only, per-row scales). Default: bf16 on CUDA, else fp32."),
     ] = None,
     verbose: Annotated[bool, Parameter(negative=(), help="Print timings (prompt eval rate, eval rate) to stderr.")] = False,
-) -> None:
+) -> int:
     """Run a model locally and chat with it."""
     import anyio
 
-    from llama_core.local_chat import sampling_for
+    from llama_core.chat_sampling import sampling_for
+    from llama_core.models.registry import resolve_model
 
+    model = resolve_model(model_id)  # ModelNotFoundError, with the closest names, before any load
+    sampling = sampling_for(temperature, top_p, max_tokens, model.recommended_sampling_params)
     if prompt is None and not sys.stdin.isatty():
         prompt = sys.stdin.read()
-    sampling = sampling_for(temperature, top_p, max_tokens)
-    anyio.run(_main, model_id, prompt, sampling, max_seq_len, dtype, verbose)
+    ctrl_c = _CtrlC()
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+    try:
+        anyio.run(_main, model_id, prompt, sampling, max_seq_len, dtype, verbose, ctrl_c)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return EXIT_INTERRUPTED if ctrl_c.interrupted else 0  # quietly, as cyclopts ends on Ctrl-C elsewhere
 
 
-async def _main(model_id: str, prompt: str | None, sampling: object, max_seq_len: int, dtype: str | None,
-                verbose: bool) -> None:
+class _CtrlC:
+    """The SIGINT handler. `stop` cancels what runs now (a reply, the load); with none (at the prompt,
+    where input() holds the event loop's thread) Ctrl-C raises KeyboardInterrupt out of input()."""
+
+    def __init__(self) -> None:
+        self.stop: Callable[[], None] | None = None
+        self.interrupted = False  # the session itself was stopped (a load, a one-prompt run)
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.stop is None:
+            raise KeyboardInterrupt
+        self.stop()
+
+    def cancels(self, scope: Any, *, session: bool) -> Callable[[], None]:
+        # A signal handler runs between two bytecodes of the loop's thread: hand the cancel to the loop.
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+
+        def stop() -> None:
+            self.interrupted = self.interrupted or session
+            loop.call_soon_threadsafe(scope.cancel)
+
+        return stop
+
+
+async def _main(model_id: str, prompt: str | None, sampling: SamplingParams, max_seq_len: int, dtype: str | None,
+                verbose: bool, ctrl_c: _CtrlC) -> None:
     import time
 
+    import anyio
+
     from llama_core.errors import InvalidRequestError
-    from llama_core.local_chat import ReplyStats, stream_reply
-    from llama_core.models.registry import resolve_model
     from llama_core.providers.inference.meta_reference import MetaReferenceInference, MetaReferenceInferenceConfig
-    from llama_core.types import CompletionMessage, Message, UserMessage
 
     started = time.perf_counter()
-    resolve_model(model_id)  # ModelNotFoundError, with the closest names, before the config's own check
     try:
         config = MetaReferenceInferenceConfig(model=model_id, max_seq_len=max_seq_len, max_batch_size=1, dtype=dtype)
     except ValueError as e:  # what the engine cannot run (a size out of range): a usage error
         raise InvalidRequestError(str(e)) from None
-    async with MetaReferenceInference(config) as inference:
-        load_s = time.perf_counter() - started
-        history: list[Message] = []
-        while True:
-            text = prompt if prompt is not None else _ask()
-            if text is None:
+    with anyio.CancelScope() as session:
+        ctrl_c.stop = ctrl_c.cancels(session, session=True)  # while it loads: stop, "Interrupted."
+        async with MetaReferenceInference(config) as inference:
+            chat = _Chat(inference, sampling, verbose)
+            load_s = time.perf_counter() - started
+            if prompt is not None:  # one prompt: Ctrl-C stops the run
+                await chat.reply(prompt, load_s, started)
                 return
-            history.append(UserMessage(content=text))
-            stats = ReplyStats()
-            pieces = []
-            async for piece in stream_reply(inference, history, sampling, stats):  # type: ignore[arg-type]
+            ctrl_c.stop = None
+            while (text := chat.ask()) is not None:
+                with anyio.CancelScope() as reply:
+                    ctrl_c.stop = ctrl_c.cancels(reply, session=False)
+                    try:
+                        await chat.reply(text, load_s, time.perf_counter())
+                    finally:
+                        ctrl_c.stop = None
+                if reply.cancelled_caught:
+                    sys.stdout.write("\n")
+                load_s = 0.0
+
+
+class _Chat:
+    """One conversation: its history, its sampling, and the chat commands."""
+
+    def __init__(self, inference: Any, sampling: SamplingParams, verbose: bool) -> None:
+        self.inference, self.sampling, self.verbose = inference, sampling, verbose
+        self.history: list[Message] = []
+
+    async def reply(self, text: str, load_s: float, started: float) -> None:
+        """Send `text`, print the reply as it comes; a cancelled reply stays in the history as far as it got."""
+        import time
+
+        from llama_core.local_chat import ReplyStats, stream_reply
+        from llama_core.types import CompletionMessage, UserMessage
+
+        self.history.append(UserMessage(content=text))
+        stats = ReplyStats()
+        pieces: list[str] = []
+        try:
+            async for piece in stream_reply(self.inference.primary, self.history, self.sampling, stats):
                 pieces.append(piece)
                 sys.stdout.write(piece)
                 sys.stdout.flush()
             sys.stdout.write("\n")
-            history.append(CompletionMessage(content="".join(pieces), stop_reason=stats.stop_reason))
-            if verbose:
-                _print_stats(stats, load_s, time.perf_counter() - started)
-            if prompt is not None:
-                return
-            started, load_s = time.perf_counter(), 0.0
+        finally:
+            self.history.append(CompletionMessage(content="".join(pieces), stop_reason=stats.stop_reason))
+        if self.verbose:
+            _print_stats(stats, load_s, time.perf_counter() - started)
 
+    def ask(self) -> str | None:
+        """The next message for the model; None to leave (Ctrl-D, Ctrl-C, /bye). Runs commands on the way."""
+        while True:
+            try:
+                line = input(">>> ").strip()
+            except (EOFError, KeyboardInterrupt):
+                sys.stdout.write("\n")
+                return None
+            if not line.startswith("/"):
+                if line:
+                    return line
+                continue
+            name, _, rest = line.partition(" ")
+            command = COMMANDS.get(name)
+            if command is None:
+                print(f"Unknown command '{name}'. Type /? for help.")
+            elif command[0](self, rest.strip()) is _BYE:
+                return None
 
-def _ask() -> str | None:
-    while True:
+    def help(self, _: str) -> None:
+        print("Available commands:")
+        for name, (_run, text) in COMMANDS.items():
+            if text:
+                print(f"  {name:<24}{text}")
+        print("\nCtrl-C stops a reply; at the prompt, Ctrl-C or Ctrl-D leaves.")
+
+    def clear(self, _: str) -> None:
+        self.history.clear()
+        print("Cleared session context.")
+
+    def set(self, args: str) -> None:
+        from llama_core.errors import InvalidRequestError
+        from llama_core.chat_sampling import CHAT_PARAMETERS, with_parameter
+
+        words = args.split()
+        if words[:1] == ["parameter"]:  # Ollama's spelling: /set parameter temperature 0.7
+            words = words[1:]
+        if len(words) != 2:
+            print("Usage: /set parameter NAME VALUE, NAME one of: " + ", ".join(CHAT_PARAMETERS))
+            return
         try:
-            line = input(">>> ")
-        except EOFError:
-            return None
-        if line.strip() in ("/bye", "/exit"):
-            return None
-        if line.strip():
-            return line
+            self.sampling = with_parameter(self.sampling, words[0], words[1])
+        except InvalidRequestError as e:
+            print(f"Error: {e.message}")
+            return
+        print(f"Set parameter '{words[0]}' to '{words[1]}'")
+
+    def show(self, _: str) -> None:
+        s = self.sampling
+        print(f"strategy {s.strategy.value}, temperature {s.temperature}, top_p {s.top_p}, top_k {s.top_k}, max_tokens {s.max_tokens}, "
+              f"repetition_penalty {s.repetition_penalty}, seed {s.seed}")
+
+    def bye(self, _: str) -> object:
+        return _BYE
+
+
+_BYE = object()
+
+# name -> (method, help line); "" hides an alias from /?.
+COMMANDS: dict[str, tuple[Callable[[_Chat, str], object], str]] = {
+    "/set": (_Chat.set, "Set a sampling parameter: /set parameter temperature 0.7"),
+    "/show": (_Chat.show, "Show the sampling parameters"),
+    "/clear": (_Chat.clear, "Clear the session context"),
+    "/bye": (_Chat.bye, "Leave the chat (also Ctrl-D)"),
+    "/?": (_Chat.help, "List these commands (also /help)"),
+    "/help": (_Chat.help, ""),
+    "/exit": (_Chat.bye, ""),
+}
 
 
 def _print_stats(stats: object, load_s: float, total_s: float) -> None:

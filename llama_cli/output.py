@@ -55,7 +55,9 @@ def context_length(tokens: int) -> str:
 
 
 def hardware(gpu_count: int, memory_gb_per_gpu: int) -> str:
-    """(8, 20) -> "8 GPUs, each >= 20GB VRAM", as the reference prints it."""
+    """(8, 20) -> "8 GPUs, each >= 20GB VRAM", as the reference prints it; (0, _) -> "runs on a CPU"."""
+    if gpu_count == 0:
+        return "runs on a CPU"
     return f"{gpu_count} GPU{'s' if gpu_count > 1 else ''}, each >= {memory_gb_per_gpu}GB VRAM"
 
 

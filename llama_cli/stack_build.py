@@ -94,10 +94,38 @@ def configure_argv(python: Sequence[str], distribution_id: str, name: str, image
     return argv
 
 
+# Packages whose build must be the one running here: the same version and local variant (torch
+# 2.13.0+cpu stays CPU). Unpinned, pip takes the index's default, which for torch on Linux is the
+# CUDA build and its nvidia packages (3 GB more, minutes) that a CPU machine cannot use.
+SAME_BUILD = ("torch",)
+
+
+def same_builds(packages: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(`packages` with each SAME_BUILD name pinned to its version here, e.g. `torch==2.13.0+cpu`;
+    the SAME_BUILD names not installed here, which stay unpinned)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    pinned, missing = [], []
+    for requirement in packages:
+        if requirement in SAME_BUILD:
+            try:
+                requirement = f"{requirement}=={version(requirement)}"
+            except PackageNotFoundError:
+                missing.append(requirement)
+        pinned.append(requirement)
+    return pinned, missing
+
+
 def install_package(python: Sequence[str], packages: Sequence[str], no_deps: bool) -> None:
-    """Install this package (a fresh wheel of the checkout, else this version) and `packages`."""
+    """Install this package (a fresh wheel of the checkout, else this version) and `packages`, each
+    SAME_BUILD package as the build running here; say what is installed first (pip draws the progress)."""
+    packages, missing = same_builds(packages)
     with tempfile.TemporaryDirectory(prefix="llama-build-") as tmp:
         this = str(build_wheel(Path(tmp))) if source_root() else package_requirement()
+        print(f"Installing {', '.join(['llama-toolchain', *packages])}", flush=True)
+        for name in missing:
+            print(f"Note: {name} is not installed where llama runs, so pip picks its default build "
+                  f"(on Linux a CUDA one, several GB); install the {name} you want here first to get that one.", flush=True)
         run(pip_install(python, [this, *packages], no_deps), "install packages")
 
 

@@ -60,6 +60,7 @@ def run(
     ] = (),
     openai_done: Annotated[bool, Parameter(negative=(), help="End OpenAI-compatible streams with `data: [DONE]`.")] = False,
     stdio: Annotated[bool, Parameter(negative=(), help="Serve MCP / JSON-RPC 2.0 on stdin and stdout instead of HTTP.")] = False,
+    access_log: Annotated[bool, Parameter(negative=(), help="Print one line per request: client, method, path, status, seconds.")] = False,
 ) -> None:
     """Start the server of a built distribution (or of `local` with defaults)."""
     import asyncio
@@ -84,7 +85,7 @@ def run(
         from llama_rpc.mcp import serve_stdio
 
         return anyio.run(serve_stdio, stack)
-    asyncio.run(_serve(stack, bind_address(host, port, disable_ipv6), key, openai_done, allowed_host))
+    asyncio.run(_serve(stack, bind_address(host, port, disable_ipv6), key, openai_done, allowed_host, access_log))
 
 
 def _maybe_reexec(path: Path) -> None:
@@ -141,7 +142,37 @@ def _download_demo_if_missing(stack: Any) -> None:
         anyio.run(lambda: download_model(model.descriptor, progress=bars))
 
 
-async def _serve(stack: Any, bind: str, api_key: str | None, openai_done: bool, allowed_hosts: tuple[str, ...] = ()) -> None:
+async def served_lines(stack: Any) -> list[str]:
+    """`Models: A, B` (what meta-reference inference serves) and `Shields: ...` (what meta-reference
+    safety turns on), after the routes in the start-up lines."""
+    from llama_core.distributions import Api
+
+    lines = []
+    if stack.served.get(Api.inference) == "meta-reference":  # a vendor's list would cost a request
+        lines.append(f"Models: {', '.join(await stack.api(Api.inference).served_models())}")
+    if stack.served.get(Api.safety) == "meta-reference":
+        lines.append(f"Shields: {', '.join(served_shields(stack.provider_config(Api.safety)))}")
+    return lines
+
+
+def served_shields(config: Any) -> list[str]:
+    """The shields the meta-reference safety provider serves with `config`: each row of its table
+    whose config section is set (or that needs none) and whose Python packages are installed."""
+    import importlib.util
+
+    from llama_core.providers.safety.shields import SHIELDS
+
+    return [
+        str(row.shield_type)
+        for row in SHIELDS
+        if (row.config_section is None or getattr(config, row.config_section, None) is not None)
+        and all(importlib.util.find_spec(p) is not None for p in row.pip_packages)
+    ]
+
+
+async def _serve(
+    stack: Any, bind: str, api_key: str | None, openai_done: bool, allowed_hosts: tuple[str, ...] = (), access_log: bool = False
+) -> None:
     import asyncio
     import signal
 
@@ -168,11 +199,11 @@ async def _serve(stack: Any, bind: str, api_key: str | None, openai_done: bool, 
             async with stack:
                 allowed = [*(stack.config.allowed_hosts or ()), *allowed_hosts]
                 app = create_app(stack, api_key=api_key, openai_done=openai_done, bind=bind, allowed_hosts=allowed)
-                for line in serving_lines(stack):
+                for line in [*serving_lines(stack), *await served_lines(stack)]:
                     print(line)
                 print(f"Listening on {bind.replace('[', '').replace(']', '')}", flush=True)
                 serving.set()
-                await serve_app(app, f"fd://{sock.detach()}", shutdown_trigger=stop.wait)  # Hypercorn's now
+                await serve_app(app, f"fd://{sock.detach()}", shutdown_trigger=stop.wait, access_log=access_log)  # Hypercorn's now
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(signum)

@@ -71,20 +71,42 @@ class TogetherImplConfig(RemoteProviderConfig, kw_only=True):
     api_key: str
 
 
+# The Llama Guard models the llama_guard shield runs (on meta-reference's engine): Llama Guard 3, text only.
+LLAMA_GUARD_MODELS = ("Llama-Guard-3-1B", "Llama-Guard-3-8B", "Llama-Guard-3-8B:int8")
+
+
 class LlamaGuardShieldConfig(Base, kw_only=True):
-    model: str = "Llama-Guard-3-8B"
+    model: str = "Llama-Guard-3-8B"  # any spelling of one of LLAMA_GUARD_MODELS; kept as its descriptor
     excluded_categories: list[str] = []  # hazard codes "S1".."S14"
     disable_input_check: bool = False
     disable_output_check: bool = False
 
     def __post_init__(self) -> None:
+        from llama_core.models.registry import resolve_model
+
+        try:
+            self.model = resolve_model(self.model).descriptor
+        except NotFoundError:
+            pass  # named in the error below
+        if self.model not in LLAMA_GUARD_MODELS:
+            raise ValueError(f"model must be a Llama Guard 3 model ({', '.join(LLAMA_GUARD_MODELS)}), got '{self.model[:80]}'")
         bad = [c for c in self.excluded_categories if not re.fullmatch(r"S(?:[1-9]|1[0-4])", c)]
         if bad:
             raise ValueError(f"excluded_categories are codes S1..S14, got {', '.join(bad)}")
 
 
 class PromptGuardShieldConfig(Base, kw_only=True):
+    # configure asks the reference's one question (model); threshold comes from --set or the file.
+    unasked: ClassVar[tuple[str, ...]] = ("threshold",)
+
     model: str = "Prompt-Guard-86M"
+    # A message is a jailbreak when P(malicious) is above this, an injection when P(embedded) +
+    # P(malicious) is (llama_core/providers/safety/prompt_guard.py).
+    threshold: float = 0.9
+
+    def __post_init__(self) -> None:
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold is a probability between 0 and 1 (both excluded), got {self.threshold}")
 
 
 class SafetyConfig(Base, kw_only=True):
@@ -122,6 +144,9 @@ class FaissImplConfig(Base, kw_only=True):
     instead of exactly; None keeps every bank exact. `max_document_chars`: the most text one
     document may hold (a longer one is a 413).
     """
+
+    # Not asked by `llama stack configure` (the reference asks nothing for memory): set with --set or in the file.
+    unasked: ClassVar[tuple[str, ...]] = ("storage_dir", "hnsw_min_chunks", "max_document_chars")
 
     storage_dir: str | None = None
     hnsw_min_chunks: int | None = None

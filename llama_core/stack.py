@@ -28,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from llama_core import paths
 from llama_core.config import RunConfig, display_path, error_field, load_run_config
 from llama_core.distributions import (
     IMPLICIT_PROVIDERS,
@@ -51,14 +52,45 @@ class Planned:
     config: Any  # the provider's config Struct
 
 
+# The guard checkpoints `llama stack run` turns shields on for, in order of preference (smallest first).
+LLAMA_GUARDS = ("Llama-Guard-3-1B", "Llama-Guard-3-8B")
+PROMPT_GUARD = "Prompt-Guard-86M"
+
+# What makes a folder a usable checkpoint: one of the layouts, each a list of requirements that
+# each need one of their names (globs) present.
+Layout = tuple[tuple[str, ...], ...]
+_TOKENIZERS = ("tokenizer.model", "tokenizer.json", "original/tokenizer.model", "original/tokenizer.json")
+LLAMA_LAYOUTS: tuple[Layout, ...] = (  # what the engine loads (engine/checkpoint.py, engine/hf.py)
+    (("params.json",), ("consolidated.*.pth",), _TOKENIZERS),
+    (("original/params.json",), ("original/consolidated.*.pth",), _TOKENIZERS),
+    (("config.json",), ("*.safetensors",), _TOKENIZERS),
+)
+CLASSIFIER_LAYOUTS: tuple[Layout, ...] = (  # what transformers' from_pretrained loads
+    (("config.json",), ("*.safetensors", "pytorch_model.bin"), ("tokenizer.json", "spm.model")),
+)
+
+
+def has_checkpoint(folder: Path, layouts: tuple[Layout, ...]) -> bool:
+    """Whether `folder` holds the files of one of `layouts` (names only: nothing is read)."""
+    return folder.is_dir() and any(all(any(any(folder.glob(n)) for n in need) for need in layout) for layout in layouts)
+
+
 def default_run_config() -> RunConfig:
-    """`local` with every provider at its defaults (the demo model): what `llama stack run` runs bare."""
+    """`local` with every provider at its defaults (the demo model): what `llama stack run` runs bare.
+
+    Safety is on: its provider always serves code_scanner_guard (it needs no model), llama_guard
+    when a Llama Guard 3 checkpoint is downloaded (LLAMA_GUARDS order; inference then serves it
+    too, beside the demo model) and the Prompt Guard shields when Prompt-Guard-86M is.
+    """
     local = distribution("local")
-    return RunConfig(
-        name="default",
-        distribution_id=local.distribution_id,
-        providers={str(a): {"provider_id": pid} for a, pid in local.providers},
-    )
+    providers: dict[str, dict[str, Any]] = {str(a): {"provider_id": pid} for a, pid in local.providers}
+    guard = next((m for m in LLAMA_GUARDS if has_checkpoint(paths.model_checkpoint_dir(m), LLAMA_LAYOUTS)), None)
+    if guard is not None:
+        providers["safety"]["llama_guard_shield"] = {"model": guard}
+        providers["inference"]["extra_models"] = [{"model": guard}]
+    if has_checkpoint(paths.model_checkpoint_dir(PROMPT_GUARD), CLASSIFIER_LAYOUTS):
+        providers["safety"]["prompt_guard_shield"] = {"model": PROMPT_GUARD}
+    return RunConfig(name="default", distribution_id=local.distribution_id, providers=providers)
 
 
 def decode_provider_config(spec: ProviderSpec, section: dict[str, Any]) -> Any:
@@ -175,7 +207,7 @@ class Stack:
 
     @classmethod
     def default(cls) -> Stack:
-        """The Stack of `default_run_config()`: `local` on the demo model."""
+        """The Stack of `default_run_config()`: `local` on the demo model, with the guards downloaded."""
         return cls(default_run_config())
 
     @property

@@ -10,8 +10,9 @@ closing `data: [DONE]` unless the app was created with `openai_done=True`: llama
 cannot parse that line, and the openai client ends cleanly without it.
 
 The mapping is pure: OpenAI request -> our request, our response or chunk -> OpenAI's dict. A value
-we cannot honour (n > 1, penalties, logit_bias, logprobs, usage counts, a JSON response format) is
-refused with a 400 naming the field, never silently ignored. Sampling values are checked when the
+we cannot honour (n > 1, penalties, logit_bias, logprobs, usage counts, a JSON response format,
+token-id inputs, embeddings `dimensions` other than the model's) is refused with a 400 naming the
+field, never silently ignored. Sampling values are checked when the
 body is decoded, against the same limits as the native routes (llama_core.types.common); `stop`
 goes into the core request, whose provider stops generating there.
 
@@ -30,7 +31,7 @@ from typing import Any
 
 from quart import Quart, Response
 
-from llama_core.errors import InvalidRequestError, UnsupportedError
+from llama_core.errors import InvalidRequestError, UnsupportedError, shown
 from llama_core.types import (
     CompletionMessage,
     SamplingParams,
@@ -225,6 +226,14 @@ def completion_request(req: oa.OpenAICompletionRequest) -> ours.CompletionReques
     )
 
 
+def embeddings_request(req: oa.OpenAIEmbeddingsRequest) -> ours.EmbeddingsRequest:
+    """OpenAI's `input` (one text or a list) as our `contents`; token ids are refused: our models'
+    tokenizers are not OpenAI's, so ids from tiktoken would mean other words here."""
+    inputs = [req.input] if isinstance(req.input, str) else req.input
+    _refuse_unless(all(isinstance(item, str) for item in inputs), "input", "token ids; send the text")
+    return ours.EmbeddingsRequest(model=req.model, contents=[item for item in inputs if isinstance(item, str)])
+
+
 # --- responses --------------------------------------------------------------------------------
 
 
@@ -326,6 +335,22 @@ def embedding_item(index: int, vector: list[float], encoding: str) -> dict[str, 
     return {"object": "embedding", "index": index, "embedding": data}
 
 
+def embeddings_response(req: oa.OpenAIEmbeddingsRequest, result: ours.EmbeddingsResponse) -> dict[str, Any]:
+    """OpenAI's `list` of `embedding`s, in `req.encoding_format`, with usage when the provider counted.
+    `dimensions` other than the model's size is refused (MiniLM's vectors cannot be shortened)."""
+    vectors = result.embeddings
+    if req.dimensions is not None and vectors and len(vectors[0]) != req.dimensions:
+        raise UnsupportedError(
+            f"`dimensions` must be {len(vectors[0])} for {shown(req.model)}: its vectors cannot be shortened.",
+            field="dimensions",
+        )
+    data = [embedding_item(i, v, req.encoding_format) for i, v in enumerate(vectors)]
+    out: dict[str, Any] = {"object": "list", "data": data, "model": req.model}
+    if result.usage is not None:
+        out["usage"] = {"prompt_tokens": result.usage.prompt_tokens, "total_tokens": result.usage.total_tokens}
+    return out
+
+
 def model_object(model: Any) -> dict[str, Any]:
     return {"id": model.descriptor, "object": "model", "created": 0, "owned_by": model.provider or "llama-toolchain"}
 
@@ -360,11 +385,8 @@ def register(app: Quart, stack: Any, *, done: bool = False) -> None:
     async def embeddings() -> Response:
         inference = stack.api("inference")
         req = decode_request(oa.OpenAIEmbeddingsRequest, await request_data())
-        _refuse_unless(req.dimensions is None, "dimensions", "vectors come at the model's size")
-        inputs = [req.input] if isinstance(req.input, str) else req.input
-        result = await inference.embeddings(ours.EmbeddingsRequest(model=req.model, contents=list(inputs)))
-        data = [embedding_item(i, v, req.encoding_format) for i, v in enumerate(result.embeddings)]
-        return json_response({"object": "list", "data": data, "model": req.model})
+        result = await inference.embeddings(embeddings_request(req))
+        return json_response(embeddings_response(req, result))
 
     async def list_models() -> Response:
         models = await stack.api("models").list_models(ModelsListRequest())

@@ -16,6 +16,7 @@ import msgspec
 from msgspec import Meta
 
 from llama_core.types.common import TOKENS_MAX, Seed, StopSequence, StopSequences, Temperature, TopP
+from llama_core.types.inference import EMBEDDINGS_MAX_INPUTS
 
 # A count of tokens to generate: OpenAI and vLLM refuse 0.
 MaxTokens: TypeAlias = Annotated[int, Meta(ge=1, le=TOKENS_MAX)]
@@ -165,11 +166,15 @@ class OpenAICompletionRequest(_Struct):
     user: str | None = None
 
 
+# Texts to embed: one, or a list (token-id arrays decode, to be refused by name in openai.py).
+EmbeddingsInput: TypeAlias = str | Annotated[list[str | int | list[int]], Meta(min_length=1, max_length=EMBEDDINGS_MAX_INPUTS)]
+
+
 class OpenAIEmbeddingsRequest(_Struct):
     """POST /v1/embeddings."""
 
     model: str
-    input: str | list[str]
+    input: EmbeddingsInput
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = None
+    dimensions: Annotated[int, Meta(ge=1)] | None = None
     user: str | None = None

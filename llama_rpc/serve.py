@@ -32,24 +32,41 @@ def bind_address(host: str | None, port: int, disable_ipv6: bool = False) -> str
     return f"[{host}]:{port}" if is_v6 else f"{host}:{port}"
 
 
-def hypercorn_config(bind: str, *, quiet: bool = False) -> Any:
-    """A Hypercorn Config binding `bind`; no access log (one line per token stream is noise)."""
+# One line per request, when asked for: Hypercorn's atoms, the path without its query string (which
+# may carry what a log must not), and the seconds from the request to the end of its response:
+#   127.0.0.1:50312 "POST /inference/chat_completion 1.1" 200 0.412031s
+ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(L)ss'
+
+
+def hypercorn_config(bind: str, *, quiet: bool = False, access_log: bool = False) -> Any:
+    """A Hypercorn Config binding `bind`. The access log (ACCESS_LOG_FORMAT, on stdout) is off unless
+    `access_log`: a streamed reply is one line when it ends, but a busy server's lines are noise."""
     from hypercorn.config import Config
 
     config = Config()
     config.bind = [bind]
-    config.accesslog = None
+    config.accesslog = "-" if access_log else None
+    config.access_log_format = ACCESS_LOG_FORMAT
     config.errorlog = None if quiet else "-"
     config.keep_alive_timeout = 75  # longer than common client pools keep idle connections
     config.graceful_timeout = 3.0
     return config
 
 
-async def serve_app(app: Any, bind: str, *, shutdown_trigger: Callable[..., Awaitable[Any]] | None = None, quiet: bool = False) -> None:
-    """Run `app` on `bind` until `shutdown_trigger` returns (default: SIGINT or SIGTERM)."""
+async def serve_app(
+    app: Any,
+    bind: str,
+    *,
+    shutdown_trigger: Callable[..., Awaitable[Any]] | None = None,
+    quiet: bool = False,
+    access_log: bool = False,
+) -> None:
+    """Run `app` on `bind` until `shutdown_trigger` returns (default: SIGINT or SIGTERM); with
+    `access_log`, one line per request on stdout (ACCESS_LOG_FORMAT)."""
     from hypercorn.asyncio import serve
 
-    await serve(app, hypercorn_config(bind, quiet=quiet), shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+    config = hypercorn_config(bind, quiet=quiet, access_log=access_log)
+    await serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
 
 
 # What a failed bind means to the user of `llama stack run`, by errno.
@@ -74,6 +91,12 @@ def bound_socket(bind: str) -> socket.socket:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Hypercorn: restart without waiting out TIME_WAIT
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, int(port)))
+    except socket.gaierror as e:  # a host name DNS does not know, or no address at all ("300.1.1.1")
+        sock.close()
+        raise InvalidRequestError(
+            f"Cannot bind to {host}: {e.strerror}. Give --host an address of this machine (e.g. 127.0.0.1, or :: for all).",
+            field="host",
+        ) from None
     except OSError as e:
         sock.close()
         if e.errno not in _BIND_ERRORS:

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from cyclopts import App, Parameter
 
 DEFAULT_MESSAGE = "hello world, troll me in two-paragraphs about 42"
+DEFAULT_MAX_TOKENS = 512  # as `llama model run`: a reply of a few paragraphs, not the whole context
 CYAN, YELLOW, RESET = "\033[36m", "\033[33m", "\033[0m"
 
 app = App(name="python -m llama_cli.client.inference", help_format="plaintext", result_action="return_value")
@@ -38,7 +39,10 @@ def inference(
     stream: Annotated[bool, Parameter(help="Stream the answer as it is generated.")] = True,
     model: Annotated[str | None, Parameter(help="Model to ask (default: the first the stack serves).")] = None,
     message: Annotated[str | None, Parameter(help="The prompt (default: piped stdin, else the reference's).")] = None,
-    max_tokens: Annotated[int, Parameter(help="Most tokens per answer (0: up to the context).")] = 0,
+    max_tokens: Annotated[int, Parameter(help="Most tokens per answer (0: up to the context).")] = DEFAULT_MAX_TOKENS,
+    temperature: Annotated[
+        float | None, Parameter(help="0 is greedy. Default: the model's recommended sampling, where the stack lists one.")
+    ] = None,
     api_key: Annotated[
         str | None,
         Parameter(
@@ -58,21 +62,29 @@ def inference(
         message = sys.stdin.read().strip() or DEFAULT_MESSAGE
     base_url = f"http://{_host(host)}:{port}"
     print(f"Initializing client for {base_url}")
-    anyio.run(_chat, base_url, api_key, model, message, stream, max_tokens)
+    anyio.run(_chat, base_url, api_key, model, message, stream, max_tokens, temperature)
 
 
 def _host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-async def _chat(base_url: str, api_key: str | None, model: str | None, message: str | None, stream: bool, max_tokens: int) -> None:
+async def _chat(
+    base_url: str, api_key: str | None, model: str | None, message: str | None, stream: bool, max_tokens: int,
+    temperature: float | None,
+) -> None:
+    from llama_core.chat_sampling import sampling_for
     from llama_core.client import StackClient
-    from llama_core.types import CompletionMessage, Message, SamplingParams, UserMessage
+    from llama_core.types import CompletionMessage, Message, UserMessage
 
     async with StackClient(base_url, api_key=api_key) as client:
+        models = await client.list_models()
         if model is None:
-            models = await client.list_models()
             model = models[0].descriptor if models else "SmolLM2-135M-Instruct"
+        # the model's recommended sampling where the stack lists one (the demo model's card: temperature 0.2)
+        served = next((m for m in models if m.descriptor == model), None)
+        recommended = served.recommended_sampling_params if served is not None else None
+        sampling = sampling_for(temperature, None, max_tokens, recommended)
         history: list[Message] = []
         while True:
             text = message if message is not None else _ask()
@@ -81,7 +93,7 @@ async def _chat(base_url: str, api_key: str | None, model: str | None, message: 
             if message is not None:
                 print(f"User>{text}")
             history.append(UserMessage(content=text))
-            answer, stop = await _answer(client, model, history, stream, SamplingParams(max_tokens=max_tokens))
+            answer, stop = await _answer(client, model, history, stream, sampling)
             history.append(CompletionMessage(content=answer, stop_reason=stop))
             if message is not None:
                 return

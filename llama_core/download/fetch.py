@@ -88,8 +88,14 @@ class FetchOptions:
 
 
 class _RetryableStatus(Exception):
+    """A "not now" answer (llama_core.retry): its words are what the user reads between retries."""
+
     def __init__(self, status: int, retry_after: float | None) -> None:
-        super().__init__(f"HTTP {status}" + (f" (Retry-After {retry_after:g} s)" if retry_after is not None else ""))
+        from http import HTTPStatus
+
+        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "error"
+        asked = f", asking to retry after {retry_after:g} s" if retry_after is not None else ""
+        super().__init__(f"the server answered {status} {phrase}{asked}")
         self.retry_after = retry_after
 
 
@@ -106,7 +112,37 @@ def _content_range_start(value: str | None) -> int | None:
 
 def _describe(error: BaseException) -> str:
     text = str(error).strip() or type(error).__name__
+    if isinstance(error, _RetryableStatus | DownloadError):
+        return text  # already in words
     return redact(f"{type(error).__name__}: {text}" if type(error).__name__ not in text else text)
+
+
+def _unresolvable_host(error: BaseException) -> str | None:
+    """The host name a connect error could not resolve (DNS said no: retrying will not help), else None."""
+    import socket
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            try:
+                return error.request.url.host  # type: ignore[attr-defined]
+            except (AttributeError, RuntimeError):  # httpx raises RuntimeError for an error without its request
+                return "the server"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _write_error(error: OSError, where: Path) -> DownloadError:
+    """One line for a local file that cannot be written (a full disk, permissions)."""
+    import errno
+
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        what = "The disk is full" if error.errno == errno.ENOSPC else f"Cannot write more ({error.strerror})"
+        return DownloadError(
+            f"{what} in {where}: free some space (or set LLAMA_STACK_CONFIG_DIR) and run the same command again; "
+            "it resumes where it stopped."
+        )
+    return DownloadError(f"Cannot write {error.filename or where}: {error.strerror or error}.")
 
 
 class _Stopped(Exception):
@@ -248,7 +284,21 @@ class Fetcher:
         raise DownloadError(redact(self.options.status_message(r.status_code, file)))
 
     def _backoff(self, failures: int, error: BaseException, file: RemoteFile) -> int:
-        delay = next_delay(self.options.retry, failures, getattr(error, "retry_after", None))
+        host = _unresolvable_host(error)
+        if host is not None:
+            raise DownloadError(f"Cannot resolve the host name {host} (DNS) to download {file.name}: check the URL and the network.")
+        retry_after = getattr(error, "retry_after", None)
+        delay = next_delay(self.options.retry, failures, retry_after)
+        if delay is None and retry_after is not None and retry_after > self.options.retry.max_wait:
+            raise DownloadError(
+                f"Downloading {file.name}: {_describe(error)}; that is longer than we wait "
+                f"({self.options.retry.max_wait:g} s). Run the same command again later: it resumes where it stopped."
+            )
+        if delay is None and isinstance(error, _RetryableStatus):
+            raise DownloadError(
+                f"Downloading {file.name} failed: {_describe(error)}, {failures} tries. "
+                "Run the same command again later: it resumes where it stopped."
+            )
         if delay is None:
             raise DownloadError(
                 f"Network error while downloading {file.name} ({_describe(error)}), {failures} tries. "
@@ -282,7 +332,7 @@ class Fetcher:
                 os.close(p.fd)
                 p.fd = -1
                 if p.partial.exists() and p.ranges:
-                    p.save()
+                    p.save()  # best effort: on a full disk the last record stays, which lags the data
 
     def _finish(self, p: PartialFile) -> None:
         self._close(p)
@@ -399,6 +449,8 @@ async def fetch_files(
     client = client or new_client(options)
     try:
         return await Fetcher(client, options, progress or NullProgress()).fetch(files, dest)
+    except OSError as error:  # our own files (httpx's errors are not OSErrors): a full disk, permissions
+        raise _write_error(error, dest) from None
     finally:
         if own:
             client.close()

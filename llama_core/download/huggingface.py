@@ -73,12 +73,19 @@ def _hub_error(error: Exception, repo: str, hub: str) -> DownloadError | None:
     return None
 
 
-def _list_files(api: Any, repo: str, ignore_patterns: Sequence[str]) -> tuple[str, list[HubFile]]:
+def _list_files(api: Any, repo: str, ignore_patterns: Sequence[str], hub: str) -> tuple[str, list[HubFile]]:
     from huggingface_hub.hf_api import RepoFile
     from huggingface_hub.utils import filter_repo_objects
 
-    commit = api.model_info(repo).sha
-    tree = [f for f in api.list_repo_tree(repo, revision=commit, recursive=True) if isinstance(f, RepoFile)]
+    try:
+        commit = api.model_info(repo).sha
+        tree = [f for f in api.list_repo_tree(repo, revision=commit, recursive=True) if isinstance(f, RepoFile)]
+    except (KeyError, TypeError, AttributeError) as e:  # huggingface_hub reading JSON of a shape it does not know
+        missing = f"no {e}" if isinstance(e, KeyError) else type(e).__name__
+        raise DownloadError(
+            f"The Hugging Face Hub at {hub} answered about {repo} in a form this version does not understand "
+            f"({missing}). Check HF_ENDPOINT, or upgrade llama-toolchain and huggingface_hub."
+        ) from None
     keep = set(filter_repo_objects([f.path for f in tree], ignore_patterns=list(ignore_patterns) or None))
     return commit, [HubFile(f.path, f.size, f.lfs.sha256 if f.lfs else None) for f in tree if f.path in keep]
 
@@ -150,7 +157,7 @@ async def download_huggingface(
     token = token or None
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        commit, files = await anyio.to_thread.run_sync(_list_files, _api(token, hub), repo, ignore_patterns)
+        commit, files = await anyio.to_thread.run_sync(_list_files, _api(token, hub), repo, ignore_patterns, hub)
         progress.start(repo, sum(f.size for f in files), min(_landed(dest), sum(f.size for f in files)))
         await _watching(dest, repo, progress, _snapshot, repo, commit, dest, token, ignore_patterns, hub, max_parallel)
     except Exception as error:

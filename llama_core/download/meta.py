@@ -42,7 +42,11 @@ def check_signed_url(url: str, now: dt.datetime | None = None) -> None:
 
     The expiry is read from the CloudFront policy (`Policy`, `DateLessThan`) or `Expires` parameter.
     """
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - a port out of range or not a number raises here, not in httpx
+    except ValueError:  # "Invalid IPv6 URL", a bad port
+        parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidRequestError("The --meta-url must be the https:// link from Meta's e-mail.", field="meta_url")
     if "*" not in parts.path:

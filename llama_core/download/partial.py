@@ -72,13 +72,21 @@ class PartialFile:
     def remaining(self) -> int:
         return (self.total or 0) - sum(self.done)
 
-    def save(self) -> None:
-        """Write the record (atomically). It lags the data, never leads it: bytes land before they are counted."""
+    def save(self) -> bool:
+        """Write the record (atomically). It lags the data, never leads it: bytes land before they are counted.
+
+        False when it cannot be written (a full disk): the previous record stays, and still lags the data.
+        """
         state = {"size": self.total, "part_size": self.part_size, "done": self.done}
         tmp = self.record.with_name(self.record.name + ".tmp")
-        tmp.write_text(json.dumps(state))
-        tmp.replace(self.record)
         self.saved_at = time.monotonic()
+        try:
+            tmp.write_text(json.dumps(state))
+            tmp.replace(self.record)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            return False
+        return True
 
     def load(self) -> None:
         """Pick up a previous run's bytes if its record matches this file's size and parts."""

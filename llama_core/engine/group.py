@@ -112,18 +112,31 @@ class WorkerGroup:
         self._tmpdir = tempfile.TemporaryDirectory(prefix="llama-workers-")
 
     async def __aenter__(self) -> WorkerGroup:
-        self._tg = anyio.create_task_group()
-        await self._tg.__aenter__()
         try:
-            await self._start()
-            with anyio.fail_after(_START_TIMEOUT_S):
-                await self._ready.wait()
-            if self._fatal is not None:
-                raise self._fatal
+            await self.spawn()
+            await self.wait_started()
         except BaseException:
             await self.aclose()
             raise
         return self
+
+    async def spawn(self) -> None:
+        """Start the workers without waiting for them to load (`async with` does both).
+
+        Call it from the task that will close the group (its task group is entered here), then
+        `wait_started()`, from any task: several groups load their checkpoints at once that way.
+        `aclose()` must follow whatever happens.
+        """
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        await self._start()
+
+    async def wait_started(self) -> None:
+        """Wait until the first start ended; raises its error (the group is then "down") if it failed."""
+        with anyio.fail_after(_START_TIMEOUT_S):
+            await self._ready.wait()
+        if self._fatal is not None:
+            raise self._fatal
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()

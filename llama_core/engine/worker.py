@@ -90,6 +90,10 @@ def _load(rank: int, init_file: str, spec: WorkerSpec) -> Any:
         max_seq_len=spec.max_seq_len,
         max_batch_size=spec.max_batch_size,
     )
+    if device.type == "cpu":  # the decode kernels' first build (tens of seconds) at load, not in the first request
+        from llama_core.engine.kernels import cpu_kernels_available
+
+        cpu_kernels_available()
     return Batch(model, max_batch_size=spec.max_batch_size, max_seq_len=spec.max_seq_len)
 
 

@@ -173,7 +173,7 @@ _ROPE_SCALE_32 = {"3.2-1B", "3.2-3B", "3.2-1B-qlora", "3.2-1B-spinquant", "3.2-3
 # Llama 3.2, 3.3 and Guard 3 1B/11B postdate Meta's hardware column: their figures are estimated
 # as bf16 weights per model-parallel shard plus ~25% for activations and KV cache, rounded up.
 # Where Meta's old figure named fewer GPUs than the checkpoint has shards (70B at 3 GPUs), we use
-# the shard count: the reference engine needs one GPU per shard.
+# the shard count: the reference engine needs one GPU per shard. 0 GPUs: it runs on a CPU (GB: on a GPU).
 # sampling: a name in llama_core.models.sampling.SAMPLING_SETS. shown: featured (else --show-all).
 
 K4, K8, K128 = 4096, 8192, 131072
@@ -220,7 +220,7 @@ _ROWS: tuple[_Row, ...] = (
     ("Llama-Guard-3-8B:int8", "Llama-Guard-3-8B-INT8", K128, (1, 10), "3-8B", "none", "int8", 1, "safety", True, "Llama Guard v3 8b system safety model"),
     ("Llama-Guard-2-8B", "Llama-Guard-2-8B", K4, (1, 20), "guard2-8B", "none", "bf16", 1, "safety", True, "Llama Guard v2 8b system safety model"),
     ("Prompt-Guard-86M", "Prompt-Guard-86M", 512, (1, 1), "prompt-guard", "none", "bf16", 1, "prompt_guard", True, "Prompt Guard: classifies prompt injections and jailbreaks (mDeBERTa, 86M)"),
-    ("SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct", K8, (1, 1), "smollm2-135M", "smollm2", "bf16", 1, "smollm2", True, "SmolLM2 135M instruct: a small Llama-architecture demo model that runs on CPU"),
+    ("SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct", K8, (0, 1), "smollm2-135M", "smollm2", "bf16", 1, "smollm2", True, "SmolLM2 135M instruct: a small Llama-architecture demo model that runs on CPU"),
 )  # fmt: skip
 
 

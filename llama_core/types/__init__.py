@@ -45,6 +45,7 @@ from llama_core.types.inference import (
     CompletionResponseStreamChunk,
     EmbeddingsRequest,
     EmbeddingsResponse,
+    EmbeddingsUsage,
     ToolCallDelta,
     ToolCallParseStatus,
 )

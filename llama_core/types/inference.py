@@ -83,11 +83,14 @@ class BatchCompletionRequest(Base):
     logprobs: LogProbConfig | None = None
 
 
+EMBEDDINGS_MAX_INPUTS = 2048  # texts per embeddings request: OpenAI's cap
+
+
 class EmbeddingsRequest(Base):
-    """POST /inference/embeddings: one vector per item of `contents`."""
+    """POST /inference/embeddings: one vector per item of `contents` (parts of one item are joined)."""
 
     model: str
-    contents: list[Content]
+    contents: Annotated[list[Content], Meta(max_length=EMBEDDINGS_MAX_INPUTS)]
 
 
 # --- responses --------------------------------------------------------------------------------
@@ -114,10 +117,19 @@ class BatchCompletionResponse(Base):
     completion_message_batch: list[CompletionMessage]
 
 
-class EmbeddingsResponse(Base):
-    """`embeddings[i]` is the vector of `contents[i]`."""
+class EmbeddingsUsage(Base):
+    """Tokens the embedding model read (after truncation, special tokens included), as OpenAI counts them."""
+
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(Base, omit_defaults=True):
+    """`embeddings[i]` is the vector of `contents[i]`. `usage` is absent when the model's provider
+    does not count (the original wire had only `embeddings`)."""
 
     embeddings: list[list[float]]
+    usage: EmbeddingsUsage | None = None
 
 
 # --- stream chunks ----------------------------------------------------------------------------

@@ -74,7 +74,7 @@ def test_list_rows_pinned(llama):
         "Llama3.1-405B:bf16-mp16", "meta-llama/Llama-3.1-405B", "128K", "16 GPUs, each >= 70GB VRAM",
     ]  # fmt: skip
     assert _row_cells(out, "SmolLM2-135M-Instruct") == [
-        "SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct", "8K", "1 GPU, each >= 1GB VRAM",
+        "SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct", "8K", "runs on a CPU",
     ]  # fmt: skip
     assert _row_cells(out, "Prompt-Guard-86M")[2] == "512"
     assert out.splitlines()[0] == "+" + "+".join("-" * w for w in (41, 53, 16, 28)) + "+"
@@ -240,6 +240,7 @@ def test_context_length_format(tokens, text):
 def test_hardware_format():
     assert output.hardware(1, 20) == "1 GPU, each >= 20GB VRAM"
     assert output.hardware(16, 70) == "16 GPUs, each >= 70GB VRAM"
+    assert output.hardware(0, 1) == "runs on a CPU"
 
 
 def test_prompt_text_marks_newlines_and_special_tokens():

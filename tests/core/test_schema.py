@@ -88,7 +88,7 @@ def test_schema_rejects_a_bad_tag() -> None:
 def test_pinned_schema_of_embeddings_request() -> None:
     assert json_schema(EmbeddingsRequest) == {
         "title": "EmbeddingsRequest",
-        "description": "POST /inference/embeddings: one vector per item of `contents`.",
+        "description": "POST /inference/embeddings: one vector per item of `contents` (parts of one item are joined).",
         "type": "object",
         "properties": {
             "model": {"type": "string"},
@@ -110,6 +110,7 @@ def test_pinned_schema_of_embeddings_request() -> None:
                         },
                     ]
                 },
+                "maxItems": 2048,
             },
         },
         "required": ["model", "contents"],

@@ -123,7 +123,8 @@ EXAMPLES: dict[str, Base] = {
     "CompletionResponse": CompletionResponse(content=" a time", stop_reason=StopReason.out_of_tokens),
     "BatchChatCompletionResponse": BatchChatCompletionResponse(completion_message_batch=[ASSISTANT]),
     "BatchCompletionResponse": BatchCompletionResponse(completion_message_batch=[ASSISTANT]),
-    "EmbeddingsResponse": EmbeddingsResponse(embeddings=[[0.5, -1.0], [0.25, 2.0]]),
+    "EmbeddingsResponse": EmbeddingsResponse(embeddings=[[0.5, -1.0], [0.25, 2.0]], usage=EmbeddingsUsage(prompt_tokens=6, total_tokens=6)),
+    "EmbeddingsUsage": EmbeddingsUsage(prompt_tokens=6, total_tokens=6),
     "ToolCallDelta": DELTA,
     "ChatCompletionResponseEvent": ChatCompletionResponseEvent(
         event_type=ChatCompletionResponseEventType.progress, delta="4", logprobs=LOGPROBS

@@ -8,6 +8,7 @@ as the real one does where a client can tell:
 - HEAD is refused (403), so sizes come from a ranged GET's Content-Range;
 - `Range: bytes=a-b` / `bytes=a-` answer 206 (416 past the end); no Range (or `ranges = False`) answers 200;
 - `cut(path, at)` closes the connection once, after byte `at` of that file has been sent;
+- `refuse(path, status, retry_after)` answers that status (500, 429...) once, with Retry-After if given;
 - a missing file is 404. Bodies go out with os.sendfile, so the bench measures the client;
   `rate` caps each response's bytes/s, as a CDN edge caps a connection.
 
@@ -50,6 +51,7 @@ class FakeCDN:
         self.expired = False
         self.ranges = True  # False: ignore Range and always answer 200 with the whole file
         self.rate: float | None = None  # bytes/s per response, like a CDN edge's per-connection cap
+        self.refusals: dict[str, list[tuple[int, str | None]]] = {}
         self.lock = threading.Lock()
         cdn = self
 
@@ -73,6 +75,10 @@ class FakeCDN:
     def cut(self, path: str, at: int) -> None:
         """Drop the connection once, right after byte `at` of `/path` went out."""
         self.cuts.setdefault(path, []).append(at)
+
+    def refuse(self, path: str, status: int, retry_after: str | None = None) -> None:
+        """Answer the next GET of `/path` with `status` (and `Retry-After: retry_after`), as an edge under load does."""
+        self.refusals.setdefault(path, []).append((status, retry_after))
 
     def expire(self) -> None:
         """From now on every signature is refused, as when the 24 hours are over."""
@@ -132,6 +138,16 @@ class _Handler(BaseHTTPRequestHandler):
         cdn.requests.append(("GET", url.path, self.headers.get("Range")))
         if not cdn.authorized(url.query):
             return self._error(403, DENIED)
+        with cdn.lock:
+            refusal = cdn.refusals.get(url.path, []) and cdn.refusals[url.path].pop(0)
+        if refusal:
+            status, retry_after = refusal
+            self.send_response(status)
+            if retry_after is not None:
+                self.send_header("Retry-After", retry_after)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         path = (cdn.root / url.path.lstrip("/")).resolve()
         if not path.is_file() or cdn.root.resolve() not in path.parents:
             return self._error(404, NOT_FOUND)

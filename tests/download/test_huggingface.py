@@ -111,6 +111,15 @@ def test_missing_repo(llama, hub):
     )
 
 
+def test_a_hub_answer_of_another_shape_is_one_line(llama, hub):
+    hub.odd = True
+    rc, _, err = llama("download", "--source", "huggingface", "--model-id", MODEL)
+    assert (rc, err) == (1, f"Error: The Hugging Face Hub at {hub.endpoint} answered about {REPO} in a form this "
+                            "version does not understand (no 'id'). Check HF_ENDPOINT, or upgrade llama-toolchain and "
+                            "huggingface_hub.\n")
+    assert not paths.model_checkpoint_dir(MODEL).exists()
+
+
 def test_unreachable_hub(llama, hub, monkeypatch):
     endpoint = hub.endpoint
     hub.__exit__()

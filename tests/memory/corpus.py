@@ -16,3 +16,8 @@ DOCS = {
     "zipfile": "The zipfile module creates, reads, writes and lists ZIP archives; it can extract "
     "compressed files from an archive.",
 }
+
+
+def text_of(i: int) -> str:
+    """A generated document of about three 32-piece chunks, different for each i."""
+    return f"Document number {i}. " + " ".join(f"word{i}x{j} about topic {j % 7}" for j in range(40))

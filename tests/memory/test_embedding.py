@@ -54,5 +54,5 @@ async def test_unknown_model_names_the_available(tmp_path, monkeypatch):
         await embedding.embedder("all-MiniLM-L6")
     assert e.value.message == (
         "Unknown embedding model 'all-MiniLM-L6'. Did you mean 'all-MiniLM-L6-v2'? Available: all-MiniLM-L6-v2, "
-        f"my-minilm (a sentence-transformers folder under {tmp_path / 'checkpoints'} is one too)."
+        "my-minilm (a sentence-transformers folder in the server's checkpoints folder is one too)."
     )

@@ -69,7 +69,7 @@ def test_chunks_are_token_windows_of_the_original_text(served: Client) -> None:
     bank_id = served.create({**VECTOR, "chunk_size_in_tokens": 8, "overlap_size_in_tokens": 2})
     text = "Ünïcode Text, KEPT as-is: the quick brown fox jumps over the lazy dog again and again."
     served.insert(bank_id, {"t": text})
-    status, body = served.post("memory_bank/query", {"bank_id": bank_id, "query": "fox", "params": {"max_chunks": 100}})
+    _, body = served.post("memory_bank/query", {"bank_id": bank_id, "query": "fox", "params": {"max_chunks": 100}})
     chunks = sorted((c["content"], c["token_count"]) for c in body["chunks"])
     assert all(content in text for content, _ in chunks)  # cut from the text: case and accents kept
     assert {c["document_id"] for c in body["chunks"]} == {"t"}
@@ -81,7 +81,7 @@ def test_default_overlap_is_a_quarter(served: Client) -> None:
     bank_id = served.create({**VECTOR, "chunk_size_in_tokens": 8})
     words = " ".join(f"w{i}" for i in range(20))  # each "wN" is 2 word pieces: 40 pieces
     served.insert(bank_id, {"w": words})
-    status, body = served.post("memory_bank/query", {"bank_id": bank_id, "query": "w1", "params": {"max_chunks": 100}})
+    _, body = served.post("memory_bank/query", {"bank_id": bank_id, "query": "w1", "params": {"max_chunks": 100}})
     starts = sorted(int(c["content"].split()[0].lstrip("w")) for c in body["chunks"])
     assert starts == [0, 3, 6, 9, 12, 15, 18]  # step 8 - 2 pieces = 3 words
 
@@ -117,7 +117,7 @@ def test_interleaved_content_is_joined(served: Client) -> None:
     bank_id = served.create({"type": "keyvalue"})
     doc = {"document_id": "parts", "content": [{"type": "text", "text": "one "}, {"type": "text", "text": "two"}]}
     assert served.post("memory_bank/insert", {"bank_id": bank_id, "documents": [doc]}) == (200, None)
-    status, body = served.post("memory_bank/query", {"bank_id": bank_id, "query": [{"type": "text", "text": "parts"}]})
+    _, body = served.post("memory_bank/query", {"bank_id": bank_id, "query": [{"type": "text", "text": "parts"}]})
     assert body["chunks"][0]["content"] == "one two"
 
 

@@ -151,12 +151,12 @@ async def test_a_seed_the_engine_cannot_take_fails_its_request_only(tiny_dir: Pa
 
 async def test_health_follows_a_crash_and_streams_are_refused_while_restarting(tiny_dir: Path) -> None:
     async with MetaReferenceInference(config(tiny_dir)) as inf:
-        assert inf.group is not None
+        assert inf.primary.group is not None
         request = ChatCompletionRequest(model=MODEL, messages=DIALOGS[2], sampling_params=SamplingParams(max_tokens=6))
         before = (await inf.chat_completion(request)).completion_message.content
-        os.kill(inf.group.pids[0], signal.SIGKILL)
+        os.kill(inf.primary.group.pids[0], signal.SIGKILL)
         with anyio.fail_after(30):
-            while inf.group.state == "ready":
+            while inf.primary.group.state == "ready":
                 await anyio.sleep(0.01)
         report = await inf.health()
         assert report.pop("retry_after") >= 1
@@ -165,7 +165,7 @@ async def test_health_follows_a_crash_and_streams_are_refused_while_restarting(t
         with pytest.raises(UnavailableError, match="^The inference engine is restarting after a worker crash; retry in "):
             await inf.chat_completion(stream)  # refused before a stream is handed out
         with anyio.fail_after(120):
-            while inf.group.state != "ready":
+            while inf.primary.group.state != "ready":
                 await anyio.sleep(0.05)
         assert await inf.health() == {"status": "ok", "restarts": 1}
         assert (await inf.chat_completion(request)).completion_message.content == before

@@ -32,6 +32,7 @@ from llama_core.types.inference import (
     CompletionRequest,
     CompletionResponse,
     EmbeddingsRequest,
+    EmbeddingsUsage,
     ToolCallDelta,
 )
 
@@ -210,7 +211,20 @@ async def test_embeddings(ollama: OllamaInference, vendor: FakeVendor) -> None:
     vendor.then("/api/embed", Reply(body=sample("ollama/embed.json")))
     response = await ollama.embeddings(EmbeddingsRequest(model="all-minilm", contents=["a", "b"]))
     assert [v[:2] for v in response.embeddings] == [[0.010071029, -0.0017594862], [-0.0098027075, 0.06042469]]
+    assert response.usage == EmbeddingsUsage(prompt_tokens=8, total_tokens=8)  # its prompt_eval_count
     assert vendor.requests[0].json == {"model": "all-minilm", "input": ["a", "b"]}
+
+
+async def test_embeddings_of_a_local_model_are_answered_here(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    import numpy as np
+
+    from llama_core.embedding import embedder
+
+    response = await ollama.embeddings(EmbeddingsRequest(model="all-MiniLM-L6-v2", contents=["a", "b c"]))
+    assert vendor.requests == []  # Ollama is not asked
+    want = await (await embedder()).encode(["a", "b c"])
+    assert np.array_equal(np.asarray(response.embeddings, dtype=np.float32), want)
+    assert response.usage == EmbeddingsUsage(prompt_tokens=7, total_tokens=7)  # [CLS] a [SEP] + [CLS] b c [SEP]
 
 
 async def test_pulled_tags(ollama: OllamaInference) -> None:

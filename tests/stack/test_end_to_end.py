@@ -11,6 +11,7 @@ import sys
 import httpx
 import pytest
 
+from llama_core import paths
 from llama_core.config import load_run_config, run_config_path
 
 from .process import llama_stack_run
@@ -33,7 +34,12 @@ def test_build_configure_run_request(tmp_path, tiny_ckpt):
     argv = [sys.executable, "-m", "llama_cli", "stack", "build", "local", "--name", "e2e", "--use-current-env"]
     rc, shown = drive(argv, prompts)
     assert rc == 0, shown
-    assert load_run_config(run_config_path("local", "e2e")).providers["inference"]["checkpoint_dir"] == str(ckpt)
+    inference = load_run_config(run_config_path("local", "e2e")).providers["inference"]
+    assert inference["checkpoint_dir"] == str(ckpt)
+    # llama_guard_shield's model is served too, as downloaded (here: the tiny checkpoint in its place).
+    assert inference["extra_models"] == [{"model": "Llama-Guard-3-8B"}]
+    paths.checkpoints_dir().mkdir(parents=True)
+    paths.model_checkpoint_dir("Llama-Guard-3-8B").symlink_to(ckpt, target_is_directory=True)
 
     port, log = free_port(), tmp_path / "server.log"
     with llama_stack_run(["local", "--name", "e2e"], port, log) as url:
@@ -43,9 +49,11 @@ def test_build_configure_run_request(tmp_path, tiny_ckpt):
         assert reply.status_code == 200, reply.text
         assert reply.json()["completion_message"]["stop_reason"] == "out_of_tokens"
         models = httpx.get(url + "/models/list", timeout=10).json()
-        assert [(m["descriptor"], m["provider"]) for m in models] == [("Llama3.2-1B-Instruct", "meta-reference")]
-        # Safety serves; the transcript's llama_guard shield asks for a guard model this stack does not serve.
+        assert [(m["descriptor"], m["provider"]) for m in models] == [("Llama3.2-1B-Instruct", "meta-reference"),
+                                                                      ("Llama-Guard-3-8B", "meta-reference")]  # fmt: skip
+        # Safety serves the transcript's llama_guard shield through inference on the guard model, which
+        # inherits this build's max_seq_len of 128: too short for the guard prompt, and said so.
         body = {"messages": [{"role": "user", "content": "hello"}], "shields": [{"shield_type": "llama_guard"}]}
-        shields = httpx.post(url + "/safety/run_shields", json=body, timeout=30)
-        assert shields.status_code == 404, shields.text
-        assert shields.json()["error"]["message"].startswith("The llama_guard shield's model is not served by this stack: ")
+        shields = httpx.post(url + "/safety/run_shields", json=body, timeout=60)
+        assert shields.status_code == 400, shields.text
+        assert "this model's context (max_seq_len) is 128" in shields.json()["error"]["message"]

@@ -247,6 +247,34 @@ def test_inference_client_interactive_chat_on_a_terminal(url: str, stack: FakeSt
     assert [type(m).__name__ for m in last.messages] == ["UserMessage", "CompletionMessage", "UserMessage"]
 
 
+def test_inference_client_streams_with_the_models_recommended_sampling(url: str, stack: FakeStack) -> None:
+    import subprocess
+    import sys
+
+    import msgspec
+
+    from llama_core.types import SamplingParams, SamplingStrategy
+
+    recommended = SamplingParams(strategy=SamplingStrategy.top_p, temperature=0.2, top_p=0.9)
+    models = stack.providers["models"]
+    models.model = msgspec.structs.replace(models.model, recommended_sampling_params=recommended)
+    done = subprocess.run(
+        [sys.executable, "-m", "llama_cli.client.inference", "127.0.0.1", url.rsplit(":", 1)[1], "--message", "hi"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    assert done.stdout.endswith("Assistant> You said: hi\n")
+    last = stack.providers["inference"].requests[-1]
+    # a few paragraphs (max_tokens 0 meant the whole context: 4,096 tokens over 7 minutes), as they come
+    assert last.stream is True
+    assert last.sampling_params == msgspec.structs.replace(recommended, max_tokens=512)
+    # asked for greedy: greedy
+    argv = [sys.executable, "-m", "llama_cli.client.inference", "127.0.0.1", url.rsplit(":", 1)[1], "--message", "hi", "--temperature", "0"]
+    assert subprocess.run(argv, capture_output=True, text=True, timeout=60).returncode == 0
+    sampling = stack.providers["inference"].requests[-1].sampling_params
+    assert (sampling.strategy, sampling.temperature, sampling.max_tokens) == (SamplingStrategy.greedy, 0.0, 512)
+
+
 def test_inference_client_errors_are_one_line() -> None:
     import subprocess
     import sys

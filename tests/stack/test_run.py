@@ -102,7 +102,7 @@ def test_inference_client_prints_the_answer(server: Server) -> None:
     port = server.url.rsplit(":", 1)[1]
     for flag in ("--stream", "--no-stream"):
         done = subprocess.run(
-            [sys.executable, "-m", "llama_cli.client.inference", "127.0.0.1", port, flag, "--max-tokens", "8"],
+            [sys.executable, "-m", "llama_cli.client.inference", "127.0.0.1", port, flag, "--max-tokens", "8", "--temperature", "0"],
             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr

@@ -34,6 +34,7 @@ Enter value for disable_output_check (default: False):
 Do you want to configure prompt_guard_shield? (y/n): y
 Entering sub-configuration for prompt_guard_shield:
 Enter value for model (default: Prompt-Guard-86M): Prompt-Guard-86M
+Inference also serves Llama-Guard-3-8B, the model of llama_guard_shield.
 Configuring API: agentic_system (meta-reference)
 Enter value for brave_search_api_key (optional): 
 Enter value for wolfram_api_key (optional): 
@@ -50,14 +51,16 @@ ANSWERS: list[str] = [answer for _, answer in PROMPTS]
 CONFIGURED: dict[str, dict] = {
     "inference": {"provider_id": "meta-reference", "model": "Llama3.1-8B-Instruct", "max_seq_len": 4096, "max_batch_size": 1,
                   "device": None, "dtype": None, "model_parallel_size": None, "checkpoint_dir": None,
-                  "threads": None},
+                  "threads": None,
+                  "extra_models": [{"model": "Llama-Guard-3-8B", "max_seq_len": None, "max_batch_size": None, "device": None,
+                                    "dtype": None, "model_parallel_size": None, "checkpoint_dir": None, "threads": None}]},
     "safety": {"provider_id": "meta-reference",
                "llama_guard_shield": {"model": "Llama-Guard-3-8B", "excluded_categories": [], "disable_input_check": False,
                                       "disable_output_check": False},
-               "prompt_guard_shield": {"model": "Prompt-Guard-86M"}},
+               "prompt_guard_shield": {"model": "Prompt-Guard-86M", "threshold": 0.9}},
     "agentic_system": {"provider_id": "meta-reference", "brave_search_api_key": None, "wolfram_api_key": None,
                        "brave_search_url": "https://api.search.brave.com", "wolfram_alpha_url": "https://api.wolframalpha.com"},
-    "memory": {"provider_id": "meta-reference-faiss"},
+    "memory": {"provider_id": "meta-reference-faiss", "storage_dir": None, "hnsw_min_chunks": None, "max_document_chars": 4000000},
 }  # fmt: skip
 
 

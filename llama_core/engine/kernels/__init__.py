@@ -10,14 +10,12 @@ dequantized first and x left in float.
 
 decode_ops.cpp does a decode step's attention (RoPE and cache write included), RMSNorm and SwiGLU's
 gate in one op each.
-The kernels are compiled once per torch version with torch.utils.cpp_extension (g++, a few tens of
-seconds the first time, then loaded from torch's extension cache).
+The kernels are compiled once per machine for each version of their sources, flags and torch (g++, a
+minute the first time, then loaded from the cache: build.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 from functools import cache
@@ -61,29 +59,28 @@ def quantize_int8(w: Tensor) -> Int8Weight:
     return Int8Weight(q.contiguous(), scale.contiguous())
 
 
+KERNEL_DIR = Path(__file__).parent
+SOURCES = ("linear.cpp", "decode_ops.cpp")
+HEADERS = ("simd.h",)
+CFLAGS = ("-O3", "-mavx2", "-mfma", "-fopenmp")
+
+
 @cache
 def cpu_kernels_available() -> bool:
-    """Build (once) and load linear.cpp and decode_ops.cpp; False, logged once, where they cannot be used."""
+    """Build (once per machine, see build.py) and load linear.cpp and decode_ops.cpp; False, logged
+    once, where they cannot be used (no AVX2, no compiler or ninja, a failed build)."""
     if os.environ.get("LLAMA_CPU_KERNELS", "1") == "0":
         return False
     if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
         return False
-    try:
-        # torch < 2.8's CUDA builds print "No CUDA runtime is found" to stderr at this import where a CUDA
-        # toolkit is installed but no GPU is: not ours to show (it is a log record from 2.8 on).
-        with contextlib.redirect_stderr(io.StringIO()):
-            from torch.utils.cpp_extension import load
+    from llama_core.engine.kernels.build import load_library
 
-        load(
-            name=f"llama_kernels_{torch.__version__.replace('.', '_').replace('+', '_')}",
-            sources=[str(Path(__file__).with_name(name)) for name in ("linear.cpp", "decode_ops.cpp")],
-            extra_include_paths=[str(Path(__file__).parent)],
-            extra_cflags=["-O3", "-mavx2", "-mfma", "-fopenmp"],
-            is_python_module=False,
-        )
+    try:
+        load_library("llama_kernels", [KERNEL_DIR / n for n in SOURCES], [KERNEL_DIR / n for n in HEADERS], CFLAGS)
         return True
     except Exception as e:  # no compiler, no Python headers, a read-only cache...
-        log.warning("CPU decode kernels unavailable (%s); using torch's linear.", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        log.warning("CPU decode kernels unavailable (%s); using torch's slower linear.", reason)
         return False
 
 

@@ -1,62 +1,40 @@
-"""`meta-reference` inference: the Llama model of llama_core.engine, run by the worker process group.
+"""`meta-reference` inference: Llama models of llama_core.engine, each in its own worker group.
 
-The async boundary lives here. This side owns the tokenizer and the prompt format (Llama 3
-ChatFormat, or the checkpoint's Jinja chat template for other Llama-architecture models); the
-worker group owns the weights and streams token ids back. Concurrent requests share the workers'
-continuous batch.
+One stack can serve an instruct model and a guard model (Llama Guard is called through this API
+with its own model id). Requests go to the model `request.model` names (any spelling the registry
+resolves); a model not served here is a 404 that names the served ones. Each model is a LocalModel
+(local_model.py); this module holds the config and the routing.
 
-Prompts are tokenized in a worker thread, so a long one never stalls the event loop; one too long
-to fit the context whatever its tokens is refused by its size in bytes first. Stop sequences
-(`sampling_params.stop`) are cut as the text is decoded, and the engine's sequence ends at the
-first match.
+    config = MetaReferenceInferenceConfig(model="Llama3.2-1B-Instruct",
+                                          extra_models=[MetaReferenceModelConfig(model="Llama-Guard-3-1B")])
+    async with MetaReferenceInference(config) as inf:
+        response = await inf.chat_completion(ChatCompletionRequest(model="Llama-Guard-3-1B", messages=[...]))
 
-    async with MetaReferenceInference(MetaReferenceInferenceConfig(model="SmolLM2-135M-Instruct")) as inf:
-        response = await inf.chat_completion(ChatCompletionRequest(model=..., messages=[...]))
+In a run config the further models are an array of tables:
+
+    [providers.inference]
+    provider_id = "meta-reference"
+    model = "Llama3.2-1B-Instruct"
+    max_seq_len = 4096
+
+    [[providers.inference.extra_models]]
+    model = "Llama-Guard-3-1B"
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import math
-from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
-from typing import Any
+import copy
+from collections.abc import AsyncIterator, Awaitable
+from typing import ClassVar
 
 import anyio
+import msgspec
 
-from llama_core import paths
-from llama_core.engine.group import WorkerGroup
-from llama_core.engine.messages import GenParams, TokenOut, WorkerSpec, unsupported
-from llama_core.errors import (
-    CheckpointError,
-    InvalidRequestError,
-    ModelNotFoundError,
-    NotFoundError,
-    UnsupportedError,
-    first_error,
-    shown,
-)
+from llama_core.engine.messages import unsupported
+from llama_core.errors import LlamaError, ModelNotFoundError, NotFoundError, first_error, shown
 from llama_core.models.registry import Model, resolve_model
-from llama_core.prompt.chat_format import ChatFormat, decode_assistant_message_from_content
-from llama_core.prompt.jinja_format import JinjaChatFormat, load_chat_template
-from llama_core.prompt.system_prompts import prepare_messages
-from llama_core.providers.inference.batch import chat_requests
-from llama_core.providers.inference.detokenize import IncrementalDecoder
-from llama_core.providers.inference.stops import StopCutter
-from llama_core.providers.inference.stream import ChatStream
-from llama_core.tokenizer import Llama3Tokenizer, Tokenizer
-from llama_core.types import (
-    CompletionMessage,
-    Content,
-    Message,
-    SamplingParams,
-    SamplingStrategy,
-    StopReason,
-    TokenLogProbs,
-    UserMessage,
-    content_text,
-)
+from llama_core.providers.inference.local_embeddings import is_embedding_model, local_embeddings, not_an_embedding_model
+from llama_core.providers.inference.local_model import LocalModel
 from llama_core.types._base import Base
 from llama_core.types.inference import (
     BatchChatCompletionRequest,
@@ -73,13 +51,55 @@ from llama_core.types.inference import (
     EmbeddingsResponse,
 )
 
+# The fields an extra model takes from the top-level config when it leaves them unset: how to run
+# (device, precision, sizes, threads). checkpoint_dir and model_parallel_size belong to one
+# checkpoint, so an extra model never inherits them (its default: ~/.llama/checkpoints/<model>,
+# and that checkpoint's shard count).
+INHERITED = ("max_seq_len", "max_batch_size", "device", "dtype", "threads")
+
+
+def check_model(model: str, dtype: str | None, device: str | None, **sizes: int | None) -> Model:
+    """The registry's row for `model` if the engine can serve it so; ValueError (one line) otherwise.
+
+    `sizes` are counts that must be at least 1 (None: the default), as engine.messages.unsupported.
+    """
+    try:  # an unknown model fails when the config is read (configure re-asks), not at start-up
+        row = resolve_model(model)
+    except ModelNotFoundError as e:
+        raise ValueError(e.message) from None
+    if not row.is_llama_architecture:
+        raise ValueError(f"{row.descriptor} is not a Llama model; meta-reference inference cannot serve it.")
+    problem = unsupported(dtype, device, **sizes)
+    if problem is not None:
+        raise ValueError(problem[1])
+    return row
+
+
+class MetaReferenceModelConfig(Base, kw_only=True):
+    """One further model: `model` and what differs from the top-level config (None: inherit, see INHERITED)."""
+
+    model: str
+    max_seq_len: int | None = None
+    max_batch_size: int | None = None
+    device: str | None = None
+    dtype: str | None = None
+    model_parallel_size: int | None = None  # default: the checkpoint's shard count
+    checkpoint_dir: str | None = None  # default: ~/.llama/checkpoints/<descriptor>
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        check_model(self.model, dtype=self.dtype, device=self.device, max_seq_len=self.max_seq_len,
+                    max_batch_size=self.max_batch_size, model_parallel_size=self.model_parallel_size,
+                    threads=self.threads)  # fmt: skip
+
 
 class MetaReferenceInferenceConfig(Base, kw_only=True):
-    """Which model to serve and how. `checkpoint_dir` overrides ~/.llama/checkpoints/<descriptor>.
+    """Which models to serve and how: `model` and its settings, and `extra_models` beside it.
 
-    Checked when read, so `llama stack configure` refuses what the engine cannot run before it
-    writes anything, and `llama stack run` before it starts: an unknown model, a dtype or device
-    outside the engine's table (llama_core.engine.messages), a size below 1.
+    `checkpoint_dir` overrides ~/.llama/checkpoints/<descriptor>. Checked when read, so `llama
+    stack configure` refuses what the engine cannot run before it writes anything, and `llama stack
+    run` before it starts: an unknown or non-Llama model, a dtype or device outside the engine's
+    table (llama_core.engine.messages), a size below 1, a model listed twice.
     """
 
     model: str = "SmolLM2-135M-Instruct"
@@ -90,365 +110,160 @@ class MetaReferenceInferenceConfig(Base, kw_only=True):
     model_parallel_size: int | None = None  # default: the checkpoint's shard count
     checkpoint_dir: str | None = None
     threads: int | None = None  # torch threads per worker; default: torch's (one per core)
+    # Further models, each in its own worker group; unset fields inherit as INHERITED says.
+    # None (not []) when there are none, so that a one-model config's file does not list them.
+    extra_models: list[MetaReferenceModelConfig] | None = None
+    # `llama stack configure` does not ask for the list: it adds the Llama Guard shield's model
+    # itself, and `--set inference.extra_models='[{"model": "..."}]'` sets it.
+    unasked: ClassVar[tuple[str, ...]] = ("extra_models",)
 
     def __post_init__(self) -> None:
-        try:  # an unknown model fails when the config is read (configure re-asks), not at start-up
-            resolve_model(self.model)
-        except ModelNotFoundError as e:
-            raise ValueError(e.message) from None
-        problem = unsupported(self.dtype, self.device, max_seq_len=self.max_seq_len, max_batch_size=self.max_batch_size,
-                              model_parallel_size=self.model_parallel_size, threads=self.threads)  # fmt: skip
-        if problem is not None:
-            raise ValueError(problem[1])
+        check_model(self.model, dtype=self.dtype, device=self.device, max_seq_len=self.max_seq_len,
+                    max_batch_size=self.max_batch_size, model_parallel_size=self.model_parallel_size,
+                    threads=self.threads)  # fmt: skip
+        seen: dict[str, str] = {resolve_model(self.model).descriptor: "model"}
+        for i, extra in enumerate(self.extra_models or ()):
+            descriptor, where = resolve_model(extra.model).descriptor, f"extra_models[{i}]"
+            if descriptor in seen:
+                raise ValueError(f"{descriptor} is listed twice ({seen[descriptor]} and {where}); list each model once.")
+            seen[descriptor] = where
+
+    def model_configs(self) -> list[MetaReferenceInferenceConfig]:
+        """One single-model config per served model, `model` first, inheritance applied."""
+        configs = [msgspec.structs.replace(self, extra_models=None)]
+        for extra in self.extra_models or ():
+            fields = {f: getattr(extra, f) for f in extra.__struct_fields__}
+            fields |= {f: getattr(self, f) for f in INHERITED if fields[f] is None}
+            configs.append(MetaReferenceInferenceConfig(**fields))
+        return configs
 
 
-def shard_count(ckpt_dir: Path) -> int:
-    """How many consolidated.NN.pth shards the checkpoint has (Meta layout, or under original/)."""
-    for d in (ckpt_dir, ckpt_dir / "original"):
-        n = len(list(d.glob("consolidated.*.pth")))
-        if n:
-            return n
-    return 1  # Hugging Face layout: one process
-
-
-def gen_params(sp: SamplingParams, tokenizer: Tokenizer, logprobs: int = 0) -> GenParams:
-    """Our SamplingParams in the engine's terms; greedy unless a strategy with temperature > 0."""
-    temperature = 0.0 if sp.strategy == SamplingStrategy.greedy else sp.temperature
-    stops = set(tokenizer.stop_tokens) | {tokenizer.eos_id}
-    return GenParams(
-        temperature=temperature,
-        top_p=sp.top_p if sp.strategy == SamplingStrategy.top_p else 1.0,
-        top_k=sp.top_k if sp.strategy == SamplingStrategy.top_k else 0,
-        repetition_penalty=sp.repetition_penalty,
-        seed=sp.seed,
-        max_tokens=sp.max_tokens,
-        logprobs=logprobs,
-        stop_tokens=frozenset(stops),
-        eom_tokens=frozenset({tokenizer.eom_id} if tokenizer.eom_id is not None else ()),
-    )
-
-
-def longest_token_bytes(tokenizer: Tokenizer) -> int:
-    """The UTF-8 size of the tokenizer's longest token (128 for Llama 3: a run of spaces)."""
-    return max(len(tokenizer.id_to_piece(i).encode()) for i in range(tokenizer.vocab_size))
-
-
-def dialog_bytes(messages: Sequence[Message]) -> int:
-    """The UTF-8 size of a dialog's text: each message's content, and a user turn's RAG context."""
-    texts = [content_text(m.content) for m in messages]
-    texts += [content_text(m.context) for m in messages if isinstance(m, UserMessage) and m.context is not None]
-    return sum(len(t.encode()) for t in texts)
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Run:
-    """One finished sequence: its ids, its text, why it ended; `cut` when a stop sequence ended it."""
-
-    tokens: list[int]
-    text: str
-    stop: StopReason
-    cut: bool
-    logprobs: list[TokenLogProbs] | None
+def with_model_named(e: LlamaError, descriptor: str) -> LlamaError:
+    """`e` (same class, so the same status) with a message that names the model it is about."""
+    if descriptor in e.message:
+        return e
+    named = copy.copy(e)
+    named.message = f"{descriptor} could not start: {e.message}"
+    named.args = (named.message,)
+    return named
 
 
 class MetaReferenceInference:
-    """apis.Inference over one local model. An async context manager: entering starts the workers."""
+    """apis.Inference over local models. An async context manager: entering starts every model's workers.
+
+    `models` maps each served descriptor to its LocalModel, the config's `model` first.
+    """
 
     def __init__(self, config: MetaReferenceInferenceConfig) -> None:
         self.config = config
-        self.model: Model = resolve_model(config.model)
-        self.ckpt_dir = Path(config.checkpoint_dir or paths.model_checkpoint_dir(self.model.descriptor)).expanduser()
-        self.tokenizer: Tokenizer | None = None
-        self.format: ChatFormat | JinjaChatFormat | None = None
-        self.prompt_bytes_max = 0  # a prompt longer than this cannot fit the context, whatever its tokens
-        self.group: WorkerGroup | None = None
+        self.models: dict[str, LocalModel] = {}
+        for c in config.model_configs():
+            local = LocalModel(c)
+            self.models[local.model.descriptor] = local
+
+    @property
+    def primary(self) -> LocalModel:
+        """The config's `model` (what `llama model run` chats with)."""
+        return next(iter(self.models.values()))
 
     async def __aenter__(self) -> MetaReferenceInference:
-        if not self.ckpt_dir.is_dir():
-            raise CheckpointError(
-                f"No checkpoint for {self.model.descriptor} in {self.ckpt_dir}. "
-                f"Run `llama download --model-id {self.model.descriptor}` first."
-            )
-        self.tokenizer, self.format = await anyio.to_thread.run_sync(self._load_format)
-        token_bytes = await anyio.to_thread.run_sync(longest_token_bytes, self.tokenizer)
-        self.prompt_bytes_max = self.config.max_seq_len * token_bytes
-        spec = WorkerSpec(
-            ckpt_dir=str(self.ckpt_dir),
-            world_size=self.config.model_parallel_size or shard_count(self.ckpt_dir),
-            device=self.config.device,
-            dtype=self.config.dtype,
-            max_seq_len=self.config.max_seq_len,
-            max_batch_size=self.config.max_batch_size,
-            threads=self.config.threads,
-        )
-        self.group = WorkerGroup(spec)
-        await self.group.__aenter__()
+        # Each group's task group is entered here, in the task that closes it; the checkpoints then
+        # load at once (worker processes of their own), and the first failure stops them all.
+        try:
+            for descriptor, local in self.models.items():
+                await self._named(descriptor, local.load())
+                await self._named(descriptor, local.spawn())
+            try:
+                async with anyio.create_task_group() as tg:
+                    for descriptor, local in self.models.items():
+                        tg.start_soon(self._named, descriptor, local.wait_started())
+            except BaseExceptionGroup as failed:
+                raise first_error(failed) from None
+        except BaseException:
+            await self.aclose()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.group is not None:
-            await self.group.aclose()
-            self.group = None
+        await self.aclose()
 
-    def _load_format(self) -> tuple[Tokenizer, ChatFormat | JinjaChatFormat]:
-        tokenizer = Tokenizer.from_file(self.ckpt_dir)
-        if isinstance(tokenizer, Llama3Tokenizer):
-            return tokenizer, ChatFormat(tokenizer)
-        return tokenizer, JinjaChatFormat(tokenizer, load_chat_template(self.ckpt_dir))
+    async def aclose(self) -> None:
+        """Stop every model's workers, the last started first; finishes under cancellation too."""
+        for local in reversed(self.models.values()):
+            await local.aclose()
+
+    async def _named(self, descriptor: str, step: Awaitable[None]) -> None:
+        """Await one model's start step; with several models, its error says which model failed."""
+        try:
+            await step
+        except LlamaError as e:
+            if len(self.models) == 1:
+                raise
+            raise with_model_named(e, descriptor) from None
+
+    def local(self, model_id: str) -> LocalModel:
+        """The served model `model_id` names (any spelling the registry resolves).
+
+        Raises ModelNotFoundError (404, with the closest descriptors) for an id the registry does not
+        know, NotFoundError (404, naming the served models) for a known model not served here.
+        """
+        local = self.models.get(resolve_model(model_id).descriptor)  # an id the registry lacks: ModelNotFoundError
+        if local is None:
+            served = ", ".join(self.models)
+            raise NotFoundError(f"Model '{shown(model_id)}' is not served here; this stack serves {served}.")
+        return local
 
     # -- Inference ---------------------------------------------------------------------------------
 
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
-        """A reply to `request.messages`; a chunk stream (start, progress..., complete) if `stream`."""
-        prompt = await anyio.to_thread.run_sync(self.chat_prompt, request)
-        params = self.gen_params(request.sampling_params, request.logprobs)
-        stops = request.sampling_params.stop
-        if request.stream:
-            self._engine.check_serving()  # a 503 now, not an error event after the stream's start
-            return self._chat_stream(prompt, params, stops)
-        run = await self._run(prompt, params, stops)
-        return ChatCompletionResponse(completion_message=self._message(run), logprobs=run.logprobs)
+        """A reply to `request.messages` from `request.model`; a chunk stream (start, progress..., complete) if `stream`."""
+        return await self.local(request.model).chat_completion(request)
 
     async def completion(
         self, request: CompletionRequest
     ) -> CompletionResponse | AsyncIterator[CompletionResponseStreamChunk]:
         """A raw continuation of `request.content` (no chat template); a chunk stream if `stream`."""
-        self._check_model(request.model)
-        prompt = await anyio.to_thread.run_sync(self.completion_prompt, request.content)
-        params = self.gen_params(request.sampling_params, request.logprobs)
-        stops = request.sampling_params.stop
-        if request.stream:
-            self._engine.check_serving()
-            return self._completion_stream(prompt, params, stops)
-        run = await self._run(prompt, params, stops)
-        return CompletionResponse(content=run.text, stop_reason=run.stop, logprobs=run.logprobs)
+        return await self.local(request.model).completion(request)
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
-        """Every dialog at once: they share the continuous batch, so this is faster than one by one."""
-        self._check_model(request.model)
-        requests = chat_requests(request)
-        for i, r in enumerate(requests):  # every size first: refusing one must not cost a tokenization
-            self._check_bytes(dialog_bytes(r.messages), f"messages_batch[{i}]")
-        prompts = await anyio.to_thread.run_sync(lambda: [self.chat_prompt(r) for r in requests])  # all before any runs
-        params = self.gen_params(request.sampling_params, request.logprobs)
-        runs = await self._run_all(prompts, params, request.sampling_params.stop)
-        return BatchChatCompletionResponse(completion_message_batch=[self._message(run) for run in runs])
+        """Every dialog at once: they share the model's continuous batch, so this is faster than one by one."""
+        return await self.local(request.model).batch_chat_completion(request)
 
     async def batch_completion(self, request: BatchCompletionRequest) -> BatchCompletionResponse:
         """One CompletionMessage per prompt of `content_batch`, in order."""
-        self._check_model(request.model)
-        for i, c in enumerate(request.content_batch):
-            self._check_bytes(len(content_text(c).encode()), f"content_batch[{i}]")
-        prompts = await anyio.to_thread.run_sync(lambda: [self.completion_prompt(c) for c in request.content_batch])
-        params = self.gen_params(request.sampling_params, request.logprobs)
-        runs = await self._run_all(prompts, params, request.sampling_params.stop)
-        return BatchCompletionResponse(
-            completion_message_batch=[CompletionMessage(content=run.text, stop_reason=run.stop) for run in runs]
-        )
+        return await self.local(request.model).batch_completion(request)
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
-        """Not offered by a generative Llama: the memory API embeds with its own sentence encoder."""
-        self._check_model(request.model)
-        raise UnsupportedError(
-            f"{self.model.descriptor} is a generative model served by meta-reference; it does not compute "
-            "embeddings. Use an embedding model's provider.",
-            field="model",
-        )
+        """Vectors from a local embedding model (all-MiniLM-L6-v2, or a sentence-transformers folder
+        under ~/.llama/checkpoints): a generative Llama computes none (400); another name is a 404."""
+        if not is_embedding_model(request.model):
+            raise not_an_embedding_model(request.model)
+        return await local_embeddings(request)
 
     async def served_models(self) -> list[str]:
-        """The one model this provider loaded."""
-        return [self.model.descriptor]
+        """The descriptors of the models this provider loaded, the config's `model` first."""
+        return list(self.models)
 
     async def health(self) -> dict[str, object]:
-        """{"status": "ok" | "starting" | "restarting" | "down", "restarts": n}: its worker group's state.
+        """The worker groups' state: {"status", "restarts"} of the one model, as LocalModel.health.
 
-        While restarting, "retry_after" (whole seconds) says when to ask again. No model, path or
-        error text: /health answers without the API key.
+        With several, "status" is "ok" only when every model is (else the first other state), "restarts"
+        their sum, "retry_after" the longest, and "models" maps each descriptor to its own report.
+        No path or error text: /health answers without the API key.
         """
-        group = self.group
-        if group is None:
-            return {"status": "down"}
-        state = group.state
-        report: dict[str, object] = {"status": "ok" if state == "ready" else state, "restarts": group.restarts}
-        if state == "restarting":
-            report["retry_after"] = math.ceil(group.retry_after())
+        reports = {descriptor: local.health() for descriptor, local in self.models.items()}
+        if len(reports) == 1:
+            return next(iter(reports.values()))
+        states = [r["status"] for r in reports.values()]
+        report: dict[str, object] = {
+            "status": next((s for s in states if s != "ok"), "ok"),
+            "restarts": sum(int(r.get("restarts", 0)) for r in reports.values()),  # type: ignore[call-overload]
+        }
+        waits = [int(r["retry_after"]) for r in reports.values() if "retry_after" in r]  # type: ignore[call-overload]
+        if waits:
+            report["retry_after"] = max(waits)
+        report["models"] = reports
         return report
 
-    # -- helpers -----------------------------------------------------------------------------------
-
-    @property
-    def _tok(self) -> Tokenizer:
-        assert self.tokenizer is not None, "use `async with MetaReferenceInference(...)` first"
-        return self.tokenizer
-
-    @property
-    def _engine(self) -> WorkerGroup:
-        assert self.group is not None, "use `async with MetaReferenceInference(...)` first"
-        return self.group
-
-    @property
-    def _fmt(self) -> ChatFormat | JinjaChatFormat:
-        assert self.format is not None, "use `async with MetaReferenceInference(...)` first"
-        return self.format
-
-    def _check_model(self, model_id: str) -> None:
-        if resolve_model(model_id).descriptor != self.model.descriptor:
-            raise NotFoundError(f"Model '{shown(model_id)}' is not served here; this stack serves {self.model.descriptor}.")
-
-    def _check_bytes(self, size: int, field: str) -> None:
-        """Refuse, before tokenizing, a prompt of `size` UTF-8 bytes that no tokenization fits in the context."""
-        if size > self.prompt_bytes_max:
-            raise InvalidRequestError(
-                f"The prompt is {size} bytes, more than this model's context (max_seq_len "
-                f"{self.config.max_seq_len} tokens) can hold: at most {self.prompt_bytes_max} bytes. Shorten it.",
-                field=field,
-            )
-
-    def _check_length(self, prompt: Sequence[int], field: str = "messages") -> None:
-        if len(prompt) >= self.config.max_seq_len:
-            raise InvalidRequestError(
-                f"The prompt has {len(prompt)} tokens, but this model's context (max_seq_len) is "
-                f"{self.config.max_seq_len}. Shorten the messages.",
-                field=field,
-            )
-
-    def chat_prompt(self, request: ChatCompletionRequest) -> list[int]:
-        """The prompt's token ids: system prompt and tools per model family, then the chat format.
-
-        Tokenizing is slow for long prompts (about a second per MB): call it in a worker thread.
-        """
-        self._check_model(request.model)
-        self._check_bytes(dialog_bytes(request.messages), "messages")
-        if request.tools and isinstance(self.format, JinjaChatFormat):
-            raise UnsupportedError(f"{self.model.descriptor} does not support tool calling.", field="tools")
-        messages = prepare_messages(
-            request.messages,
-            family=self.model.family,
-            tools=request.tools,
-            tool_prompt_format=request.tool_prompt_format if request.tools else None,
-            tool_choice=request.tool_choice,
-        )
-        prompt = self._fmt.encode_dialog_prompt(messages, request.tool_prompt_format)
-        self._check_length(prompt)
-        return prompt
-
-    def completion_prompt(self, content: Content) -> list[int]:
-        """A raw completion's token ids (BOS, then the text); call it in a worker thread, as chat_prompt."""
-        self._check_bytes(len(content_text(content).encode()), "content")
-        prompt = self._fmt.encode_content(content)
-        self._check_length(prompt, "content")
-        return prompt
-
-    def gen_params(self, sp: SamplingParams, logprobs: Any = None) -> GenParams:
-        """The engine's sampling params, with this model's stop tokens."""
-        return gen_params(sp, self._tok, logprobs=max(logprobs.top_k, 1) if logprobs is not None else 0)
-
-    def _text(self, tokens: list[int], params: GenParams) -> str:
-        """A raw completion's text: the generated tokens without the stop token."""
-        return self._tok.decode([t for t in tokens if t not in params.stop_tokens])
-
-    def _message(self, run: Run) -> CompletionMessage:
-        """The assistant's reply: decoded from its tokens, or parsed from its text when a stop sequence cut it."""
-        if not run.cut:
-            return self._fmt.decode_assistant_message(run.tokens, run.stop)
-        if isinstance(self.format, ChatFormat):
-            return decode_assistant_message_from_content(run.text, run.stop)
-        return CompletionMessage(content=run.text, stop_reason=run.stop)
-
-    def _logprobs(self, out: TokenOut) -> TokenLogProbs | None:
-        if out.logprobs is None:
-            return None
-        return TokenLogProbs(logprobs_by_token={self._tok.decode([t]): lp for t, lp in out.logprobs.items()})
-
-    async def _run(self, prompt: list[int], params: GenParams, stops: Sequence[str] = ()) -> Run:
-        cutter = StopCutter(stops)
-        tokens: list[int] = []
-        pieces: list[str] = []
-        logprobs: list[TokenLogProbs] = []
-        stop = StopReason.out_of_tokens
-        async with contextlib.aclosing(self.token_stream(prompt, params, cutter)) as outs:
-            async for out, text in outs:
-                tokens.append(out.token)
-                pieces.append(text)
-                if (lp := self._logprobs(out)) is not None:
-                    logprobs.append(lp)
-                if out.stop_reason is not None:
-                    stop = StopReason(out.stop_reason)
-        # Uncut, the text is decoded whole (a last character the stream still held is kept).
-        text = "".join(pieces) if cutter.stopped else self._text(tokens, params)
-        return Run(tokens, text, stop, cutter.stopped, logprobs if params.logprobs else None)
-
-    async def _run_all(self, prompts: list[list[int]], params: GenParams, stops: Sequence[str] = ()) -> list[Run]:
-        results: list[Any] = [None] * len(prompts)
-
-        async def one(i: int) -> None:
-            results[i] = await self._run(prompts[i], params, stops)
-
-        try:
-            async with anyio.create_task_group() as tg:
-                for i in range(len(prompts)):
-                    tg.start_soon(one, i)
-        except BaseExceptionGroup as failed:  # one row's error is the batch's (the others were cancelled)
-            raise first_error(failed) from None
-        return results
-
-    async def token_stream(
-        self, prompt: list[int], params: GenParams, cutter: StopCutter | None = None
-    ) -> AsyncIterator[tuple[TokenOut, str]]:
-        """Each generated token with the text it completes ('' for stop tokens).
-
-        With a `cutter`, the text goes through it (held back while it may be starting a stop
-        sequence), and the stream ends at the first stop sequence: that token comes with
-        stop_reason end_of_turn, and leaving the engine's sequence then frees its batch slot at once.
-        """
-        assert self.group is not None, "use `async with MetaReferenceInference(...)` first"
-        decoder = IncrementalDecoder(self._tok)
-        cutter = cutter if cutter is not None else StopCutter(())
-        async with self.group.generate(prompt, params) as stream:
-            async for out in stream:
-                text = "" if out.token in params.stop_tokens else cutter.push(decoder.push(out.token))
-                if cutter.stopped:
-                    yield dataclasses.replace(out, stop_reason=StopReason.end_of_turn.value), text
-                    return
-                if out.stop_reason is not None:
-                    text += cutter.flush()
-                yield out, text
-
-    async def _chat_stream(
-        self, prompt: list[int], params: GenParams, stops: Sequence[str] = ()
-    ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
-        chat = ChatStream()
-        yield chat.start()
-        cutter = StopCutter(stops)
-        tokens: list[int] = []
-        pieces: list[str] = []
-        stop = StopReason.out_of_tokens
-        python_tag = self._tok.python_tag_id
-        async with contextlib.aclosing(self.token_stream(prompt, params, cutter)) as outs:
-            async for out, text in outs:
-                tokens.append(out.token)
-                pieces.append(text)
-                if out.stop_reason is not None:
-                    stop = StopReason(out.stop_reason)
-                if len(tokens) == 1 and python_tag is not None and out.token == python_tag:
-                    yield chat.tool_call_started()
-                elif text:
-                    lp = self._logprobs(out)
-                    yield chat.text(text, [lp] if lp is not None else None)
-        run = Run(tokens, "".join(pieces), stop, cutter.stopped, None)
-        for chunk in chat.finish(self._message(run)):
-            yield chunk
-
-    async def _completion_stream(
-        self, prompt: list[int], params: GenParams, stops: Sequence[str] = ()
-    ) -> AsyncIterator[CompletionResponseStreamChunk]:
-        async with contextlib.aclosing(self.token_stream(prompt, params, StopCutter(stops))) as outs:
-            async for out, text in outs:
-                lp = self._logprobs(out)
-                stop = StopReason(out.stop_reason) if out.stop_reason is not None else None
-                if text or stop is not None:
-                    yield CompletionResponseStreamChunk(
-                        delta=text, stop_reason=stop, logprobs=[lp] if lp is not None else None
-                    )

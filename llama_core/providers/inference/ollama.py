@@ -2,7 +2,7 @@
 
     chat_completion  ->  POST /api/chat      messages (tool calls both ways), tools, options
     completion       ->  POST /api/generate  raw prompt (no template), options
-    embeddings       ->  POST /api/embed
+    embeddings       ->  POST /api/embed     (a local embedding model's name: answered here)
     start            ->  GET  /api/tags      is Ollama running?
 
 Streams are NDJSON (one JSON object per line, the last with `done: true` and `done_reason`); they
@@ -25,6 +25,7 @@ from llama_core.config import OllamaImplConfig
 from llama_core.errors import ModelNotFoundError, NotFoundError, ProviderError, UnavailableError, UnsupportedError
 from llama_core.models.registry import resolve_model
 from llama_core.providers.inference.batch import chat_one_by_one, completion_one_by_one
+from llama_core.providers.inference.local_embeddings import is_embedding_model, local_embeddings
 from llama_core.providers.inference.openai_compat import tool_schema, user_text
 from llama_core.providers.inference.vendor_stream import (
     OpenStream,
@@ -65,6 +66,7 @@ from llama_core.types.inference import (
     CompletionResponseStreamChunk,
     EmbeddingsRequest,
     EmbeddingsResponse,
+    EmbeddingsUsage,
 )
 
 if TYPE_CHECKING:
@@ -318,11 +320,16 @@ class OllamaInference:
         return await completion_one_by_one(self, request)
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
-        """One vector per item of `request.contents`, from /api/embed."""
+        """One vector per item of `request.contents`: from the local model of that name if there is
+        one (llama_core.embedding), else from Ollama's /api/embed."""
+        if is_embedding_model(request.model):
+            return await local_embeddings(request)
         tag = ollama_tag(request.model)
         body = {"model": tag, "input": [content_text(c) for c in request.contents]}
         data = self._json(await self._send("POST", "/api/embed", body, tag=tag))
-        return EmbeddingsResponse(embeddings=data.get("embeddings") or [])
+        tokens = data.get("prompt_eval_count")
+        usage = EmbeddingsUsage(prompt_tokens=tokens, total_tokens=tokens) if isinstance(tokens, int) else None
+        return EmbeddingsResponse(embeddings=data.get("embeddings") or [], usage=usage)
 
     async def _pieces(self, response: httpx.Response, piece_of: Any, secrets: set[str]) -> AsyncIterator[Piece]:
         async with contextlib.aclosing(ndjson(response, secrets)) as lines:

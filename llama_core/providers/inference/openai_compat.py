@@ -2,7 +2,7 @@
 
     chat_completion  ->  POST {url}/v1/chat/completions   messages, tools, sampling (SSE if stream)
     completion       ->  POST {url}/v1/completions        prompt, sampling (SSE if stream)
-    embeddings       ->  POST {url}/v1/embeddings
+    embeddings       ->  POST {url}/v1/embeddings        (a local embedding model's name: answered here)
 
 Models: a registry descriptor (or its Hugging Face repo, or an older name) maps to the vendor's id
 by the vendor's table; a name the registry does not know is sent as it is (a vendor's own id).
@@ -31,6 +31,7 @@ import msgspec
 from llama_core.errors import InvalidRequestError, ModelNotFoundError, ProviderError, UnsupportedError
 from llama_core.models.registry import resolve_model
 from llama_core.providers.inference.batch import chat_one_by_one, completion_one_by_one
+from llama_core.providers.inference.local_embeddings import is_embedding_model, local_embeddings
 from llama_core.providers.inference.vendor_stream import (
     OpenStream,
     Piece,
@@ -75,6 +76,7 @@ from llama_core.types.inference import (
     CompletionResponseStreamChunk,
     EmbeddingsRequest,
     EmbeddingsResponse,
+    EmbeddingsUsage,
 )
 
 if TYPE_CHECKING:
@@ -96,6 +98,15 @@ BUILTIN_PARAMS: dict[str, tuple[str, str]] = {
     BuiltinTool.photogen: ("query", "What the image should show."),
     BuiltinTool.code_interpreter: ("code", "Python code to run."),
 }
+
+def embeddings_usage(data: dict[str, Any]) -> EmbeddingsUsage | None:
+    """The `usage` of a vendor's embeddings answer; None when it did not count."""
+    usage = data.get("usage")
+    if not isinstance(usage, dict) or not isinstance(usage.get("prompt_tokens"), int):
+        return None
+    total = usage.get("total_tokens")
+    return EmbeddingsUsage(prompt_tokens=usage["prompt_tokens"], total_tokens=total if isinstance(total, int) else usage["prompt_tokens"])
+
 
 # -- requests: our types -> OpenAI-style JSON ------------------------------------------------------
 
@@ -383,11 +394,14 @@ class OpenAIStyleInference:
         return await completion_one_by_one(self, request)
 
     async def embeddings(self, request: EmbeddingsRequest) -> EmbeddingsResponse:
-        """One vector per item of `request.contents`, from the vendor's /embeddings."""
+        """One vector per item of `request.contents`: from the local model of that name if there is
+        one (llama_core.embedding), else from the vendor's /embeddings."""
+        if is_embedding_model(request.model):
+            return await local_embeddings(request)
         body = {"model": self.vendor_model(request.model), "input": [content_text(c) for c in request.contents]}
         data = self._json(await self._post("/embeddings", body))
         items = sorted(data.get("data") or [], key=lambda d: d.get("index", 0))
-        return EmbeddingsResponse(embeddings=[item["embedding"] for item in items])
+        return EmbeddingsResponse(embeddings=[item["embedding"] for item in items], usage=embeddings_usage(data))
 
     # -- answers -----------------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ import re
 import sqlite3
 import uuid
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 import anyio.to_thread
@@ -194,9 +194,6 @@ class FaissMemory:
             found.append(store)
         self._banks = {store.bank_id: store for store in sorted(found, key=lambda s: (s.created_ns, s.bank_id))}
 
-    async def health(self) -> dict[str, Any]:
-        return {"status": "ok", "banks": len(self._banks)}
-
     def _bank(self, bank_id: str) -> BankStore:
         store = self._banks.get(check_bank_id(bank_id))
         if store is None:
@@ -297,10 +294,12 @@ class FaissMemory:
         config = store.bank.config
         if isinstance(config, VectorMemoryBankConfig):
             emb = await embedding.embedder(config.embedding_model)
-            query = (await emb.encode([text]))[0]
-            return await anyio.to_thread.run_sync(
-                store.query_vector, query, params.max_chunks, params.score_threshold, self.config.hnsw_min_chunks
-            )
+
+            def search() -> QueryDocumentsResponse:  # encode and search in one trip to a worker thread
+                query = emb.encode_sync([text])[0]
+                return store.query_vector(query, params.max_chunks, params.score_threshold, self.config.hnsw_min_chunks)
+
+            return await anyio.to_thread.run_sync(search)
         if isinstance(config, KeywordMemoryBankConfig):
             return await anyio.to_thread.run_sync(store.query_keyword, fts_match(text), params.max_chunks, params.score_threshold)
         return await anyio.to_thread.run_sync(store.query_key, text)

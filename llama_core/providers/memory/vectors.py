@@ -109,11 +109,12 @@ class VectorIndex:
         import faiss
 
         assert self.index is not None
-        data = faiss.serialize_index(self.index)
         tmp = path.with_name(path.name + ".tmp")
         with tmp.open("wb") as f:
             f.write(_HEADER.pack(_MAGIC, generation))
-            f.write(memoryview(data))
+            writer = faiss.PyCallbackIOWriter(f.write)  # streamed: no second copy of the vectors in memory
+            faiss.write_index(self.index, writer)
+            del writer  # flushes its buffer into f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -128,8 +129,7 @@ class VectorIndex:
                 header = f.read(_HEADER.size)
                 if len(header) != _HEADER.size or _HEADER.unpack(header) != (_MAGIC, generation):
                     return False
-                data = np.frombuffer(f.read(), dtype=np.uint8)
-            index = faiss.deserialize_index(data)
+                index = faiss.read_index(faiss.PyCallbackIOReader(f.read))
         except (OSError, RuntimeError):  # missing, unreadable or truncated: rebuild from SQLite
             return False
         if index.d != self.dimension:

@@ -37,6 +37,9 @@ from llama_core.types.inference import (
     ChatCompletionResponse,
     CompletionRequest,
     CompletionResponse,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    EmbeddingsUsage,
     ToolCallDelta,
 )
 
@@ -369,3 +372,23 @@ async def test_stop_sequences_are_sent_and_cut_here_too(case: Case, provider: Op
     reply = await provider.chat_completion(chat(sampling_params=SamplingParams(stop=["Paris"])))
     assert reply.completion_message == CompletionMessage(content="The capital of France is", stop_reason=StopReason.end_of_turn)
     assert vendor.requests[-1].json["stop"] == ["Paris"]
+
+
+async def test_embeddings_of_a_local_model_are_answered_here(provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    import numpy as np
+
+    from llama_core.embedding import embedder
+
+    response = await provider.embeddings(EmbeddingsRequest(model="all-MiniLM-L6-v2", contents=["a", "b c"]))
+    assert vendor.requests == []  # the vendor is not asked
+    want = await (await embedder()).encode(["a", "b c"])
+    assert np.array_equal(np.asarray(response.embeddings, dtype=np.float32), want)
+    assert response.usage == EmbeddingsUsage(prompt_tokens=7, total_tokens=7)  # [CLS] a [SEP] + [CLS] b c [SEP]
+
+
+async def test_embeddings_of_a_vendor_model_carry_its_usage(provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    body = b'{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-0.5]}],"usage":{"prompt_tokens":3,"total_tokens":3}}'
+    vendor.then("/v1/embeddings", Reply(body=body))
+    response = await provider.embeddings(EmbeddingsRequest(model="nomic-ai/nomic-embed-text-v1.5", contents=["abc"]))
+    assert response == EmbeddingsResponse(embeddings=[[0.5, -0.5]], usage=EmbeddingsUsage(prompt_tokens=3, total_tokens=3))
+    assert vendor.requests[0].json == {"model": "nomic-ai/nomic-embed-text-v1.5", "input": ["abc"]}

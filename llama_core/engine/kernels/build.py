@@ -1,0 +1,129 @@
+"""Build a C++ torch extension once per machine, whatever the checkout or venv, and load it.
+
+torch.utils.cpp_extension.load keys its cache by name only and writes the checkout's absolute paths
+into its build file, so two checkouts of the same sources rebuild each other's library at every
+start; and a build killed mid-compile leaves its lock file behind, on which every later process
+waits forever, silently. Here instead:
+
+- The library lives in `<cache>/<key>/<name>.so`, where the key hashes the sources' bytes, the
+  compiler flags, torch's version and the Python ABI: same sources, one build, wherever they lie.
+- A present library is loaded directly (no compiler, no build file, no torch lock).
+- A build holds an flock on `<cache>/<key>/.lock`, which the kernel releases when its holder dies
+  (even by SIGKILL). Under it, leftovers of killed builds are swept, the sources compile in a scratch
+  folder, and the finished library is renamed into place: a build either completes or leaves nothing
+  that another process waits on or loads.
+
+The cache is `$LLAMA_KERNELS_CACHE`, else `$XDG_CACHE_HOME/llama-toolchain/kernels` (~/.cache/...).
+Non-goals: no CUDA sources, no cross-compiling, no eviction of old keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import io
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+
+KEY_CHARS = 16  # of the sha256: the folder name and the library's suffix
+
+
+def cache_dir() -> Path:
+    """Where built libraries live (see the module docstring)."""
+    if env := os.environ.get("LLAMA_KERNELS_CACHE"):
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "llama-toolchain" / "kernels"
+
+
+def kernel_key(sources: Sequence[Path], headers: Sequence[Path], cflags: Sequence[str]) -> str:
+    """Hex digest of what the library depends on: file names and bytes, flags, torch, Python, machine."""
+    digest = hashlib.sha256()
+    for path in [*sources, *headers]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    for part in (*cflags, torch.__version__, sys.implementation.cache_tag, platform.machine()):
+        digest.update(part.encode() + b"\0")
+    return digest.hexdigest()[:KEY_CHARS]
+
+
+def missing_tools() -> str | None:
+    """What the build needs and this machine lacks (a C++ compiler, ninja), as a phrase; None if nothing."""
+    compiler = os.environ.get("CXX", "c++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler ({compiler}; on Debian: apt-get install g++)"
+    if shutil.which("ninja", path=_tool_path()) is None:
+        return "no ninja (pip install ninja, or apt-get install ninja-build)"
+    return None
+
+
+def _tool_path() -> str:
+    # The running interpreter's scripts folder holds pip's ninja even when the venv is not activated.
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+@contextlib.contextmanager
+def _exclusive(lock_file: Path) -> Iterator[None]:
+    with open(lock_file, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)  # released by the kernel if this process dies
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def load_library(name: str, sources: Sequence[Path], headers: Sequence[Path], cflags: Sequence[str]) -> Path:
+    """Load the library built from `sources` (building it first if no process ever did); its path.
+
+    Raises OSError (a missing compiler or ninja, named) or RuntimeError (torch's, with the compiler's
+    output) when it cannot be built or loaded; the caller decides what a missing library means.
+    """
+    key = kernel_key(sources, headers, cflags)
+    folder = cache_dir() / key
+    library = folder / f"{name}_{key}.so"
+    if not library.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        with _exclusive(folder / ".lock"):
+            if not library.is_file():  # another process may have built it while we waited
+                _build(name, key, sources, headers, cflags, folder, library)
+                return library  # torch's load() has loaded it already
+    torch.ops.load_library(str(library))
+    return library
+
+
+def _build(name: str, key: str, sources: Sequence[Path], headers: Sequence[Path], cflags: Sequence[str],
+           folder: Path, library: Path) -> None:  # fmt: skip
+    if (missing := missing_tools()) is not None:
+        raise OSError(missing)
+    for stale in folder.glob("build-*"):  # a killed build's scratch: we hold the lock, so nobody uses it
+        shutil.rmtree(stale, ignore_errors=True)
+    log.warning("Compiling the CPU decode kernels once (about a minute); later starts reuse them from %s.", folder)
+    scratch = Path(tempfile.mkdtemp(prefix="build-", dir=folder))
+    try:
+        for path in [*sources, *headers]:  # the build file then names only the scratch folder
+            shutil.copy2(path, scratch / path.name)
+        with contextlib.redirect_stderr(io.StringIO()):  # torch < 2.8 prints CUDA noise on this import
+            from torch.utils.cpp_extension import load
+
+        os.environ["PATH"] = _tool_path()
+        load(
+            name=f"{name}_{key}",
+            sources=[str(scratch / p.name) for p in sources],
+            extra_include_paths=[str(scratch)],
+            extra_cflags=list(cflags),
+            build_directory=str(scratch),
+            is_python_module=False,
+        )
+        os.replace(scratch / f"{name}_{key}.so", library)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,81 @@
+"""Bad input and a broken environment through the real CLI: one line that says what happened and what
+to do, never 'unexpected' (which is kept for our own bugs) and never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def llama(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"LLAMA_STACK_CONFIG_DIR": str(home), "LLAMA_META_URL": "", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "llama_cli", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_a_home_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    home = tmp_path / "not-a-folder"
+    home.write_text("")
+    done = llama("stack", "build", "local", "--name", "x", "--use-current-env", "--yes", home=home)
+    assert done.returncode == 1
+    assert done.stderr == (f"Error: Not a directory: {home}/builds/local/venv. "
+                           "Check that path (LLAMA_STACK_CONFIG_DIR moves ~/.llama).\n")
+
+
+@pytest.mark.parametrize("url", ["http://[::1/*?Policy=x", "https://cdn.example:99999/*?Policy=x"], ids=["ipv6", "port"])
+def test_a_meta_url_that_is_no_url_is_a_usage_error(tmp_path: Path, url: str) -> None:
+    env_url = os.environ | {"LLAMA_STACK_CONFIG_DIR": str(tmp_path), "LLAMA_META_URL": url}
+    done = subprocess.run([sys.executable, "-m", "llama_cli", "download", "-m", "Llama3.2-1B"],
+                          capture_output=True, text=True, env=env_url, timeout=60)  # fmt: skip
+    assert (done.returncode, done.stderr) == (2, "Error: The --meta-url must be the https:// link from Meta's e-mail.\n")
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--max-tokens", "-1"], "Error: Invalid --max-tokens: expected `int` >= 0, got -1.\n"),
+        (["--temperature", "3"], "Error: Invalid --temperature: expected `float` <= 2.0, got 3.0.\n"),
+        (["--top-p", "0"], "Error: Invalid --top-p: expected `float` > 0.0, got 0.0.\n"),
+    ],
+)
+def test_model_run_sampling_out_of_range_is_a_usage_error(tmp_path: Path, args: list[str], line: str) -> None:
+    done = llama("model", "run", "-m", "Llama3.2-1B-Instruct", *args, "hi", home=tmp_path)
+    assert (done.returncode, done.stderr) == (2, line)
+
+
+@pytest.mark.parametrize("host", ["nope.example.invalid", "300.1.1.1"])
+def test_stack_run_on_a_host_that_does_not_resolve_is_a_usage_error(tmp_path: Path, host: str) -> None:
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from engine.tiny_checkpoint import write_tiny_run_config
+
+    config = write_tiny_run_config(tmp_path, "Llama3.2-1B-Instruct", max_seq_len=64, max_batch_size=1)
+    done = llama("stack", "run", str(config), "--host", host, "--port", "5099", home=tmp_path / "home")
+    assert done.returncode == 2
+    import socket
+
+    with pytest.raises(socket.gaierror) as resolver:  # its words are the C library's
+        socket.getaddrinfo(host, 5099)
+    assert done.stderr == (f"Error: Cannot bind to {host}: {resolver.value.strerror}. Give --host an address of this "
+                           "machine (e.g. 127.0.0.1, or :: for all).\n")
+    assert "Listening" not in done.stdout
+
+
+def test_a_reader_that_leaves_early_stops_the_answer_quietly(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    sys.path.insert(0, str(Path(__file__).parents[1]))
+    from engine.tiny_checkpoint import write_tiny_checkpoint
+
+    write_tiny_checkpoint(tmp_path / "checkpoints" / "Llama3.2-1B-Instruct")
+    env = os.environ | {"LLAMA_STACK_CONFIG_DIR": str(tmp_path), "OMP_NUM_THREADS": "1", "LLAMA_CPU_KERNELS": "0"}
+    argv = [sys.executable, "-m", "llama_cli", "model", "run", "-m", "Llama3.2-1B-Instruct", "--max-tokens", "400", "hi"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.read(1)  # `| head -c 1`: one byte, then the pipe closes
+    proc.stdout.close()
+    with proc.stderr:
+        assert (proc.wait(timeout=120), proc.stderr.read()) == (141, b"")

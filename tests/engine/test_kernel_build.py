@@ -1,0 +1,102 @@
+"""The kernel cache (llama_core/engine/kernels/build.py) on a tiny real C++ library: one build shared by
+two checkouts, a build killed mid-compile that the next process neither waits on nor loads, and a
+missing compiler said in words. These build a three-line library (seconds), not the decode kernels."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+SOURCE = 'extern "C" int llama_answer() { return 42; }\n'
+
+# One process: build or load the library from the sources in argv[1], call it, print its path.
+LOAD = textwrap.dedent("""
+    import ctypes, sys
+    from pathlib import Path
+    from llama_core.engine.kernels.build import load_library
+    src = Path(sys.argv[1])
+    library = load_library("tiny", [src / "tiny.cpp"], [src / "tiny.h"], ["-O1"])
+    assert ctypes.CDLL(str(library)).llama_answer() == 42
+    print(library)
+""")
+
+
+def checkout(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "tiny.cpp").write_text(SOURCE)
+    (root / "tiny.h").write_text("// nothing\n")
+    return root
+
+
+def load(src: Path, cache: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", LOAD, str(src)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=os.environ | {"LLAMA_KERNELS_CACHE": str(cache), "OMP_NUM_THREADS": "1"} | env, start_new_session=True,
+    )  # fmt: skip
+
+
+def finished(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    out, err = proc.communicate(timeout=240)
+    return proc.returncode, out.strip(), err
+
+
+def test_two_checkouts_share_one_build_and_a_loaded_library_needs_no_compiler(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    rc, first, err = finished(load(checkout(tmp_path / "a"), cache))
+    assert rc == 0, err
+    assert "Compiling the CPU decode kernels once" in err
+    # The second checkout lies elsewhere and has no compiler at all: it loads the first one's build.
+    rc, second, err = finished(load(checkout(tmp_path / "b"), cache, CXX="/nonexistent"))
+    assert (rc, second, err) == (0, first, "")
+    assert sorted(p.name for p in Path(first).parent.iterdir()) == [".lock", Path(first).name]
+    # Changed sources are another key: a new build beside the first.
+    (tmp_path / "b" / "tiny.h").write_text("// changed\n")
+    rc, third, err = finished(load(tmp_path / "b", cache))
+    assert rc == 0 and third != first and Path(first).is_file(), err
+
+
+def test_a_build_killed_mid_compile_leaves_nothing_to_wait_on_or_load(tmp_path: Path) -> None:
+    cache, src = tmp_path / "cache", checkout(tmp_path / "src")
+    marker = tmp_path / "compiling"
+    slow = tmp_path / "slow-c++"
+    slow.write_text(f'#!/bin/sh\ntouch "{marker}"\nsleep 120\nexec c++ "$@"\n')
+    slow.chmod(0o755)
+    doomed = load(src, cache, CXX=str(slow))
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert doomed.poll() is None and time.monotonic() < deadline, doomed.communicate()
+        time.sleep(0.1)
+    os.killpg(doomed.pid, signal.SIGKILL)  # the build and its compiler, mid-compile
+    doomed.communicate()
+    (folder,) = cache.iterdir()
+    assert not list(folder.glob("*.so"))  # nothing half-built to load
+    rc, library, err = finished(load(src, cache))  # neither waits for the dead build nor trusts its files
+    assert rc == 0, err
+    assert sorted(p.name for p in folder.iterdir()) == [".lock", Path(library).name]
+
+
+def test_a_missing_compiler_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llama_core.engine.kernels.build import load_library
+
+    monkeypatch.setenv("LLAMA_KERNELS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    src = checkout(tmp_path / "src")
+    with pytest.raises(OSError, match=r"^no C\+\+ compiler \(/nonexistent/c\+\+; on Debian: apt-get install g\+\+\)$"):
+        load_library("tiny", [src / "tiny.cpp"], [src / "tiny.h"], ["-O1"])
+
+
+@pytest.mark.skipif(os.environ.get("LLAMA_REQUIRE_KERNELS") != "1", reason="CI sets LLAMA_REQUIRE_KERNELS=1")
+def test_the_decode_kernels_build_on_this_machine() -> None:
+    # .ci/run sets LLAMA_REQUIRE_KERNELS=1, so a CI machine where they silently fall back to torch fails here.
+    from llama_core.engine.kernels import cpu_kernels_available
+
+    assert cpu_kernels_available()
