@@ -151,23 +151,8 @@ async def served_lines(stack: Any) -> list[str]:
     if stack.served.get(Api.inference) == "meta-reference":  # a vendor's list would cost a request
         lines.append(f"Models: {', '.join(await stack.api(Api.inference).served_models())}")
     if stack.served.get(Api.safety) == "meta-reference":
-        lines.append(f"Shields: {', '.join(served_shields(stack.provider_config(Api.safety)))}")
+        lines.append(f"Shields: {', '.join(stack.api(Api.safety).served_shields())}")
     return lines
-
-
-def served_shields(config: Any) -> list[str]:
-    """The shields the meta-reference safety provider serves with `config`: each row of its table
-    whose config section is set (or that needs none) and whose Python packages are installed."""
-    import importlib.util
-
-    from llama_core.providers.safety.shields import SHIELDS
-
-    return [
-        str(row.shield_type)
-        for row in SHIELDS
-        if (row.config_section is None or getattr(config, row.config_section, None) is not None)
-        and all(importlib.util.find_spec(p) is not None for p in row.pip_packages)
-    ]
 
 
 async def _serve(

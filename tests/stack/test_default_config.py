@@ -36,7 +36,7 @@ def test_nothing_downloaded_serves_the_demo_model_and_the_code_scanner() -> None
     config = default_run_config()
     assert config.providers["inference"] == {"provider_id": "meta-reference"}
     assert safety_and_extras(config) == ({"provider_id": "meta-reference"}, None)
-    from llama_cli.stack_run import served_shields
+    from llama_core.providers.safety.meta_reference import served_shields
 
     # code_scanner_guard needs no config; third_party_shield takes its endpoint from each request.
     assert served_shields(Stack.default().provider_config(Api.safety)) == ["code_scanner_guard", "third_party_shield"]
@@ -61,9 +61,9 @@ def test_a_downloaded_llama_guard_turns_its_shield_on_and_is_served(downloads: d
     stack = Stack.from_config(config)  # the config is one a stack accepts
     assert [c.model for c in stack.provider_config(Api.inference).model_configs()] == ["SmolLM2-135M-Instruct", guard]
     assert stack.provider_config(Api.safety).llama_guard_shield.model == guard
-    from llama_cli.stack_run import served_shields
+    from llama_core.providers.safety.meta_reference import served_shields
 
-    assert served_shields(stack.provider_config(Api.safety)) == ["llama_guard", "code_scanner_guard", "third_party_shield"]
+    assert served_shields(stack.provider_config(Api.safety)) == ["code_scanner_guard", f"llama_guard ({guard})", "third_party_shield"]
 
 
 @pytest.mark.parametrize(
@@ -83,10 +83,11 @@ def test_a_downloaded_prompt_guard_turns_its_shields_on() -> None:
     assert config.providers["safety"] == {"provider_id": "meta-reference", "llama_guard_shield": {"model": "Llama-Guard-3-1B"},
                                           "prompt_guard_shield": {"model": "Prompt-Guard-86M"}}  # fmt: skip
     assert config.providers["inference"]["extra_models"] == [{"model": "Llama-Guard-3-1B"}]  # Prompt Guard is not a Llama
-    from llama_cli.stack_run import served_shields
+    from llama_core.providers.safety.meta_reference import served_shields
 
     shields = served_shields(Stack.from_config(config).provider_config(Api.safety))
-    assert shields == ["llama_guard", "jailbreak_shield", "injection_shield", "code_scanner_guard", "third_party_shield"]
+    assert shields == ["code_scanner_guard", "injection_shield (Prompt-Guard-86M)", "jailbreak_shield (Prompt-Guard-86M)",
+                       "llama_guard (Llama-Guard-3-1B)", "third_party_shield"]
 
 
 def test_prompt_guard_without_weights_is_not_used() -> None:

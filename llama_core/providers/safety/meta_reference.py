@@ -89,6 +89,23 @@ def apply_action(response: ShieldResponse, definition: ShieldDefinition) -> Shie
     return response
 
 
+def served_shields(config: SafetyConfig) -> list[str]:
+    """The shield types the provider runs with `config`, sorted, each with its model where it has one:
+    `["code_scanner_guard", "llama_guard (Llama-Guard-3-1B)", "third_party_shield"]`.
+
+    A shield is served when its config section is present (or it needs none), and its module and
+    Python packages are installed. Nothing is imported or loaded (`llama stack run` prints it).
+    """
+    served = []
+    for row in SHIELDS:
+        section = getattr(config, row.config_section) if row.config_section else None
+        if (row.config_section is not None and section is None) or missing_package(row) or not installed(row):
+            continue
+        model = getattr(section, "model", None)
+        served.append(f"{row.shield_type} ({model})" if model else str(row.shield_type))
+    return sorted(served)
+
+
 class MetaReferenceSafety:
     """apis.Safety over the configured shields. An async context manager: leaving closes the shields."""
 
@@ -111,20 +128,8 @@ class MetaReferenceSafety:
                 await close()
 
     def served_shields(self) -> list[str]:
-        """The shield types this provider can run, sorted, each with its model where it has one:
-        `["code_scanner_guard", "llama_guard (Llama-Guard-3-1B)", "third_party_shield"]`.
-
-        A shield is served when its config section is present (or it needs none), and its module
-        and Python packages are installed. Nothing is imported or loaded.
-        """
-        served = []
-        for row in SHIELDS:
-            section = self.section(row)
-            if (row.config_section is not None and section is None) or missing_package(row) or not installed(row):
-                continue
-            model = getattr(section, "model", None)
-            served.append(f"{row.shield_type} ({model})" if model else str(row.shield_type))
-        return sorted(served)
+        """`served_shields(self.config)`."""
+        return served_shields(self.config)
 
     def section(self, row: ShieldRow) -> Any:
         """The row's config section (None when it needs none, or the config lacks it)."""
