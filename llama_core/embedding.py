@@ -11,7 +11,9 @@ Texts longer than `max_tokens` word pieces are truncated by the model, as senten
 `spans` gives the character span of each word piece so callers can cut chunks that fit.
 
 Encoding holds a per-model lock: torch already uses every core for one batch, and two batches at
-once would only contend. `spans` and `count_tokens` take it too: the fast tokenizer they share with
+once would only contend. A long encode (a large document's chunks) takes it one slice of
+ENCODE_SLICE texts at a time, and the lock is first come, first served, so a query waits for at most
+one slice instead of the whole insert (a plain Lock let the encoding thread take it straight back). `spans` and `count_tokens` take it too: the fast tokenizer they share with
 `encode` keeps its padding and truncation settings as state, and concurrent calls broke each other's
 batches ("Unable to create tensor"). Non-goals: no GPU placement (CPU is fast enough for MiniLM), no remote models.
 """
@@ -30,6 +32,7 @@ from llama_core.errors import InvalidRequestError, NotConfiguredError, shown
 from llama_core.paths import checkpoints_dir
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+ENCODE_SLICE = 256  # texts encoded per turn of the model's lock: about 2 s of MiniLM on two cores
 # Other spellings of the default that clients send (the Hugging Face repo, as OpenAI SDK users write it).
 _DEFAULT_ALIASES = frozenset({DEFAULT_MODEL, "sentence-transformers/all-MiniLM-L6-v2"})
 
@@ -87,6 +90,32 @@ def unknown_model_message(name: str, models: dict[str, Path] | None = None) -> s
     )
 
 
+class FairLock:
+    """A lock handed out in the order it was asked for (a ticket lock). Use as `with lock:`."""
+
+    def __init__(self) -> None:
+        self._turn = threading.Condition()
+        self._next_ticket = 0
+        self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._turn:
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            self._turn.wait_for(lambda: self._serving == ticket)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._turn:
+            self._serving += 1
+            self._turn.notify_all()
+
+    @property
+    def queued(self) -> int:
+        """Threads holding or waiting for the lock."""
+        with self._turn:
+            return self._next_ticket - self._serving
+
+
 @dataclass(slots=True, eq=False)
 class Embedder:
     """One loaded sentence-transformers model. Build with `await embedder(name)`."""
@@ -95,7 +124,7 @@ class Embedder:
     model: Any  # sentence_transformers.SentenceTransformer
     dimension: int
     max_tokens: int  # word pieces the model reads per text; the rest is cut
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _lock: FairLock = field(default_factory=FairLock)
 
     def encode_sync(self, texts: list[str], batch_size: int = 32) -> Any:
         """numpy float32 (len(texts), dimension), unit rows. Blocks: call from a worker thread."""
@@ -103,11 +132,19 @@ class Embedder:
 
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        with self._lock:
-            vectors = self.model.encode(
-                texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False
-            )
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+        parts = []
+        for at in range(0, len(texts), ENCODE_SLICE):
+            with self._lock:
+                parts.append(
+                    self.model.encode(
+                        texts[at : at + ENCODE_SLICE],
+                        batch_size=batch_size,
+                        convert_to_numpy=True,
+                        normalize_embeddings=True,
+                        show_progress_bar=False,
+                    )
+                )
+        return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
 
     async def encode(self, texts: list[str], batch_size: int = 32) -> Any:
         """As `encode_sync`, off the event loop."""

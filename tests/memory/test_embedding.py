@@ -56,3 +56,41 @@ async def test_unknown_model_names_the_available(tmp_path, monkeypatch):
         "Unknown embedding model 'all-MiniLM-L6'. Did you mean 'all-MiniLM-L6-v2'? Available: all-MiniLM-L6-v2, "
         "my-minilm (a sentence-transformers folder in the server's checkpoints folder is one too)."
     )
+
+
+async def test_a_long_encode_lets_a_waiting_query_in_between_slices(monkeypatch):
+    # An insert's thousands of chunks once held the model for the whole encode, and every vector query
+    # of the stack waited behind it (a minute for a 1.5 MB document on two cores).
+    import threading
+    import time
+
+    import anyio.to_thread
+
+    emb = await embedding.embedder()
+    monkeypatch.setattr(embedding, "ENCODE_SLICE", 4)
+    encode = emb.model.encode
+    batches: list[list[str]] = []
+    answered: list[np.ndarray] = []
+
+    def query() -> None:
+        answered.append(emb.encode_sync(["the query"]))
+
+    def recording(texts, **kwargs):  # sentence-transformers' encode, noting each call's texts
+        batches.append(list(texts))
+        if len(batches) == 1:  # the long encode's first slice: queue the query behind it
+            threading.Thread(target=query).start()
+            deadline = time.monotonic() + 60
+            while emb._lock.queued < 2:
+                assert time.monotonic() < deadline, "the query never queued for the lock"
+                time.sleep(0.01)
+        return encode(texts, **kwargs)
+
+    monkeypatch.setattr(emb.model, "encode", recording)
+    texts = [f"document chunk number {i}" for i in range(9)]
+    got = await anyio.to_thread.run_sync(emb.encode_sync, texts)
+    assert [len(b) for b in batches[:3]] == [4, 1, 4] and batches[1] == ["the query"]
+    assert [len(b) for b in batches] == [4, 1, 4, 1]
+    monkeypatch.setattr(emb.model, "encode", encode)
+    assert got.shape == (9, 384) and got.flags["C_CONTIGUOUS"]
+    assert np.min(np.sum(got * emb.encode_sync(texts), axis=1)) >= 0.9999
+    assert answered and answered[0].shape == (1, 384)
