@@ -97,6 +97,46 @@ def test_scans_leave_no_files_behind(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert list(tmp_path.iterdir()) == []
 
 
+def test_more_code_than_the_limit_is_a_413_before_any_scan() -> None:
+    from llama_core.errors import PayloadTooLargeError
+    from llama_core.providers.safety.code_scanner import MAX_CODE_CHARS
+
+    code = "x = 1\n" * (MAX_CODE_CHARS // 6 + 1)
+    with pytest.raises(PayloadTooLargeError) as e:
+        verdict(UserMessage(content=code))
+    assert e.value.message == (
+        f"code_scanner_guard scans at most 65536 characters of code per request; these messages hold {len(code)}. "
+        "Send less code, or fence it (```python) so it is scanned as one language."
+    )
+
+
+def test_a_scan_past_its_time_is_a_503_and_leaves_no_semgrep_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    from llama_core.errors import UnavailableError
+    from llama_core.providers.safety import code_scanner
+
+    verdict(UserMessage(content=fenced(BENIGN_PY, "python")))  # codeshield loaded: the limit is the scan's alone
+    monkeypatch.setattr(code_scanner, "SCAN_TIMEOUT_S", 0.05)
+    with pytest.raises(UnavailableError) as e:
+        verdict(UserMessage(content=STRCPY))  # every language: several semgrep runs
+    assert e.value.message == "CodeShield did not finish scanning within 0.05 s; send less code, or fence it with its language."
+    children = [p for p in Path("/proc").iterdir() if p.name.isdigit() and b"llama-codeshield-" in _cmdline(p)]
+    assert [p for p in children if _ppid(p) == os.getpid()] == []
+
+
+def _cmdline(proc: Path) -> bytes:
+    try:
+        return (proc / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _ppid(proc: Path) -> int:
+    try:
+        return int((proc / "stat").read_text().rpartition(")")[2].split()[1])
+    except OSError:
+        return -1
+
+
 def test_a_scan_that_fails_is_an_error_not_a_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # CodeShield.scan_code answers "secure" when anything goes wrong; the shield does not.
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "gone"))

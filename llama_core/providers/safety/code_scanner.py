@@ -52,7 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from llama_core.errors import LlamaError, shown
+from llama_core.errors import LlamaError, PayloadTooLargeError, UnavailableError, shown
 from llama_core.paths import config_dir
 from llama_core.types.common import content_text
 from llama_core.types.messages import BuiltinTool, CompletionMessage, Message
@@ -64,6 +64,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 VIOLATION_MESSAGE = "Sorry, I found security concerns in the code."
+# semgrep's time grows faster than the code (about 1 s for 12 KB, 5 s for 60 KB unfenced, which is
+# scanned as every language), so a request's code is bounded, and so is the scan.
+MAX_CODE_CHARS = 64 * 1024
+SCAN_TIMEOUT_S = 30.0
 
 # A fence's info string (lowercased) -> CodeShield's Language value.
 # fmt: off
@@ -117,8 +121,16 @@ class CodeScannerShield:
         del section, stack  # nothing to configure; codeshield is imported on the first scan
 
     async def run(self, messages: list[Message], definition: ShieldDefinition) -> ShieldResponse:
-        """The verdict on the code in `messages`. Raises LlamaError (500) when CodeShield fails to scan."""
+        """The verdict on the code in `messages`. Raises PayloadTooLargeError (413) for more than
+        MAX_CODE_CHARS of code, UnavailableError (503) for a scan that outlasts SCAN_TIMEOUT_S (its
+        semgrep processes killed), and LlamaError (500) when CodeShield fails to scan."""
         snippets = code_snippets(messages)
+        size = sum(len(code) for code, _ in snippets)
+        if size > MAX_CODE_CHARS:
+            raise PayloadTooLargeError(
+                f"code_scanner_guard scans at most {MAX_CODE_CHARS} characters of code per request; these "
+                f"messages hold {size}. Send less code, or fence it (```python) so it is scanned as one language."
+            )
         ids = await anyio.to_thread.run_sync(scan_blocking, snippets) if snippets else []
         if not ids:
             return ShieldResponse(shield_type=definition.shield_type, is_violation=False)
@@ -138,6 +150,10 @@ def scan_blocking(snippets: list[tuple[str, str | None]]) -> list[str]:
     """
     try:
         found = asyncio.run(_scan(load_codeshield(), snippets))
+    except TimeoutError:
+        raise UnavailableError(
+            f"CodeShield did not finish scanning within {SCAN_TIMEOUT_S:g} s; send less code, or fence it with its language."
+        ) from None
     except Exception as e:  # codeshield raises bare Exceptions (an unwritable temp dir, a bad rule file)
         raise LlamaError(f"CodeShield could not scan the code: {type(e).__name__}: {shown(str(e))}") from e
     return sorted(set(found))
@@ -155,8 +171,25 @@ async def _scan(codeshield: types.SimpleNamespace, snippets: list[tuple[str, str
                 path = Path(folder) / f"{i}-{value}{codeshield.extension(language)}"
                 path.write_text(code, encoding="utf-8")
                 jobs.append(codeshield.analyze(language, code, path=path, usecase=codeshield.UseCase.CODESHIELD))
-        found = await asyncio.gather(*jobs)
+        try:
+            async with asyncio.timeout(SCAN_TIMEOUT_S):
+                found = await asyncio.gather(*jobs)
+        except TimeoutError:
+            _kill_scanners(folder)  # cancelling codeshield's waits leaves its semgrep processes running
+            raise
     return [pattern_id(issue) for issues in found for issue in issues]
+
+
+def _kill_scanners(folder: str) -> None:
+    """SIGKILL this process's children whose command line names `folder` (the semgrep runs of one scan)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            stat = (proc / "stat").read_text()
+            ppid = int(stat.rpartition(")")[2].split()[1])
+            if ppid == os.getpid() and folder.encode() in (proc / "cmdline").read_bytes():
+                os.kill(int(proc.name), 9)
 
 
 def pattern_id(issue: Any) -> str:
