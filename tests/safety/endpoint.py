@@ -7,6 +7,7 @@
     /slow        200 {"is_violation": false} after SLOW_S seconds
     /error       500, its body echoing the request's Authorization header (as careless servers do)
     /not-json    200 "hello"
+    /huge        200, a verdict whose message is 2 MiB long
     anything else 404
 
 Every request is recorded (method, path, query, headers, JSON body) in `requests`.
@@ -80,6 +81,8 @@ def serving_endpoint() -> Iterator[Endpoint]:
                 return self._answer(500, f"exploded; you sent Authorization {self.headers.get('Authorization')}".encode(), "text/plain")
             if url.path == "/not-json":
                 return self._answer(200, b"hello", "text/plain")
+            if url.path == "/huge":
+                return self._answer(200, json.dumps({"is_violation": True, "message": "A" * (2 << 20)}).encode())
             return self._answer(404, b"no such shield", "text/plain")
 
         do_GET = do_POST = do_PUT = do_DELETE = _handle

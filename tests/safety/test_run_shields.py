@@ -159,6 +159,7 @@ def test_an_endpoints_500_is_a_502_without_the_secrets_sent(url: str, endpoint: 
     [
         ("/not-json", 'answered with something other than a JSON object with "is_violation" (true or false): JSON is malformed: invalid character (byte 0)'),
         ("/nowhere", "answered 404 Not Found: no such shield"),
+        ("/huge", "answered more than 1024 KiB, which is no verdict."),
     ],
 )  # fmt: skip
 def test_an_answer_that_is_no_verdict_is_a_502(url: str, endpoint: Endpoint, path: str, message: str) -> None:

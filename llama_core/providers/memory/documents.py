@@ -47,6 +47,7 @@ import anyio
 import anyio.to_thread
 
 from llama_core.errors import InvalidRequestError, PayloadTooLargeError, shown
+from llama_core.providers.http_body import read_capped
 from llama_core.redact import redact
 from llama_core.types import URL, content_text
 from llama_core.types.memory import MemoryBankDocument
@@ -264,29 +265,6 @@ _FETCH_FAILURES: tuple[tuple[str, str], ...] = (
 )
 
 
-async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes | None:
-    """The body of `response`, decompressed (so the cap holds for gzip bombs too); None past `max_bytes`.
-
-    Past the cap the response is closed and the iteration left to end by itself (what was buffered,
-    then a ReadError): leaving httpx's nested async generators suspended makes trio warn as it
-    collects them (encode/httpx#3686).
-    """
-    import httpx
-
-    body, over = bytearray(), False
-    try:
-        async for piece in response.aiter_bytes():
-            if not over:
-                body += piece
-                over = len(body) > max_bytes
-                if over:
-                    await response.aclose()
-    except httpx.HTTPError:
-        if not over:
-            raise
-    return None if over else bytes(body)
-
-
 async def fetch_url(uri: str, max_bytes: int, timeout_s: float) -> tuple[bytes, str | None]:
     """(body, Content-Type or None) of an http(s) URL. 413 past `max_bytes`; a 400 when it cannot be
     fetched within `timeout_s`, answers an error status, or redirects too often or off http(s)."""
@@ -309,7 +287,7 @@ async def fetch_url(uri: str, max_bytes: int, timeout_s: float) -> tuple[bytes, 
                 declared = response.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
                     raise _too_large(f"The document at {where}", max_bytes)
-                body = await _read_capped(response, max_bytes)
+                body = await read_capped(response, max_bytes)
                 if body is None:
                     raise _too_large(f"The document at {where}", max_bytes)
                 return body, response.headers.get("content-type")

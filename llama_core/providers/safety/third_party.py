@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from llama_core.errors import InvalidRequestError, ProviderError
+from llama_core.providers.http_body import read_capped
 from llama_core.providers.vendor_errors import status_text, vendor_detail
 from llama_core.redact import redact
 from llama_core.types import Message
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from llama_core.stack import Stack
 
 TIMEOUT_S = 30.0  # the whole exchange with the endpoint, connect included
+MAX_ANSWER_BYTES = 1024 * 1024  # a verdict is a small JSON object; past this the endpoint is not one
 
 
 class Answer(msgspec.Struct, kw_only=True):
@@ -99,18 +101,24 @@ class ThirdPartyShield:
         where = f"The {endpoint}"
         body: dict[str, Any] = {**(config.body or {}), "messages": msgspec.to_builtins(messages)}
         try:
-            response = await self._client().request(
-                str(config.method), url, params=config.params, headers=config.headers, json=body
-            )
+            request = self._client().build_request(str(config.method), url, params=config.params, headers=config.headers, json=body)
+            response = await self._client().send(request, stream=True)
+            try:
+                content = await read_capped(response, MAX_ANSWER_BYTES)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException:
             raise ProviderError(f"{where} did not answer within {self.timeout:g} s.") from None
         except httpx.HTTPError as e:
             raise ProviderError(f"Cannot reach the {endpoint}: {redact(str(e) or type(e).__name__, secrets)}") from None
+        if content is None:
+            raise ProviderError(f"{where} answered more than {MAX_ANSWER_BYTES // 1024} KiB, which is no verdict.")
         if not response.is_success:
-            detail = vendor_detail(where, f"answered {status_text(response.status_code)}", response.text, secrets)
+            text = content.decode("utf-8", errors="replace")
+            detail = vendor_detail(where, f"answered {status_text(response.status_code)}", text, secrets)
             raise ProviderError(f"{where} answered {status_text(response.status_code)}: {detail}")
         try:
-            answer = _decode_answer(response.content)
+            answer = _decode_answer(content)
         except msgspec.DecodeError as e:  # ValidationError included
             raise ProviderError(
                 f'{where} answered with something other than a JSON object with "is_violation" (true or false): '
