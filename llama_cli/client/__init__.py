@@ -2,3 +2,41 @@
 
 They speak HTTP through llama_core.client.StackClient and print; nothing else.
 """
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+CYAN, YELLOW, GREEN, RED, RESET = "\033[36m", "\033[33m", "\033[32m", "\033[31m", "\033[0m"
+
+
+def colour(text: str, code: str) -> str:
+    """`text` in colour `code` on a terminal (unless NO_COLOR), plain elsewhere."""
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        return code + text + RESET
+    return text
+
+
+def host_url(host: str, port: int) -> str:
+    """http://HOST:PORT, an IPv6 literal bracketed."""
+    bracketed = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"http://{bracketed}:{port}"
+
+
+def run_client(app: Any, argv: Sequence[str] | None) -> int:
+    """Run a client's cyclopts `app`; a LlamaError (server down, HTTP error) is one line on stderr
+    (exit 2 for a refused request, else 1), a usage error exits 2."""
+    from cyclopts import CycloptsError
+
+    from llama_cli.errors import report
+
+    try:
+        app(list(sys.argv[1:] if argv is None else argv), exit_on_error=False)
+    except CycloptsError:
+        return 2
+    except (Exception, KeyboardInterrupt) as error:
+        return report(error, debug=bool(os.environ.get("LLAMA_DEBUG")))
+    return 0

@@ -19,18 +19,16 @@ message (`--message`, piped stdin, or DEFAULT_MESSAGE) and exits.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from cyclopts import App, Parameter
 
-from llama_cli.client.inference import CYAN, YELLOW, _colour, _host
+from llama_cli.client import CYAN, GREEN, RED, YELLOW, colour, host_url, run_client
 
 DEFAULT_MESSAGE = "Hello, who are you?"
 INSTRUCTIONS = "You are a helpful assistant."
-GREEN, RED = "\033[32m", "\033[31m"
 
 app = App(name="python -m llama_cli.client.agents", help_format="plaintext", result_action="return_value")
 
@@ -58,7 +56,7 @@ def agents(
     interactive = message is None and sys.stdin.isatty()
     if message is None and not interactive:
         message = sys.stdin.read().strip() or DEFAULT_MESSAGE
-    base_url = f"http://{_host(host)}:{port}"
+    base_url = host_url(host, port)
     print(f"Initializing client for {base_url}")
     anyio.run(_chat, base_url, api_key, model, list(tool), message, max_tokens)
 
@@ -126,44 +124,33 @@ def _log(payload: Any) -> None:
     from llama_core.types.messages import builtin_tool
 
     if isinstance(payload, AgenticSystemTurnResponseStepStartPayload) and payload.step_type == "inference":
-        print(_colour("inference> ", CYAN), end="", flush=True)
+        print(colour("inference> ", CYAN), end="", flush=True)
     elif isinstance(payload, AgenticSystemTurnResponseStepProgressPayload) and payload.model_response_text_delta:
-        print(_colour(payload.model_response_text_delta, YELLOW), end="", flush=True)
+        print(colour(payload.model_response_text_delta, YELLOW), end="", flush=True)
     elif isinstance(payload, AgenticSystemTurnResponseStepCompletePayload):
         step = payload.step_details
         if isinstance(step, InferenceStep):
             print()
             for call in step.model_response.tool_calls:
                 if builtin_tool(call.tool_name) is None:
-                    print(_colour(f"CustomTool> {call.tool_name} {call.arguments} (this client runs no custom tools)", RED))
+                    print(colour(f"CustomTool> {call.tool_name} {call.arguments} (this client runs no custom tools)", RED))
         elif isinstance(step, ToolExecutionStep):
             for call, response in zip(step.tool_calls, step.tool_responses, strict=False):
-                print(_colour(f"tool_execution> Tool:{call.tool_name} Args:{call.arguments}", GREEN))
-                print(_colour(f"tool_execution> Tool:{call.tool_name} Response:{content_text(response.content)}", GREEN))
+                print(colour(f"tool_execution> Tool:{call.tool_name} Args:{call.arguments}", GREEN))
+                print(colour(f"tool_execution> Tool:{call.tool_name} Response:{content_text(response.content)}", GREEN))
         elif isinstance(step, ShieldCallStep):
             verdict = f"Violation: {step.response.violation_return_message}" if step.response.is_violation else "No Violation"
-            print(_colour(f"shield_call> {verdict}", RED if step.response.is_violation else GREEN))
+            print(colour(f"shield_call> {verdict}", RED if step.response.is_violation else GREEN))
         elif isinstance(step, MemoryRetrievalStep):
             size = len(content_text(step.inserted_context).encode())
-            print(_colour(f"memory_retrieval> fetched {size} bytes from {step.memory_bank_ids}", CYAN))
+            print(colour(f"memory_retrieval> fetched {size} bytes from {step.memory_bank_ids}", CYAN))
     elif isinstance(payload, AgenticSystemTurnResponseTurnCompletePayload):
         if payload.turn.output_attachments:
-            print(_colour(f"attachments> {len(payload.turn.output_attachments)} file(s) came back", CYAN))
+            print(colour(f"attachments> {len(payload.turn.output_attachments)} file(s) came back", CYAN))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the client; a LlamaError (server down, HTTP error) is one line on stderr and exit 1."""
-    from cyclopts import CycloptsError
-
-    from llama_cli.errors import report
-
-    try:
-        app(list(sys.argv[1:] if argv is None else argv), exit_on_error=False)
-    except CycloptsError:
-        return 2
-    except (Exception, KeyboardInterrupt) as error:
-        return report(error, debug=bool(os.environ.get("LLAMA_DEBUG")))
-    return 0
+    return run_client(app, argv)
 
 
 if __name__ == "__main__":

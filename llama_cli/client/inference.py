@@ -11,24 +11,18 @@ one prompt (piped stdin, `--message`, or the reference's troll prompt) and print
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Sequence
 from typing import Annotated, Any
 
 from cyclopts import App, Parameter
 
+from llama_cli.client import CYAN, YELLOW, colour, host_url, run_client
+
 DEFAULT_MESSAGE = "hello world, troll me in two-paragraphs about 42"
 DEFAULT_MAX_TOKENS = 512  # as `llama model run`: a reply of a few paragraphs, not the whole context
-CYAN, YELLOW, RESET = "\033[36m", "\033[33m", "\033[0m"
 
 app = App(name="python -m llama_cli.client.inference", help_format="plaintext", result_action="return_value")
-
-
-def _colour(text: str, code: str) -> str:
-    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
-        return code + text + RESET
-    return text
 
 
 @app.default
@@ -60,13 +54,9 @@ def inference(
     interactive = message is None and sys.stdin.isatty()
     if message is None and not interactive:
         message = sys.stdin.read().strip() or DEFAULT_MESSAGE
-    base_url = f"http://{_host(host)}:{port}"
+    base_url = host_url(host, port)
     print(f"Initializing client for {base_url}")
     anyio.run(_chat, base_url, api_key, model, message, stream, max_tokens, temperature)
-
-
-def _host(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 async def _chat(
@@ -113,18 +103,18 @@ async def _answer(client: Any, model: str, history: list[Any], stream: bool, sam
     from llama_core.types.inference import ChatCompletionRequest
 
     request = ChatCompletionRequest(model=model, messages=list(history), sampling_params=sampling, stream=stream)
-    print("\n" + _colour("Assistant> ", CYAN), end="", flush=True)
+    print("\n" + colour("Assistant> ", CYAN), end="", flush=True)
     if not stream:
         reply = (await client.chat_completion(request)).completion_message
         text = content_text(reply.content)
-        print(_colour(text, YELLOW))
+        print(colour(text, YELLOW))
         return text, reply.stop_reason
     pieces, stop = [], StopReason.end_of_turn
     async for chunk in await client.chat_completion(request):
         event = chunk.event
         if isinstance(event.delta, str) and event.delta:
             pieces.append(event.delta)
-            print(_colour(event.delta, YELLOW), end="", flush=True)
+            print(colour(event.delta, YELLOW), end="", flush=True)
         if event.stop_reason is not None:
             stop = event.stop_reason
     print()
@@ -132,18 +122,7 @@ async def _answer(client: Any, model: str, history: list[Any], stream: bool, sam
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the client; a LlamaError (server down, HTTP error) is one line on stderr and exit 1."""
-    from cyclopts import CycloptsError
-
-    from llama_cli.errors import report
-
-    try:
-        app(list(sys.argv[1:] if argv is None else argv), exit_on_error=False)
-    except CycloptsError:
-        return 2
-    except (Exception, KeyboardInterrupt) as error:
-        return report(error, debug=bool(os.environ.get("LLAMA_DEBUG")))
-    return 0
+    return run_client(app, argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import pytest
 from memory.retrieval import recall_at
 from memory.stdlib_corpus import MODULES, QUESTIONS, documents
 
-from llama_core import embedding
 from llama_core.config import FaissImplConfig
 from llama_core.providers.memory.provider import FaissMemory
 from llama_core.types.memory import (

@@ -40,7 +40,6 @@ import io
 import re
 from collections.abc import Callable
 from html.parser import HTMLParser
-from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import anyio
@@ -51,9 +50,6 @@ from llama_core.providers.http_body import read_capped
 from llama_core.redact import redact
 from llama_core.types import URL, content_text
 from llama_core.types.memory import MemoryBankDocument
-
-if TYPE_CHECKING:
-    import httpx
 
 MAX_DOCUMENT_BYTES = 16 * 2**20  # a fetched body, a decoded data: URL or inline text: as the HTTP body limit
 FETCH_TIMEOUT_S = 30.0  # one URL's whole fetch: connecting, redirects and the body
