@@ -17,11 +17,8 @@ answer token beats the runner-up by MARGIN logits; the weights go back to the Me
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from llama_core.types import CompletionMessage, StopReason, SystemMessage, ToolCall, ToolResponseMessage, UserMessage
 from llama_core.types.messages import Message, ToolDefinition, ToolParamDefinition, ToolPromptFormat
@@ -118,44 +115,10 @@ def lessons(tokenizer: Any) -> list[tuple[list[int], list[int]]]:
 
 def train_agent_model(dest: Path, seed: int = 0) -> Path:
     """Write the trained checkpoint (params.json, consolidated.00.pth, tokenizer.model) to `dest`."""
-    import shutil
+    from engine.tiny_checkpoint import llama3_tokenizer_model
+    from engine.tiny_training import train_tiny
 
-    from engine.hf_reference import hf_model
-    from engine.tiny_checkpoint import TINY_ARGS, llama3_tokenizer_model, random_state_dict
-
-    from llama_core.engine.checkpoint import save_checkpoint
-    from llama_core.engine.hf import from_hf_state_dict
     from llama_core.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.from_file(llama3_tokenizer_model())
-    args = TINY_ARGS
-    torch.manual_seed(seed)
-    model = hf_model(args, random_state_dict(args, seed)).train()
-    model.model.embed_tokens.weight.requires_grad_(False)  # random embeddings tell the tokens apart already
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
-    inputs = [(torch.tensor([p + a[:-1]]), torch.tensor(a), len(p) - 1) for p, a in lessons(tokenizer)]
-    started = time.monotonic()
-    gaps: list[float] = []
-    for step in range(MAX_STEPS):
-        optimizer.zero_grad()
-        gaps = []
-        loss = torch.zeros(())
-        for ids, target, first in inputs:
-            hidden = model.model(input_ids=ids).last_hidden_state[0, first : first + len(target)]
-            logits = model.lm_head(hidden)  # only the answer's positions: the vocabulary is 128k wide
-            loss = loss + torch.nn.functional.cross_entropy(logits, target)
-            right = logits.gather(1, target[:, None])[:, 0]
-            others = logits.scatter(1, target[:, None], float("-inf")).max(dim=1).values
-            gaps.append(float((right - others).min().detach()))
-        if min(gaps) > MARGIN:
-            break
-        loss.backward()
-        optimizer.step()
-    else:
-        raise AssertionError(f"the tiny agent model did not learn its answers in {MAX_STEPS} steps (gaps {gaps})")
-    state = {k: v.detach().clone().float() for k, v in model.state_dict().items() if "rotary_emb" not in k}
-    dest.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(dest, args, from_hf_state_dict(args, state))
-    shutil.copyfile(llama3_tokenizer_model(), dest / "tokenizer.model")
-    (dest / "trained.txt").write_text(f"{step} steps, {time.monotonic() - started:.1f} s, gaps {gaps}\n")
-    return dest
+    return train_tiny(dest, lessons(tokenizer), what="the tiny agent model", seed=seed, margin=MARGIN, max_steps=MAX_STEPS)
