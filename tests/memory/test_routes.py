@@ -229,3 +229,12 @@ def test_bad_query_params_are_400(served: Client, params: dict, message: str, fi
     bank_id = served.create({"type": "keyword"})
     body = {"bank_id": bank_id, "query": "x", "params": params}
     assert served.post("memory_bank/query", body) == error(400, "invalid_request", message, field)
+
+
+@pytest.mark.parametrize("kind", ["vector", "keyword", "keyvalue"])
+@pytest.mark.parametrize("query", ["", "   \n", [{"type": "text", "text": " "}]], ids=["empty", "blank", "blank-parts"])
+def test_a_query_without_text_is_400(served: Client, kind: str, query: object) -> None:
+    config = {"type": kind} if kind != "vector" else {"type": "vector", "embedding_model": "all-MiniLM-L6-v2", "chunk_size_in_tokens": 64}
+    bank_id = served.create(config)
+    body = {"bank_id": bank_id, "query": query}
+    assert served.post("memory_bank/query", body) == error(400, "invalid_request", "The query has no text to search for.", "query")

@@ -291,6 +291,8 @@ class FaissMemory:
         store = self._bank(request.bank_id)
         params = convert({"params": request.params or {}}, _QueryParamsField).params
         text = content_text(request.query)
+        if not text.strip():  # a vector bank would answer arbitrary chunks with scores
+            raise InvalidRequestError("The query has no text to search for.", field="query")
         config = store.bank.config
         if isinstance(config, VectorMemoryBankConfig):
             emb = await embedding.embedder(config.embedding_model)
