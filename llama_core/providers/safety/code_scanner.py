@@ -175,13 +175,22 @@ async def _scan(codeshield: types.SimpleNamespace, snippets: list[tuple[str, str
             async with asyncio.timeout(SCAN_TIMEOUT_S):
                 found = await asyncio.gather(*jobs)
         except TimeoutError:
-            _kill_scanners(folder)  # cancelling codeshield's waits leaves its semgrep processes running
+            # Cancelling codeshield's waits leaves its semgrep processes running: kill them, and let this
+            # loop reap them and close their pipes before asyncio.run closes it (else ResourceWarnings).
+            killed = _kill_scanners(folder)
+            for _ in range(250):
+                if not any(Path(f"/proc/{pid}").exists() for pid in killed):
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.05)
             raise
     return [pattern_id(issue) for issues in found for issue in issues]
 
 
-def _kill_scanners(folder: str) -> None:
-    """SIGKILL this process's children whose command line names `folder` (the semgrep runs of one scan)."""
+def _kill_scanners(folder: str) -> list[int]:
+    """SIGKILL this process's children whose command line names `folder` (the semgrep runs of one
+    scan); their pids."""
+    killed = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -190,6 +199,8 @@ def _kill_scanners(folder: str) -> None:
             ppid = int(stat.rpartition(")")[2].split()[1])
             if ppid == os.getpid() and folder.encode() in (proc / "cmdline").read_bytes():
                 os.kill(int(proc.name), 9)
+                killed.append(int(proc.name))
+    return killed
 
 
 def pattern_id(issue: Any) -> str:
