@@ -8,9 +8,36 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
+
+from cyclopts import Parameter
 
 CYAN, YELLOW, GREEN, RED, RESET = "\033[36m", "\033[33m", "\033[32m", "\033[31m", "\033[0m"
+
+# Every client's --api-key; `stack_api_key` reads it.
+ApiKey = Annotated[
+    str | None,
+    Parameter(
+        allow_leading_hyphen=True,  # `-`: read it from stdin
+        help="The server's API key; `-` reads it from stdin's first line; default: $LLAMA_STACK_API_KEY.",
+    ),
+]
+
+
+def stack_api_key(value: str | None) -> str | None:
+    """The --api-key's value: `-` read from stdin, none given taken from $LLAMA_STACK_API_KEY."""
+    from llama_cli.secret_input import secret_option
+
+    return secret_option("--api-key", value, "LLAMA_STACK_API_KEY")
+
+
+def ask() -> str | None:
+    """The user's next line at a `User> ` prompt; None for an empty line or end of input."""
+    try:
+        return input("User> ").strip() or None
+    except EOFError:
+        print()
+        return None
 
 
 def colour(text: str, code: str) -> str:

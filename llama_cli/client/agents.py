@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from cyclopts import App, Parameter
 
-from llama_cli.client import CYAN, GREEN, RED, YELLOW, colour, host_url, run_client
+from llama_cli.client import CYAN, GREEN, RED, YELLOW, ApiKey, ask, colour, host_url, run_client, stack_api_key
 
 DEFAULT_MESSAGE = "Hello, who are you?"
 INSTRUCTIONS = "You are a helpful assistant."
@@ -42,17 +42,12 @@ def agents(
     tool: Annotated[tuple[Literal["brave_search", "wolfram_alpha", "code_interpreter", "photogen"], ...], Parameter(help="A builtin tool to give the agent (repeatable): brave_search, wolfram_alpha, code_interpreter.")] = (),
     message: Annotated[str | None, Parameter(help="The message (default: piped stdin, else a greeting).")] = None,
     max_tokens: Annotated[int, Parameter(help="Most tokens per inference (0: up to the context).")] = 0,
-    api_key: Annotated[
-        str | None,
-        Parameter(allow_leading_hyphen=True, help="The server's API key; `-` reads it from stdin's first line; default: $LLAMA_STACK_API_KEY."),
-    ] = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Create an agent and a session on a stack, and chat with it turn by turn."""
     import anyio
 
-    from llama_cli.secret_input import secret_option
-
-    api_key = secret_option("--api-key", api_key, "LLAMA_STACK_API_KEY")
+    api_key = stack_api_key(api_key)
     interactive = message is None and sys.stdin.isatty()
     if message is None and not interactive:
         message = sys.stdin.read().strip() or DEFAULT_MESSAGE
@@ -86,7 +81,7 @@ async def _chat(base_url: str, api_key: str | None, model: str | None, tools: li
         session = AgenticSystemSessionCreateRequest(agent_id=agent_id, session_name="client")
         session_id = (await client.create_agentic_system_session(session)).session_id
         while True:
-            text = message if message is not None else _ask()
+            text = message if message is not None else ask()
             if not text:
                 return
             if message is not None:
@@ -98,14 +93,6 @@ async def _chat(base_url: str, api_key: str | None, model: str | None, tools: li
                 _log(chunk.event.payload)
             if message is not None:
                 return
-
-
-def _ask() -> str | None:
-    try:
-        return input("User> ").strip() or None
-    except EOFError:
-        print()
-        return None
 
 
 def _log(payload: Any) -> None:

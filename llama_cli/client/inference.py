@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 from cyclopts import App, Parameter
 
-from llama_cli.client import CYAN, YELLOW, colour, host_url, run_client
+from llama_cli.client import CYAN, YELLOW, ApiKey, ask, colour, host_url, run_client, stack_api_key
 
 DEFAULT_MESSAGE = "hello world, troll me in two-paragraphs about 42"
 DEFAULT_MAX_TOKENS = 512  # as `llama model run`: a reply of a few paragraphs, not the whole context
@@ -37,20 +37,12 @@ def inference(
     temperature: Annotated[
         float | None, Parameter(help="0 is greedy. Default: the model's recommended sampling, where the stack lists one.")
     ] = None,
-    api_key: Annotated[
-        str | None,
-        Parameter(
-            allow_leading_hyphen=True,  # `-`: read it from stdin
-            help="The server's API key; `-` reads it from stdin's first line; default: $LLAMA_STACK_API_KEY.",
-        ),
-    ] = None,
+    api_key: ApiKey = None,
 ) -> None:
     """Send a chat to a stack's /inference/chat_completion and print the assistant's answer."""
     import anyio
 
-    from llama_cli.secret_input import secret_option
-
-    api_key = secret_option("--api-key", api_key, "LLAMA_STACK_API_KEY")  # before stdin's message
+    api_key = stack_api_key(api_key)  # before stdin's message
     interactive = message is None and sys.stdin.isatty()
     if message is None and not interactive:
         message = sys.stdin.read().strip() or DEFAULT_MESSAGE
@@ -77,7 +69,7 @@ async def _chat(
         sampling = sampling_for(temperature, None, max_tokens, recommended)
         history: list[Message] = []
         while True:
-            text = message if message is not None else _ask()
+            text = message if message is not None else ask()
             if not text:
                 return
             if message is not None:
@@ -87,14 +79,6 @@ async def _chat(
             history.append(CompletionMessage(content=answer, stop_reason=stop))
             if message is not None:
                 return
-
-
-def _ask() -> str | None:
-    try:
-        return input("User> ").strip() or None
-    except EOFError:
-        print()
-        return None
 
 
 async def _answer(client: Any, model: str, history: list[Any], stream: bool, sampling: Any) -> tuple[str, Any]:
