@@ -177,7 +177,8 @@ def configure_struct(
             if not prompter.interactive:
                 raise InvalidRequestError(f"Invalid {path}: {e}", field=path) from None
             if unasked and _valid(cls, values | {f.name: _default(f) for f in unasked}):  # no answer can fix it
-                names = " or ".join(f"--set {path}.{f.name}=VALUE" for f in unasked)
+                culprits = [f for f in unasked if _valid(cls, values | {f.name: _default(f)})] or unasked
+                names = " or ".join(f"--set {path}.{f.name}=VALUE" for f in culprits)
                 raise InvalidRequestError(f"Invalid {path}: {str(e).rstrip('.')}. Correct it with {names}.", field=path) from None
             prompter.say(f"Validation error: {e}")
             existing = values

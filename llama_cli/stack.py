@@ -124,3 +124,4 @@ def configure(
 # `llama stack run` is written beside this file; register it once it is there.
 if importlib.util.find_spec("llama_cli.stack_run") is not None:
     app.command("llama_cli.stack_run:run", name="run", help="Start the server of a built distribution (or of `local` with defaults).")
+    app.command("llama_cli.stack_worker:worker", name="worker", help="Run this host's share of a model split over several hosts.")

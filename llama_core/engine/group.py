@@ -56,10 +56,21 @@ from llama_core.errors import LlamaError, UnavailableError
 log = logging.getLogger(__name__)
 
 _LOST = "The inference worker stopped unexpectedly; it is restarting. Retry the request."
+_LOST_ACROSS_HOSTS = (
+    "The inference engine lost one of its model-parallel ranks (on this host or another); it restarts when "
+    "every host's ranks have rejoined. Retry the request."
+)
 _START_TIMEOUT_S = 600.0  # loading a large checkpoint from a slow disk takes minutes
 _BACKOFF_FIRST_S = 0.5  # the wait before the first restart after a crash; doubles on each one after
 _BACKOFF_MAX_S = 30.0
 _STABLE_S = 60.0  # up this long after a (re)start: the next crash waits _BACKOFF_FIRST_S again
+
+
+def waiting_for_hosts(spec: WorkerSpec) -> str:
+    """The line that says which ranks host 0 waits for, and what starts them."""
+    others = spec.world_size - len(spec.local_ranks)
+    return (f"waiting for {others} model-parallel rank(s) from {spec.nnodes - 1} other host(s) at {spec.rendezvous}: "
+            f"run `llama stack worker CONFIG --node-rank N` on each (N from 1 to {spec.nnodes - 1})")  # fmt: skip
 
 
 class TokenStream:
@@ -133,8 +144,11 @@ class WorkerGroup:
 
     async def wait_started(self) -> None:
         """Wait until the first start ended; raises its error (the group is then "down") if it failed."""
-        with anyio.fail_after(_START_TIMEOUT_S):
+        with anyio.move_on_after(_START_TIMEOUT_S):
             await self._ready.wait()
+        if not self._ready.is_set():
+            why = waiting_for_hosts(self.spec) if self.spec.nnodes > 1 else "loading the checkpoint took too long"
+            raise UnavailableError(f"The inference workers did not start within {_START_TIMEOUT_S:.0f} s: {why}")
         if self._fatal is not None:
             raise self._fatal
 
@@ -216,8 +230,9 @@ class WorkerGroup:
         """
         if self._state == "restarting":
             wait = math.ceil(self.retry_after())
+            hosts = f" (it waits for the ranks on the other {self.spec.nnodes - 1} host(s) to rejoin)" if self.spec.nnodes > 1 else ""
             raise UnavailableError(
-                f"The inference engine is restarting after a worker crash; retry in {wait} s.", retry_after=wait
+                f"The inference engine is restarting after a worker crash{hosts}; retry in {wait} s.", retry_after=wait
             )
         if self._fatal is not None:
             raise UnavailableError(f"The inference engine is down: {self._fatal.message}")
@@ -252,7 +267,7 @@ class WorkerGroup:
         init_file = os.path.join(self._tmpdir.name, f"rendezvous-{self._generation}")
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         procs = []
-        for rank in range(self.spec.world_size):
+        for rank in self.spec.local_ranks:  # all of them, unless other hosts run a share (ranks_host.py)
             conn = child_conn if rank == 0 else None
             p = ctx.Process(
                 target=worker_main,
@@ -264,6 +279,8 @@ class WorkerGroup:
             procs.append(p)
         child_conn.close()  # so the parent sees EOF when rank 0 dies
         self._procs = procs
+        if self.spec.nnodes > 1:
+            log.warning("%s", waiting_for_hosts(self.spec))
         return parent_conn
 
     def _stop_processes(self) -> None:
@@ -361,8 +378,9 @@ class WorkerGroup:
             self._state = "restarting"
             self.restarts += 1
             log.warning("inference worker exited (exit codes %s); restarting", codes)
+        lost = _LOST_ACROSS_HOSTS if self.spec.nnodes > 1 else _LOST
         for stream in self._inflight.values():
-            stream.send_nowait(UnavailableError(_LOST, retry_after=1))
+            stream.send_nowait(UnavailableError(lost, retry_after=1))
         self._inflight.clear()
         await anyio.to_thread.run_sync(self._stop_processes)
         if self._state == "down":

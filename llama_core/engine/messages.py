@@ -69,12 +69,38 @@ class WorkerSpec:
     max_seq_len: int = 4096
     max_batch_size: int = 8
     threads: int | None = None  # torch intra-op threads per rank; None = torch's default
+    # Across hosts: the world_size ranks are spread evenly over `nnodes` hosts, and each host's
+    # process tree starts its own share (`local_ranks`). Host 0 holds rank 0, which serves; the
+    # others join it at `rendezvous` ("tcp://HOST:PORT", torch's MASTER_ADDR and MASTER_PORT).
+    # One host: a private file rendezvous, no port taken.
+    nnodes: int = 1
+    node_rank: int = 0
+    rendezvous: str | None = None
 
     def __post_init__(self) -> None:
         problem = unsupported(self.dtype, self.device, world_size=self.world_size, max_seq_len=self.max_seq_len,
-                              max_batch_size=self.max_batch_size, threads=self.threads)  # fmt: skip
+                              max_batch_size=self.max_batch_size, threads=self.threads, nnodes=self.nnodes)  # fmt: skip
+        if problem is None:
+            problem = _across_hosts(self.world_size, self.nnodes, self.node_rank, self.rendezvous)
         if problem is not None:
             raise InvalidRequestError(problem[1] + ".", field=problem[0])
+
+    @property
+    def local_ranks(self) -> range:
+        """The ranks this host's process tree runs: world_size // nnodes of them, host 0 first."""
+        per_host = self.world_size // self.nnodes
+        return range(self.node_rank * per_host, (self.node_rank + 1) * per_host)
+
+
+def _across_hosts(world_size: int, nnodes: int, node_rank: int, rendezvous: str | None) -> tuple[str, str] | None:
+    """(field, reason) when the ranks cannot be spread over the hosts as asked, else None."""
+    if world_size % nnodes:
+        return "nnodes", f"{world_size} model-parallel ranks cannot be spread evenly over {nnodes} hosts"
+    if not 0 <= node_rank < nnodes:
+        return "node_rank", f"node_rank must be from 0 to {nnodes - 1} with {nnodes} hosts, got {node_rank}"
+    if nnodes > 1 and not (rendezvous or "").startswith("tcp://"):
+        return "master_addr", f"{nnodes} hosts need the address rank 0 listens on (master_addr, or MASTER_ADDR)"
+    return None
 
 
 @dataclass(frozen=True)

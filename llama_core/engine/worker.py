@@ -3,7 +3,9 @@
 Rank 0 owns the pipe to the async core (group.py). Each loop turn it collects what arrived
 (submits, cancels), broadcasts that list to the other ranks so every rank applies the same
 changes to its batch, then all ranks run one batched step together; rank 0 sends back the tokens.
-Idle, rank 0 blocks on the pipe, and the others block in the broadcast.
+Idle, rank 0 blocks on the pipe, and the others block in the broadcast; with other ranks, rank 0
+broadcasts an empty list every HEARTBEAT_S, so that a rank that died (another host's, say) is noticed
+while idle, not by the next request, and an idle rank never reaches the collectives' timeout.
 
 An exception while admitting or stepping one sequence fails that sequence only: it goes back as
 its `Failed` (a LlamaError as itself; anything else as a one-line internal error, with the
@@ -37,6 +39,7 @@ from llama_core.engine.messages import (
 )
 from llama_core.errors import InvalidRequestError, LlamaError
 
+HEARTBEAT_S = 5.0
 
 
 def worker_main(rank: int, init_file: str, conn: Any, spec: WorkerSpec) -> None:
@@ -56,7 +59,14 @@ def worker_main(rank: int, init_file: str, conn: Any, spec: WorkerSpec) -> None:
         conn.send(Ready(_info(spec, batch)))
     # Past here nothing is sent on a crash: the exception ends the process non-zero (multiprocessing
     # prints its traceback) and the group, seeing the death, restarts the workers.
-    _loop(rank, conn, spec, batch)
+    try:
+        _loop(rank, conn, spec, batch)
+    except Exception as e:
+        if not _from_collective(e):
+            raise
+        # Another rank went away (its host, or a crash there): expected in a group across hosts, so
+        # one line, not a traceback. The exit code tells the group (or ranks_host) to start again.
+        raise SystemExit(f"model-parallel rank {rank}: lost the other ranks ({_one_line(e)[:160]})") from None
     _leave_process_group()
 
 
@@ -82,7 +92,7 @@ def _load(rank: int, init_file: str, spec: WorkerSpec) -> Any:
         torch.cuda.set_device(rank % torch.cuda.device_count())
         device = torch.device("cuda", rank % torch.cuda.device_count())
     backend = "nccl" if device.type == "cuda" else "gloo"
-    init_model_parallel(spec.world_size, rank, "file://" + init_file, backend=backend)
+    init_model_parallel(spec.world_size, rank, spec.rendezvous or "file://" + init_file, backend=backend)
     model, _files = load_model(
         spec.ckpt_dir,
         device=device,
@@ -103,6 +113,7 @@ def _info(spec: WorkerSpec, batch: Any) -> dict[str, object]:
         "device": str(weight.device),
         "dtype": "int8" if spec.dtype == "int8" else str(weight.dtype).removeprefix("torch."),
         "world_size": spec.world_size,
+        "nnodes": spec.nnodes,
         "max_seq_len": spec.max_seq_len,
         "max_batch_size": spec.max_batch_size,
         "pid": os.getpid(),
@@ -117,7 +128,7 @@ def _loop(rank: int, conn: Any, spec: WorkerSpec, batch: Any) -> None:
         commands: list[object] = []
         if rank == 0:
             try:
-                if len(batch) == 0 and not waiting:
+                if len(batch) == 0 and not waiting and (spec.world_size == 1 or conn.poll(HEARTBEAT_S)):
                     commands.append(conn.recv())  # idle: block until there is work
                 while conn.poll():
                     commands.append(conn.recv())
@@ -150,6 +161,8 @@ def _admit(rank: int, conn: Any, batch: Any, cmd: Submit) -> None:
         _check(cmd.params, batch.model.args.vocab_size)
         first = batch.add(cmd.seq_id, cmd.prompt, cmd.params)
     except Exception as e:  # noqa: BLE001 - whatever it is, it is this request's error
+        if _from_collective(e):
+            raise  # a rank is gone: the group restarts, and every request in flight fails
         _fail(rank, conn, cmd.seq_id, e)
         return
     if rank == 0:
@@ -162,6 +175,8 @@ def _step(rank: int, conn: Any, batch: Any) -> None:
     try:
         outs = batch.step(on_error=lambda seq_id, e: failed.append((seq_id, e)))
     except Exception as e:  # noqa: BLE001 - the forward itself failed: every row of it did
+        if _from_collective(e):
+            raise
         outs = []
         for seq_id in [seq.seq_id for seq in batch.slots if seq is not None]:
             batch.cancel(seq_id)
@@ -170,6 +185,21 @@ def _step(rank: int, conn: Any, batch: Any) -> None:
         conn.send(Tokens([_out(o) for o in outs]))
     for seq_id, e in failed:
         _fail(rank, conn, seq_id, e)
+
+
+def _from_collective(e: BaseException) -> bool:
+    """Whether `e` came out of torch.distributed (gloo says "Connection closed by peer" as a plain
+    RuntimeError): the process group failed, not the request, and the ranks are no longer in step."""
+    import torch.distributed as dist
+
+    if isinstance(e, getattr(dist, "DistError", ())):
+        return True
+    tb = e.__traceback__
+    while tb is not None:
+        if "torch/distributed/" in tb.tb_frame.f_code.co_filename.replace("\\", "/"):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _check(params: GenParams, vocab_size: int) -> None:

@@ -51,7 +51,7 @@ ANSWERS: list[str] = [answer for _, answer in PROMPTS]
 CONFIGURED: dict[str, dict] = {
     "inference": {"provider_id": "meta-reference", "model": "Llama3.1-8B-Instruct", "max_seq_len": 4096, "max_batch_size": 1,
                   "device": None, "dtype": None, "model_parallel_size": None, "checkpoint_dir": None,
-                  "threads": None,
+                  "threads": None, "nnodes": None, "master_addr": None, "master_port": None,
                   "extra_models": [{"model": "Llama-Guard-3-8B", "max_seq_len": None, "max_batch_size": None, "device": None,
                                     "dtype": None, "model_parallel_size": None, "checkpoint_dir": None, "threads": None}]},
     "safety": {"provider_id": "meta-reference",

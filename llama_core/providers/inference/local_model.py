@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,6 +73,36 @@ def shard_count(ckpt_dir: Path) -> int:
         if n:
             return n
     return 1  # Hugging Face layout: one process
+
+
+def worker_spec(config: MetaReferenceInferenceConfig, ckpt_dir: Path, node_rank: int = 0) -> WorkerSpec:
+    """The worker group's spec for one model's `config`, as host `node_rank` runs it (0: the server).
+
+    Across hosts (config.nnodes > 1) the rendezvous is config.master_addr, else MASTER_ADDR from the
+    environment, at config.master_port, else MASTER_PORT, else 29500: torch.distributed's names.
+    InvalidRequestError when the ranks cannot be spread so (no address, an uneven split).
+    """
+    rendezvous = None
+    nnodes = config.nnodes or 1
+    if nnodes > 1:
+        addr = config.master_addr or os.environ.get("MASTER_ADDR")
+        port = config.master_port or os.environ.get("MASTER_PORT") or 29500
+        if not str(port).isdigit() or not 0 < int(port) < 65536:
+            raise InvalidRequestError(f"MASTER_PORT must be a port number, not {str(port)[:20]!r}.", field="master_port")
+        if addr:
+            rendezvous = f"tcp://[{addr}]:{port}" if ":" in addr else f"tcp://{addr}:{port}"
+    return WorkerSpec(
+        ckpt_dir=str(ckpt_dir),
+        world_size=config.model_parallel_size or shard_count(ckpt_dir),
+        device=config.device,
+        dtype=config.dtype,
+        max_seq_len=config.max_seq_len,
+        max_batch_size=config.max_batch_size,
+        threads=config.threads,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        rendezvous=rendezvous,
+    )
 
 
 def gen_params(sp: SamplingParams, tokenizer: Tokenizer, logprobs: int = 0) -> GenParams:
@@ -157,16 +188,7 @@ class LocalModel:
 
     async def spawn(self) -> None:
         """Start the worker group (WorkerGroup.spawn): from the task that will call `aclose()`."""
-        spec = WorkerSpec(
-            ckpt_dir=str(self.ckpt_dir),
-            world_size=self.config.model_parallel_size or shard_count(self.ckpt_dir),
-            device=self.config.device,
-            dtype=self.config.dtype,
-            max_seq_len=self.config.max_seq_len,
-            max_batch_size=self.config.max_batch_size,
-            threads=self.config.threads,
-        )
-        self.group = WorkerGroup(spec)
+        self.group = WorkerGroup(worker_spec(self.config, self.ckpt_dir))
         await self.group.spawn()
 
     async def wait_started(self) -> None:

@@ -110,17 +110,25 @@ class MetaReferenceInferenceConfig(Base, kw_only=True):
     model_parallel_size: int | None = None  # default: the checkpoint's shard count
     checkpoint_dir: str | None = None
     threads: int | None = None  # torch threads per worker; default: torch's (one per core)
+    # Model parallel across hosts: the ranks spread evenly over `nnodes` hosts. This one serves and
+    # holds rank 0; each other host runs `llama stack worker CONFIG --node-rank N`, and they meet at
+    # master_addr:master_port (default: MASTER_ADDR and MASTER_PORT from the environment, port 29500).
+    nnodes: int | None = None  # None: 1, this host alone
+    master_addr: str | None = None
+    master_port: int | None = None
     # Further models, each in its own worker group; unset fields inherit as INHERITED says.
     # None (not []) when there are none, so that a one-model config's file does not list them.
     extra_models: list[MetaReferenceModelConfig] | None = None
     # `llama stack configure` does not ask for the list: it adds the Llama Guard shield's model
     # itself, and `--set inference.extra_models='[{"model": "..."}]'` sets it.
-    unasked: ClassVar[tuple[str, ...]] = ("extra_models",)
+    unasked: ClassVar[tuple[str, ...]] = ("extra_models", "nnodes", "master_addr", "master_port")
 
     def __post_init__(self) -> None:
         check_model(self.model, dtype=self.dtype, device=self.device, max_seq_len=self.max_seq_len,
                     max_batch_size=self.max_batch_size, model_parallel_size=self.model_parallel_size,
-                    threads=self.threads)  # fmt: skip
+                    threads=self.threads, nnodes=self.nnodes)  # fmt: skip
+        if self.master_port is not None and not 0 < self.master_port < 65536:
+            raise ValueError(f"master_port must be from 1 to 65535, got {self.master_port}.")
         seen: dict[str, str] = {resolve_model(self.model).descriptor: "model"}
         for i, extra in enumerate(self.extra_models or ()):
             descriptor, where = resolve_model(extra.model).descriptor, f"extra_models[{i}]"

@@ -1,0 +1,158 @@
+"""Model parallel across hosts: `llama stack run` holds rank 0, `llama stack worker` runs rank 1.
+
+Two process trees on loopback stand for two hosts: each its own session, so killing the second
+"host" (its whole process group) leaves the first alone, as a machine going down would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import tomli_w
+import torch
+
+from engine.tiny_checkpoint import write_tiny_checkpoint
+from llama_core.engine.checkpoint import load_model
+from llama_core.tokenizer import Tokenizer
+from stack.process import llama_stack_run
+
+MODEL = "Llama3.2-1B-Instruct"
+PROMPT = "The capital of France is"
+N_NEW = 6
+TOP_K = 3
+# What a request meets once the second host is gone: in flight when rank 0 noticed, or after.
+LOST = "The inference engine lost one of its model-parallel ranks (on this host or another)"
+RESTARTING = re.compile(
+    r"The inference engine is restarting after a worker crash \(it waits for the ranks on the other 1 host\(s\) "
+    r"to rejoin\); retry in \d+ s\.$"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def reference(ckpt: Path) -> list[dict[str, float]]:
+    """The top-k log-probabilities of each greedy step, from full forward passes of the unsplit
+    checkpoint in this process (no KV cache, no second rank)."""
+    tok = Tokenizer.from_file(ckpt)
+    model = load_model(str(ckpt), max_seq_len=64, max_batch_size=1, dtype="fp32", device="cpu")[0]
+    tokens = tok.encode(PROMPT, bos=True, eos=False)
+    steps = []
+    with torch.inference_mode():
+        for _ in range(N_NEW):
+            logprobs = torch.log_softmax(model(torch.tensor([tokens]), torch.tensor([0]))[0, -1].float(), -1)
+            top = torch.topk(logprobs, TOP_K)
+            steps.append({tok.decode([int(i)]): float(v) for v, i in zip(top.values, top.indices)})
+            tokens.append(int(top.indices[0]))
+    return steps
+
+
+def complete(url: str) -> httpx.Response:
+    body = {"model": MODEL, "content": PROMPT, "logprobs": {"top_k": TOP_K},
+            "sampling_params": {"strategy": "greedy", "max_tokens": N_NEW}}  # fmt: skip
+    return httpx.post(url + "/inference/completion", json=body, timeout=60)
+
+
+def start_worker(config: Path, log: Path) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with log.open("a") as out:
+        return subprocess.Popen([sys.executable, "-m", "llama_cli", "stack", "worker", str(config), "--node-rank", "1"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
+
+
+def stop_host(proc: subprocess.Popen) -> None:
+    """SIGKILL to the host's whole process tree: the machine went away."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def wait_served(url: str, timeout: float) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = complete(url)
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            return answer
+        assert answer.status_code == 503, answer.text
+        time.sleep(0.5)
+
+
+def test_two_hosts_serve_a_split_model_as_one_and_recover_from_losing_one(tmp_path: Path, tiny_ckpt: Path) -> None:
+    mp2 = write_tiny_checkpoint(tmp_path / "tiny-mp2", model_parallel=2)
+    config = tmp_path / "two-hosts.toml"
+    inference = {"provider_id": "meta-reference", "model": MODEL, "checkpoint_dir": str(mp2), "max_seq_len": 64,
+                 "max_batch_size": 2, "dtype": "fp32", "nnodes": 2, "master_addr": "127.0.0.1", "master_port": free_port()}  # fmt: skip
+    config.write_text(tomli_w.dumps({"name": "two", "distribution_id": "local", "providers": {"inference": inference}}))
+    expected = reference(tiny_ckpt)
+    worker_log = tmp_path / "worker.log"
+    worker = start_worker(config, worker_log)
+    try:
+        with llama_stack_run([str(config)], free_port(), tmp_path / "server.log", timeout=180) as url:
+            answer = complete(url)
+            assert answer.status_code == 200, answer.text
+            steps = [lp["logprobs_by_token"] for lp in answer.json()["logprobs"]]
+            assert [list(s) for s in steps] == [list(s) for s in expected]  # the same tokens, ranked alike
+            for got, want in zip(steps, expected):
+                assert got == pytest.approx(want, abs=1e-4)
+            assert "Rank 1 of 2: joined" in worker_log.read_text()
+
+            stop_host(worker)  # the second host goes away: requests fail clearly, the server stays up
+            lost = wait_lost(url)
+            assert lost.status_code == 503
+            message = lost.json()["error"]["message"]
+            assert message.startswith(LOST) or RESTARTING.match(message), message
+
+            worker = start_worker(config, worker_log)  # it comes back: the group forms again
+            again = wait_served(url, timeout=120)
+            assert again.status_code == 200, again.text
+            assert again.json() == answer.json()
+        # The server stopped: the worker waits for it to start again, and Ctrl-C stops the worker.
+        wait_for_line(worker_log, "The group ended")
+        worker.send_signal(signal.SIGINT)
+        assert worker.wait(20) == 0
+        assert "Traceback" not in worker_log.read_text()
+    finally:
+        if worker.poll() is None:
+            stop_host(worker)
+
+
+def wait_for_line(log: Path, text: str) -> None:
+    deadline = time.monotonic() + 30
+    while text not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+
+
+def wait_lost(url: str) -> httpx.Response:
+    """The first answer that is not a success once the host is gone (the heartbeat notices it idle)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        answer = complete(url)
+        if answer.status_code != 200:
+            return answer
+        time.sleep(0.2)
+    raise AssertionError("requests still succeed a minute after rank 1's host went away")
+
+
+def test_the_worker_refuses_a_config_that_does_not_span_hosts(tmp_path: Path, tiny_ckpt: Path) -> None:
+    config = tmp_path / "one.toml"
+    inference = {"provider_id": "meta-reference", "model": MODEL, "checkpoint_dir": str(tiny_ckpt)}
+    config.write_text(tomli_w.dumps({"name": "one", "distribution_id": "local", "providers": {"inference": inference}}))
+    run = subprocess.run([sys.executable, "-m", "llama_cli", "stack", "worker", str(config)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        f"Error: {config} does not split its model over several hosts: set the meta-reference inference "
+        "provider's nnodes (and master_addr) there, e.g. `nnodes = 2`."
+    )
+    assert "Traceback" not in run.stderr + run.stdout
