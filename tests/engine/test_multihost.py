@@ -156,3 +156,29 @@ def test_the_worker_refuses_a_config_that_does_not_span_hosts(tmp_path: Path, ti
         "provider's nnodes (and master_addr) there, e.g. `nnodes = 2`."
     )
     assert "Traceback" not in run.stderr + run.stdout
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"world_size": 3, "nnodes": 2, "rendezvous": "tcp://h:1"}, "3 model-parallel ranks cannot be spread evenly over 2 hosts."),
+        ({"world_size": 2, "nnodes": 2}, "2 hosts need the address rank 0 listens on (master_addr, or MASTER_ADDR)."),
+        ({"world_size": 2, "nnodes": 2, "node_rank": 2, "rendezvous": "tcp://h:1"}, "node_rank must be from 0 to 1 with 2 hosts, got 2."),
+        ({"world_size": 2, "nnodes": 0}, "nnodes must be at least 1, got 0."),
+    ],
+)
+def test_a_split_over_hosts_the_engine_cannot_run_is_refused_before_anything_starts(fields: dict, message: str) -> None:
+    from llama_core.engine.messages import WorkerSpec
+    from llama_core.errors import InvalidRequestError
+
+    with pytest.raises(InvalidRequestError) as refused:
+        WorkerSpec(ckpt_dir="/nowhere", **fields)
+    assert refused.value.message == message
+
+
+def test_the_ranks_are_shared_out_host_by_host() -> None:
+    from llama_core.engine.messages import WorkerSpec
+
+    spec = WorkerSpec(ckpt_dir="/x", world_size=8, nnodes=4, node_rank=2, rendezvous="tcp://h:1")
+    assert spec.local_ranks == range(4, 6)
+    assert WorkerSpec(ckpt_dir="/x", world_size=2).local_ranks == range(0, 2)
