@@ -92,8 +92,28 @@ class LogProbConfig(Base):
     top_k: Annotated[int, Meta(ge=0, le=20)] = 0
 
 
-class TokenLogProbs(Base):
-    """Log-probabilities of the most likely tokens at one step, keyed by token text."""
+class TopLogProb(Base):
+    """One likely token at a step: its text, log-probability and UTF-8 bytes (a token may hold part
+    of a character, whose text then shows U+FFFD while `bytes` keeps it exactly)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogProbs(Base, omit_defaults=True):
+    """Log-probabilities at one generated step.
+
+    `logprobs_by_token` is the original wire's: the generated token and the `top_k` most likely,
+    keyed by text (tokens that read alike share a key). The engine also says which token it was
+    (`token`, `logprob`, `bytes`) and the `top_k` most likely in order (`top_logprobs`), each apart,
+    as OpenAI's logprobs need them. Log-probabilities are the model's raw distribution (before
+    temperature, top-p and penalties).
+    """
 
     logprobs_by_token: dict[str, float]
+    token: str | None = None
+    logprob: float | None = None
+    bytes: list[int] | None = None
+    top_logprobs: list[TopLogProb] | None = None
 
