@@ -58,6 +58,7 @@ REPETITION_PENALTY_MAX = 2.0  # vLLM's range is (0, 2]; 1.0 is off
 TOKENS_MAX = 2**31 - 1  # max_tokens and top_k: counts, far beyond any context
 STOP_MAX_COUNT = 4  # stop sequences per request: OpenAI's and TGI's cap, which Fireworks and Together take
 STOP_MAX_CHARS = 256  # per stop sequence: a stream holds back at most this many characters minus one
+TOP_LOGPROBS_MAX = 20  # likeliest tokens' log-probabilities per step: OpenAI's cap (and vLLM's default)
 
 Seed: TypeAlias = Annotated[int, Meta(ge=SEED_RANGE[0], le=SEED_RANGE[1])]
 Temperature: TypeAlias = Annotated[float, Meta(ge=0.0, le=TEMPERATURE_MAX)]
@@ -87,9 +88,9 @@ class SamplingParams(Base):
 
 
 class LogProbConfig(Base):
-    """Ask for the `top_k` most likely tokens' log-probabilities at each step."""
+    """Ask for each generated token's log-probability, and the `top_k` most likely tokens' at each step."""
 
-    top_k: Annotated[int, Meta(ge=0, le=20)] = 0
+    top_k: Annotated[int, Meta(ge=0, le=TOP_LOGPROBS_MAX)] = 0
 
 
 class TopLogProb(Base):

@@ -180,9 +180,11 @@ def test_a_stop_sequence_on_every_route(served: tuple[str, Any, list[Any]], stdi
     choices = [json.loads(line.removeprefix("data: "))["choices"][0] for line in lines if line.startswith("data: {")]
     assert ("".join(c["text"] for c in choices), choices[-1]["finish_reason"]) == (expected, "stop")
 
-    # JSON-RPC on the stdio process: the same engine, the same cut.
+    # JSON-RPC on the stdio process: the same engine, the same cut; and as an MCP tool there.
     answer = stdio.call("inference/completion", completion([stop]))["result"]
     assert (answer["content"], answer["stop_reason"]) == (expected, "end_of_turn")
+    tool = stdio.call("tools/call", {"name": "inference_completion", "arguments": completion([stop])})["result"]
+    assert tool["isError"] is False and tool["structuredContent"] == answer
     assert group._inflight == {}
 
 

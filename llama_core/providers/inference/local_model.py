@@ -364,7 +364,7 @@ class LocalModel:
                     stop = StopReason(out.stop_reason)
         # Uncut, the text is decoded whole (a last character the stream still held is kept).
         text = "".join(pieces) if cutter.stopped else self._text(tokens, params)
-        return Run(tokens, text, stop, cutter.stopped, logprobs if params.logprobs else None)
+        return Run(tokens, text, stop, cutter.stopped, logprobs if params.logprobs is not None else None)
 
     async def _run_all(self, prompts: list[list[int]], params: GenParams, stops: Sequence[str] = ()) -> list[Run]:
         results: list[Any] = [None] * len(prompts)
