@@ -3,6 +3,7 @@
 `Tokenizer.from_file(path)` picks the kind by file name (a checkpoint directory works too) and loads
 each file once per process. Both kinds share the interface the prompt formats and the engine use:
 `encode(text, bos=, eos=)`, `decode(ids)`, `id_to_piece(id)` (one token's text, for logprobs),
+`token_bytes(id)` (its exact bytes, for OpenAI's logprobs),
 `special_tokens`, `bos_id`, `eos_id`, `eot_id`, `eom_id`, `python_tag_id`, `stop_tokens`, `vocab_size`.
 
 Llama 3 (`Llama3Tokenizer`): 128,000 BPE ranks from the file, then 256 special tokens with ids
@@ -63,6 +64,18 @@ MAX_ENCODE_CHARS = 400_000
 MAX_RUN_CHARS = 25_000
 
 _RUN = re.compile(r"\s+|\S+")
+_BYTE_FALLBACK = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """GPT-2's byte-level BPE alphabet: the character that stands for each byte in a token's name
+    (printable Latin-1 for itself, the rest shifted to U+0100 and up, in byte order)."""
+    printable = {*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)}
+    shifted = iter(range(256, 512))
+    return {chr(b if b in printable else next(shifted)): b for b in range(256)}
+
+
+_BYTE_LEVEL = _byte_level_alphabet()
 
 # Names other checkpoints use for BOS / end-of-turn, most specific first (HF tokenizers only).
 _BOS_NAMES = ("<|begin_of_text|>", "<s>", "<|im_start|>", "<|endoftext|>")
@@ -122,6 +135,10 @@ class Tokenizer:
         """The text of one token (invalid UTF-8 fragments replaced), e.g. for logprobs."""
         raise NotImplementedError
 
+    def token_bytes(self, token_id: int) -> bytes:
+        """The exact bytes of one token (part of a UTF-8 character, for some); a special token's name."""
+        raise NotImplementedError
+
     def is_special(self, token_id: int) -> bool:
         return token_id in self._special_ids
 
@@ -169,6 +186,9 @@ class Llama3Tokenizer(Tokenizer):
 
     def id_to_piece(self, token_id: int) -> str:
         return self.model.decode_single_token_bytes(token_id).decode("utf-8", errors="replace")
+
+    def token_bytes(self, token_id: int) -> bytes:
+        return self.model.decode_single_token_bytes(token_id)
 
 
 class HFTokenizer(Tokenizer):
@@ -218,6 +238,17 @@ class HFTokenizer(Tokenizer):
 
     def id_to_piece(self, token_id: int) -> str:
         return self.model.decode([token_id], skip_special_tokens=False)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        from tokenizers import decoders
+
+        piece = self.model.id_to_token(token_id) or ""
+        if not self.is_special(token_id):
+            if isinstance(self.model.decoder, decoders.ByteLevel) and all(c in _BYTE_LEVEL for c in piece):
+                return bytes(_BYTE_LEVEL[c] for c in piece)  # GPT-2 style: one printable character per byte
+            if fallback := _BYTE_FALLBACK.fullmatch(piece):
+                return bytes([int(fallback[1], 16)])  # SentencePiece style byte fallback
+        return self.id_to_piece(token_id).encode()
 
 
 def load_tiktoken_ranks(data: bytes) -> dict[bytes, int]:

@@ -10,11 +10,18 @@ closing `data: [DONE]` unless the app was created with `openai_done=True`: llama
 cannot parse that line, and the openai client ends cleanly without it.
 
 The mapping is pure: OpenAI request -> our request, our response or chunk -> OpenAI's dict. A value
-we cannot honour (n > 1, penalties, logit_bias, logprobs, usage counts, a JSON response format,
-token-id inputs, embeddings `dimensions` other than the model's) is refused with a 400 naming the
+we cannot honour (penalties, logit_bias, usage counts, a JSON response format, token-id inputs,
+prompt logprobs, embeddings `dimensions` other than the model's) is refused with a 400 naming the
 field, never silently ignored. Sampling values are checked when the
 body is decoded, against the same limits as the native routes (llama_core.types.common); `stop`
 goes into the core request, whose provider stops generating there.
+
+`n` > 1 asks the core for n choices at once (llama_core.choices: each its own sequence in the
+engine's batch, seeds told apart); a stream interleaves their chunks, each with its choice's
+`index`. `logprobs` (chat: `logprobs` and `top_logprobs`; completions: `logprobs` k) come from the
+engine's own log-probabilities of each generated token (stop tokens included), in OpenAI's shapes:
+chat `{"content": [{token, logprob, bytes, top_logprobs}], "refusal": null}`, completions
+`{tokens, token_logprobs, top_logprobs, text_offset}`.
 
 Non-goals: no Responses, Assistants, files or vector-store APIs; no token-array prompts.
 """
@@ -22,6 +29,7 @@ Non-goals: no Responses, Assistants, files or vector-store APIs; no token-array 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import struct
 import time
@@ -31,14 +39,17 @@ from typing import Any
 
 from quart import Quart, Response
 
+from llama_core.choices import all_choices, choice_requests, interleave
 from llama_core.errors import InvalidRequestError, UnsupportedError, shown
 from llama_core.types import (
     CompletionMessage,
+    LogProbConfig,
     SamplingParams,
     SamplingStrategy,
     StopReason,
     SystemMessage,
     TextContentItem,
+    TokenLogProbs,
     ToolCall,
     ToolDefinition,
     ToolParamDefinition,
@@ -114,7 +125,6 @@ def sampling_params(
 
 
 def _refuse_common(req: oa.OpenAIChatCompletionRequest | oa.OpenAICompletionRequest) -> None:
-    _refuse_unless(req.n in (None, 1), "n", "one choice per request")
     _refuse_unless(not req.presence_penalty, "presence_penalty", "no penalties")
     _refuse_unless(not req.frequency_penalty, "frequency_penalty", "no penalties")
     _refuse_unless(not req.logit_bias, "logit_bias", "no logit bias")
@@ -186,7 +196,8 @@ def chat_messages(messages: list[oa.OpenAIMessage]) -> list[Any]:
 def chat_request(req: oa.OpenAIChatCompletionRequest) -> ours.ChatCompletionRequest:
     """An OpenAI chat request as ours."""
     _refuse_common(req)
-    _refuse_unless(not req.logprobs, "logprobs", "log-probabilities are served by /inference/chat_completion")
+    if req.top_logprobs is not None and not req.logprobs:
+        raise InvalidRequestError("`top_logprobs` needs `logprobs: true`", field="top_logprobs")
     fmt = (req.response_format or {}).get("type", "text")
     _refuse_unless(fmt == "text", "response_format", "only text responses")
     tools = [_tool_definition(t) for t in req.tools or []]
@@ -208,13 +219,14 @@ def chat_request(req: oa.OpenAIChatCompletionRequest) -> ours.ChatCompletionRequ
         tools=tools,
         tool_choice=choice,
         stream=bool(req.stream),
+        logprobs=LogProbConfig(top_k=req.top_logprobs or 0) if req.logprobs else None,
     )
 
 
 def completion_request(req: oa.OpenAICompletionRequest) -> ours.CompletionRequest:
     _refuse_common(req)
     _refuse_unless(req.best_of in (None, 1), "best_of", "one candidate per request")
-    _refuse_unless(req.logprobs is None, "logprobs", "log-probabilities are served by /inference/completion")
+    _refuse_unless(req.logprobs is None or not req.echo, "echo", "no log-probabilities of the prompt; drop `echo` or `logprobs`")
     _refuse_unless(not req.suffix, "suffix", "no insertion")
     prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
     _refuse_unless(len(prompts) == 1, "prompt", "one prompt per request")
@@ -223,6 +235,7 @@ def completion_request(req: oa.OpenAICompletionRequest) -> ours.CompletionReques
         content=prompts[0],
         sampling_params=sampling_params(req.temperature, req.top_p, req.max_tokens, req.seed, req.stop),
         stream=bool(req.stream),
+        logprobs=LogProbConfig(top_k=req.logprobs) if req.logprobs is not None else None,
     )
 
 
@@ -262,7 +275,42 @@ class Envelope:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model, "choices": choices}
 
 
-def chat_response(env: Envelope, response: ours.ChatCompletionResponse) -> dict[str, Any]:
+def _token_logprob(lp: TokenLogProbs) -> tuple[str, float]:
+    """The generated token's text and log-probability (a provider that gives only the original's
+    `logprobs_by_token` puts the generated token first)."""
+    if lp.token is not None and lp.logprob is not None:
+        return lp.token, lp.logprob
+    return next(iter(lp.logprobs_by_token.items()))
+
+
+def _logprob_entry(lp: TokenLogProbs) -> dict[str, Any]:
+    token, logprob = _token_logprob(lp)
+    top = [{"token": t.token, "logprob": t.logprob, "bytes": t.bytes} for t in lp.top_logprobs or []]
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode()) if lp.bytes is None else lp.bytes, "top_logprobs": top}
+
+
+def chat_logprobs(entries: list[TokenLogProbs] | None) -> dict[str, Any] | None:
+    """Our per-token log-probabilities as a chat choice's `logprobs` (None when there are none)."""
+    if not entries:
+        return None
+    return {"content": [_logprob_entry(lp) for lp in entries], "refusal": None}
+
+
+def completion_logprobs(entries: list[TokenLogProbs] | None, offset: int = 0) -> dict[str, Any] | None:
+    """Our per-token log-probabilities as a legacy completion choice's `logprobs`; `offset` is where
+    the first token's text starts in the choice's text."""
+    if not entries:
+        return None
+    tokens, values = zip(*(_token_logprob(lp) for lp in entries))
+    return {
+        "tokens": list(tokens),
+        "token_logprobs": list(values),
+        "top_logprobs": [lp.logprobs_by_token for lp in entries],  # the generated token and the top k
+        "text_offset": list(itertools.accumulate((len(t) for t in tokens[:-1]), initial=offset)),
+    }
+
+
+def chat_choice(index: int, response: ours.ChatCompletionResponse) -> dict[str, Any]:
     message = response.completion_message
     content = content_text(message.content)
     calls = [openai_tool_call(c) for c in message.tool_calls]
@@ -270,61 +318,86 @@ def chat_response(env: Envelope, response: ours.ChatCompletionResponse) -> dict[
     if calls:
         out["tool_calls"] = calls
     reason = finish_reason(message.stop_reason, bool(calls))
-    return env.wrap("chat.completion", [{"index": 0, "message": out, "logprobs": None, "finish_reason": reason}])
+    return {"index": index, "message": out, "logprobs": chat_logprobs(response.logprobs), "finish_reason": reason}
+
+
+def chat_response(env: Envelope, responses: list[ours.ChatCompletionResponse]) -> dict[str, Any]:
+    """One `chat.completion` holding each response as the choice of its index."""
+    return env.wrap("chat.completion", [chat_choice(i, r) for i, r in enumerate(responses)])
 
 
 async def chat_chunks(
-    env: Envelope, chunks: AsyncIterator[ours.ChatCompletionResponseStreamChunk]
+    env: Envelope, chunks: AsyncIterator[ours.ChatCompletionResponseStreamChunk], index: int = 0
 ) -> AsyncIterator[dict[str, Any]]:
-    """Our chat stream as `chat.completion.chunk`s: role first, content pieces, tool calls, finish."""
+    """Our chat stream as `chat.completion.chunk`s of choice `index`: role first, content pieces,
+    tool calls, finish."""
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return env.wrap("chat.completion.chunk", [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
+    def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: list[TokenLogProbs] | None = None) -> dict[str, Any]:
+        choice = {"index": index, "delta": delta, "logprobs": chat_logprobs(logprobs), "finish_reason": finish}
+        return env.wrap("chat.completion.chunk", [choice])
 
-    n_calls, raw_call = 0, ""
+    n_calls, raw_call, raw_logprobs = 0, "", []
     async with closing(chunks):
         async for item in chunks:
             event = item.event
             if event.event_type == ours.ChatCompletionResponseEventType.start:
                 yield chunk({"role": "assistant", "content": ""})
             elif event.event_type == ours.ChatCompletionResponseEventType.complete:
-                yield chunk({}, finish_reason(event.stop_reason, n_calls > 0))
+                yield chunk({}, finish_reason(event.stop_reason, n_calls > 0), event.logprobs)
                 return
             elif isinstance(event.delta, str):
                 if event.delta:
-                    yield chunk({"content": event.delta})
+                    yield chunk({"content": event.delta}, logprobs=event.logprobs)
             elif event.delta.parse_status == ours.ToolCallParseStatus.success and isinstance(event.delta.content, ToolCall):
                 yield chunk({"tool_calls": [openai_tool_call(event.delta.content, n_calls)]})
                 n_calls += 1
             elif event.delta.parse_status == ours.ToolCallParseStatus.in_progress:
                 raw_call += str(event.delta.content)
+                raw_logprobs += event.logprobs or []
             elif event.delta.parse_status == ours.ToolCallParseStatus.failure and raw_call:
-                yield chunk({"content": raw_call})  # an unparsed call is text after all
+                yield chunk({"content": raw_call}, logprobs=raw_logprobs)  # an unparsed call is text after all
     yield chunk({}, "stop")  # a stream that ended without `complete`
 
 
-def completion_response(env: Envelope, response: ours.CompletionResponse, prompt: str, echo: bool) -> dict[str, Any]:
+def completion_choice(index: int, response: ours.CompletionResponse, prompt: str, echo: bool) -> dict[str, Any]:
     reason = finish_reason(response.stop_reason, False)
-    choice = {"text": (prompt if echo else "") + response.content, "index": 0, "logprobs": None, "finish_reason": reason}
-    return env.wrap("text_completion", [choice])
+    text = (prompt if echo else "") + response.content
+    return {"text": text, "index": index, "logprobs": completion_logprobs(response.logprobs), "finish_reason": reason}
+
+
+def completion_response(env: Envelope, responses: list[ours.CompletionResponse], prompt: str, echo: bool) -> dict[str, Any]:
+    """One `text_completion` holding each response as the choice of its index."""
+    return env.wrap("text_completion", [completion_choice(i, r, prompt, echo) for i, r in enumerate(responses)])
 
 
 async def completion_chunks(
-    env: Envelope, chunks: AsyncIterator[ours.CompletionResponseStreamChunk], prompt: str, echo: bool
+    env: Envelope, chunks: AsyncIterator[ours.CompletionResponseStreamChunk], prompt: str, echo: bool, index: int = 0
 ) -> AsyncIterator[dict[str, Any]]:
-    def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
-        return env.wrap("text_completion", [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}])
+    """Our completion stream as `text_completion` chunks of choice `index`."""
+    offset = 0  # where the next piece starts in the choice's text (echo and logprobs never go together)
+
+    def chunk(text: str, finish: str | None = None, logprobs: list[TokenLogProbs] | None = None) -> dict[str, Any]:
+        choice = {"text": text, "index": index, "logprobs": completion_logprobs(logprobs, offset), "finish_reason": finish}
+        return env.wrap("text_completion", [choice])
 
     if echo:
         yield chunk(prompt)
     async with closing(chunks):
         async for item in chunks:
             if item.stop_reason is not None:
-                yield chunk(item.delta, finish_reason(item.stop_reason, False))
+                yield chunk(item.delta, finish_reason(item.stop_reason, False), item.logprobs)
                 return
-            if item.delta:
-                yield chunk(item.delta)
+            if item.delta or item.logprobs:
+                yield chunk(item.delta, logprobs=item.logprobs)
+                offset += sum(len(_token_logprob(lp)[0]) for lp in item.logprobs or [])
     yield chunk("", "stop")
+
+
+async def choices_stream(streams: list[AsyncIterator[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    """The chunks of every choice's stream as one stream, taking turns (each chunk names its index)."""
+    async with closing(interleave(streams)) as merged:
+        async for _, chunk in merged:
+            yield chunk
 
 
 def embedding_item(index: int, vector: list[float], encoding: str) -> dict[str, Any]:
@@ -368,19 +441,21 @@ def register(app: Quart, stack: Any, *, done: bool = False) -> None:
     async def chat_completions() -> Response:
         inference = stack.api("inference")
         req = decode_request(oa.OpenAIChatCompletionRequest, await request_data())
-        ours_req, env = chat_request(req), Envelope(req.model, "chatcmpl")
+        requests, env = choice_requests(chat_request(req), req.n or 1), Envelope(req.model, "chatcmpl")
         if req.stream:
-            return stream(chat_chunks(env, await inference.chat_completion(ours_req)))
-        return json_response(chat_response(env, await inference.chat_completion(ours_req)))
+            streams = [chat_chunks(env, await inference.chat_completion(r), i) for i, r in enumerate(requests)]
+            return stream(choices_stream(streams))
+        return json_response(chat_response(env, await all_choices(inference.chat_completion, requests)))
 
     async def completions() -> Response:
         inference = stack.api("inference")
         req = decode_request(oa.OpenAICompletionRequest, await request_data())
-        ours_req, env = completion_request(req), Envelope(req.model, "cmpl")
-        prompt, echo = str(ours_req.content), bool(req.echo)
+        requests, env = choice_requests(completion_request(req), req.n or 1), Envelope(req.model, "cmpl")
+        prompt, echo = str(requests[0].content), bool(req.echo)
         if req.stream:
-            return stream(completion_chunks(env, await inference.completion(ours_req), prompt, echo))
-        return json_response(completion_response(env, await inference.completion(ours_req), prompt, echo))
+            streams = [completion_chunks(env, await inference.completion(r), prompt, echo, i) for i, r in enumerate(requests)]
+            return stream(choices_stream(streams))
+        return json_response(completion_response(env, await all_choices(inference.completion, requests), prompt, echo))
 
     async def embeddings() -> Response:
         inference = stack.api("inference")

@@ -15,11 +15,14 @@ from typing import Annotated, Any, Literal, TypeAlias
 import msgspec
 from msgspec import Meta
 
-from llama_core.types.common import TOKENS_MAX, Seed, StopSequence, StopSequences, Temperature, TopP
+from llama_core.choices import CHOICES_MAX
+from llama_core.types.common import TOKENS_MAX, TOP_LOGPROBS_MAX, Seed, StopSequence, StopSequences, Temperature, TopP
 from llama_core.types.inference import EMBEDDINGS_MAX_INPUTS
 
 # A count of tokens to generate: OpenAI and vLLM refuse 0.
 MaxTokens: TypeAlias = Annotated[int, Meta(ge=1, le=TOKENS_MAX)]
+Choices: TypeAlias = Annotated[int, Meta(ge=1, le=CHOICES_MAX)]
+TopLogprobs: TypeAlias = Annotated[int, Meta(ge=0, le=TOP_LOGPROBS_MAX)]
 
 
 class _Struct(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -124,7 +127,7 @@ class OpenAIChatCompletionRequest(_Struct):
     messages: Annotated[list[OpenAIMessage], Meta(min_length=1)]
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    n: int | None = None
+    n: Choices | None = None
     stop: StopSequence | StopSequences | None = None
     max_tokens: MaxTokens | None = None
     max_completion_tokens: MaxTokens | None = None
@@ -133,7 +136,7 @@ class OpenAIChatCompletionRequest(_Struct):
     logit_bias: dict[str, float] | None = None
     seed: Seed | None = None
     logprobs: bool | None = None
-    top_logprobs: int | None = None
+    top_logprobs: TopLogprobs | None = None
     stream: bool | None = None
     stream_options: OpenAIStreamOptions | None = None
     tools: list[OpenAITool] | None = None
@@ -151,12 +154,12 @@ class OpenAICompletionRequest(_Struct):
     max_tokens: MaxTokens | None = 16
     temperature: Temperature | None = None
     top_p: TopP | None = None
-    n: int | None = None
+    n: Choices | None = None
     best_of: int | None = None
     stop: StopSequence | StopSequences | None = None
     echo: bool | None = None
     suffix: str | None = None
-    logprobs: int | None = None
+    logprobs: TopLogprobs | None = None
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None

@@ -24,12 +24,17 @@ PREFILL_CHUNK = 1024  # prompt tokens per forward: bounds attention memory on lo
 
 @dataclasses.dataclass(frozen=True)
 class TokenResult:
-    """One generated token. `stop_reason` is set on a sequence's last token (which may be a stop token)."""
+    """One generated token. `stop_reason` is set on a sequence's last token (which may be a stop token).
+
+    With `params.logprobs` set: `logprob` is the token's log-probability and `logprobs` the top ids'
+    (most likely first), both under the model's raw distribution (before penalty and temperature).
+    """
 
     seq_id: Hashable
     token: int
     logprobs: dict[int, float] | None = None
     stop_reason: StopReason | None = None
+    logprob: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -97,10 +102,17 @@ def sample(logits: Tensor, params: GenParams, generator: torch.Generator | None,
     return int(torch.multinomial(probs, 1, generator=generator))
 
 
-def top_logprobs(logits: Tensor, k: int) -> dict[int, float]:
-    """The k most likely ids' log-probabilities under the model's raw distribution."""
-    values, ids = torch.topk(torch.log_softmax(logits.float(), dim=-1), k)
-    return dict(zip(ids.tolist(), values.tolist()))
+def token_logprobs(logits: Tensor, token: int, k: int) -> tuple[float, dict[int, float]]:
+    """(log-probability of `token`, the k most likely ids' log-probabilities, most likely first) under
+    the model's raw distribution: log_softmax of the logits (vocab,)."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    values, ids = torch.topk(logp, k)
+    return float(logp[token]), dict(zip(ids.tolist(), values.tolist()))
+
+
+# Fed each generated id (stop tokens aside) in order; True once the text they make holds a stop
+# sequence (the worker builds one per sequence from its tokenizer: providers/inference/stops.py).
+StopWatch = Callable[[int], bool]
 
 
 # ---- continuous batching --------------------------------------------------------------------------
@@ -116,6 +128,7 @@ class _Sequence:
     pos: int  # where the next input token goes
     last_token: int = 0
     n_generated: int = 0
+    stop_watch: StopWatch | None = None  # ends the sequence at a stop sequence of its text
 
 
 class Batch:
@@ -148,8 +161,11 @@ class Batch:
         return any(s is not None and s.seq_id == seq_id for s in self.slots)
 
     @torch.inference_mode()
-    def add(self, seq_id: Hashable, prompt_tokens: Sequence[int], params: GenParams) -> TokenResult:
-        """Prefill into the lowest free slot and sample the first token."""
+    def add(
+        self, seq_id: Hashable, prompt_tokens: Sequence[int], params: GenParams, stop_watch: StopWatch | None = None
+    ) -> TokenResult:
+        """Prefill into the lowest free slot and sample the first token; `stop_watch` ends the
+        sequence (end_of_turn, its slot freed) on the token it says completes a stop sequence."""
         n = len(prompt_tokens)
         if n == 0:
             raise InvalidRequestError("The prompt is empty.")
@@ -165,7 +181,8 @@ class Batch:
         seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**63)
         tokens = torch.tensor(list(prompt_tokens), dtype=torch.long, device=self.device)
         seq = _Sequence(seq_id, slot, params, torch.Generator(self.device).manual_seed(seed),
-                        seen=tokens.unique() if params.repetition_penalty != 1.0 else tokens[:0], pos=n)
+                        seen=tokens.unique() if params.repetition_penalty != 1.0 else tokens[:0], pos=n,
+                        stop_watch=stop_watch)
         logits = prefill(self.model, tokens, slot)
         self.slots[slot] = seq
         try:
@@ -218,7 +235,7 @@ class Batch:
         """Sample seq's next token from its logits (vocab,), record it, and free the slot if done."""
         p = seq.params
         token = sample(logits, p, seq.generator, seq.seen)
-        logprobs = top_logprobs(logits, p.logprobs) if p.logprobs > 0 else None
+        logprob, logprobs = token_logprobs(logits, token, p.logprobs) if p.logprobs is not None else (None, None)
         seq.last_token = token
         seq.n_generated += 1
         if p.repetition_penalty != 1.0:
@@ -226,9 +243,11 @@ class Batch:
         stop: StopReason | None = None
         if token in p.stop_tokens:
             stop = StopReason.end_of_message if token in p.eom_tokens else StopReason.end_of_turn
+        elif seq.stop_watch is not None and seq.stop_watch(token):
+            stop = StopReason.end_of_turn  # the text now holds a stop sequence: generate no further
         elif (p.max_tokens and seq.n_generated >= p.max_tokens) or seq.pos + 1 >= self.max_seq_len:
             stop = StopReason.out_of_tokens  # budget spent, or prompt + generated fill the context
         if stop is not None:
             self.slots[seq.slot] = None
-        return TokenResult(seq.seq_id, token, logprobs, stop)
+        return TokenResult(seq.seq_id, token, logprobs, stop, logprob)
 

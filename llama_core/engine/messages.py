@@ -53,9 +53,10 @@ class GenParams:
     repetition_penalty: float = 1.0  # 1.0: off; HF's rule over prompt and generated ids
     seed: int | None = None  # None: a fresh random seed per sequence
     max_tokens: int = 0  # 0: up to the context length
-    logprobs: int = 0  # how many top tokens' log-probabilities to return per step; 0 = none
+    logprobs: int | None = None  # None: none; k: each token's log-probability and the top k ids'
     stop_tokens: frozenset[int] = frozenset()  # e.g. eot, eom, eos ids
     eom_tokens: frozenset[int] = frozenset()  # the stop tokens that mean end_of_message
+    stop: tuple[str, ...] = ()  # stop sequences: the worker ends the sequence once its text holds one
 
 
 @dataclass(frozen=True)
@@ -129,12 +130,16 @@ class Ready:
 
 @dataclass(frozen=True)
 class TokenOut:
-    """One generated token. `stop_reason` is set on the last token of a sequence (which may be a stop token)."""
+    """One generated token. `stop_reason` is set on the last token of a sequence (which may be a stop token).
+
+    With GenParams.logprobs: `logprob` is this token's log-probability, `logprobs` the top ids' (most likely first).
+    """
 
     seq_id: int
     token: int
     logprobs: dict[int, float] | None = None
     stop_reason: str | None = None
+    logprob: float | None = None
 
 
 @dataclass(frozen=True)

@@ -147,19 +147,19 @@ def _loop(rank: int, conn: Any, spec: WorkerSpec, batch: Any) -> None:
                 batch.cancel(cmd.seq_id)
                 waiting = deque(s for s in waiting if s.seq_id != cmd.seq_id)
         while waiting and batch.has_free_slot:
-            _admit(rank, conn, batch, waiting.popleft())
+            _admit(rank, conn, batch, waiting.popleft(), spec.ckpt_dir)
         if len(batch):
             _step(rank, conn, batch)
 
 
-def _admit(rank: int, conn: Any, batch: Any, cmd: Submit) -> None:
+def _admit(rank: int, conn: Any, batch: Any, cmd: Submit, ckpt_dir: str) -> None:
     """Prefill `cmd` into a free slot; its first token goes out at once (time to first token).
 
     If it fails, only `cmd` does: Batch.add leaves no slot taken behind an exception.
     """
     try:
         _check(cmd.params, batch.model.args.vocab_size)
-        first = batch.add(cmd.seq_id, cmd.prompt, cmd.params)
+        first = batch.add(cmd.seq_id, cmd.prompt, cmd.params, _stop_watch(ckpt_dir, cmd.params))
     except Exception as e:  # noqa: BLE001 - whatever it is, it is this request's error
         if _from_collective(e):
             raise  # a rank is gone: the group restarts, and every request in flight fails
@@ -210,11 +210,23 @@ def _check(params: GenParams, vocab_size: int) -> None:
         raise InvalidRequestError(
             f"The seed does not fit in 64 bits; use an integer from {low} to {high - 1}.", field="sampling_params.seed"
         )
-    if params.logprobs > vocab_size:
+    if params.logprobs is not None and params.logprobs > vocab_size:
         raise InvalidRequestError(
             f"logprobs asks for the top {params.logprobs} tokens of a {vocab_size}-token vocabulary.",
             field="logprobs.top_k",
         )
+
+
+def _stop_watch(ckpt_dir: str, params: GenParams) -> Any:
+    """A watch over the sequence's text for its stop sequences (None without any). Every rank runs
+    one over the same ids, so every rank frees the slot at the same step. The tokenizer is read from
+    the checkpoint on the first request with stops (once per process)."""
+    if not params.stop:
+        return None
+    from llama_core.providers.inference.stops import StopWatch
+    from llama_core.tokenizer import Tokenizer
+
+    return StopWatch(Tokenizer.from_file(ckpt_dir), params.stop)
 
 
 def _fail(rank: int, conn: Any, seq_id: int, error: Exception) -> None:
@@ -231,7 +243,7 @@ def _fail(rank: int, conn: Any, seq_id: int, error: Exception) -> None:
 
 
 def _out(r: Any) -> TokenOut:
-    return TokenOut(r.seq_id, r.token, r.logprobs, str(r.stop_reason) if r.stop_reason is not None else None)
+    return TokenOut(r.seq_id, r.token, r.logprobs, str(r.stop_reason) if r.stop_reason is not None else None, r.logprob)
 
 
 def _one_line(e: BaseException) -> str:

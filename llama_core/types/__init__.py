@@ -12,6 +12,7 @@ from llama_core.types.common import (
     StopReason,
     TextContentItem,
     TokenLogProbs,
+    TopLogProb,
     content_text,
 )
 from llama_core.types.messages import (

@@ -58,6 +58,7 @@ REPETITION_PENALTY_MAX = 2.0  # vLLM's range is (0, 2]; 1.0 is off
 TOKENS_MAX = 2**31 - 1  # max_tokens and top_k: counts, far beyond any context
 STOP_MAX_COUNT = 4  # stop sequences per request: OpenAI's and TGI's cap, which Fireworks and Together take
 STOP_MAX_CHARS = 256  # per stop sequence: a stream holds back at most this many characters minus one
+TOP_LOGPROBS_MAX = 20  # likeliest tokens' log-probabilities per step: OpenAI's cap (and vLLM's default)
 
 Seed: TypeAlias = Annotated[int, Meta(ge=SEED_RANGE[0], le=SEED_RANGE[1])]
 Temperature: TypeAlias = Annotated[float, Meta(ge=0.0, le=TEMPERATURE_MAX)]
@@ -87,13 +88,33 @@ class SamplingParams(Base):
 
 
 class LogProbConfig(Base):
-    """Ask for the `top_k` most likely tokens' log-probabilities at each step."""
+    """Ask for each generated token's log-probability, and the `top_k` most likely tokens' at each step."""
 
-    top_k: Annotated[int, Meta(ge=0, le=20)] = 0
+    top_k: Annotated[int, Meta(ge=0, le=TOP_LOGPROBS_MAX)] = 0
 
 
-class TokenLogProbs(Base):
-    """Log-probabilities of the most likely tokens at one step, keyed by token text."""
+class TopLogProb(Base):
+    """One likely token at a step: its text, log-probability and UTF-8 bytes (a token may hold part
+    of a character, whose text then shows U+FFFD while `bytes` keeps it exactly)."""
+
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+class TokenLogProbs(Base, omit_defaults=True):
+    """Log-probabilities at one generated step.
+
+    `logprobs_by_token` is the original wire's: the generated token and the `top_k` most likely,
+    keyed by text (tokens that read alike share a key). The engine also says which token it was
+    (`token`, `logprob`, `bytes`) and the `top_k` most likely in order (`top_logprobs`), each apart,
+    as OpenAI's logprobs need them. Log-probabilities are the model's raw distribution (before
+    temperature, top-p and penalties).
+    """
 
     logprobs_by_token: dict[str, float]
+    token: str | None = None
+    logprob: float | None = None
+    bytes: list[int] | None = None
+    top_logprobs: list[TopLogProb] | None = None
 

@@ -116,6 +116,13 @@ def test_id_to_piece(tok: Tokenizer):
     assert all(isinstance(tok.id_to_piece(i), str) for i in tok.encode("日本語 🦙"))
 
 
+def test_token_bytes(tok: Tokenizer):
+    ids = tok.encode("日本語 🦙")
+    assert [tok.token_bytes(i) for i in ids] == [b"\xe6\x97\xa5\xe6\x9c\xac", b"\xe8\xaa\x9e", b" \xf0\x9f", b"\xa6", b"\x99"]
+    assert tok.id_to_piece(ids[3]) == "\ufffd"  # the piece's text cannot say which byte it holds; its bytes can
+    assert (tok.token_bytes(1917), tok.token_bytes(128009)) == (b" world", b"<|eot_id|>")
+
+
 @pytest.mark.parametrize(
     ("text", "pieces"),
     [
@@ -189,6 +196,15 @@ def test_hf_tokenizer_json(tmp_path: Path):
     assert special[-1] == 2 and tok.decode(special) == "hello <|im_end|>"
     assert tok.encode("hello", bos=True, eos=True)[::len(tok.encode("hello")) + 1] == [1, 2]
     assert tok.id_to_piece(2) == "<|im_end|>"
+
+
+def test_hf_token_bytes(tmp_path: Path):
+    tok = Tokenizer.from_file(make_hf_tokenizer_json(tmp_path))
+    text = "hello wörld 日本"
+    ids = tok.encode(text)
+    pieces = [tok.token_bytes(i) for i in ids]
+    assert b"".join(pieces) == text.encode() and b"\xc3" in pieces  # byte-level: "ö" is two one-byte tokens here
+    assert tok.token_bytes(2) == b"<|im_end|>"
 
 
 def test_hf_tokenizer_config_names_bos_and_eos(tmp_path: Path):

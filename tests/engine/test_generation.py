@@ -3,13 +3,14 @@ stops, sampling, logprobs, and the pure sampling functions."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 
 from llama_core.engine.checkpoint import load_model, locate, read_shard
-from llama_core.engine.generation import Batch, apply_repetition_penalty, logits_to_probs, top_logprobs
+from llama_core.engine.generation import Batch, TokenResult, apply_repetition_penalty, logits_to_probs, token_logprobs
 from llama_core.engine.messages import GenParams
 from llama_core.errors import InvalidRequestError, UnavailableError
 from llama_core.types import StopReason
@@ -131,6 +132,65 @@ def test_logprobs(tiny) -> None:
         assert r.logprobs is not None and len(r.logprobs) == 5
         ids, values = list(r.logprobs), list(r.logprobs.values())
         assert ids[0] == expected and values == sorted(values, reverse=True) and values[0] < 0
+        assert r.logprob == values[0]  # greedy: the generated token is the likeliest
+    chosen_only = list(generate(tiny, PROMPT, GenParams(max_tokens=3, logprobs=0)))
+    assert [(r.logprob, r.logprobs) for r in chosen_only] == [(r.logprob, {}) for r in results]
+    assert all(r.logprob is None and r.logprobs is None for r in generate(tiny, PROMPT, GenParams(max_tokens=3)))
+
+
+def test_logprobs_equal_transformers_log_softmax(tiny, tiny_ckpt: Path) -> None:
+    # The independent reference: transformers' LlamaForCausalLM on the same weights, one full forward
+    # over prompt + sampled tokens, log_softmax at each position that predicted a generated token.
+    params = GenParams(max_tokens=8, temperature=1.0, seed=11, logprobs=3)
+    results = list(generate(tiny, PROMPT, params))
+    ids = [r.token for r in results]
+    reference = hf_model(tiny.args, read_shard(locate(tiny_ckpt).shards[0]))
+    with torch.inference_mode():
+        logits = reference(torch.tensor([PROMPT + ids])).logits[0, len(PROMPT) - 1 : -1].float()
+    logp = torch.log_softmax(logits, dim=-1)
+    torch.testing.assert_close(torch.tensor([r.logprob for r in results]), logp[torch.arange(len(ids)), ids], atol=2e-4, rtol=0)
+    top = torch.topk(logp, 3)
+    assert [list(r.logprobs) for r in results] == top.indices.tolist()
+    torch.testing.assert_close(torch.tensor([list(r.logprobs.values()) for r in results]), top.values, atol=2e-4, rtol=0)
+    assert ids != TINY_GREEDY[:8]  # sampled: some generated tokens are not the likeliest
+
+
+def counting_watch(stop_after: int) -> tuple[list[int], Callable[[int], bool]]:
+    """A stop watch that says `stop` once it has seen `stop_after` ids (records what it was fed)."""
+    fed: list[int] = []
+
+    def watch(token: int) -> bool:
+        fed.append(token)
+        return len(fed) >= stop_after
+
+    return fed, watch
+
+
+def test_a_stop_watch_ends_the_sequence_on_its_token(tiny) -> None:
+    batch = Batch(tiny)
+    fed, watch = counting_watch(5)
+    out = [batch.add("a", PROMPT, GenParams(max_tokens=20), stop_watch=watch)]
+    batch.add("b", HELLO, GenParams(max_tokens=20))
+    while "a" in batch:
+        out += [r for r in batch.step() if r.seq_id == "a"]
+    assert [r.token for r in out] == fed == TINY_GREEDY[:5]  # no step past the stop
+    assert [r.stop_reason for r in out] == [None] * 4 + [StopReason.end_of_turn]
+    assert [s.seq_id if s else None for s in batch.slots] == [None, "b", None, None]  # its slot is free
+    # A stop token comes first (the watch never sees it), max_tokens after the watch has had its say.
+    fed, watch = counting_watch(3)
+    results = list(generate_watched(tiny, PROMPT, GenParams(max_tokens=3, stop_tokens=frozenset({TINY_GREEDY[1]})), watch))
+    assert [r.token for r in results] == TINY_GREEDY[:2] and fed == TINY_GREEDY[:1]
+    fed, watch = counting_watch(3)
+    results = list(generate_watched(tiny, PROMPT, GenParams(max_tokens=3), watch))
+    assert results[-1].stop_reason is StopReason.end_of_turn and len(results) == 3
+
+
+def generate_watched(model, prompt: list[int], params: GenParams, watch: Callable[[int], bool]) -> list[TokenResult]:
+    batch = Batch(model)
+    out = [batch.add("solo", prompt, params, stop_watch=watch)]
+    while not out[-1].finished:
+        out += batch.step()
+    return out
 
 
 def test_repetition_penalty_changes_greedy(tiny) -> None:
@@ -157,11 +217,14 @@ def test_repetition_penalty_rule() -> None:
     assert apply_repetition_penalty(logits, torch.tensor([0]), 1.0) is logits
 
 
-def test_top_logprobs_pure() -> None:
-    lp = top_logprobs(torch.tensor([0.0, 3.0, 1.0, 0.0]), 2)
+def test_token_logprobs_pure() -> None:
+    logits = torch.tensor([0.0, 3.0, 1.0, 0.0])
+    chosen, lp = token_logprobs(logits, 3, 2)
     assert list(lp) == [1, 2]
-    expected = torch.log_softmax(torch.tensor([0.0, 3.0, 1.0, 0.0]), -1)[[1, 2]]
-    torch.testing.assert_close(torch.tensor(list(lp.values())), expected)
+    expected = torch.log_softmax(logits, -1)
+    torch.testing.assert_close(torch.tensor(list(lp.values())), expected[[1, 2]])
+    assert chosen == float(expected[3])
+    assert token_logprobs(logits, 0, 0) == (float(expected[0]), {})
 
 
 def test_chunked_prefill_gives_the_same_tokens(tiny, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,18 +9,22 @@ from typing import Any
 
 import pytest
 
+from llama_core.choices import choice_requests, choice_seed
 from llama_core.errors import InvalidRequestError, UnsupportedError
 from llama_core.types import (
     CompletionMessage,
+    LogProbConfig,
     SamplingParams,
     SamplingStrategy,
     StopReason,
     SystemMessage,
     TextContentItem,
+    TokenLogProbs,
     ToolCall,
     ToolDefinition,
     ToolParamDefinition,
     ToolResponseMessage,
+    TopLogProb,
     UserMessage,
 )
 from llama_core.types.inference import ToolChoice
@@ -95,7 +99,7 @@ def test_tools_and_tool_choice() -> None:
         pytest.param({"temperature": 0.7, "top_p": 0.9}, SamplingParams(strategy=SamplingStrategy.top_p, temperature=0.7, top_p=0.9), id="top-p"),
         pytest.param({"max_tokens": 5}, SamplingParams(max_tokens=5), id="max-tokens"),
         pytest.param({"max_tokens": 5, "max_completion_tokens": 7}, SamplingParams(max_tokens=7), id="max-completion-tokens-wins"),
-        pytest.param({"n": 1, "presence_penalty": 0, "logit_bias": {}, "response_format": {"type": "text"}}, SamplingParams(), id="harmless"),
+        pytest.param({"n": 3, "presence_penalty": 0, "logit_bias": {}, "response_format": {"type": "text"}}, SamplingParams(), id="harmless"),
     ],
 )  # fmt: skip
 def test_sampling(fields: dict[str, Any], sampling: SamplingParams) -> None:
@@ -105,11 +109,14 @@ def test_sampling(fields: dict[str, Any], sampling: SamplingParams) -> None:
 @pytest.mark.parametrize(
     ("fields", "error", "field"),
     [
-        pytest.param({"n": 2}, UnsupportedError, "n", id="n"),
+        pytest.param({"n": 0}, InvalidRequestError, "n", id="n-zero"),
+        pytest.param({"n": 129}, InvalidRequestError, "n", id="n-too-many"),
         pytest.param({"presence_penalty": 0.5}, UnsupportedError, "presence_penalty", id="presence"),
         pytest.param({"frequency_penalty": 0.5}, UnsupportedError, "frequency_penalty", id="frequency"),
         pytest.param({"logit_bias": {"1": 2.0}}, UnsupportedError, "logit_bias", id="logit-bias"),
-        pytest.param({"logprobs": True}, UnsupportedError, "logprobs", id="logprobs"),
+        pytest.param({"logprobs": True, "top_logprobs": 21}, InvalidRequestError, "top_logprobs", id="top-logprobs-too-many"),
+        pytest.param({"top_logprobs": 2}, InvalidRequestError, "top_logprobs", id="top-logprobs-without-logprobs"),
+        pytest.param({"logprobs": False, "top_logprobs": 2}, InvalidRequestError, "top_logprobs", id="top-logprobs-logprobs-false"),
         pytest.param({"response_format": {"type": "json_object"}}, UnsupportedError, "response_format", id="json-mode"),
         pytest.param({"stream_options": {"include_usage": True}}, UnsupportedError, "stream_options.include_usage", id="usage"),
         pytest.param({"temperature": 3}, InvalidRequestError, "temperature", id="temperature"),
@@ -129,11 +136,77 @@ def test_refusals_name_the_field(fields: dict[str, Any], error: type[Exception],
 def test_completion_request() -> None:
     req = decode_request(OpenAICompletionRequest, b'{"model": "m", "prompt": ["once"]}')
     ours = openai.completion_request(req)
-    assert (ours.content, ours.sampling_params.max_tokens) == ("once", 16)  # OpenAI's default max_tokens
-    for body, field in ((b'{"model": "m", "prompt": ["a", "b"]}', "prompt"), (b'{"model": "m", "prompt": "a", "suffix": "z"}', "suffix")):
+    assert (ours.content, ours.sampling_params.max_tokens, ours.logprobs) == ("once", 16, None)  # OpenAI's default max_tokens
+    req = decode_request(OpenAICompletionRequest, b'{"model": "m", "prompt": "once", "logprobs": 3}')
+    assert openai.completion_request(req).logprobs == LogProbConfig(top_k=3)
+    for body, field in (
+        (b'{"model": "m", "prompt": ["a", "b"]}', "prompt"),
+        (b'{"model": "m", "prompt": "a", "suffix": "z"}', "suffix"),
+        (b'{"model": "m", "prompt": "a", "logprobs": 0, "echo": true}', "echo"),  # the prompt's logprobs are not computed
+    ):
         with pytest.raises(UnsupportedError) as caught:
             openai.completion_request(decode_request(OpenAICompletionRequest, body))
         assert caught.value.field == field
+    with pytest.raises(InvalidRequestError) as invalid:
+        decode_request(OpenAICompletionRequest, b'{"model": "m", "prompt": "a", "logprobs": 21}')
+    assert invalid.value.field == "logprobs"
+
+
+def test_logprobs_map_to_ours() -> None:
+    assert openai.chat_request(chat()).logprobs is None
+    assert openai.chat_request(chat(logprobs=True)).logprobs == LogProbConfig(top_k=0)
+    assert openai.chat_request(chat(logprobs=True, top_logprobs=20)).logprobs == LogProbConfig(top_k=20)
+    assert openai.chat_request(chat(logprobs=False)).logprobs is None
+
+
+# Two steps as the engine reports them: "é" split over two byte tokens, then " ok".
+STEPS = [
+    TokenLogProbs(
+        logprobs_by_token={"\ufffd": -0.5, "a": -1.5}, token="\ufffd", logprob=-0.5, bytes=[195],
+        top_logprobs=[TopLogProb(token="\ufffd", logprob=-0.5, bytes=[195]), TopLogProb(token="a", logprob=-1.5, bytes=[97])],
+    ),
+    TokenLogProbs(
+        logprobs_by_token={"\ufffd": -0.25, "b": -2.0}, token="\ufffd", logprob=-0.25, bytes=[169],
+        top_logprobs=[TopLogProb(token="\ufffd", logprob=-0.25, bytes=[169]), TopLogProb(token="b", logprob=-2.0, bytes=[98])],
+    ),
+    TokenLogProbs(logprobs_by_token={" ok": -3.0, "!": -0.125}, token=" ok", logprob=-3.0, bytes=[32, 111, 107],
+                  top_logprobs=[TopLogProb(token="!", logprob=-0.125, bytes=[33])]),
+]  # fmt: skip
+
+
+def test_chat_logprobs_shape() -> None:
+    assert openai.chat_logprobs(None) is None
+    assert openai.chat_logprobs(STEPS[1:]) == {
+        "content": [
+            {"token": "\ufffd", "logprob": -0.25, "bytes": [169],
+             "top_logprobs": [{"token": "\ufffd", "logprob": -0.25, "bytes": [169]}, {"token": "b", "logprob": -2.0, "bytes": [98]}]},
+            {"token": " ok", "logprob": -3.0, "bytes": [32, 111, 107], "top_logprobs": [{"token": "!", "logprob": -0.125, "bytes": [33]}]},
+        ],
+        "refusal": None,
+    }  # fmt: skip
+    # The original wire's entries alone (another stack's answer): the generated token is the first key.
+    assert openai.chat_logprobs([TokenLogProbs(logprobs_by_token={"é": -0.5})])["content"] == [  # type: ignore[index]
+        {"token": "é", "logprob": -0.5, "bytes": [195, 169], "top_logprobs": []}
+    ]
+
+
+def test_completion_logprobs_shape() -> None:
+    assert openai.completion_logprobs(STEPS, offset=4) == {
+        "tokens": ["\ufffd", "\ufffd", " ok"],
+        "token_logprobs": [-0.5, -0.25, -3.0],
+        "top_logprobs": [{"\ufffd": -0.5, "a": -1.5}, {"\ufffd": -0.25, "b": -2.0}, {" ok": -3.0, "!": -0.125}],
+        "text_offset": [4, 5, 6],
+    }
+
+
+def test_choice_seeds_differ_and_repeat() -> None:
+    seeds = [choice_seed(7, i) for i in range(4)]
+    assert seeds[0] == 7 and len(set(seeds)) == 4 and seeds == [choice_seed(7, i) for i in range(4)]
+    assert all(-(2**63) <= choice_seed(s, i) < 2**63 for s in (-(2**63), 2**63 - 1) for i in range(1, 130))  # type: ignore[operator]
+    assert choice_seed(None, 3) is None
+    requests = choice_requests(openai.chat_request(chat(seed=7, temperature=1.0, n=3)), 3)
+    assert [r.sampling_params.seed for r in requests] == seeds[:3]
+    assert {r.sampling_params.temperature for r in requests} == {1.0}
 
 
 def test_stop_list() -> None:

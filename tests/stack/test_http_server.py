@@ -97,7 +97,7 @@ def test_openai_models_and_embeddings(oai: openai.OpenAI) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "exception", "param"),
     [
-        pytest.param({"n": 2}, openai.BadRequestError, "n", id="n"),
+        pytest.param({"n": 0}, openai.BadRequestError, "n", id="n"),
         pytest.param({"temperature": 5.0}, openai.BadRequestError, "temperature", id="temperature"),
         pytest.param({"messages": [{"role": "user", "content": 3}]}, openai.BadRequestError, "messages[0].content", id="content-type"),
         pytest.param({"model": "Llama-9"}, openai.NotFoundError, None, id="unknown-model"),

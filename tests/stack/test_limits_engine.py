@@ -2,8 +2,8 @@
 
 Over a real HTTP server (native and /v1) and the real stdio process (JSON-RPC): a seed the torch
 generator cannot take is a 400 / -32602 and the engine keeps serving; a stop sequence cuts the
-greedy text where it first appears and ends the engine's sequence there (fewer tokens generated,
-its batch slot freed); a prompt too long for the context in any tokenization is refused by its size.
+greedy text where it first appears and the workers end the engine's sequence on that token (fewer
+tokens generated, none past it, its batch slot freed); a prompt too long for the context in any tokenization is refused by its size.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import httpx
 import pytest
 from rpc.server import serving_spied
 
-from llama_core.engine.messages import Cancel
+from llama_core.engine.messages import Cancel, Submit, Tokens
 from llama_core.providers.inference.stops import cut_text
 from llama_core.stack import Stack
 
@@ -141,12 +141,22 @@ def test_a_stop_sequence_ends_the_engine_sequence_early(served: tuple[str, Any, 
     expected, found = cut_text(text, [stop])
     assert found and expected == text[: text.find(stop)]
 
-    before = len(sent)
-    body = httpx.post(url + "/inference/completion", json=completion([stop]), timeout=60).json()
+    before, received = len(sent), []
+    dispatch = group._dispatch
+    group._dispatch = lambda msg: (received.append(msg), dispatch(msg))[-1]  # what the workers send back
+    try:
+        body = httpx.post(url + "/inference/completion", json=completion([stop]), timeout=60).json()
+    finally:
+        group._dispatch = dispatch
     assert (body["content"], body["stop_reason"]) == (expected, "end_of_turn")
     # The same greedy tokens, but only up to the one that completed the stop: fewer than max_tokens.
-    assert 0 < len(body["logprobs"]) < MAX_TOKENS and body["logprobs"] == logprobs[: len(body["logprobs"])]
-    assert any(isinstance(m, Cancel) for m in sent[before:])  # the workers dropped the sequence
+    n = len(body["logprobs"])
+    assert 0 < n < MAX_TOKENS and body["logprobs"] == logprobs[:n]
+    # The workers themselves ended the sequence on that token: no step past it, nothing to cancel.
+    (submit,) = [m for m in sent[before:] if isinstance(m, Submit)]
+    assert submit.params.stop == (stop,) and not any(isinstance(m, Cancel) for m in sent[before:])
+    made = [out for m in received if isinstance(m, Tokens) for out in m.items if out.seq_id == submit.seq_id]
+    assert [out.stop_reason for out in made] == [None] * (n - 1) + ["end_of_turn"]
     assert group._inflight == {}
 
 
@@ -170,9 +180,11 @@ def test_a_stop_sequence_on_every_route(served: tuple[str, Any, list[Any]], stdi
     choices = [json.loads(line.removeprefix("data: "))["choices"][0] for line in lines if line.startswith("data: {")]
     assert ("".join(c["text"] for c in choices), choices[-1]["finish_reason"]) == (expected, "stop")
 
-    # JSON-RPC on the stdio process: the same engine, the same cut.
+    # JSON-RPC on the stdio process: the same engine, the same cut; and as an MCP tool there.
     answer = stdio.call("inference/completion", completion([stop]))["result"]
     assert (answer["content"], answer["stop_reason"]) == (expected, "end_of_turn")
+    tool = stdio.call("tools/call", {"name": "inference_completion", "arguments": completion([stop])})["result"]
+    assert tool["isError"] is False and tool["structuredContent"] == answer
     assert group._inflight == {}
 
 

@@ -42,10 +42,12 @@ from llama_core.types import (
     CompletionMessage,
     Content,
     Message,
+    LogProbConfig,
     SamplingParams,
     SamplingStrategy,
     StopReason,
     TokenLogProbs,
+    TopLogProb,
     UserMessage,
     content_text,
 )
@@ -105,8 +107,12 @@ def worker_spec(config: MetaReferenceInferenceConfig, ckpt_dir: Path, node_rank:
     )
 
 
-def gen_params(sp: SamplingParams, tokenizer: Tokenizer, logprobs: int = 0) -> GenParams:
-    """Our SamplingParams in the engine's terms; greedy unless a strategy with temperature > 0."""
+def gen_params(sp: SamplingParams, tokenizer: Tokenizer, logprobs: int | None = None) -> GenParams:
+    """Our SamplingParams in the engine's terms; greedy unless a strategy with temperature > 0.
+
+    `logprobs`: None for none, else each token's log-probability and the top `logprobs` ids'. The
+    stop sequences go to the engine, which ends the sequence on the token that completes one.
+    """
     temperature = 0.0 if sp.strategy == SamplingStrategy.greedy else sp.temperature
     stops = set(tokenizer.stop_tokens) | {tokenizer.eos_id}
     return GenParams(
@@ -117,6 +123,7 @@ def gen_params(sp: SamplingParams, tokenizer: Tokenizer, logprobs: int = 0) -> G
         seed=sp.seed,
         max_tokens=sp.max_tokens,
         logprobs=logprobs,
+        stop=tuple(sp.stop),
         stop_tokens=frozenset(stops),
         eom_tokens=frozenset({tokenizer.eom_id} if tokenizer.eom_id is not None else ()),
     )
@@ -329,9 +336,9 @@ class LocalModel:
         self._check_length(prompt, "content")
         return prompt
 
-    def gen_params(self, sp: SamplingParams, logprobs: Any = None) -> GenParams:
+    def gen_params(self, sp: SamplingParams, logprobs: LogProbConfig | None = None) -> GenParams:
         """The engine's sampling params, with this model's stop tokens."""
-        return gen_params(sp, self._tok, logprobs=max(logprobs.top_k, 1) if logprobs is not None else 0)
+        return gen_params(sp, self._tok, logprobs=logprobs.top_k if logprobs is not None else None)
 
     def _text(self, tokens: list[int], params: GenParams) -> str:
         """A raw completion's text: the generated tokens without the stop token."""
@@ -346,9 +353,22 @@ class LocalModel:
         return CompletionMessage(content=run.text, stop_reason=run.stop)
 
     def _logprobs(self, out: TokenOut) -> TokenLogProbs | None:
-        if out.logprobs is None:
+        """The engine's log-probabilities of one step: the generated token's and the top k's."""
+        if out.logprob is None or out.logprobs is None:
             return None
-        return TokenLogProbs(logprobs_by_token={self._tok.decode([t]): lp for t, lp in out.logprobs.items()})
+        tok = self._tok
+        top = [TopLogProb(token=tok.id_to_piece(t), logprob=lp, bytes=list(tok.token_bytes(t))) for t, lp in out.logprobs.items()]
+        text = tok.id_to_piece(out.token)
+        by_text = {text: out.logprob}
+        for t in top:
+            by_text.setdefault(t.token, t.logprob)  # tokens that read alike: the likeliest keeps the key
+        return TokenLogProbs(
+            logprobs_by_token=by_text,
+            token=text,
+            logprob=out.logprob,
+            bytes=list(tok.token_bytes(out.token)),
+            top_logprobs=top,
+        )
 
     async def _run(self, prompt: list[int], params: GenParams, stops: Sequence[str] = ()) -> Run:
         cutter = StopCutter(stops)
@@ -366,7 +386,7 @@ class LocalModel:
                     stop = StopReason(out.stop_reason)
         # Uncut, the text is decoded whole (a last character the stream still held is kept).
         text = "".join(pieces) if cutter.stopped else self._text(tokens, params)
-        return Run(tokens, text, stop, cutter.stopped, logprobs if params.logprobs else None)
+        return Run(tokens, text, stop, cutter.stopped, logprobs if params.logprobs is not None else None)
 
     async def _run_all(self, prompts: list[list[int]], params: GenParams, stops: Sequence[str] = ()) -> list[Run]:
         results: list[Any] = [None] * len(prompts)
@@ -387,13 +407,14 @@ class LocalModel:
     ) -> AsyncIterator[tuple[TokenOut, str]]:
         """Each generated token with the text it completes ('' for stop tokens).
 
-        With a `cutter`, the text goes through it (held back while it may be starting a stop
-        sequence), and the stream ends at the first stop sequence: that token comes with
-        stop_reason end_of_turn, and leaving the engine's sequence then frees its batch slot at once.
+        The text goes through `cutter` (default: one over `params.stop`), held back while it may
+        be starting a stop sequence, and the stream ends at the first stop sequence: the engine
+        ended the sequence on that very token (its batch slot is free), which comes with
+        stop_reason end_of_turn.
         """
         assert self.group is not None, "use `async with LocalModel(...)` first"
         decoder = IncrementalDecoder(self._tok)
-        cutter = cutter if cutter is not None else StopCutter(())
+        cutter = cutter if cutter is not None else StopCutter(params.stop)
         async with self.group.generate(prompt, params) as stream:
             async for out in stream:
                 text = "" if out.token in params.stop_tokens else cutter.push(decoder.push(out.token))
@@ -414,29 +435,35 @@ class LocalModel:
         pieces: list[str] = []
         stop = StopReason.out_of_tokens
         python_tag = self._tok.python_tag_id
+        pending: list[TokenLogProbs] = []  # of tokens whose text is not out yet: they go with the next piece
         async with contextlib.aclosing(self.token_stream(prompt, params, cutter)) as outs:
             async for out, text in outs:
                 tokens.append(out.token)
                 pieces.append(text)
+                if (lp := self._logprobs(out)) is not None:
+                    pending.append(lp)
                 if out.stop_reason is not None:
                     stop = StopReason(out.stop_reason)
                 if len(tokens) == 1 and python_tag is not None and out.token == python_tag:
                     yield chat.tool_call_started()
                 elif text:
-                    lp = self._logprobs(out)
-                    yield chat.text(text, [lp] if lp is not None else None)
+                    yield chat.text(text, pending or None)
+                    pending = []
         run = Run(tokens, "".join(pieces), stop, cutter.stopped, None)
-        for chunk in chat.finish(self._message(run)):
+        chunks = chat.finish(self._message(run))
+        chunks[-1].event.logprobs = pending or None  # the stop token's: every token's entry is in the stream once
+        for chunk in chunks:
             yield chunk
 
     async def _completion_stream(
         self, prompt: list[int], params: GenParams, stops: Sequence[str] = ()
     ) -> AsyncIterator[CompletionResponseStreamChunk]:
+        pending: list[TokenLogProbs] = []  # of tokens whose text is not out yet: they go with the next piece
         async with contextlib.aclosing(self.token_stream(prompt, params, StopCutter(stops))) as outs:
             async for out, text in outs:
-                lp = self._logprobs(out)
+                if (lp := self._logprobs(out)) is not None:
+                    pending.append(lp)
                 stop = StopReason(out.stop_reason) if out.stop_reason is not None else None
                 if text or stop is not None:
-                    yield CompletionResponseStreamChunk(
-                        delta=text, stop_reason=stop, logprobs=[lp] if lp is not None else None
-                    )
+                    yield CompletionResponseStreamChunk(delta=text, stop_reason=stop, logprobs=pending or None)
+                    pending = []

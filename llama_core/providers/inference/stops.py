@@ -9,8 +9,9 @@
         send(cutter.flush())           # the held-back tail, once no more text comes
 
 Every inference provider runs its output through this, so `stop` means the same whatever serves a
-request: meta-reference ends its engine sequence at the match (the batch slot is free at once);
-the remote vendors are sent `stop` too and are cut here all the same.
+request: meta-reference's worker ends the engine sequence on the token that completes a stop
+(StopWatch: the batch slot is free at once, no step is spent past it) and the provider cuts the
+text; the remote vendors are sent `stop` too and are cut here all the same.
 
 The cut is at the stop sequence that *ends* first, then the one that starts first: what an engine
 that checks after every token answers, so the result does not depend on how the text was split
@@ -23,6 +24,10 @@ costs time linear in its length, however it is split.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llama_core.tokenizer import Tokenizer
 
 
 def _partial(text: str, stop: str) -> int:
@@ -75,3 +80,20 @@ def cut_text(text: str, stops: Sequence[str]) -> tuple[str, bool]:
     cutter = StopCutter(stops)
     out = cutter.push(text)
     return (out, True) if cutter.stopped else (out + cutter.flush(), False)
+
+
+class StopWatch:
+    """Token ids in, whether their text holds a stop sequence yet: how the engine's worker ends a
+    sequence at a stop (generation.Batch), on the very token that completes it, so no step is spent
+    past it. Fed the ids the provider decodes (stop tokens aside), it matches where the provider's
+    own StopCutter over the same text cuts."""
+
+    def __init__(self, tokenizer: Tokenizer, stops: Sequence[str]) -> None:
+        from llama_core.providers.inference.detokenize import IncrementalDecoder
+
+        self.decoder = IncrementalDecoder(tokenizer)
+        self.cutter = StopCutter(stops)
+
+    def __call__(self, token: int) -> bool:
+        self.cutter.push(self.decoder.push(token))
+        return self.cutter.stopped
