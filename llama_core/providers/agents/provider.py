@@ -89,7 +89,10 @@ class MetaReferenceAgenticSystem:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.store = None
+        store, self.store = self.store, None
+        if store is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(store.close)  # waits for a call in progress
 
     async def _db(self, method: str, *args: Any) -> Any:
         if self.store is None:
