@@ -27,6 +27,7 @@ def site() -> Iterator[Site]:
         s.add("/download?id=7", b"x")
         s.add("/odd%20name!.txt", b"odd", "text/plain")
         s.add("/big.txt", b"x" * 100, "text/plain")
+        s.add("/latin.txt", "café".encode("latin-1"), "text/plain; charset=ISO-8859-1")
         yield s
 
 
@@ -59,6 +60,16 @@ async def test_attachments_become_named_files(site: Site, tmp_path: Path) -> Non
     # For retrieval, a fetched URL's bytes go as a data: URL (fetched once); inline text as sent.
     assert read[0].as_attachment(attachments[0]).content == URL(uri="data:text/csv;base64," + base64.b64encode(b"a,b\n1,2\n").decode())
     assert read[1].as_attachment(attachments[1]) is attachments[1]
+
+
+async def test_retrieval_reads_a_fetched_attachment_as_it_would_the_url(site: Site) -> None:
+    from llama_core.providers.memory.documents import document_text
+    from llama_core.types.memory import MemoryBankDocument
+
+    latin = Attachment(content=URL(uri=site.url("/latin.txt")), mime_type="text/plain")  # the charset is the server's
+    [file] = await files.read_attachments([latin])
+    again = file.as_attachment(latin)
+    assert await document_text(MemoryBankDocument(document_id="d", content=again.content, mime_type=again.mime_type)) == "café"
 
 
 async def test_unreadable_attachments_are_refused(site: Site, monkeypatch: pytest.MonkeyPatch) -> None:

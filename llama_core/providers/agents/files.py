@@ -44,18 +44,22 @@ _TAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 @dataclass(frozen=True, slots=True)
 class File:
-    """One attachment's bytes, its media type ("type/subtype; charset=..." or "") and its name."""
+    """One attachment's bytes, its media type ("type/subtype; charset=..." or ""), its name, and
+    the type its source declared (a server's Content-Type, a data: URL's; "" for inline text)."""
 
     name: str
     data: bytes
     mime_type: str
+    source_type: str = ""
 
     def as_attachment(self, original: Attachment) -> Attachment:
-        """The attachment for retrieval: inline text as sent, a URL's bytes as a data: URL (no second fetch)."""
+        """The attachment for retrieval: inline text as sent, a URL's bytes as a data: URL (no second
+        fetch) typed as its source was, so retrieval reads it as it would have read the URL."""
         if not isinstance(original.content, URL):
             return original
+        declared = self.source_type if "," not in self.source_type else ""  # a comma would end the data: URL's header
         encoded = base64.b64encode(self.data).decode()
-        return Attachment(content=URL(uri=f"data:{self.mime_type};base64,{encoded}"), mime_type=original.mime_type)
+        return Attachment(content=URL(uri=f"data:{declared};base64,{encoded}"), mime_type=original.mime_type)
 
 
 def _name(uri: str | None, kind: str) -> str:
@@ -79,10 +83,11 @@ async def _read(attachment: Attachment) -> File:
     scheme = urlsplit(uri).scheme.lower()
     if scheme == "data":
         data, declared = data_url(uri, MAX_BYTES)
-        return File(_name(None, kind or media_type(declared, "content.uri")[0]), data, attachment.mime_type or declared or "")
+        kind = kind or media_type(declared, "content.uri")[0]
+        return File(_name(None, kind), data, attachment.mime_type or declared or "", declared or "")
     if scheme in ("http", "https"):
         data, declared = await fetch_url(uri, MAX_BYTES, FETCH_TIMEOUT_S)
-        return File(_name(uri, kind), data, attachment.mime_type or declared or "")
+        return File(_name(uri, kind), data, attachment.mime_type or declared or "", declared or "")
     raise InvalidRequestError(f"An attachment's URL must be http(s) or data:, not {shown(scheme, 20)}:.", field="content.uri")
 
 
