@@ -27,6 +27,7 @@ def site() -> Iterator[Site]:
         s.add("/download?id=7", b"x")
         s.add("/odd%20name!.txt", b"odd", "text/plain")
         s.add("/big.txt", b"x" * 100, "text/plain")
+        s.add("/empty.txt", b"", "text/plain")
         s.add("/latin.txt", "café".encode("latin-1"), "text/plain; charset=ISO-8859-1")
         yield s
 
@@ -83,6 +84,15 @@ async def test_unreadable_attachments_are_refused(site: Site, monkeypatch: pytes
     )  # fmt: skip
     assert await refusal(Attachment(content="x", mime_type="not a type")) == (
         InvalidRequestError, "'not a type' is not a media type such as text/plain.", "attachments[1].mime_type"
+    )  # fmt: skip
+    assert await refusal(Attachment(content=" \n", mime_type="text/plain")) == (
+        InvalidRequestError, "The attachment has no text.", "attachments[1].content"
+    )  # fmt: skip
+    assert await refusal(Attachment(content=URL(uri="data:text/plain,"), mime_type="text/plain")) == (
+        InvalidRequestError, "The attachment's data: URL holds no data.", "attachments[1].content.uri"
+    )  # fmt: skip
+    assert await refusal(Attachment(content=URL(uri=site.url("/empty.txt") + "?sig=secret"), mime_type="")) == (
+        InvalidRequestError, f"The attachment at {site.url('/empty.txt')}?… is empty.", "attachments[1].content.uri"
     )  # fmt: skip
     monkeypatch.setattr(files, "MAX_BYTES", 99)
     assert await refusal(Attachment(content=URL(uri=site.url("/big.txt")), mime_type="")) == (

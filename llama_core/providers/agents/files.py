@@ -33,6 +33,7 @@ from urllib.parse import unquote, urlsplit
 from llama_core.errors import InvalidRequestError, PayloadTooLargeError, shown
 from llama_core.providers.agents.sandbox import SCRATCH_MOUNT
 from llama_core.providers.memory.documents import data_url, fetch_url, media_type
+from llama_core.redact import redact
 from llama_core.types.agents import Attachment
 from llama_core.types.common import URL, content_text
 from llama_core.types.messages import BuiltinTool, ToolResponseMessage
@@ -75,7 +76,10 @@ async def _read(attachment: Attachment) -> File:
     """One attachment's File; errors' fields relative to the attachment."""
     kind, _ = media_type(attachment.mime_type)
     if not isinstance(attachment.content, URL):
-        data = content_text(attachment.content).encode()
+        text = content_text(attachment.content)
+        if not text.strip():
+            raise InvalidRequestError("The attachment has no text.", field="content")
+        data = text.encode()
         if len(data) > MAX_BYTES:
             raise PayloadTooLargeError(f"An attachment has more than {MAX_BYTES // 2**20} MiB of text.")
         return File(_name(None, kind), data, attachment.mime_type)
@@ -83,10 +87,14 @@ async def _read(attachment: Attachment) -> File:
     scheme = urlsplit(uri).scheme.lower()
     if scheme == "data":
         data, declared = data_url(uri, MAX_BYTES)
+        if not data:
+            raise InvalidRequestError("The attachment's data: URL holds no data.", field="content.uri")
         kind = kind or media_type(declared, "content.uri")[0]
         return File(_name(None, kind), data, attachment.mime_type or declared or "", declared or "")
     if scheme in ("http", "https"):
         data, declared = await fetch_url(uri, MAX_BYTES, FETCH_TIMEOUT_S)
+        if not data:
+            raise InvalidRequestError(f"The attachment at {shown(redact(uri), 120)} is empty.", field="content.uri")
         return File(_name(uri, kind), data, attachment.mime_type or declared or "", declared or "")
     raise InvalidRequestError(f"An attachment's URL must be http(s) or data:, not {shown(scheme, 20)}:.", field="content.uri")
 

@@ -38,9 +38,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 import anyio.to_thread
+import msgspec
 
 from llama_core.providers.agents import files, rag, shields
 from llama_core.providers.agents.query import generate_query
