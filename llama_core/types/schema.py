@@ -14,6 +14,7 @@ import msgspec
 
 from llama_core.errors import InvalidRequestError, shown
 from llama_core.types._base import Base
+from llama_core.types.common import URL_PATTERN
 
 T = TypeVar("T", bound=Base)
 
@@ -71,6 +72,9 @@ _AT_PATH = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>.*)`)?$", re.DOTALL)
 _NAMED_FIELD = re.compile(r"^Object (?P<kind>contains unknown|missing required) field `(?P<name>.*)`$", re.DOTALL)
 _QUOTED = re.compile(r"^(?P<head>Invalid (?:enum )?value )'(?P<value>.*)'$", re.DOTALL)  # the input's own value
 _WRAPPER_SIGN = "Object contains unknown field `request`"
+_REGEX = re.compile(r"^Expected `str` matching regex '(?P<pattern>.*)'$", re.DOTALL)
+# What each pattern of our types asks for, in words: a regex is no message for a user.
+_PATTERN_WORDS = {URL_PATTERN: "a URL that starts with http://, https://, file:// or data:"}
 
 # Deeper JSON is refused before it is decoded: msgspec decodes (and skips, and encodes) nested
 # values recursively, and ~1,000 levels raise RecursionError, in a server's every transport.
@@ -162,6 +166,9 @@ def _invalid(error: msgspec.ValidationError) -> InvalidRequestError:
     quoted = _QUOTED.match(what)
     if quoted:
         what = f"{quoted['head']}'{shown(quoted['value'])}'"
+    regex = _REGEX.match(what)
+    if regex:
+        what = f"Expected {_PATTERN_WORDS.get(regex['pattern'], 'text of another form')}"
     if path:
         return InvalidRequestError(f"Invalid `{path}`: {what}", field=path)
     return InvalidRequestError(f"Invalid request: {what}")

@@ -1,4 +1,4 @@
-"""A tiny tool-using Llama 3: the tiny Llama 3 (real tokenizer) trained for seconds on six lessons.
+"""A tiny tool-using Llama 3: the tiny Llama 3 (real tokenizer) trained for seconds on eight lessons.
 
 Each lesson is a prompt exactly as meta-reference encodes the agent's inference request
 (prepare_messages for the served model's family, then the Llama 3 chat format) and the answer the
@@ -10,6 +10,10 @@ model must give greedily:
     custom-2:    ... + that call + the client's ToolResponseMessage "-100" -> BOILING_ANSWER + <|eot_id|>
     code:        "What is 6 times 7?" + code_interpreter -> <|python_tag|>print(6 * 7)<|eom_id|>
     code-2:      ... + that call + the sandbox's result (CODE_RESULT) -> CODE_ANSWER + <|eot_id|>
+    file:        FILE_QUESTION + the ipython message naming an attached file + code_interpreter
+                 -> <|python_tag|>FILE_CODE<|eom_id|> (the code opens the file)
+    query:       the llm query generator's prompt (QUERY_TEMPLATE rendered over QUERY_QUESTION), no
+                 system message, no tools -> QUERY_ANSWER + <|eot_id|>
 
 Training runs on transformers' LlamaForCausalLM (tests/engine/hf_reference.py) and stops once every
 answer token beats the runner-up by MARGIN logits; the weights go back to the Meta layout.
@@ -54,6 +58,16 @@ CODE = "print(6 * 7)"
 CODE_RESULT = "completed\n[stdout]42\n[/stdout]"  # what sandbox.run_code answers for CODE
 CODE_ANSWER = "6 times 7 is 42."
 
+FILE_QUESTION = "What does the attached file say?"
+FILE_NAME = "castle.txt"
+FILE_MESSAGE = f'# There is a file accessible to you at "/tmp/scratch/{FILE_NAME}"\n'  # files.files_message
+FILE_CODE = f'print(open("/tmp/scratch/{FILE_NAME}").read())'
+
+QUERY_QUESTION = "When can I get in?"
+QUERY_TEMPLATE = "Write a search query for: {% for m in messages %}{{ m.content }}{% endfor %}"
+QUERY_PROMPT = f"Write a search query for: {QUERY_QUESTION}"  # QUERY_TEMPLATE rendered over the one message
+QUERY_ANSWER = "castle gate"
+
 MARGIN = 6.0
 MAX_STEPS = 600
 
@@ -84,6 +98,11 @@ def code_dialogs() -> tuple[list[Message], list[Message]]:
     return first, [*first, asked, result]
 
 
+def file_dialog() -> list[Message]:
+    file_message = ToolResponseMessage(call_id="", tool_name="code_interpreter", content=FILE_MESSAGE)
+    return [SystemMessage(content=INSTRUCTIONS), UserMessage(content=FILE_QUESTION), file_message]
+
+
 def lessons(tokenizer: Any) -> list[tuple[list[int], list[int]]]:
     """(prompt ids as meta-reference encodes them, answer ids) of each lesson."""
     from llama_core.prompt.chat_format import ChatFormat
@@ -110,6 +129,8 @@ def lessons(tokenizer: Any) -> list[tuple[list[int], list[int]]]:
         (prompt(c2, [BOILING_TOOL], py), [*tokenizer.encode(BOILING_ANSWER), tokenizer.eot_id]),
         (prompt(p1, code, ToolPromptFormat.json), [tokenizer.python_tag_id, *tokenizer.encode(CODE), tokenizer.eom_id]),
         (prompt(p2, code, ToolPromptFormat.json), [*tokenizer.encode(CODE_ANSWER), tokenizer.eot_id]),
+        (prompt(file_dialog(), code, ToolPromptFormat.json), [tokenizer.python_tag_id, *tokenizer.encode(FILE_CODE), tokenizer.eom_id]),
+        (prompt([UserMessage(content=QUERY_PROMPT)], [], py), [*tokenizer.encode(QUERY_ANSWER), tokenizer.eot_id]),
     ]
 
 

@@ -71,7 +71,11 @@ def test_unknown_ids_are_404s(agent_url: str) -> None:
         ({**PLAIN, "tools": [{"type": "memory", "memory_bank_configs": [{"type": "vector", "bank_id": "nope"}]}]},
          404, "Unknown memory bank 'nope' (agent_config.tools[0].memory_bank_configs[0]).", None),
         ({**PLAIN, "tools": [{"type": "memory", "query_generator_config": {"type": "custom"}}]},
-         400, "The memory tool's query generator 'custom' is not supported; use 'default'.", "agent_config.tools[0].query_generator_config"),
+         400, "The memory tool's query generator 'custom' is not supported: use 'default' (the messages' text) "
+              "or 'llm' (a model writes the query from a template).", "agent_config.tools[0].query_generator_config"),
+        ({**PLAIN, "tools": [{"type": "memory", "query_generator_config": {"type": "llm", "model": MODEL, "template": "{% for m in %}"}}]},
+         400, "The template does not parse: Expected an expression, got 'end of statement block' (line 1).",
+         "agent_config.tools[0].query_generator_config.template"),
     ],
 )  # fmt: skip
 def test_configs_it_cannot_run_are_refused(agent_url: str, config: dict, status: int, message: str, field: str | None) -> None:

@@ -110,6 +110,7 @@ def test_pinned_schema_of_embeddings_request() -> None:
                         },
                     ]
                 },
+                "minItems": 1,
                 "maxItems": 2048,
             },
         },

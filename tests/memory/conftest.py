@@ -22,8 +22,9 @@ def memory_stack(storage: Path, **config: Any) -> Stack:
 class Client:
     """httpx against one server; each call returns (status, JSON body)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, storage: Path | None = None) -> None:
         self.http = httpx.Client(base_url=url, timeout=120)
+        self.storage = storage  # the banks' folder, when the test may look
 
     def post(self, route: str, body: Any) -> tuple[int, Any]:
         r = self.http.post("/" + route, json=body)
@@ -59,8 +60,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
 
     from llama_rpc.http import create_app
 
-    stack = memory_stack(tmp_path_factory.mktemp("banks"), max_document_chars=5000)
+    storage = tmp_path_factory.mktemp("banks")
+    stack = memory_stack(storage, max_document_chars=5000)
     with running_server(lambda: create_app(stack), timeout=120, stack=stack) as url:
-        client = Client(url)
+        client = Client(url, storage)
         yield client
         client.http.close()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from llama_core import embedding
-from llama_core.errors import InvalidRequestError
+from llama_core.errors import NotFoundError
 
 pytestmark = pytest.mark.anyio
 
@@ -50,7 +50,7 @@ async def test_unknown_model_names_the_available(tmp_path, monkeypatch):
     monkeypatch.setenv("LLAMA_STACK_CONFIG_DIR", str(tmp_path))
     (tmp_path / "checkpoints" / "my-minilm").mkdir(parents=True)
     (tmp_path / "checkpoints" / "my-minilm" / "modules.json").write_text("[]")
-    with pytest.raises(InvalidRequestError) as e:
+    with pytest.raises(NotFoundError) as e:
         await embedding.embedder("all-MiniLM-L6")
     assert e.value.message == (
         "Unknown embedding model 'all-MiniLM-L6'. Did you mean 'all-MiniLM-L6-v2'? Available: all-MiniLM-L6-v2, "

@@ -106,11 +106,42 @@ def test_keyword_bank_ranks_by_bm25(served: Client) -> None:
 
 def test_keyvalue_bank_answers_the_document_named_by_the_query(served: Client) -> None:
     bank_id = served.create({"type": "keyvalue"})
-    served.insert(bank_id, {"greeting": "hello there", "empty": ""})
+    served.insert(bank_id, {"greeting": "hello there", "other": "general kenobi"})
     status, body = served.post("memory_bank/query", {"bank_id": bank_id, "query": "greeting"})
     assert (status, body) == (200, {"chunks": [{"content": "hello there", "token_count": 2, "document_id": "greeting"}], "scores": [1.0]})
     assert served.query(bank_id, "Greeting") == ([], [])  # exact: case matters
-    assert served.query(bank_id, "empty") == (["empty"], [1.0])
+    assert served.query(bank_id, "other") == (["other"], [1.0])
+
+
+@pytest.mark.parametrize("kind", ["vector", "keyword", "keyvalue"])
+def test_empty_inserts_and_documents_without_text_are_400_and_store_nothing(served: Client, kind: str) -> None:
+    bank_id = served.create(VECTOR if kind == "vector" else {"type": kind})
+    for route in ("memory_bank/insert", "memory_bank/update"):
+        assert served.post(route, {"bank_id": bank_id, "documents": []}) == error(
+            400, "invalid_request", "`documents` is empty: send at least one document.", "documents"
+        )
+    blank_html = {"uri": "data:text/html,%3Cp%3E%20%3C/p%3E%3Cscript%3Ex()%3C/script%3E"}
+    for content in ["", " \n\t", [{"type": "text", "text": " "}], blank_html]:
+        documents = [{"document_id": "full", "content": "some text"}, {"document_id": "e", "content": content}]
+        assert served.post("memory_bank/insert", {"bank_id": bank_id, "documents": documents}) == error(
+            400, "invalid_request", "Document 'e' has no text.", "documents[1].content"
+        )
+    assert served.get("memory_bank/documents/get", bank_id=bank_id, document_ids=["full"])[0] == 404  # all or nothing
+
+
+def test_document_ids_with_slashes_and_dots_are_keys_never_paths(served: Client) -> None:
+    bank_id = served.create({"type": "keyvalue"})
+    ids = ["../../escape", "a/b", "/etc/passwd", "..", "."]
+    assert served.storage is not None
+    before = sorted(served.storage.parent.rglob("*"))
+    served.insert(bank_id, {d: f"value of {d}" for d in ids})
+    assert sorted(served.storage.parent.rglob("*")) == before  # no file or folder was made for them
+    for d in ids:
+        assert served.query(bank_id, d) == ([d], [1.0])
+    status, docs = served.get("memory_bank/documents/get", bank_id=bank_id, document_ids=ids)
+    assert (status, [x["content"] for x in docs]) == (200, [f"value of {d}" for d in ids])
+    assert served.delete("memory_bank/documents/delete", {"bank_id": bank_id, "document_ids": ids}) == (200, None)
+    assert served.query(bank_id, "a/b") == ([], [])
 
 
 def test_interleaved_content_is_joined(served: Client) -> None:
@@ -172,6 +203,10 @@ def test_bad_documents(served: Client) -> None:
         400, "invalid_request", "Invalid document id '': 1 to 256 characters, no control characters.", "documents[0].document_id"
     )
     assert insert({"document_id": "a\nb", "content": "x"})[0] == 400
+    assert insert({"document_id": "f", "content": {"uri": "ftp://example.com/a.txt"}}) == error(  # in words, not a regex
+        400, "invalid_request", "Invalid `documents[0].content.uri`: Expected a URL that starts with http://, https://, file:// or data:",
+        "documents[0].content.uri",
+    )
     assert insert({"document_id": "big", "content": "x" * 5001}) == error(
         413, "payload_too_large", "Document 'big' has 5001 characters of text; a document holds at most 5000."
     )
@@ -202,11 +237,11 @@ BAD_CONFIGS = [
 
 
 @pytest.mark.parametrize(("body", "want"), BAD_CONFIGS)
-def test_bad_bank_configs_are_400_and_create_nothing(served: Client, body: dict, want: tuple | None) -> None:
+def test_bad_bank_configs_are_refused_and_create_nothing(served: Client, body: dict, want: tuple | None) -> None:
     before = served.get("memory_banks/list")[1]
     status, answer = served.post("memory_banks/create", body)
     if want is None:  # the message lists this machine's models: its start is pinned
-        assert status == 400 and answer["error"]["field"] == "embedding_model"
+        assert (status, answer["error"]["type"], answer["error"].get("field")) == (404, "not_found", None)  # as on /inference/embeddings
         assert answer["error"]["message"].startswith("Unknown embedding model 'all-MiniLM-L6'. Did you mean 'all-MiniLM-L6-v2'? Available: all-MiniLM-L6-v2")
     else:
         assert (status, answer) == want

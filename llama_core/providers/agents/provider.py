@@ -16,9 +16,10 @@ without that API is a 501 naming it, before anything changes; plain turns work w
 
 Errors (all before a turn starts, so a stream never opens on a bad request): a malformed id 400, an
 unknown agent, session, turn, step or bank 404; a config this provider cannot run (two tools of
-one kind, a function named like a builtin, max_infer_iters out of range, a query generator other
-than `default`, code_interpreter without bubblewrap) 400. Turns of one session run one at a time,
-in arrival order (the second sees the first's messages).
+one kind, a function named like a builtin, max_infer_iters out of range, the `custom` query
+generator or an `llm` one whose template does not parse, code_interpreter without bubblewrap) 400;
+an attachment that cannot be read (a file:// URL, a fetch that fails) 400, one past 16 MiB 413.
+Turns of one session run one at a time, in arrival order (the second sees the first's messages).
 """
 
 from __future__ import annotations
@@ -34,10 +35,10 @@ import msgspec
 from llama_core.config import AgenticSystemConfig
 from llama_core.errors import InvalidRequestError, LlamaError, NotConfiguredError, NotFoundError, UnsupportedError, shown
 from llama_core.paths import config_dir
-from llama_core.providers.agents import rag, sandbox
+from llama_core.providers.agents import files, query, rag, sandbox
 from llama_core.providers.agents.store import AgentStore, check_id
 from llama_core.providers.agents.tools import ToolContext
-from llama_core.providers.agents.turn import TurnInput, TurnRun, kind, memory_tool
+from llama_core.providers.agents.turn import TurnInput, TurnRun, attachments_to_bank, has_code_interpreter, kind, memory_tool
 from llama_core.types.agents import (
     AgentConfig,
     AgenticSystemCreateRequest,
@@ -56,8 +57,8 @@ from llama_core.types.agents import (
     AgenticSystemTurnResponseEvent,
     AgenticSystemTurnResponseStreamChunk,
     AgenticSystemTurnResponseTurnCompletePayload,
+    Attachment,
     CodeInterpreterToolDefinition,
-    DefaultMemoryQueryGeneratorConfig,
     FunctionCallToolDefinition,
     Session,
     Turn,
@@ -89,7 +90,10 @@ class MetaReferenceAgenticSystem:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        self.store = None
+        store, self.store = self.store, None
+        if store is not None:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(store.close)  # waits for a call in progress
 
     async def _db(self, method: str, *args: Any) -> Any:
         if self.store is None:
@@ -134,11 +138,7 @@ class MetaReferenceAgenticSystem:
         tool = memory_tool(config)
         if tool is not None:
             where = f"{field}.tools[{config.tools.index(tool)}]"
-            if not isinstance(tool.query_generator_config, DefaultMemoryQueryGeneratorConfig):
-                raise UnsupportedError(
-                    f"The memory tool's query generator '{kind(tool.query_generator_config)}' is not supported; use 'default'.",
-                    field=f"{where}.query_generator_config",
-                )
+            query.check_generator(tool.query_generator_config, f"{where}.query_generator_config")
             if tool.max_chunks < 1 or tool.max_tokens_in_context < 1:
                 raise InvalidRequestError("max_chunks and max_tokens_in_context must be at least 1.", field=where)
             self._need("memory", f"The memory tool ({where})")
@@ -227,9 +227,13 @@ class MetaReferenceAgenticSystem:
         config = msgspec.structs.replace(agent, **overrides)
         if overrides:
             await self._check_config(config, "request")
-        if request.attachments:
+        to_bank = bool(request.attachments) and attachments_to_bank(config)
+        if to_bank:
             self._need("memory", "A turn's attachments")
-        events = self._turn_events(request, config)
+        read = await files.read_attachments(request.attachments or [])  # 400/413 before the stream opens
+        turn_files = read if has_code_interpreter(config) else []
+        to_bank_attachments = [f.as_attachment(a) for f, a in zip(read, request.attachments or [], strict=True)] if to_bank else []
+        events = self._turn_events(request, config, to_bank_attachments, turn_files)
         if request.stream:
             return self._chunks(events)
         async with _closing(events):
@@ -243,7 +247,10 @@ class MetaReferenceAgenticSystem:
             async for payload in events:
                 yield AgenticSystemTurnResponseStreamChunk(event=AgenticSystemTurnResponseEvent(payload=payload))
 
-    async def _turn_events(self, request: AgenticSystemTurnCreateRequest, config: AgentConfig) -> AsyncIterator[Any]:
+    async def _turn_events(
+        self, request: AgenticSystemTurnCreateRequest, config: AgentConfig,
+        attachments: list[Attachment], turn_files: list[files.File],
+    ) -> AsyncIterator[Any]:  # fmt: skip
         # One turn per session at a time: the next one waits, then sees this one in its history.
         lock = self._locks.setdefault(request.session_id, anyio.Lock())
         async with lock:
@@ -252,13 +259,13 @@ class MetaReferenceAgenticSystem:
             if attached:
                 self._need("memory", "The session's attached memory banks")
             bank = session.memory_bank
-            if request.attachments and bank is None:
+            if attachments and bank is None:
                 bank = await rag.create_session_bank(self.stack, session.session_id)
                 await self._db("set_session_bank", request.agent_id, session.session_id, bank)
             run = TurnRun(
                 TurnInput(
                     stack=self.stack, agent_id=request.agent_id, session_id=session.session_id, config=config,
-                    messages=request.messages, attachments=request.attachments or [], earlier=session.turns,
+                    messages=request.messages, attachments=attachments, files=turn_files, earlier=session.turns,
                     session_bank=bank, attached=attached,
                     tools=ToolContext(self.config, self.root / "scratch" / session.session_id),
                 )

@@ -2,11 +2,12 @@
 
     verdict = await check(stack, messages, shields)
     verdict.violation   the first RAISE shield's violating response (the turn ends with its message), or None
-    verdict.response    what the shield_call step records: that violation, else the first violation
-                        that was only warned about or ignored, else a clean response of the first shield
+    verdict.response    what the shield_call step records: that violation, else a clean response
+                        (`is_violation` false) of the first shield, as the reference's placeholder
 
-WARN logs the violation and goes on; IGNORE goes on silently. A violating response without a message
-ends the turn with DEFAULT_MESSAGE.
+WARN logs the violation and goes on; IGNORE goes on silently: neither shows in the step, since a
+violating response there means the turn ended on it (later turns see its message as the
+assistant's reply). A violating response without a message ends the turn with DEFAULT_MESSAGE.
 """
 
 from __future__ import annotations
@@ -37,15 +38,13 @@ class Verdict:
 async def check(stack: Any, messages: list[Message], shields: list[ShieldDefinition]) -> Verdict:
     """Every shield's verdict on `messages` (they run concurrently, in the safety provider)."""
     result = await stack.api("safety").run_shields(RunShieldsRequest(messages=messages, shields=shields))
-    raised = warned = None
+    raised = None
     for shield, response in zip(shields, result.responses, strict=True):
         if not response.is_violation:
             continue
         if shield.on_violation_action == OnViolationAction.RAISE:
             raised = raised or response
-        else:
-            if shield.on_violation_action == OnViolationAction.WARN:
-                log.warning("shield %s found a violation (%s); going on", response.shield_type, response.violation_type)
-            warned = warned or response
+        elif shield.on_violation_action == OnViolationAction.WARN:
+            log.warning("shield %s found a violation (%s); going on", response.shield_type, response.violation_type)
     clean = ShieldResponse(shield_type=shields[0].shield_type, is_violation=False)
-    return Verdict(response=raised or warned or clean, violation=raised)
+    return Verdict(response=raised or clean, violation=raised)

@@ -11,8 +11,10 @@ finished turns are stored: a turn that fails midway leaves the session as it was
 
 Ids are uuid4s that we make; an id a client sends is checked against that shape before any query
 (a 400 naming the field), and an unknown one is a 404. Every method blocks: the provider calls
-them in worker threads (`anyio.to_thread`); each call opens its own connection, so calls from any
-number of threads never share one.
+them in worker threads (`anyio.to_thread`). The store holds one connection for its life (WAL,
+synchronous=NORMAL: a commit survives the process being killed at any moment) and a lock that
+each method holds for its whole use of it, so calls from any number of threads never interleave
+inside one transaction. `close()` closes it; the provider closes it on leaving.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import re
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -83,19 +86,33 @@ class AgentStore:
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.path = root / DB_NAME
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        # check_same_thread=False: any worker thread may use it, one at a time under self._lock.
+        self._db: sqlite3.Connection | None = sqlite3.connect(
+            self.path, timeout=30, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a process crash
+            self._db.execute("PRAGMA foreign_keys=ON")
+            self._db.executescript(_SCHEMA)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the connection (waiting for a call in progress); later calls raise sqlite3.ProgrammingError."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        try:
-            db.execute("PRAGMA foreign_keys=ON")
-            db.execute("PRAGMA synchronous=NORMAL")  # WAL: a commit survives a process crash
-            yield db
-        finally:
-            db.close()
+        with self._lock:
+            if self._db is None:
+                raise sqlite3.ProgrammingError("The agent store is closed.")
+            yield self._db
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

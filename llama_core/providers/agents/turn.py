@@ -3,17 +3,29 @@
     turn_start
     1. input shields          shield_call step (touchpoint "user-input"); a RAISE violation ends the
                               turn with the violation message
-    2. memory retrieval       attachments inserted into the session's bank; the memory tool's banks,
-                              the attached banks and the session bank queried; the context set on the
-                              last user message (memory_retrieval step)
+    2. memory retrieval       attachments inserted into the session's bank; the query generated
+                              (query.py); the memory tool's banks, the attached banks and the session
+                              bank queried; the context set on the last user message
+                              (memory_retrieval step)
+       attachments as files   with code_interpreter: the attachments written into the session's
+                              scratch folder and an ipython message telling their paths appended
+                              (files.py); they then go to retrieval only if a memory tool is set too
     3. inference and tools    inference step (text and tool-call deltas); builtin calls run in a
                               tool_execution step (tool-call and tool-response deltas) and the loop
                               goes on; it stops when no call is left, when a custom (function_call)
                               call is made (it goes back to the client, which answers with a
-                              ToolResponseMessage in a new turn), or after max_infer_iters inferences
+                              ToolResponseMessage in a new turn), when an answer runs out of tokens,
+                              or after max_infer_iters inferences.
+                              A tool's own shields run on its call (input) and on its result
+                              (output): a shield_call step (touchpoint "tool") follows the
+                              tool_execution step; a RAISE violation withholds the result (the step
+                              records the violation message instead) and ends the turn with it
     4. output shields         shield_call step (touchpoint "assistant-output") on the conversation
                               with the answer; a RAISE violation replaces the answer
     turn_complete {turn}
+
+A shield_call step comes for each phase that has shields, violation or not (then its response is
+a clean one of the first shield: `is_violation` false), as a step_start and a step_complete.
 
 The model sees: the agent's instructions as the system prompt, the session's earlier turns
 (`history`), then this turn's messages. Nothing is stored here: the provider stores the Turn of
@@ -26,9 +38,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio.to_thread
 import msgspec
 
-from llama_core.providers.agents import rag, shields
+from llama_core.providers.agents import files, rag, shields
+from llama_core.providers.agents.query import generate_query
 from llama_core.providers.agents.store import new_id, now
 from llama_core.providers.agents.tools import ToolContext, run_tool
 from llama_core.types.agents import (
@@ -41,7 +55,7 @@ from llama_core.types.agents import (
     AgenticSystemTurnResponseTurnCompletePayload,
     AgenticSystemTurnResponseTurnStartPayload,
     Attachment,
-    DefaultMemoryQueryGeneratorConfig,
+    CodeInterpreterToolDefinition,
     FunctionCallToolDefinition,
     InferenceStep,
     MemoryRetrievalStep,
@@ -52,7 +66,7 @@ from llama_core.types.agents import (
     ToolExecutionStep,
     Turn,
 )
-from llama_core.types.common import StopReason, content_text
+from llama_core.types.common import StopReason
 from llama_core.types.folds import fold_chat
 from llama_core.types.inference import (
     ChatCompletionRequest,
@@ -115,6 +129,16 @@ def memory_tool(config: AgentConfig) -> MemoryToolDefinition | None:
     return next((t for t in config.tools if isinstance(t, MemoryToolDefinition)), None)
 
 
+def has_code_interpreter(config: AgentConfig) -> bool:
+    return any(isinstance(t, CodeInterpreterToolDefinition) for t in config.tools)
+
+
+def attachments_to_bank(config: AgentConfig) -> bool:
+    """Whether a turn's attachments go to retrieval: always, but with code_interpreter only if a
+    memory tool is set too (the interpreter gets them as files; the reference's later rule)."""
+    return not has_code_interpreter(config) or memory_tool(config) is not None
+
+
 @dataclass(slots=True, kw_only=True)
 class TurnInput:
     """Everything one turn needs, loaded by the provider."""
@@ -124,7 +148,8 @@ class TurnInput:
     session_id: str
     config: AgentConfig  # the agent's, with this turn's overrides
     messages: list[UserMessage | ToolResponseMessage]
-    attachments: list[Attachment]
+    attachments: list[Attachment]  # for retrieval (inserted into the session bank)
+    files: list[files.File]  # for the code interpreter (written into the scratch folder)
     earlier: list[Turn]
     session_bank: MemoryBank | None  # created by the provider when attachments arrive
     attached: list[str]  # bank ids attached to the session
@@ -139,6 +164,7 @@ class TurnRun:
     turn_id: str = field(default_factory=new_id)
     steps: list[Step] = field(default_factory=list)
     output_attachments: list[Attachment] = field(default_factory=list)
+    _violation: CompletionMessage | None = None  # set by a RAISE violation: the turn's answer
 
     async def events(self) -> AsyncIterator[Payload]:
         t = self.t
@@ -153,13 +179,16 @@ class TurnRun:
             output = self._violation
         if output is None:
             if t.attachments or memory_tool(t.config) or t.attached:
-                async for event in self._memory_step(inputs):
+                async for event in self._memory_step(earlier, inputs):
                     yield event
                 inputs = self._inputs
+            if t.files:
+                names = await anyio.to_thread.run_sync(files.write_files, t.files, t.tools.scratch)
+                inputs = [*inputs, files.files_message(names)]
             async for event in self._infer_loop(earlier + inputs):
                 yield event
             output = self._answer
-            if t.config.output_shields:
+            if self._violation is None and t.config.output_shields:
                 async for event in self._shield_step(earlier + inputs + [output], t.config.output_shields, "assistant-output"):
                     yield event
                 output = self._violation or output
@@ -183,14 +212,16 @@ class TurnRun:
         step_id, started, event = self._start(StepType.shield_call, touchpoint=touchpoint)
         yield event
         verdict = await shields.check(self.t.stack, messages, defs)
-        self._violation = (
-            CompletionMessage(content=verdict.message, stop_reason=StopReason.end_of_turn) if verdict.violation else None
-        )
-        yield self._complete(
+        yield self._shield_complete(step_id, started, verdict)
+
+    def _shield_complete(self, step_id: str, started: Any, verdict: shields.Verdict) -> Payload:
+        if verdict.violation:
+            self._violation = CompletionMessage(content=verdict.message, stop_reason=StopReason.end_of_turn)
+        return self._complete(
             ShieldCallStep(turn_id=self.turn_id, step_id=step_id, started_at=started, completed_at=now(), response=verdict.response)
         )
 
-    async def _memory_step(self, inputs: list[Message]) -> AsyncIterator[Payload]:
+    async def _memory_step(self, earlier: list[Message], inputs: list[Message]) -> AsyncIterator[Payload]:
         t = self.t
         step_id, started, event = self._start(StepType.memory_retrieval)
         yield event
@@ -200,9 +231,8 @@ class TurnRun:
             if t.attachments:
                 await rag.insert_attachments(t.stack, t.session_bank, self.turn_id, t.attachments)
             banks.append(t.session_bank.bank_id)
-        assert isinstance(tool.query_generator_config, DefaultMemoryQueryGeneratorConfig)  # checked at creation
-        query = tool.query_generator_config.sep.join(content_text(m.content) for m in t.messages)
-        context = await rag.retrieve(t.stack, tool, banks, query)
+        query = await generate_query(t.stack, tool.query_generator_config, list(t.messages), earlier + list(t.messages))
+        context = await rag.retrieve(t.stack, tool, banks, query) if query.strip() else None
         self._inputs = inputs
         if context is not None:
             last_user = max((i for i, m in enumerate(inputs) if isinstance(m, UserMessage)), default=None)
@@ -224,6 +254,8 @@ class TurnRun:
                 yield event
             message = self._answer
             messages = [*messages, message]
+            if message.stop_reason == StopReason.out_of_tokens:
+                return  # cut short: a call in it may be cut too (the reference stops here as well)
             if not message.tool_calls:
                 if message.stop_reason == StopReason.end_of_message:
                     continue  # the model paused without a call: let it go on
@@ -232,6 +264,9 @@ class TurnRun:
                 return  # a custom tool: the client runs it and answers in its next turn
             async for event in self._tool_step(message.tool_calls, enabled):
                 yield event
+            if self._violation is not None:  # a tool's shield: the turn ends with its message
+                self._answer = self._violation
+                return
             messages += self._tool_messages
 
     async def _inference_step(self, messages: list[Message]) -> AsyncIterator[Payload]:
@@ -269,42 +304,59 @@ class TurnRun:
         )
 
     async def _tool_step(self, calls: list[ToolCall], enabled: set[str]) -> AsyncIterator[Payload]:
+        """The calls run in one tool_execution step; then, if any of their tools has shields, one
+        shield_call step with the first RAISE violation (the calls after it are not run) or a clean verdict."""
         step_id, started, event = self._start(StepType.tool_execution)
         yield event
-        responses = []
+        responses: list[ToolResponse] = []
+        verdicts: list[shields.Verdict] = []
+        shields_started = None
         for call in calls:
             yield self._progress(
                 StepType.tool_execution, step_id, tool_call_delta=ToolCallDelta(content=call, parse_status=ToolCallParseStatus.success)
             )
-            content = await self._run_shielded(call, enabled)
+            tool = next((x for x in self.t.config.tools if kind(x) == call.tool_name), None)
+            if tool is not None and (tool.input_shields or tool.output_shields) and shields_started is None:
+                shields_started = now()
+            content, verdict = await self._run_shielded(call, tool, enabled)
             responses.append(ToolResponse(call_id=call.call_id, tool_name=call.tool_name, content=content))
             yield self._progress(StepType.tool_execution, step_id, tool_response_text_delta=content)
+            if verdict is not None:
+                verdicts.append(verdict)
+                if verdict.violation:
+                    break
         self._tool_messages = [ToolResponseMessage(call_id=r.call_id, tool_name=r.tool_name, content=r.content) for r in responses]
         yield self._complete(
             ToolExecutionStep(
                 turn_id=self.turn_id, step_id=step_id, started_at=started, completed_at=now(),
-                tool_calls=calls, tool_responses=responses,
+                tool_calls=calls[: len(responses)], tool_responses=responses,
             )
         )  # fmt: skip
+        if verdicts:
+            shield_id, _, event = self._start(StepType.shield_call, touchpoint="tool")
+            yield event
+            yield self._shield_complete(shield_id, shields_started, next((v for v in verdicts if v.violation), verdicts[0]))
 
-    async def _run_shielded(self, call: ToolCall, enabled: set[str]) -> str:
-        """A builtin call's result, between the tool's own input and output shields."""
+    async def _run_shielded(self, call: ToolCall, tool: Any, enabled: set[str]) -> tuple[str, shields.Verdict | None]:
+        """A builtin call's result between its tool's own input shields (on the call) and output
+        shields (on the call and its result), and their verdict (None without shields). On a RAISE
+        violation the result is the violation's message: what the tool answered goes nowhere."""
         t = self.t
-        tool = next((x for x in t.config.tools if kind(x) == call.tool_name), None)
         asked = CompletionMessage(content="", stop_reason=StopReason.end_of_message, tool_calls=[call])
+        verdict = None
         if tool is not None and tool.input_shields:
             verdict = await shields.check(t.stack, [asked], tool.input_shields)
             if verdict.violation:
-                return verdict.message
+                return verdict.message, verdict
         output = await run_tool(call, enabled, t.tools)
         if tool is not None and tool.output_shields:
             answer = ToolResponseMessage(call_id=call.call_id, tool_name=call.tool_name, content=output.content)
             verdict = await shields.check(t.stack, [asked, answer], tool.output_shields)
             if verdict.violation:
-                return verdict.message
+                return verdict.message, verdict
         if call.tool_name == BuiltinTool.code_interpreter:
             self.output_attachments += output.attachments
-        return output.content
+        return output.content, verdict
 
     def _progress(self, step_type: StepType, step_id: str, **delta: Any) -> Payload:
         return AgenticSystemTurnResponseStepProgressPayload(step_type=step_type, step_id=step_id, **delta)

@@ -27,7 +27,7 @@ __all__ = ["is_embedding_model", "local_embeddings", "not_an_embedding_model"]
 
 async def local_embeddings(request: EmbeddingsRequest) -> EmbeddingsResponse:
     """One unit float32 vector per item of `request.contents`, from the local model `request.model`,
-    with usage. Raises what `embedder` raises (400 for an unknown name, 501 without the wheel)."""
+    with usage. Raises what `embedder` raises (404 for an unknown name, 501 without the wheel)."""
     model = await embedder(request.model)
     texts = [content_text(c) for c in request.contents]
     vectors = await model.encode(texts)

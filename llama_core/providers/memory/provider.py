@@ -24,10 +24,14 @@ are left out). Chunks come best first; `scores[i]` is `chunks[i]`'s. A chunk's `
 word pieces (vector) or words (keyword, keyvalue).
 
 Errors: an unknown bank or document is a 404 (memory_banks/get answers null, as the reference);
-a malformed bank id or document id, bad params, a bank `url`, a graph bank, an unknown embedding
-model or a chunk overlap not below the chunk size is a 400; inserting a document id the bank has
-is a 409 (update replaces); a document whose text passes `max_document_chars` is a 413. A request
-with several documents stores all of them or none.
+a malformed bank id or document id, bad params, a bank `url`, a graph bank or a chunk overlap not
+below the chunk size is a 400; so is an insert or update with no documents, or a document with no
+text (nothing to retrieve); an unknown embedding model is a 404 naming the available ones, as on
+the embeddings routes; inserting a document id the bank has is a 409 (update replaces); a document
+whose text passes `max_document_chars` is a 413. A request with several documents stores all of
+them or none.
+
+Document ids are keys of SQLite rows, never file names: '../x' and 'a/b' are ids like any other.
 
 Storage (bank.py): one directory and SQLite database per bank under `storage_dir`. Bank ids are
 uuid4s; any id that is not a safe file name is refused before it is used in a path.
@@ -154,7 +158,7 @@ def _check_bank_config(request: CreateMemoryBankRequest) -> None:
                 f"Invalid `config.overlap_size_in_tokens`: {overlap} must be at least 0 and below the chunk size ({size}).",
                 field="config.overlap_size_in_tokens",
             )
-        embedding.model_dir(config.embedding_model)  # 400 naming the available models; no load
+        embedding.model_dir(config.embedding_model)  # 404 naming the available models; no load
 
 
 class FaissMemory:
@@ -234,14 +238,20 @@ class FaissMemory:
 
     async def _put(self, bank_id: str, documents: list[MemoryBankDocument], replace: bool) -> None:
         store = self._bank(bank_id)
+        if not documents:
+            raise InvalidRequestError("`documents` is empty: send at least one document.", field="documents")
         check_document_ids([d.document_id for d in documents], "documents[{i}].document_id")
         _check_unique(documents)
-        texts = [await self._text(doc) for doc in documents]
+        texts = [await self._text(i, doc) for i, doc in enumerate(documents)]
         prepared = await self._prepare(store.bank, documents, texts)
         await anyio.to_thread.run_sync(store.put, prepared, replace)
 
-    async def _text(self, doc: MemoryBankDocument) -> str:
+    async def _text(self, i: int, doc: MemoryBankDocument) -> str:
         text = await document_text(doc)
+        if not text.strip():  # nothing to retrieve: a vector bank would store no chunk, a key its empty value
+            raise InvalidRequestError(
+                f"Document '{shown(doc.document_id, 100)}' has no text.", field=f"documents[{i}].content"
+            )
         limit = self.config.max_document_chars
         if len(text) > limit:
             raise PayloadTooLargeError(
@@ -254,10 +264,8 @@ class FaissMemory:
         config = bank.config
         bodies = [_document_encoder.encode(doc) for doc in documents]
         if not isinstance(config, VectorMemoryBankConfig):
-            if isinstance(config, KeywordMemoryBankConfig):
-                chunks = [[(t, word_count(t))] if t.strip() else [] for t in texts]
-            else:  # keyvalue: the value is the whole text, empty or not
-                chunks = [[(t, word_count(t))] for t in texts]
+            # keyword and keyvalue: one chunk, the whole text (never empty: refused before)
+            chunks = [[(t, word_count(t))] for t in texts]
             return [Prepared(d.document_id, b, c, None) for d, b, c in zip(documents, bodies, chunks, strict=True)]
         emb = await embedding.embedder(config.embedding_model)
         size = config.chunk_size_in_tokens
