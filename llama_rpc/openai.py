@@ -5,16 +5,23 @@
     POST /v1/embeddings         -> inference.embeddings        (list of embedding)
     GET  /v1/models[/<id>]      -> models.list_models / get_model
 
-Each is also served under /v1/openai/v1/, where llama-stack serves them. Streams are SSE with no
-closing `data: [DONE]` unless the app was created with `openai_done=True`: llama-stack-client
-cannot parse that line, and the openai client ends cleanly without it.
+Each is also served under /v1/openai/v1/, where llama-stack serves them. Streams are SSE ending
+with `data: [DONE]` under /v1, as OpenAI's do (SSE clients wait for it); under /v1/openai/v1 they
+end without it, as llama-stack's do, since llama-stack-client cannot parse that line (the app's
+`openai_done` sets it for both).
+
+Every chat and completion answer has OpenAI's `usage` (prompt, completion and total tokens), from
+the provider's `metrics`; a stream with `stream_options.include_usage` carries `usage: null` on each
+chunk and ends with one chunk of `choices: []` and the usage. `max_tokens` is a promise here, as
+OpenAI and vLLM keep it: a prompt that leaves less room in the context is a 400 before anything is
+generated (llama_core.providers.inference.budget), where the native routes stop at the context.
 
 The mapping is pure: OpenAI request -> our request, our response or chunk -> OpenAI's dict. A value
-we cannot honour (n > 1, penalties, logit_bias, logprobs, usage counts, a JSON response format,
-token-id inputs, embeddings `dimensions` other than the model's) is refused with a 400 naming the
-field, never silently ignored. Sampling values are checked when the
-body is decoded, against the same limits as the native routes (llama_core.types.common); `stop`
-goes into the core request, whose provider stops generating there.
+we cannot honour (n > 1, penalties, logit_bias, logprobs, a JSON response format, token-id inputs,
+embeddings `dimensions` other than the model's) is refused with a 400 naming the field, never
+silently ignored. Sampling values are checked when the body is decoded, against the same limits as
+the native routes (llama_core.types.common); `stop` goes into the core request, whose provider
+stops generating there.
 
 Non-goals: no Responses, Assistants, files or vector-store APIs; no token-array prompts.
 """
@@ -29,9 +36,12 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 from quart import Quart, Response
 
 from llama_core.errors import InvalidRequestError, UnsupportedError, shown
+from llama_core.providers.inference.budget import strict_max_tokens
+from llama_core.providers.inference.usage import usage
 from llama_core.types import (
     CompletionMessage,
     SamplingParams,
@@ -53,7 +63,10 @@ from llama_rpc import openai_types as oa
 from llama_rpc.errors import openai_error_body
 from llama_rpc.sse import closing, sse_stream
 
-PREFIXES = ("/v1", "/v1/openai/v1")
+# Each prefix, and whether its streams end with `data: [DONE]`: OpenAI's path does, as OpenAI does;
+# llama-stack's does not, as llama-stack does (llama-stack-client fails on that line).
+DONE_LINE = {"/v1": True, "/v1/openai/v1": False}
+PREFIXES = tuple(DONE_LINE)
 
 ROUTES: tuple[tuple[str, str], ...] = tuple(
     (verb, prefix + path)
@@ -118,8 +131,8 @@ def _refuse_common(req: oa.OpenAIChatCompletionRequest | oa.OpenAICompletionRequ
     _refuse_unless(not req.presence_penalty, "presence_penalty", "no penalties")
     _refuse_unless(not req.frequency_penalty, "frequency_penalty", "no penalties")
     _refuse_unless(not req.logit_bias, "logit_bias", "no logit bias")
-    include_usage = req.stream_options is not None and req.stream_options.include_usage
-    _refuse_unless(not include_usage, "stream_options.include_usage", "token counts are not reported")
+    if req.stream_options is not None and not req.stream:
+        raise InvalidRequestError("`stream_options` is only allowed when `stream` is true.", field="stream_options")
 
 
 def stop_list(stop: str | list[str] | None) -> list[str]:
@@ -251,15 +264,32 @@ def finish_reason(stop_reason: StopReason | None, tool_calls: bool) -> str:
 
 
 class Envelope:
-    """The id, timestamp and model every object of one answer shares."""
+    """The id, timestamp and model every object of one answer shares; `include_usage`: a stream's
+    chunks carry `usage: null`, and `usage_chunk` ends it (stream_options.include_usage)."""
 
-    def __init__(self, model: str, id_prefix: str) -> None:
+    def __init__(self, model: str, id_prefix: str, stream_options: oa.OpenAIStreamOptions | None = None) -> None:
         self.id = f"{id_prefix}-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.model = model
+        self.include_usage = bool(stream_options is not None and stream_options.include_usage)
 
     def wrap(self, kind: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model, "choices": choices}
+
+    def answer(self, kind: str, choice: dict[str, Any], metrics: ours.Metrics) -> dict[str, Any]:
+        """A whole answer: one choice and the usage (null when the provider did not count)."""
+        return {**self.wrap(kind, [choice]), "usage": usage(metrics)}
+
+    def chunk(self, kind: str, choice: dict[str, Any]) -> dict[str, Any]:
+        """One chunk of a stream: one choice, and `usage: null` when the usage comes last."""
+        out = self.wrap(kind, [choice])
+        if self.include_usage:
+            out["usage"] = None
+        return out
+
+    def usage_chunk(self, kind: str, metrics: ours.Metrics) -> list[dict[str, Any]]:
+        """The stream's last chunk, `choices: []` with the usage, if the client asked for it."""
+        return [{**self.wrap(kind, []), "usage": usage(metrics)}] if self.include_usage else []
 
 
 def chat_response(env: Envelope, response: ours.ChatCompletionResponse) -> dict[str, Any]:
@@ -270,18 +300,22 @@ def chat_response(env: Envelope, response: ours.ChatCompletionResponse) -> dict[
     if calls:
         out["tool_calls"] = calls
     reason = finish_reason(message.stop_reason, bool(calls))
-    return env.wrap("chat.completion", [{"index": 0, "message": out, "logprobs": None, "finish_reason": reason}])
+    choice = {"index": 0, "message": out, "logprobs": None, "finish_reason": reason}
+    return env.answer("chat.completion", choice, response.metrics)
 
 
 async def chat_chunks(
     env: Envelope, chunks: AsyncIterator[ours.ChatCompletionResponseStreamChunk]
 ) -> AsyncIterator[dict[str, Any]]:
-    """Our chat stream as `chat.completion.chunk`s: role first, content pieces, tool calls, finish."""
+    """Our chat stream as `chat.completion.chunk`s: role first, content pieces, tool calls, finish,
+    then the usage if asked for."""
+    kind = "chat.completion.chunk"
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-        return env.wrap("chat.completion.chunk", [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
+        return env.chunk(kind, {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish})
 
     n_calls, raw_call = 0, ""
+    metrics: ours.Metrics = msgspec.UNSET
     async with closing(chunks):
         async for item in chunks:
             event = item.event
@@ -289,7 +323,8 @@ async def chat_chunks(
                 yield chunk({"role": "assistant", "content": ""})
             elif event.event_type == ours.ChatCompletionResponseEventType.complete:
                 yield chunk({}, finish_reason(event.stop_reason, n_calls > 0))
-                return
+                metrics = item.metrics
+                break
             elif isinstance(event.delta, str):
                 if event.delta:
                     yield chunk({"content": event.delta})
@@ -300,31 +335,43 @@ async def chat_chunks(
                 raw_call += str(event.delta.content)
             elif event.delta.parse_status == ours.ToolCallParseStatus.failure and raw_call:
                 yield chunk({"content": raw_call})  # an unparsed call is text after all
-    yield chunk({}, "stop")  # a stream that ended without `complete`
+        else:
+            yield chunk({}, "stop")  # a stream that ended without `complete`
+    for last in env.usage_chunk(kind, metrics):
+        yield last
 
 
 def completion_response(env: Envelope, response: ours.CompletionResponse, prompt: str, echo: bool) -> dict[str, Any]:
     reason = finish_reason(response.stop_reason, False)
     choice = {"text": (prompt if echo else "") + response.content, "index": 0, "logprobs": None, "finish_reason": reason}
-    return env.wrap("text_completion", [choice])
+    return env.answer("text_completion", choice, response.metrics)
 
 
 async def completion_chunks(
     env: Envelope, chunks: AsyncIterator[ours.CompletionResponseStreamChunk], prompt: str, echo: bool
 ) -> AsyncIterator[dict[str, Any]]:
+    """Our completion stream as `text_completion` chunks (the prompt first with `echo`), then the
+    usage if asked for."""
+    kind = "text_completion"
+
     def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
-        return env.wrap("text_completion", [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}])
+        return env.chunk(kind, {"text": text, "index": 0, "logprobs": None, "finish_reason": finish})
 
     if echo:
         yield chunk(prompt)
+    metrics: ours.Metrics = msgspec.UNSET
     async with closing(chunks):
         async for item in chunks:
             if item.stop_reason is not None:
                 yield chunk(item.delta, finish_reason(item.stop_reason, False))
-                return
+                metrics = item.metrics
+                break
             if item.delta:
                 yield chunk(item.delta)
-    yield chunk("", "stop")
+        else:
+            yield chunk("", "stop")
+    for last in env.usage_chunk(kind, metrics):
+        yield last
 
 
 def embedding_item(index: int, vector: list[float], encoding: str) -> dict[str, Any]:
@@ -358,8 +405,16 @@ def model_object(model: Any) -> dict[str, Any]:
 # --- routes -----------------------------------------------------------------------------------
 
 
-def register(app: Quart, stack: Any, *, done: bool = False) -> None:
-    """Add the OpenAI-compatible routes, under each of PREFIXES, to `app`."""
+def register(app: Quart, stack: Any, *, done: bool | None = None) -> None:
+    """Add the OpenAI-compatible routes, under each of PREFIXES, to `app`.
+
+    `done`: whether streams end with `data: [DONE]` under every prefix; None: as DONE_LINE says.
+    """
+    for prefix, done_line in DONE_LINE.items():
+        _register_prefix(app, stack, prefix, done_line if done is None else done)
+
+
+def _register_prefix(app: Quart, stack: Any, prefix: str, done: bool) -> None:
     from llama_rpc.http import json_response, request_data, sse_response
 
     def stream(items: AsyncIterator[Any]) -> Response:
@@ -368,19 +423,23 @@ def register(app: Quart, stack: Any, *, done: bool = False) -> None:
     async def chat_completions() -> Response:
         inference = stack.api("inference")
         req = decode_request(oa.OpenAIChatCompletionRequest, await request_data())
-        ours_req, env = chat_request(req), Envelope(req.model, "chatcmpl")
+        ours_req, env = chat_request(req), Envelope(req.model, "chatcmpl", req.stream_options)
+        with strict_max_tokens():
+            answer = await inference.chat_completion(ours_req)
         if req.stream:
-            return stream(chat_chunks(env, await inference.chat_completion(ours_req)))
-        return json_response(chat_response(env, await inference.chat_completion(ours_req)))
+            return stream(chat_chunks(env, answer))
+        return json_response(chat_response(env, answer))
 
     async def completions() -> Response:
         inference = stack.api("inference")
         req = decode_request(oa.OpenAICompletionRequest, await request_data())
-        ours_req, env = completion_request(req), Envelope(req.model, "cmpl")
+        ours_req, env = completion_request(req), Envelope(req.model, "cmpl", req.stream_options)
         prompt, echo = str(ours_req.content), bool(req.echo)
+        with strict_max_tokens():
+            answer = await inference.completion(ours_req)
         if req.stream:
-            return stream(completion_chunks(env, await inference.completion(ours_req), prompt, echo))
-        return json_response(completion_response(env, await inference.completion(ours_req), prompt, echo))
+            return stream(completion_chunks(env, answer, prompt, echo))
+        return json_response(completion_response(env, answer, prompt, echo))
 
     async def embeddings() -> Response:
         inference = stack.api("inference")
@@ -396,10 +455,9 @@ def register(app: Quart, stack: Any, *, done: bool = False) -> None:
         model = await stack.api("models").get_model(ModelsGetRequest(core_model_id=model_id))
         return json_response(model_object(model))
 
-    for prefix in PREFIXES:
-        name = "openai" + prefix.replace("/", "_")
-        app.add_url_rule(prefix + "/chat/completions", name + "_chat", chat_completions, methods=["POST"])
-        app.add_url_rule(prefix + "/completions", name + "_completions", completions, methods=["POST"])
-        app.add_url_rule(prefix + "/embeddings", name + "_embeddings", embeddings, methods=["POST"])
-        app.add_url_rule(prefix + "/models", name + "_models", list_models, methods=["GET"])
-        app.add_url_rule(prefix + "/models/<path:model_id>", name + "_model", get_model, methods=["GET"])
+    name = "openai" + prefix.replace("/", "_")
+    app.add_url_rule(prefix + "/chat/completions", name + "_chat", chat_completions, methods=["POST"])
+    app.add_url_rule(prefix + "/completions", name + "_completions", completions, methods=["POST"])
+    app.add_url_rule(prefix + "/embeddings", name + "_embeddings", embeddings, methods=["POST"])
+    app.add_url_rule(prefix + "/models", name + "_models", list_models, methods=["GET"])
+    app.add_url_rule(prefix + "/models/<path:model_id>", name + "_model", get_model, methods=["GET"])
