@@ -5,6 +5,7 @@ answered as any OPTIONS request (behind the API key). With origins, quart-cors a
 to an allowed origin's request, errors included (so a page can read them):
 
     Access-Control-Allow-Origin     the origin itself, or `*` when any origin is allowed
+    Access-Control-Expose-Headers   Retry-After (a 503 says when to come back)
     Vary: Origin                    when it names one origin
 
 and a preflight (OPTIONS with Origin and Access-Control-Request-Method) from an allowed origin is
@@ -33,6 +34,7 @@ from llama_core.errors import InvalidRequestError
 OPTION = "--cors-origin"
 ANY = "*"
 METHODS = ("GET", "POST", "DELETE", "OPTIONS")
+EXPOSED = ("Retry-After",)  # beyond the headers a page may always read
 MAX_AGE_S = 600
 
 # scheme://host[:port], as a browser's Origin header writes it (no path, no user info).
@@ -73,6 +75,7 @@ def apply_cors(app: Any, origins: list[str]) -> None:
         allow_origin=origins,
         allow_methods=list(METHODS),
         allow_headers=["*"],  # quart-cors answers with the requested names, never a literal `*`
+        expose_headers=list(EXPOSED),
         max_age=MAX_AGE_S,
         send_origin_wildcard=ANY in origins,
     )
