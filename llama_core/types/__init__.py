@@ -46,6 +46,7 @@ from llama_core.types.inference import (
     EmbeddingsRequest,
     EmbeddingsResponse,
     EmbeddingsUsage,
+    MetricInResponse,
     ToolCallDelta,
     ToolCallParseStatus,
 )
