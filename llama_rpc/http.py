@@ -343,7 +343,7 @@ def create_app(
         refused = guard.check(request.method, _header("Host"), origin, _header("Content-Type"))
         if refused is not None:
             raise refused
-        preflight = origins and is_preflight(request.method, origin, _header("Access-Control-Request-Method"))
+        preflight = bool(origins) and is_preflight(request.method, origin, _header("Access-Control-Request-Method"))
         if expected is not None and request.path != "/health" and not preflight:
             given = _header("Authorization") or ""
             if not hmac.compare_digest(given.encode(), expected):
