@@ -12,6 +12,8 @@ With LLAMA_STACK_API_KEY (or `--api-key -` and the key on stdin; `--api-key KEY`
 warning: `ps` shows it) every request but /health needs `Authorization: Bearer <key>`. Requests
 whose Host or Origin is not this machine's loopback are refused unless `--allowed-host NAME` or the
 run config's `allowed_hosts` names them (llama_rpc/origin.py; bound to 0.0.0.0 or ::, any Host).
+`--cors-origin ORIGIN` (repeatable, `*` for any) or the run config's `cors_origins` lets those
+origins' web pages call it: Access-Control-* headers, preflights without the key (llama_rpc/cors.py).
 """
 
 from __future__ import annotations
@@ -58,7 +60,17 @@ def run(
             "Bound to 0.0.0.0 or ::, any Host is answered, and Origin is still checked.",
         ),
     ] = (),
-    openai_done: Annotated[bool, Parameter(negative=(), help="End OpenAI-compatible streams with `data: [DONE]`.")] = False,
+    cors_origin: Annotated[
+        tuple[str, ...],
+        Parameter(
+            negative=(),
+            help="Let web pages of ORIGIN (scheme://host[:port]) call the server: CORS headers, preflights "
+            "answered without the API key (repeatable; `*`: any origin).",
+        ),
+    ] = (),
+    openai_done: Annotated[
+        bool, Parameter(negative=(), help="End streams under /v1/openai/v1 with `data: [DONE]` too (/v1's always end so).")
+    ] = False,
     stdio: Annotated[bool, Parameter(negative=(), help="Serve MCP / JSON-RPC 2.0 on stdin and stdout instead of HTTP.")] = False,
     access_log: Annotated[bool, Parameter(negative=(), help="Print one line per request: client, method, path, status, seconds.")] = False,
 ) -> None:
@@ -78,6 +90,7 @@ def run(
     # After the re-exec (the build's environment reads stdin, not us); stdin is the protocol's with --stdio.
     key = None if stdio else secret_option("--api-key", api_key, API_KEY_ENV)
     stack = _stack(path)
+    origins = [] if stdio else _cors_origins(stack, cors_origin)  # a bad origin is one line, before anything starts
     _download_demo_if_missing(stack)
     if stdio:
         import anyio
@@ -85,7 +98,8 @@ def run(
         from llama_rpc.mcp import serve_stdio
 
         return anyio.run(serve_stdio, stack)
-    asyncio.run(_serve(stack, bind_address(host, port, disable_ipv6), key, openai_done, allowed_host, access_log))
+    bind = bind_address(host, port, disable_ipv6)
+    asyncio.run(_serve(stack, bind, key, openai_done or None, allowed_host, access_log, origins))
 
 
 def _maybe_reexec(path: Path) -> None:
@@ -112,6 +126,13 @@ def _maybe_reexec(path: Path) -> None:
     os.environ[IN_ENV_MARK] = "1"
     print(f"Running in the build's environment: {env}", file=sys.stderr, flush=True)
     os.execv(command[0], command)
+
+
+def _cors_origins(stack: Any, given: tuple[str, ...]) -> list[str]:
+    """The run config's `cors_origins` and --cors-origin's, normalized (InvalidRequestError for a bad one)."""
+    from llama_rpc.cors import cors_origins
+
+    return cors_origins([*(stack.config.cors_origins or ()), *given])
 
 
 def _stack(path: Path | None) -> Any:
@@ -156,7 +177,13 @@ async def served_lines(stack: Any) -> list[str]:
 
 
 async def _serve(
-    stack: Any, bind: str, api_key: str | None, openai_done: bool, allowed_hosts: tuple[str, ...] = (), access_log: bool = False
+    stack: Any,
+    bind: str,
+    api_key: str | None,
+    openai_done: bool | None,
+    allowed_hosts: tuple[str, ...] = (),
+    access_log: bool = False,
+    cors: list[str] | None = None,
 ) -> None:
     import asyncio
     import signal
@@ -183,7 +210,9 @@ async def _serve(
         try:
             async with stack:
                 allowed = [*(stack.config.allowed_hosts or ()), *allowed_hosts]
-                app = create_app(stack, api_key=api_key, openai_done=openai_done, bind=bind, allowed_hosts=allowed)
+                app = create_app(
+                    stack, api_key=api_key, openai_done=openai_done, bind=bind, allowed_hosts=allowed, cors=cors or ()
+                )
                 for line in [*serving_lines(stack), *await served_lines(stack)]:
                     print(line)
                 print(f"Listening on {bind.replace('[', '').replace(']', '')}", flush=True)

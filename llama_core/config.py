@@ -177,6 +177,8 @@ class RunConfig(Base, kw_only=True):
     built_at: str | None = None
     # Host / Origin names the HTTP server answers besides this machine's loopback (llama_rpc/origin.py).
     allowed_hosts: list[str] | None = None
+    # Origins (scheme://host[:port], or "*") whose web pages may call the HTTP server (llama_rpc/cors.py).
+    cors_origins: list[str] | None = None
     providers: dict[str, dict[str, Any]] = {}
 
 

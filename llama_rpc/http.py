@@ -10,10 +10,11 @@
 Errors become statuses and bodies in llama_rpc/errors.py only. Every request's Host, Origin and
 body type are checked first (llama_rpc/origin.py: 403, 415), against pages that would drive the
 server from a browser. With an API key, every other request must carry
-`Authorization: Bearer <key>` (401 otherwise).
+`Authorization: Bearer <key>` (401 otherwise). With `cors_origins`, those origins' pages may call
+it: Access-Control-* headers, and preflights answered without the key (llama_rpc/cors.py).
 
 Non-goals: no business logic (a transport decodes, calls, encodes), no sessions or cookies, no
-CORS, no TLS (put a proxy in front).
+TLS (put a proxy in front).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from llama_core.routes import METHODS, Method, provider_call, served_methods, wa
 from llama_core.types._base import Base
 from llama_core.types.schema import decode_request, json_too_deep
 from llama_rpc import openai
+from llama_rpc.cors import apply_cors, cors_origins, is_preflight
 from llama_rpc.errors import error_body, openai_error_body
 from llama_rpc.openapi import openapi_document
 from llama_rpc.origin import RequestGuard
@@ -288,20 +290,25 @@ def create_app(
     stack: Any,
     *,
     api_key: str | None = None,
-    openai_done: bool = False,
+    openai_done: bool | None = None,
     max_body_bytes: int = MAX_BODY_BYTES,
     methods: Mapping[str, Method] = METHODS,
     bind: str | None = None,
     allowed_hosts: Sequence[str] = (),
+    cors: Sequence[str] = (),
 ) -> Quart:
     """The Quart app serving `stack` (anything with `api(name)` and `health()`, as llama_core.stack.Stack).
 
     `methods`: the route table (llama_core.routes); /openapi.json lists the routes `stack` serves.
     `api_key`: require `Authorization: Bearer <api_key>` on every route but /health.
-    `openai_done`: end OpenAI-compatible streams with `data: [DONE]` (off by default).
+    `openai_done`: whether OpenAI-compatible streams end with `data: [DONE]` under every prefix
+    (None: under /v1 only, as llama_rpc.openai.DONE_LINE says).
     `bind`: the `host:port` it is served on (None: a loopback address); with `allowed_hosts`, the
     Host and Origin values it answers (llama_rpc/origin.py).
+    `cors`: the origins (`scheme://host[:port]`, or `*`) whose pages may call it (llama_rpc/cors.py);
+    InvalidRequestError for a value that is not one.
     """
+    origins = cors_origins(cors)
     app = Quart(__name__, static_folder=None)
     app.asgi_http_class = HTTPConnection
     app.request_class = DrainingRequest
@@ -322,7 +329,9 @@ def create_app(
     openai.register(app, stack, done=openai_done)
 
     expected = f"Bearer {api_key}".encode() if api_key else None
-    guard = RequestGuard(bind, allowed_hosts)
+    guard = RequestGuard(bind, allowed_hosts, origins)
+    if origins:
+        apply_cors(app, origins)
 
     @app.before_request
     async def before_request() -> None:
@@ -330,10 +339,12 @@ def create_app(
         # Every body is read before anything answers, errors included: an answer sent before its
         # request's body has arrived leaves the connection unusable for the client's next request.
         await read_body()
-        refused = guard.check(request.method, _header("Host"), _header("Origin"), _header("Content-Type"))
+        origin = _header("Origin")
+        refused = guard.check(request.method, _header("Host"), origin, _header("Content-Type"))
         if refused is not None:
             raise refused
-        if expected is not None and request.path != "/health":
+        preflight = bool(origins) and is_preflight(request.method, origin, _header("Access-Control-Request-Method"))
+        if expected is not None and request.path != "/health" and not preflight:
             given = _header("Authorization") or ""
             if not hmac.compare_digest(given.encode(), expected):
                 raise AuthenticationError("Missing or wrong API key: send the header `Authorization: Bearer <key>`.")

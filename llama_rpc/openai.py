@@ -5,16 +5,23 @@
     POST /v1/embeddings         -> inference.embeddings        (list of embedding)
     GET  /v1/models[/<id>]      -> models.list_models / get_model
 
-Each is also served under /v1/openai/v1/, where llama-stack serves them. Streams are SSE with no
-closing `data: [DONE]` unless the app was created with `openai_done=True`: llama-stack-client
-cannot parse that line, and the openai client ends cleanly without it.
+Each is also served under /v1/openai/v1/, where llama-stack serves them. Streams are SSE ending
+with `data: [DONE]` under /v1, as OpenAI's do (SSE clients wait for it); under /v1/openai/v1 they
+end without it, as llama-stack's do, since llama-stack-client cannot parse that line (the app's
+`openai_done` sets it for both).
+
+Every chat and completion answer has OpenAI's `usage` (prompt, completion and total tokens), from
+the provider's `metrics`; a stream with `stream_options.include_usage` carries `usage: null` on each
+chunk and ends with one chunk of `choices: []` and the usage. `max_tokens` is a promise here, as
+OpenAI and vLLM keep it: a prompt that leaves less room in the context is a 400 before anything is
+generated (llama_core.providers.inference.budget), where the native routes stop at the context.
 
 The mapping is pure: OpenAI request -> our request, our response or chunk -> OpenAI's dict. A value
-we cannot honour (penalties, logit_bias, usage counts, a JSON response format, token-id inputs,
-prompt logprobs, embeddings `dimensions` other than the model's) is refused with a 400 naming the
-field, never silently ignored. Sampling values are checked when the
-body is decoded, against the same limits as the native routes (llama_core.types.common); `stop`
-goes into the core request, whose provider stops generating there.
+we cannot honour (penalties, logit_bias, a JSON response format, token-id inputs, prompt logprobs,
+embeddings `dimensions` other than the model's) is refused with a 400 naming the field, never
+silently ignored. Sampling values are checked when the body is decoded, against the same limits as
+the native routes (llama_core.types.common); `stop` goes into the core request, whose provider
+stops generating there.
 
 `n` > 1 asks the core for n choices at once (llama_core.choices: each its own sequence in the
 engine's batch, seeds told apart); a stream interleaves their chunks, each with its choice's
@@ -37,10 +44,13 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 from quart import Quart, Response
 
 from llama_core.choices import all_choices, choice_requests, interleave
 from llama_core.errors import InvalidRequestError, UnsupportedError, shown
+from llama_core.providers.inference.budget import strict_max_tokens
+from llama_core.providers.inference.usage import usage
 from llama_core.types import (
     CompletionMessage,
     LogProbConfig,
@@ -64,7 +74,10 @@ from llama_rpc import openai_types as oa
 from llama_rpc.errors import openai_error_body
 from llama_rpc.sse import closing, sse_stream
 
-PREFIXES = ("/v1", "/v1/openai/v1")
+# Each prefix, and whether its streams end with `data: [DONE]`: OpenAI's path does, as OpenAI does;
+# llama-stack's does not, as llama-stack does (llama-stack-client fails on that line).
+DONE_LINE = {"/v1": True, "/v1/openai/v1": False}
+PREFIXES = tuple(DONE_LINE)
 
 ROUTES: tuple[tuple[str, str], ...] = tuple(
     (verb, prefix + path)
@@ -128,8 +141,8 @@ def _refuse_common(req: oa.OpenAIChatCompletionRequest | oa.OpenAICompletionRequ
     _refuse_unless(not req.presence_penalty, "presence_penalty", "no penalties")
     _refuse_unless(not req.frequency_penalty, "frequency_penalty", "no penalties")
     _refuse_unless(not req.logit_bias, "logit_bias", "no logit bias")
-    include_usage = req.stream_options is not None and req.stream_options.include_usage
-    _refuse_unless(not include_usage, "stream_options.include_usage", "token counts are not reported")
+    if req.stream_options is not None and not req.stream:
+        raise InvalidRequestError("`stream_options` is only allowed when `stream` is true.", field="stream_options")
 
 
 def stop_list(stop: str | list[str] | None) -> list[str]:
@@ -264,15 +277,53 @@ def finish_reason(stop_reason: StopReason | None, tool_calls: bool) -> str:
 
 
 class Envelope:
-    """The id, timestamp and model every object of one answer shares."""
+    """The id, timestamp and model every object of one answer shares; `include_usage`: a stream's
+    chunks carry `usage: null`, and `usage_chunk` ends it (stream_options.include_usage)."""
 
-    def __init__(self, model: str, id_prefix: str) -> None:
+    def __init__(self, model: str, id_prefix: str, stream_options: oa.OpenAIStreamOptions | None = None) -> None:
         self.id = f"{id_prefix}-{uuid.uuid4().hex}"
         self.created = int(time.time())
         self.model = model
+        self.include_usage = bool(stream_options is not None and stream_options.include_usage)
 
     def wrap(self, kind: str, choices: list[dict[str, Any]]) -> dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model, "choices": choices}
+
+    def answer(self, kind: str, choices: list[dict[str, Any]], metrics: list[ours.Metrics]) -> dict[str, Any]:
+        """A whole answer: its choices and their usage (null when the provider did not count)."""
+        return {**self.wrap(kind, choices), "usage": choices_usage(metrics)}
+
+    def chunk(self, kind: str, choice: dict[str, Any]) -> dict[str, Any]:
+        """One chunk of a stream: one choice, and `usage: null` when the usage comes last."""
+        out = self.wrap(kind, [choice])
+        if self.include_usage:
+            out["usage"] = None
+        return out
+
+    def usage_chunk(self, kind: str, metrics: list[ours.Metrics]) -> list[dict[str, Any]]:
+        """The stream's last chunk, `choices: []` with the usage, if the client asked for it."""
+        return [{**self.wrap(kind, []), "usage": choices_usage(metrics)}] if self.include_usage else []
+
+
+def choices_usage(metrics: list[ours.Metrics]) -> dict[str, int] | None:
+    """The usage of n choices of one prompt, as OpenAI and vLLM count it: the prompt once, every
+    choice's completion; None unless each choice was counted."""
+    counts = [usage(m) for m in metrics]
+    if not counts or any(c is None for c in counts):
+        return None
+    prompt, completion = counts[0]["prompt_tokens"], sum(c["completion_tokens"] for c in counts)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+async def with_usage(
+    env: Envelope, kind: str, chunks: AsyncIterator[dict[str, Any]], counts: list[ours.Metrics]
+) -> AsyncIterator[dict[str, Any]]:
+    """`chunks`, then the usage chunk of every choice's `counts` (filled as their streams end)."""
+    async with closing(chunks):
+        async for chunk in chunks:
+            yield chunk
+    for last in env.usage_chunk(kind, counts):
+        yield last
 
 
 def _token_logprob(lp: TokenLogProbs) -> tuple[str, float]:
@@ -322,19 +373,21 @@ def chat_choice(index: int, response: ours.ChatCompletionResponse) -> dict[str, 
 
 
 def chat_response(env: Envelope, responses: list[ours.ChatCompletionResponse]) -> dict[str, Any]:
-    """One `chat.completion` holding each response as the choice of its index."""
-    return env.wrap("chat.completion", [chat_choice(i, r) for i, r in enumerate(responses)])
+    """One `chat.completion` holding each response as the choice of its index, and their usage."""
+    choices = [chat_choice(i, r) for i, r in enumerate(responses)]
+    return env.answer("chat.completion", choices, [r.metrics for r in responses])
 
 
 async def chat_chunks(
-    env: Envelope, chunks: AsyncIterator[ours.ChatCompletionResponseStreamChunk], index: int = 0
+    env: Envelope, chunks: AsyncIterator[ours.ChatCompletionResponseStreamChunk], index: int, counts: list[ours.Metrics]
 ) -> AsyncIterator[dict[str, Any]]:
     """Our chat stream as `chat.completion.chunk`s of choice `index`: role first, content pieces,
-    tool calls, finish."""
+    tool calls, finish. The provider's token counts go into `counts` (the usage comes last, once,
+    for every choice: see with_usage)."""
 
     def chunk(delta: dict[str, Any], finish: str | None = None, logprobs: list[TokenLogProbs] | None = None) -> dict[str, Any]:
         choice = {"index": index, "delta": delta, "logprobs": chat_logprobs(logprobs), "finish_reason": finish}
-        return env.wrap("chat.completion.chunk", [choice])
+        return env.chunk("chat.completion.chunk", choice)
 
     n_calls, raw_call, raw_logprobs = 0, "", []
     async with closing(chunks):
@@ -344,6 +397,7 @@ async def chat_chunks(
                 yield chunk({"role": "assistant", "content": ""})
             elif event.event_type == ours.ChatCompletionResponseEventType.complete:
                 yield chunk({}, finish_reason(event.stop_reason, n_calls > 0), event.logprobs)
+                counts.append(item.metrics)
                 return
             elif isinstance(event.delta, str):
                 if event.delta:
@@ -356,6 +410,7 @@ async def chat_chunks(
                 raw_logprobs += event.logprobs or []
             elif event.delta.parse_status == ours.ToolCallParseStatus.failure and raw_call:
                 yield chunk({"content": raw_call}, logprobs=raw_logprobs)  # an unparsed call is text after all
+    counts.append(msgspec.UNSET)
     yield chunk({}, "stop")  # a stream that ended without `complete`
 
 
@@ -366,19 +421,26 @@ def completion_choice(index: int, response: ours.CompletionResponse, prompt: str
 
 
 def completion_response(env: Envelope, responses: list[ours.CompletionResponse], prompt: str, echo: bool) -> dict[str, Any]:
-    """One `text_completion` holding each response as the choice of its index."""
-    return env.wrap("text_completion", [completion_choice(i, r, prompt, echo) for i, r in enumerate(responses)])
+    """One `text_completion` holding each response as the choice of its index, and their usage."""
+    choices = [completion_choice(i, r, prompt, echo) for i, r in enumerate(responses)]
+    return env.answer("text_completion", choices, [r.metrics for r in responses])
 
 
 async def completion_chunks(
-    env: Envelope, chunks: AsyncIterator[ours.CompletionResponseStreamChunk], prompt: str, echo: bool, index: int = 0
+    env: Envelope,
+    chunks: AsyncIterator[ours.CompletionResponseStreamChunk],
+    prompt: str,
+    echo: bool,
+    index: int,
+    counts: list[ours.Metrics],
 ) -> AsyncIterator[dict[str, Any]]:
-    """Our completion stream as `text_completion` chunks of choice `index`."""
+    """Our completion stream as `text_completion` chunks of choice `index` (the prompt first with
+    `echo`); the token counts go into `counts`, as chat_chunks."""
     offset = 0  # where the next piece starts in the choice's text (echo and logprobs never go together)
 
     def chunk(text: str, finish: str | None = None, logprobs: list[TokenLogProbs] | None = None) -> dict[str, Any]:
         choice = {"text": text, "index": index, "logprobs": completion_logprobs(logprobs, offset), "finish_reason": finish}
-        return env.wrap("text_completion", [choice])
+        return env.chunk("text_completion", choice)
 
     if echo:
         yield chunk(prompt)
@@ -386,10 +448,12 @@ async def completion_chunks(
         async for item in chunks:
             if item.stop_reason is not None:
                 yield chunk(item.delta, finish_reason(item.stop_reason, False), item.logprobs)
+                counts.append(item.metrics)
                 return
             if item.delta or item.logprobs:
                 yield chunk(item.delta, logprobs=item.logprobs)
                 offset += sum(len(_token_logprob(lp)[0]) for lp in item.logprobs or [])
+    counts.append(msgspec.UNSET)
     yield chunk("", "stop")
 
 
@@ -431,8 +495,16 @@ def model_object(model: Any) -> dict[str, Any]:
 # --- routes -----------------------------------------------------------------------------------
 
 
-def register(app: Quart, stack: Any, *, done: bool = False) -> None:
-    """Add the OpenAI-compatible routes, under each of PREFIXES, to `app`."""
+def register(app: Quart, stack: Any, *, done: bool | None = None) -> None:
+    """Add the OpenAI-compatible routes, under each of PREFIXES, to `app`.
+
+    `done`: whether streams end with `data: [DONE]` under every prefix; None: as DONE_LINE says.
+    """
+    for prefix, done_line in DONE_LINE.items():
+        _register_prefix(app, stack, prefix, done_line if done is None else done)
+
+
+def _register_prefix(app: Quart, stack: Any, prefix: str, done: bool) -> None:
     from llama_rpc.http import json_response, request_data, sse_response
 
     def stream(items: AsyncIterator[Any]) -> Response:
@@ -441,21 +513,26 @@ def register(app: Quart, stack: Any, *, done: bool = False) -> None:
     async def chat_completions() -> Response:
         inference = stack.api("inference")
         req = decode_request(oa.OpenAIChatCompletionRequest, await request_data())
-        requests, env = choice_requests(chat_request(req), req.n or 1), Envelope(req.model, "chatcmpl")
-        if req.stream:
-            streams = [chat_chunks(env, await inference.chat_completion(r), i) for i, r in enumerate(requests)]
-            return stream(choices_stream(streams))
-        return json_response(chat_response(env, await all_choices(inference.chat_completion, requests)))
+        requests = choice_requests(chat_request(req), req.n or 1)
+        env, counts = Envelope(req.model, "chatcmpl", req.stream_options), []
+        with strict_max_tokens():
+            if req.stream:
+                streams = [chat_chunks(env, await inference.chat_completion(r), i, counts) for i, r in enumerate(requests)]
+                return stream(with_usage(env, "chat.completion.chunk", choices_stream(streams), counts))
+            return json_response(chat_response(env, await all_choices(inference.chat_completion, requests)))
 
     async def completions() -> Response:
         inference = stack.api("inference")
         req = decode_request(oa.OpenAICompletionRequest, await request_data())
-        requests, env = choice_requests(completion_request(req), req.n or 1), Envelope(req.model, "cmpl")
+        requests = choice_requests(completion_request(req), req.n or 1)
+        env, counts = Envelope(req.model, "cmpl", req.stream_options), []
         prompt, echo = str(requests[0].content), bool(req.echo)
-        if req.stream:
-            streams = [completion_chunks(env, await inference.completion(r), prompt, echo, i) for i, r in enumerate(requests)]
-            return stream(choices_stream(streams))
-        return json_response(completion_response(env, await all_choices(inference.completion, requests), prompt, echo))
+        with strict_max_tokens():
+            if req.stream:
+                streams = [completion_chunks(env, await inference.completion(r), prompt, echo, i, counts)
+                           for i, r in enumerate(requests)]  # fmt: skip
+                return stream(with_usage(env, "text_completion", choices_stream(streams), counts))
+            return json_response(completion_response(env, await all_choices(inference.completion, requests), prompt, echo))
 
     async def embeddings() -> Response:
         inference = stack.api("inference")
@@ -471,10 +548,9 @@ def register(app: Quart, stack: Any, *, done: bool = False) -> None:
         model = await stack.api("models").get_model(ModelsGetRequest(core_model_id=model_id))
         return json_response(model_object(model))
 
-    for prefix in PREFIXES:
-        name = "openai" + prefix.replace("/", "_")
-        app.add_url_rule(prefix + "/chat/completions", name + "_chat", chat_completions, methods=["POST"])
-        app.add_url_rule(prefix + "/completions", name + "_completions", completions, methods=["POST"])
-        app.add_url_rule(prefix + "/embeddings", name + "_embeddings", embeddings, methods=["POST"])
-        app.add_url_rule(prefix + "/models", name + "_models", list_models, methods=["GET"])
-        app.add_url_rule(prefix + "/models/<path:model_id>", name + "_model", get_model, methods=["GET"])
+    name = "openai" + prefix.replace("/", "_")
+    app.add_url_rule(prefix + "/chat/completions", name + "_chat", chat_completions, methods=["POST"])
+    app.add_url_rule(prefix + "/completions", name + "_completions", completions, methods=["POST"])
+    app.add_url_rule(prefix + "/embeddings", name + "_embeddings", embeddings, methods=["POST"])
+    app.add_url_rule(prefix + "/models", name + "_models", list_models, methods=["GET"])
+    app.add_url_rule(prefix + "/models/<path:model_id>", name + "_model", get_model, methods=["GET"])

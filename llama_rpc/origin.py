@@ -16,7 +16,8 @@ http://evil.example:5000 for this very server. Three checks, before any route ru
                   text/plain body, what a page may send without asking, is refused (415).
 
 `llama stack run --allowed-host NAME` (repeatable) or `allowed_hosts = ["NAME"]` in the run config
-adds a host name; `*` allows every Host and Origin (behind a proxy that checks them itself).
+adds a host name; `*` allows every Host and Origin (behind a proxy that checks them itself). An
+origin given to `--cors-origin` (llama_rpc/cors.py) passes the Origin check too: its pages were let in.
 
     guard = RequestGuard("127.0.0.1:5000", ["gpu-box.lan"])
     guard.check("POST", "evil.example:5000", "http://evil.example", "text/plain")  # -> Forbidden(...)
@@ -73,11 +74,13 @@ def is_json(content_type: str) -> bool:
 
 
 class RequestGuard:
-    """The three checks for a server bound to `bind` (Hypercorn's `host:port`; None: loopback)."""
+    """The three checks for a server bound to `bind` (Hypercorn's `host:port`; None: loopback);
+    `cors_origins` (normalized, llama_rpc/cors.py) pass the Origin check, `*` every origin."""
 
-    def __init__(self, bind: str | None = None, allowed_hosts: Iterable[str] = ()) -> None:
+    def __init__(self, bind: str | None = None, allowed_hosts: Iterable[str] = (), cors_origins: Iterable[str] = ()) -> None:
         self.bound = host_name(bind) if bind else "127.0.0.1"
         allowed = {host_name(h) for h in allowed_hosts if h.strip()}
+        self.cors = frozenset(cors_origins)
         self.any = "*" in allowed
         self.names = frozenset(allowed | {self.bound})
         self.any_host = self.any or not is_loopback(self.bound)
@@ -101,7 +104,8 @@ class RequestGuard:
         if ok is None:
             scheme, host = origin_host(origin)
             local = scheme in ("http", "https") and is_loopback(host)
-            ok = self.any or host in self.names or local or scheme in LOCAL_APP_SCHEMES
+            cors = "*" in self.cors or origin.strip().lower().removesuffix("/") in self.cors
+            ok = self.any or host in self.names or local or scheme in LOCAL_APP_SCHEMES or cors
             if len(self._origins) >= _CACHE:
                 self._origins.clear()
             self._origins[origin] = ok

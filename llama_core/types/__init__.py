@@ -47,6 +47,7 @@ from llama_core.types.inference import (
     EmbeddingsRequest,
     EmbeddingsResponse,
     EmbeddingsUsage,
+    MetricInResponse,
     ToolCallDelta,
     ToolCallParseStatus,
 )

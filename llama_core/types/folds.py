@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from llama_core.errors import LlamaError
 from llama_core.types.agents import AgenticSystemTurnResponseStreamChunk, Turn
 from llama_core.types.common import StopReason
@@ -39,8 +41,9 @@ def _chat_text(chunk: ChatCompletionResponseStreamChunk) -> str:
 
 def fold_chat(chunks: list[ChatCompletionResponseStreamChunk]) -> ChatCompletionResponse:
     """The ChatCompletionResponse a non-streaming call would have given."""
-    text, calls, logprobs, stop = [], [], [], None
+    text, calls, logprobs, stop, metrics = [], [], [], None, msgspec.UNSET
     for chunk in chunks:
+        metrics = chunk.metrics if chunk.metrics is not msgspec.UNSET else metrics  # the complete chunk's counts
         event = chunk.event
         delta = event.delta
         if isinstance(delta, str):
@@ -51,14 +54,16 @@ def fold_chat(chunks: list[ChatCompletionResponseStreamChunk]) -> ChatCompletion
         logprobs += event.logprobs or []
         stop = event.stop_reason or stop
     message = CompletionMessage(content="".join(text), stop_reason=stop or StopReason.out_of_tokens, tool_calls=calls)
-    return ChatCompletionResponse(completion_message=message, logprobs=logprobs or None)
+    return ChatCompletionResponse(completion_message=message, logprobs=logprobs or None, metrics=metrics)
 
 
 def fold_completion(chunks: list[CompletionResponseStreamChunk]) -> CompletionResponse:
     """The CompletionResponse a non-streaming call would have given."""
     logprobs = [lp for c in chunks for lp in c.logprobs or []]
     stop = next((c.stop_reason for c in reversed(chunks) if c.stop_reason is not None), StopReason.out_of_tokens)
-    return CompletionResponse(content="".join(c.delta for c in chunks), stop_reason=stop, logprobs=logprobs or None)
+    metrics = next((c.metrics for c in reversed(chunks) if c.metrics is not msgspec.UNSET), msgspec.UNSET)
+    text = "".join(c.delta for c in chunks)
+    return CompletionResponse(content=text, stop_reason=stop, logprobs=logprobs or None, metrics=metrics)
 
 
 def fold_turn(chunks: list[AgenticSystemTurnResponseStreamChunk]) -> Turn:

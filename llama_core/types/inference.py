@@ -3,6 +3,11 @@
 Streams follow the original server: a chat stream is `start` (delta ""), then `progress` events whose
 delta is text or a ToolCallDelta, then `complete` (delta "", final stop_reason).
 
+Token counts ride on responses as llama-stack's later servers report them: `metrics`, a list of
+`{"metric": "prompt_tokens" | "completion_tokens" | "total_tokens", "value": n, "unit": null}`, on a
+whole response and on the last chunk of a stream. A provider that cannot count leaves it out, and the
+field is then absent from the wire (UNSET), as the original's responses had none.
+
 Unions stay JSON-compatible with the original without tags: `str | ToolCall` and
 `str | ToolCallDelta` each hold one string type and one Struct (a JSON object), which msgspec tells
 apart by JSON type alone.
@@ -14,7 +19,7 @@ import enum
 from typing import Annotated, TypeAlias
 
 import msgspec
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from llama_core.types._base import Base
 from llama_core.types.common import (
@@ -96,17 +101,34 @@ class EmbeddingsRequest(Base):
 # --- responses --------------------------------------------------------------------------------
 
 
+class MetricInResponse(Base):
+    """One measurement of a response: `prompt_tokens` (the rendered prompt, special tokens included),
+    `completion_tokens` (every token generated, a stop token included) or `total_tokens`; `unit`
+    None for a count."""
+
+    metric: str
+    value: int | float
+    unit: str | None = None
+
+
+# The metrics of a response; UNSET (absent on the wire) when its provider did not count.
+Metrics: TypeAlias = list[MetricInResponse] | UnsetType
+
+
 class ChatCompletionResponse(Base):
-    """The whole assistant message; `logprobs` (one entry per token) only when asked for."""
+    """The whole assistant message; `logprobs` (one entry per token) only when asked for; `metrics`
+    the token counts when the provider counted."""
 
     completion_message: CompletionMessage
     logprobs: list[TokenLogProbs] | None = None
+    metrics: Metrics = UNSET
 
 
 class CompletionResponse(Base):
     content: str
     stop_reason: StopReason
     logprobs: list[TokenLogProbs] | None = None
+    metrics: Metrics = UNSET
 
 
 class BatchChatCompletionResponse(Base):
@@ -167,14 +189,17 @@ class ChatCompletionResponseEvent(Base):
 
 
 class ChatCompletionResponseStreamChunk(Base):
-    """One SSE `data:` line of a chat stream."""
+    """One SSE `data:` line of a chat stream; the `complete` chunk carries the token counts (`metrics`)."""
 
     event: ChatCompletionResponseEvent
+    metrics: Metrics = UNSET
 
 
 class CompletionResponseStreamChunk(Base):
-    """One SSE `data:` line of a completion stream: the next text piece."""
+    """One SSE `data:` line of a completion stream: the next text piece; the last one (with
+    `stop_reason`) carries the token counts (`metrics`)."""
 
     delta: str
     stop_reason: StopReason | None = None
     logprobs: list[TokenLogProbs] | None = None
+    metrics: Metrics = UNSET

@@ -100,6 +100,8 @@ TURN = Turn(
 DELTA = ToolCallDelta(content=CALL, parse_status=ToolCallParseStatus.success)
 
 # One populated instance of every wire Struct of inference, safety, memory, agents and models.
+METRICS = [MetricInResponse(metric="prompt_tokens", value=12), MetricInResponse(metric="completion_tokens", value=2)]
+
 EXAMPLES: dict[str, Base] = {
     "ChatCompletionRequest": ChatCompletionRequest(
         model="Llama3.1-8B-Instruct",
@@ -119,8 +121,9 @@ EXAMPLES: dict[str, Base] = {
         model="m", content_batch=["a", [TextContentItem(text="b")]], logprobs=LogProbConfig(top_k=2)
     ),
     "EmbeddingsRequest": EmbeddingsRequest(model="all-MiniLM-L6-v2", contents=["a", "b"]),
-    "ChatCompletionResponse": ChatCompletionResponse(completion_message=ASSISTANT, logprobs=LOGPROBS),
+    "ChatCompletionResponse": ChatCompletionResponse(completion_message=ASSISTANT, logprobs=LOGPROBS, metrics=METRICS),
     "CompletionResponse": CompletionResponse(content=" a time", stop_reason=StopReason.out_of_tokens),
+    "MetricInResponse": METRICS[0],
     "BatchChatCompletionResponse": BatchChatCompletionResponse(completion_message_batch=[ASSISTANT]),
     "BatchCompletionResponse": BatchCompletionResponse(completion_message_batch=[ASSISTANT]),
     "EmbeddingsResponse": EmbeddingsResponse(embeddings=[[0.5, -1.0], [0.25, 2.0]], usage=EmbeddingsUsage(prompt_tokens=6, total_tokens=6)),

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 from providers.fakes import FakeVendor, Reply, sample, stream_of
 from rpc.server import free_port, running_server
@@ -14,6 +15,7 @@ from rpc.server import free_port, running_server
 from llama_core.config import OllamaImplConfig
 from llama_core.errors import NotFoundError, ProviderError, UnavailableError, UnsupportedError
 from llama_core.providers.inference.ollama import OllamaInference, ollama_tag
+from llama_core.providers.inference.usage import token_metrics
 from llama_core.providers.retry import RetryPolicy
 from llama_core.types import (
     CompletionMessage,
@@ -110,7 +112,8 @@ async def test_chat_maps_messages_tools_and_options(ollama: OllamaInference, ven
     )
     response = await ollama.chat_completion(request)
     assert response == ChatCompletionResponse(
-        completion_message=CompletionMessage(content="The capital of France is Paris.", stop_reason=StopReason.end_of_turn)
+        completion_message=CompletionMessage(content="The capital of France is Paris.", stop_reason=StopReason.end_of_turn),
+        metrics=token_metrics(31, 8),  # its prompt_eval_count and eval_count
     )
     assert vendor.paths() == ["/api/chat"]
     assert vendor.requests[0].json == {
@@ -196,15 +199,21 @@ async def test_tool_calls_stream_as_success_deltas(ollama: OllamaInference, vend
 async def test_completion_is_raw_generate(ollama: OllamaInference, vendor: FakeVendor) -> None:
     vendor.then("/api/generate", Reply(body=sample("ollama/generate.json")))
     response = await ollama.completion(CompletionRequest(model=MODEL, content="The sky is"))
-    assert response == CompletionResponse(content=" blue because of Rayleigh scattering.", stop_reason=StopReason.end_of_turn)
+    assert response == CompletionResponse(
+        content=" blue because of Rayleigh scattering.", stop_reason=StopReason.end_of_turn, metrics=token_metrics(7, 7)
+    )
     assert vendor.requests[0].json == {"model": TAG, "prompt": "The sky is", "raw": True, "options": {"temperature": 0.0}, "stream": False}
 
 
 async def test_completion_stream(ollama: OllamaInference, vendor: FakeVendor) -> None:
     vendor.then("/api/generate", Reply(body=stream_of(sample("ollama/generate_stream.ndjson")), content_type=NDJSON))
     stream = await ollama.completion(CompletionRequest(model=MODEL, content="The sky is", stream=True))
-    chunks = [(c.delta, c.stop_reason) async for c in stream]
-    assert chunks == [(" blue", None), (" because", None), (" of", None), ("", StopReason.out_of_tokens)]
+    chunks = [(c.delta, c.stop_reason, c.metrics) async for c in stream]
+    assert chunks == [(" blue", None, msgspec.UNSET), (" because", None, msgspec.UNSET), (" of", None, msgspec.UNSET),
+                      ("", StopReason.out_of_tokens, token_metrics(7, 3))]  # fmt: skip
+    vendor.then("/api/chat", Reply(body=stream_of(sample("ollama/chat_stream.ndjson")), content_type=NDJSON))
+    chat_chunks = [c async for c in await ollama.chat_completion(chat(stream=True))]
+    assert [c.metrics for c in chat_chunks] == [msgspec.UNSET] * (len(chat_chunks) - 1) + [token_metrics(31, 8)]
 
 
 async def test_embeddings(ollama: OllamaInference, vendor: FakeVendor) -> None:

@@ -42,7 +42,10 @@ def ask(url: str, path: str, stream: bool) -> httpx.Response:
 def error_of(answer: httpx.Response) -> tuple[int, str]:
     """(status, message) of an error answer: the HTTP status, or a stream's last event's."""
     if answer.headers["content-type"].startswith("text/event-stream"):
-        last = json.loads(answer.text.strip().split("\n\n")[-1].removeprefix("data: "))
+        events = answer.text.strip().split("\n\n")
+        if events[-1] == "data: [DONE]":  # /v1 ends every stream so, errors included
+            events.pop()
+        last = json.loads(events[-1].removeprefix("data: "))
         assert answer.status_code == 200
         return last["error"].get("status", last["error"].get("code")), last["error"]["message"]
     return answer.status_code, answer.json()["error"]["message"]

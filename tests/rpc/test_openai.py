@@ -118,7 +118,7 @@ def test_sampling(fields: dict[str, Any], sampling: SamplingParams) -> None:
         pytest.param({"top_logprobs": 2}, InvalidRequestError, "top_logprobs", id="top-logprobs-without-logprobs"),
         pytest.param({"logprobs": False, "top_logprobs": 2}, InvalidRequestError, "top_logprobs", id="top-logprobs-logprobs-false"),
         pytest.param({"response_format": {"type": "json_object"}}, UnsupportedError, "response_format", id="json-mode"),
-        pytest.param({"stream_options": {"include_usage": True}}, UnsupportedError, "stream_options.include_usage", id="usage"),
+        pytest.param({"stream_options": {"include_usage": True}}, InvalidRequestError, "stream_options", id="stream-options-unstreamed"),
         pytest.param({"temperature": 3}, InvalidRequestError, "temperature", id="temperature"),
         pytest.param({"top_p": 0}, InvalidRequestError, "top_p", id="top-p"),
         pytest.param({"max_tokens": -1}, InvalidRequestError, "max_tokens", id="max-tokens"),

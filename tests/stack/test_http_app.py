@@ -254,6 +254,8 @@ async def test_openai_model_ids_may_hold_slashes(client: Any) -> None:
 
 async def test_openai_stream_error_is_an_openai_error_event(client: Any) -> None:
     body = {"model": MODEL, "messages": [{"role": "user", "content": "fail"}], "stream": True}
-    got = events(await (await client.post("/v1/chat/completions", json=body)).get_data())
+    raw = await (await client.post("/v1/chat/completions", json=body)).get_data()
+    assert raw.endswith(b"\n\ndata: [DONE]\n\n")  # after the error event too, as OpenAI ends every stream
+    got = events(raw.removesuffix(b"data: [DONE]\n\n"))
     assert got[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     assert got[-1] == {"error": {"message": "the fake engine broke", "type": "provider", "param": None, "code": 502}}

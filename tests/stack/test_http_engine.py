@@ -63,7 +63,9 @@ def test_a_finished_stream_sends_no_cancel(served: tuple[str, Any, list[Any]]) -
     before = len(sent)
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True, "sampling_params": {"max_tokens": 3}}
     text = httpx.post(url + "/inference/chat_completion", json=body, timeout=60).text
-    assert text.rstrip().endswith('"stop_reason":"out_of_tokens"}}')
+    counts = '[{"metric":"prompt_tokens","value":11,"unit":null},{"metric":"completion_tokens","value":3,"unit":null},' \
+        '{"metric":"total_tokens","value":14,"unit":null}]'
+    assert text.rstrip().endswith('"stop_reason":"out_of_tokens"},"metrics":' + counts + "}")
     assert not any(isinstance(m, Cancel) for m in sent[before:])
     assert group._inflight == {}
 

@@ -110,18 +110,24 @@ def test_openai_errors(oai: openai.OpenAI, kwargs: dict[str, Any], exception: ty
     assert caught.value.body["param"] == param  # type: ignore[attr-defined]
 
 
-def test_openai_stream_has_no_done_line(url: str) -> None:
+def test_openai_streams_end_with_done_under_v1_only(url: str) -> None:
     body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
-    text = httpx.post(url + "/v1/chat/completions", json=body).text
+    for path in ("/v1/chat/completions", "/v1/completions"):
+        text = httpx.post(url + path, json={**body, "prompt": "hi"}).text
+        assert text.endswith('"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n') and text.count("[DONE]") == 1
+    # llama-stack's own path keeps its streams as llama-stack sends them: llama-stack-client cannot parse [DONE].
+    text = httpx.post(url + "/v1/openai/v1/chat/completions", json=body).text
     assert text.endswith('"finish_reason":"stop"}]}\n\n')
     assert "[DONE]" not in text
+    native = httpx.post(url + "/inference/chat_completion", json=body).text
+    assert native.endswith('"stop_reason":"end_of_turn"}}\n\n') and "[DONE]" not in native
 
 
-def test_openai_done_line_on_request(stack: FakeStack) -> None:
+def test_openai_done_line_everywhere_on_request(stack: FakeStack) -> None:
     with running_server(lambda: create_app(stack, openai_done=True)) as base:
         body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True}
-        assert httpx.post(base + "/v1/chat/completions", json=body).text.endswith("\n\ndata: [DONE]\n\n")
-        with openai.OpenAI(base_url=base + "/v1", api_key="x") as client:
+        assert httpx.post(base + "/v1/openai/v1/chat/completions", json=body).text.endswith("\n\ndata: [DONE]\n\n")
+        with openai.OpenAI(base_url=base + "/v1/openai/v1", api_key="x") as client:
             reply = client.chat.completions.create(**body)
             assert "".join(c.choices[0].delta.content or "" for c in reply) == "You said: hi"
 

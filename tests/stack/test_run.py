@@ -33,6 +33,7 @@ pytest.importorskip("torch")
 
 MODEL = "Llama3.2-1B-Instruct"  # served from the tiny random checkpoint, so answers are gibberish
 MAX_SEQ_LEN = 256
+CONFIG_ORIGIN, CLI_ORIGIN = "https://config.example", "http://cli.example:8080"  # both allowed to call it (CORS)
 
 
 class Server:
@@ -48,14 +49,17 @@ class Server:
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from engine.tiny_checkpoint import write_tiny_run_config
 
-    return write_tiny_run_config(tmp_path_factory.mktemp("stack-run"), MODEL, max_seq_len=MAX_SEQ_LEN, max_batch_size=8)
+    config = write_tiny_run_config(tmp_path_factory.mktemp("stack-run"), MODEL, max_seq_len=MAX_SEQ_LEN, max_batch_size=8)
+    config.write_text(f'cors_origins = ["{CONFIG_ORIGIN}"]\n' + config.read_text())  # beside --cors-origin (server)
+    return config
 
 
 @pytest.fixture(scope="module")
 def server(config: Path) -> Iterator[Server]:
     root = config.parent
     port, log = free_port(), root / "server.log"
-    with llama_stack_run([str(config)], port, log, env={"LLAMA_STACK_CONFIG_DIR": str(root / "home")}) as url:
+    args = [str(config), "--cors-origin", CLI_ORIGIN]
+    with llama_stack_run(args, port, log, env={"LLAMA_STACK_CONFIG_DIR": str(root / "home")}) as url:
         yield Server(url, log)
 
 def test_serving_lines(server: Server) -> None:
@@ -95,6 +99,16 @@ def test_openai_client(server: Server) -> None:
         assert (reply.choices[0].message.content, reply.choices[0].finish_reason) == (expected, "length")
         chunks = list(client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8, stream=True))  # type: ignore[arg-type]
     assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected
+
+
+def test_cors_origins_of_the_config_and_the_option(server: Server) -> None:
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    for origin in (CONFIG_ORIGIN, CLI_ORIGIN):
+        response = httpx.options(server.url + "/v1/chat/completions", headers={"Origin": origin, **preflight})
+        assert response.status_code == 200
+        assert (response.headers["access-control-allow-origin"], response.headers["access-control-allow-headers"]) == (origin, "content-type")
+    other = httpx.options(server.url + "/v1/chat/completions", headers={"Origin": "https://other.example", **preflight})
+    assert other.status_code == 403 and "access-control-allow-origin" not in other.headers
 
 
 def test_inference_client_prints_the_answer(server: Server) -> None:
@@ -176,6 +190,7 @@ def test_disconnect_mid_stream_keeps_serving(server: Server) -> None:
         pytest.param(["local", "--name", "nope"], "Error: Could not find", id="not-built"),
         pytest.param(["missing.toml"], "Error: File missing.toml does not exist", id="no-config-file"),
         pytest.param(["--port", "70000"], "Error: --port must be between 1 and 65535", id="bad-port"),
+        pytest.param(["--cors-origin", "app.example"], "Error: 'app.example' is not an origin for --cors-origin", id="bad-cors-origin"),
     ],
 )
 def test_run_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,7 +8,8 @@ continuous batch.
 Prompts are tokenized in a worker thread, so a long one never stalls the event loop; one too long
 to fit the context whatever its tokens is refused by its size in bytes first. Stop sequences
 (`sampling_params.stop`) are cut as the text is decoded, and the engine's sequence ends at the
-first match.
+first match. Each answer counts its tokens (`metrics`: the prompt's and the generated ones), on
+a whole response and on a stream's last chunk.
 
 Which model a request is for is not checked here: MetaReferenceInference routes by `request.model`.
 """
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import msgspec
 
 from llama_core import paths
 from llama_core.engine.group import WorkerGroup
@@ -34,9 +36,11 @@ from llama_core.prompt.chat_format import ChatFormat, decode_assistant_message_f
 from llama_core.prompt.jinja_format import JinjaChatFormat, load_chat_template
 from llama_core.prompt.system_prompts import prepare_messages
 from llama_core.providers.inference.batch import chat_requests
+from llama_core.providers.inference.budget import check_room
 from llama_core.providers.inference.detokenize import IncrementalDecoder
 from llama_core.providers.inference.stops import StopCutter
 from llama_core.providers.inference.stream import ChatStream
+from llama_core.providers.inference.usage import token_metrics
 from llama_core.tokenizer import Llama3Tokenizer, Tokenizer
 from llama_core.types import (
     CompletionMessage,
@@ -220,26 +224,30 @@ class LocalModel:
     ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
         """A reply to `request.messages`; a chunk stream (start, progress..., complete) if `stream`."""
         prompt = await anyio.to_thread.run_sync(self.chat_prompt, request)
+        check_room(len(prompt), request.sampling_params.max_tokens, self.config.max_seq_len, "messages")
         params = self.gen_params(request.sampling_params, request.logprobs)
         stops = request.sampling_params.stop
         if request.stream:
             self._engine.check_serving()  # a 503 now, not an error event after the stream's start
             return self._chat_stream(prompt, params, stops)
         run = await self._run(prompt, params, stops)
-        return ChatCompletionResponse(completion_message=self._message(run), logprobs=run.logprobs)
+        metrics = token_metrics(len(prompt), len(run.tokens))
+        return ChatCompletionResponse(completion_message=self._message(run), logprobs=run.logprobs, metrics=metrics)
 
     async def completion(
         self, request: CompletionRequest
     ) -> CompletionResponse | AsyncIterator[CompletionResponseStreamChunk]:
         """A raw continuation of `request.content` (no chat template); a chunk stream if `stream`."""
         prompt = await anyio.to_thread.run_sync(self.completion_prompt, request.content)
+        check_room(len(prompt), request.sampling_params.max_tokens, self.config.max_seq_len, "prompt")
         params = self.gen_params(request.sampling_params, request.logprobs)
         stops = request.sampling_params.stop
         if request.stream:
             self._engine.check_serving()
             return self._completion_stream(prompt, params, stops)
         run = await self._run(prompt, params, stops)
-        return CompletionResponse(content=run.text, stop_reason=run.stop, logprobs=run.logprobs)
+        metrics = token_metrics(len(prompt), len(run.tokens))
+        return CompletionResponse(content=run.text, stop_reason=run.stop, logprobs=run.logprobs, metrics=metrics)
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
         """Every dialog at once: they share the continuous batch, so this is faster than one by one."""
@@ -450,20 +458,26 @@ class LocalModel:
                     yield chat.text(text, pending or None)
                     pending = []
         run = Run(tokens, "".join(pieces), stop, cutter.stopped, None)
-        chunks = chat.finish(self._message(run))
-        chunks[-1].event.logprobs = pending or None  # the stop token's: every token's entry is in the stream once
+        *chunks, complete = chat.finish(self._message(run))
+        complete.event.logprobs = pending or None  # the stop token's: every token's entry is in the stream once
         for chunk in chunks:
             yield chunk
+        yield msgspec.structs.replace(complete, metrics=token_metrics(len(prompt), len(tokens)))
 
     async def _completion_stream(
         self, prompt: list[int], params: GenParams, stops: Sequence[str] = ()
     ) -> AsyncIterator[CompletionResponseStreamChunk]:
         pending: list[TokenLogProbs] = []  # of tokens whose text is not out yet: they go with the next piece
+        generated = 0
         async with contextlib.aclosing(self.token_stream(prompt, params, StopCutter(stops))) as outs:
             async for out, text in outs:
+                generated += 1
                 if (lp := self._logprobs(out)) is not None:
                     pending.append(lp)
                 stop = StopReason(out.stop_reason) if out.stop_reason is not None else None
                 if text or stop is not None:
-                    yield CompletionResponseStreamChunk(delta=text, stop_reason=stop, logprobs=pending or None)
+                    yield CompletionResponseStreamChunk(
+                        delta=text, stop_reason=stop, logprobs=pending or None,
+                        metrics=token_metrics(len(prompt), generated) if stop is not None else msgspec.UNSET,
+                    )  # fmt: skip
                     pending = []

@@ -27,6 +27,7 @@ from llama_core.models.registry import resolve_model
 from llama_core.providers.inference.batch import chat_one_by_one, completion_one_by_one
 from llama_core.providers.inference.local_embeddings import is_embedding_model, local_embeddings
 from llama_core.providers.inference.openai_compat import tool_schema, user_text
+from llama_core.providers.inference.usage import vendor_metrics
 from llama_core.providers.inference.vendor_stream import (
     OpenStream,
     Piece,
@@ -161,13 +162,17 @@ def chat_piece(line: dict[str, Any]) -> Piece:
             piece.calls.append(call)
     if line.get("done"):
         piece.finish = DONE_REASONS.get(line.get("done_reason") or "stop", StopReason.end_of_turn)
+        piece.metrics = vendor_metrics(line.get("prompt_eval_count"), line.get("eval_count"))
     return piece
 
 
 def generate_piece(line: dict[str, Any]) -> Piece:
-    """One /api/generate answer object as a Piece."""
-    finish = DONE_REASONS.get(line.get("done_reason") or "stop", StopReason.end_of_turn) if line.get("done") else None
-    return Piece(text=line.get("response") or "", finish=finish)
+    """One /api/generate answer object as a Piece (the last one with Ollama's token counts)."""
+    if not line.get("done"):
+        return Piece(text=line.get("response") or "")
+    finish = DONE_REASONS.get(line.get("done_reason") or "stop", StopReason.end_of_turn)
+    metrics = vendor_metrics(line.get("prompt_eval_count"), line.get("eval_count"))
+    return Piece(text=line.get("response") or "", finish=finish, metrics=metrics)
 
 
 async def ndjson(response: httpx.Response, secrets: set[str]) -> AsyncIterator[dict[str, Any]]:
@@ -285,7 +290,8 @@ class OllamaInference:
         piece = cut_piece(chat_piece(self._json(response)), stops)
         if piece.finish is None:
             raise ProviderError("Ollama's answer is not done.")
-        return ChatCompletionResponse(completion_message=vendor_message(piece.text, piece.finish, piece.calls))
+        message = vendor_message(piece.text, piece.finish, piece.calls)
+        return ChatCompletionResponse(completion_message=message, metrics=piece.metrics)
 
     async def completion(
         self, request: CompletionRequest
@@ -309,7 +315,7 @@ class OllamaInference:
         piece = cut_piece(generate_piece(self._json(response)), stops)
         if piece.finish is None:
             raise ProviderError("Ollama's answer is not done.")
-        return CompletionResponse(content=piece.text, stop_reason=piece.finish)
+        return CompletionResponse(content=piece.text, stop_reason=piece.finish, metrics=piece.metrics)
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
         """One reply per dialog, asked for one after another."""

@@ -11,7 +11,8 @@ in the X-LlamaStack-ProviderData header).
 
 Streams give the meta-reference chunk sequence (llama_core.providers.inference.vendor_stream):
 text deltas as progress, a leading `<|python_tag|>` as a started tool call, the vendor's own tool
-calls once complete, then `complete` with the stop reason. The first request is sent before the
+calls once complete, then `complete` with the stop reason and the vendor's `usage` as `metrics`
+(on whole answers too, where the vendor counted). The first request is sent before the
 stream is returned, so refusals (401, 404, 429) are answered as statuses and retried where safe
 (llama_core.providers.retry); a stream that breaks off later is a ProviderError.
 
@@ -32,6 +33,7 @@ from llama_core.errors import InvalidRequestError, ModelNotFoundError, ProviderE
 from llama_core.models.registry import resolve_model
 from llama_core.providers.inference.batch import chat_one_by_one, completion_one_by_one
 from llama_core.providers.inference.local_embeddings import is_embedding_model, local_embeddings
+from llama_core.providers.inference.usage import vendor_metrics
 from llama_core.providers.inference.vendor_stream import (
     OpenStream,
     Piece,
@@ -77,6 +79,7 @@ from llama_core.types.inference import (
     EmbeddingsRequest,
     EmbeddingsResponse,
     EmbeddingsUsage,
+    Metrics,
 )
 
 if TYPE_CHECKING:
@@ -106,6 +109,14 @@ def embeddings_usage(data: dict[str, Any]) -> EmbeddingsUsage | None:
         return None
     total = usage.get("total_tokens")
     return EmbeddingsUsage(prompt_tokens=usage["prompt_tokens"], total_tokens=total if isinstance(total, int) else usage["prompt_tokens"])
+
+
+def usage_metrics(data: dict[str, Any]) -> Metrics:
+    """The `usage` of a vendor's answer (or stream event) as metrics; UNSET when it did not count."""
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        return msgspec.UNSET
+    return vendor_metrics(usage.get("prompt_tokens"), usage.get("completion_tokens"))
 
 
 # -- requests: our types -> OpenAI-style JSON ------------------------------------------------------
@@ -358,10 +369,11 @@ class OpenAIStyleInference:
         if request.stream:
             pieces = stop_at(response, self._chat_pieces(response, self.secrets()), stops)
             return OpenStream(response, chat_chunks(self.vendor, pieces))
-        choice = self._first_choice(response)
-        piece = cut_piece(chat_pieces_from_choice(choice, self.finish_reasons), stops)
+        data = self._json(response)
+        piece = cut_piece(chat_pieces_from_choice(self._first_choice(data), self.finish_reasons), stops)
         assert piece.finish is not None
-        return ChatCompletionResponse(completion_message=vendor_message(piece.text, piece.finish, piece.calls))
+        message = vendor_message(piece.text, piece.finish, piece.calls)
+        return ChatCompletionResponse(completion_message=message, metrics=usage_metrics(data))
 
     async def completion(
         self, request: CompletionRequest
@@ -380,10 +392,11 @@ class OpenAIStyleInference:
         if request.stream:
             pieces = stop_at(response, self._completion_pieces(response, self.secrets()), stops)
             return OpenStream(response, completion_chunks(self.vendor, pieces))
-        choice = self._first_choice(response)
+        data = self._json(response)
+        choice = self._first_choice(data)
         stop = self.finish_reasons.get(choice.get("finish_reason") or "stop", StopReason.end_of_turn)
         piece = cut_piece(Piece(text=choice.get("text") or "", finish=stop), stops)
-        return CompletionResponse(content=piece.text, stop_reason=piece.finish or stop)
+        return CompletionResponse(content=piece.text, stop_reason=piece.finish or stop, metrics=usage_metrics(data))
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> BatchChatCompletionResponse:
         """One reply per dialog, asked for one after another."""
@@ -414,8 +427,8 @@ class OpenAIStyleInference:
             raise ProviderError(f"{self.vendor} answered with JSON that is not an object.")
         return data
 
-    def _first_choice(self, response: httpx.Response) -> dict[str, Any]:
-        choices = self._json(response).get("choices") or []
+    def _first_choice(self, data: dict[str, Any]) -> dict[str, Any]:
+        choices = data.get("choices") or []
         if not choices:
             raise ProviderError(f"{self.vendor} answered with no choices.")
         return choices[0]
@@ -444,6 +457,8 @@ class OpenAIStyleInference:
                                 piece.calls.append(call)
                         parts.clear()
                     yield piece
+                if (metrics := usage_metrics(event)) is not msgspec.UNSET:  # with the last choice, or alone after it
+                    yield Piece(metrics=metrics)
 
     async def _completion_pieces(self, response: httpx.Response, secrets: set[str]) -> AsyncIterator[Piece]:
         async with contextlib.aclosing(sse_json(self.vendor, response, secrets)) as events:
@@ -452,3 +467,5 @@ class OpenAIStyleInference:
                     reason = choice.get("finish_reason")
                     finish = self.finish_reasons.get(reason, StopReason.end_of_turn) if reason else None
                     yield Piece(text=choice.get("text") or "", finish=finish)
+                if (metrics := usage_metrics(event)) is not msgspec.UNSET:
+                    yield Piece(metrics=metrics)

@@ -10,7 +10,8 @@ deltas (a call whose arguments are not JSON as one failure), then complete with 
 A stream that ends before the vendor said why it stopped is a ProviderError, as is a dropped
 connection: the caller already holds part of an answer, so nothing is retried then. Vendors are
 sent the request's stop sequences, and their text is cut here too (`stop_at`, `cut_piece`), so a
-vendor that ignores some still answers as meta-reference would.
+vendor that ignores some still answers as meta-reference would. The vendor's token counts, where it
+sends them (with its last event, or in one of their own), become the last chunk's `metrics`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from llama_core.providers.inference.stream import ChatStream
 from llama_core.types import CompletionMessage, StopReason, ToolCall
 from llama_core.types.inference import (
     ChatCompletionResponseEvent,
+    Metrics,
     ChatCompletionResponseEventType,
     ChatCompletionResponseStreamChunk,
     CompletionResponseStreamChunk,
@@ -104,6 +106,7 @@ class Piece:
     calls: list[ToolCall] = field(default_factory=list)
     bad_calls: list[str] = field(default_factory=list)  # raw text of calls whose arguments did not parse
     finish: StopReason | None = None  # set by the last piece
+    metrics: Metrics = msgspec.UNSET  # the vendor's token counts, on whichever piece brought them
 
 
 def cut_piece(piece: Piece, stops: Sequence[str]) -> Piece:
@@ -134,9 +137,11 @@ async def chat_chunks(vendor: str, pieces: AsyncIterator[Piece]) -> AsyncIterato
     calls: list[ToolCall] = []
     bad: list[str] = []
     stop: StopReason | None = None
+    metrics: Metrics = msgspec.UNSET
     # aclosing: closing this stream early closes the vendor's pieces too (trio warns about open ones).
     async with contextlib.aclosing(pieces):  # type: ignore[type-var]
         async for piece in pieces:
+            metrics = piece.metrics if piece.metrics is not msgspec.UNSET else metrics
             delta = piece.text
             for token in STOP_TOKENS:
                 delta = delta.replace(token, "")
@@ -160,20 +165,29 @@ async def chat_chunks(vendor: str, pieces: AsyncIterator[Piece]) -> AsyncIterato
             event_type=ChatCompletionResponseEventType.progress, delta=failure, stop_reason=stop
         )
         yield ChatCompletionResponseStreamChunk(event=event)
-    for chunk in chat.finish(message):
+    *chunks, complete = chat.finish(message)
+    for chunk in chunks:
         yield chunk
+    yield msgspec.structs.replace(complete, metrics=metrics)
 
 
 async def completion_chunks(vendor: str, pieces: AsyncIterator[Piece]) -> AsyncIterator[CompletionResponseStreamChunk]:
-    """Completion chunks: each text piece, the stop reason on the last; ProviderError if it never finishes."""
-    finished = False
+    """Completion chunks: each text piece, the stop reason (and the counts) on the last, sent once the
+    vendor's stream ends (counts may come after the last text); ProviderError if it never finishes."""
+    last: CompletionResponseStreamChunk | None = None
+    metrics: Metrics = msgspec.UNSET
     async with contextlib.aclosing(pieces):  # type: ignore[type-var]
         async for piece in pieces:  # read to the end: the vendor ends the stream after the last piece
-            if not finished and (piece.text or piece.finish is not None):
-                yield CompletionResponseStreamChunk(delta=piece.text, stop_reason=piece.finish)
-            finished = finished or piece.finish is not None
-    if not finished:
+            metrics = piece.metrics if piece.metrics is not msgspec.UNSET else metrics
+            if last is not None:
+                continue
+            if piece.finish is not None:
+                last = CompletionResponseStreamChunk(delta=piece.text, stop_reason=piece.finish)
+            elif piece.text:
+                yield CompletionResponseStreamChunk(delta=piece.text)
+    if last is None:
         raise ProviderError(f"{vendor}'s stream ended before the reply was complete.")
+    yield msgspec.structs.replace(last, metrics=metrics)
 
 
 class OpenStream(Generic[T]):

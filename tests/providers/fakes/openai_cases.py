@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import pytest
 from providers.fakes import FakeVendor, Reply, sample, stream_of
 from rpc.server import running_server
@@ -19,6 +20,7 @@ from llama_core.errors import (
     UnsupportedError,
 )
 from llama_core.providers.inference.openai_compat import OpenAIStyleInference
+from llama_core.providers.inference.usage import token_metrics
 from llama_core.providers.provider_data import provider_data_scope
 from llama_core.providers.retry import RetryPolicy
 from llama_core.types import (
@@ -129,7 +131,8 @@ async def test_chat_request_and_reply(case: Case, provider: OpenAIStyleInference
     )  # fmt: skip
     response = await provider.chat_completion(request)
     assert response == ChatCompletionResponse(
-        completion_message=CompletionMessage(content="The capital of France is Paris.", stop_reason=StopReason.end_of_turn)
+        completion_message=CompletionMessage(content="The capital of France is Paris.", stop_reason=StopReason.end_of_turn),
+        metrics=token_metrics(18, 8),  # the vendor's usage
     )
     (sent,) = vendor.requests
     assert (sent.path, sent.headers["authorization"]) == ("/v1/chat/completions", "Bearer k-config")
@@ -161,6 +164,24 @@ async def test_chat_stream_is_the_meta_reference_sequence(case: Case, provider: 
     ]
     assert vendor.requests[0].json == {"model": case.vendor_model, "messages": [
         {"role": "user", "content": "What is the capital of France?"}], "temperature": 0.0, "stream": True}  # fmt: skip
+
+
+async def test_streams_end_with_the_vendors_counts(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    vendor.then("/v1/chat/completions", sse_reply(case, "chat_stream.sse"))
+    chunks = [c async for c in await provider.chat_completion(chat(stream=True))]
+    assert chunks[-1].event.event_type == "complete" and chunks[-1].metrics == token_metrics(18, 8)
+    assert all(c.metrics is msgspec.UNSET for c in chunks[:-1])
+    vendor.then("/v1/completions", sse_reply(case, "completion_stream.sse"))
+    pieces = [c async for c in await provider.completion(CompletionRequest(model=MODEL, content="The sky is", stream=True))]
+    assert [(c.delta, c.stop_reason, c.metrics) for c in pieces] == [
+        (" blue", None, msgspec.UNSET), (" because", None, msgspec.UNSET), (" of", StopReason.out_of_tokens, token_metrics(7, 3)),
+    ]  # fmt: skip
+    # Counts that come in an event of their own after the last choice (OpenAI's include_usage) count too.
+    finish = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}\n\n'
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":4,"completion_tokens":2,"total_tokens":6}}\n\n'
+    vendor.then("/v1/chat/completions", Reply(body=[finish, usage, b"data: [DONE]\n\n"], content_type=SSE))
+    chunks = [c async for c in await provider.chat_completion(chat(stream=True))]
+    assert (chunks[-1].event.stop_reason, chunks[-1].metrics) == (StopReason.end_of_turn, token_metrics(4, 2))
 
 
 async def test_tool_calls_come_back(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
@@ -203,7 +224,9 @@ async def test_python_tag_text_streams_as_a_tool_call(case: Case, provider: Open
 async def test_completion(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
     vendor.then("/v1/completions", json_reply(case, "completion.json"))
     response = await provider.completion(CompletionRequest(model=MODEL, content="The sky is", sampling_params=SamplingParams(max_tokens=7)))
-    assert response == CompletionResponse(content=" blue because of Rayleigh scattering.", stop_reason=StopReason.end_of_turn)
+    assert response == CompletionResponse(
+        content=" blue because of Rayleigh scattering.", stop_reason=StopReason.end_of_turn, metrics=token_metrics(7, 7)
+    )
     assert vendor.requests[0].json == {"model": case.vendor_model, "prompt": "The sky is", "temperature": 0.0, "max_tokens": 7}
 
 
@@ -360,7 +383,7 @@ async def test_stop_sequences_are_sent_and_cut_here_too(case: Case, provider: Op
     vendor.then("/v1/completions", json_reply(case, "completion.json"))
     sampling = SamplingParams(max_tokens=7, stop=["Rayleigh"])
     response = await provider.completion(CompletionRequest(model=MODEL, content="The sky is", sampling_params=sampling))
-    assert response == CompletionResponse(content=" blue because of ", stop_reason=StopReason.end_of_turn)
+    assert response == CompletionResponse(content=" blue because of ", stop_reason=StopReason.end_of_turn, metrics=token_metrics(7, 7))
     assert vendor.requests[0].json == {
         "model": case.vendor_model, "prompt": "The sky is", "temperature": 0.0, "max_tokens": 7, "stop": ["Rayleigh"]
     }  # fmt: skip
