@@ -55,7 +55,9 @@ def test_chat_completion_over_http(ollama: tuple[FakeVendor, str], stack_url: st
     answer = httpx.post(stack_url + "/inference/chat_completion", json=BODY, timeout=30)
     assert (answer.status_code, answer.json()) == (200, {
         "completion_message": {"role": "assistant", "content": "The capital of France is Paris.", "stop_reason": "end_of_turn",
-                               "tool_calls": []}, "logprobs": None})  # fmt: skip
+                               "tool_calls": []}, "logprobs": None,
+        "metrics": [{"metric": "prompt_tokens", "value": 31, "unit": None}, {"metric": "completion_tokens", "value": 8, "unit": None},
+                    {"metric": "total_tokens", "value": 39, "unit": None}]})  # fmt: skip
     (sent,) = vendor.requests
     assert (sent.path, sent.json["model"], sent.json["options"]) == ("/api/chat", TAG, {"temperature": 0.0, "num_predict": 16})
 
