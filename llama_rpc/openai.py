@@ -281,7 +281,9 @@ async def chat_chunks(
     def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return env.wrap("chat.completion.chunk", [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}])
 
-    n_calls, raw_call = 0, ""
+    # Raw tool-call text (in_progress) is never sent: a reply is content or calls, and the core's
+    # stream gives the text of a call that did not parse as content (llama_core.providers.inference.stream).
+    n_calls = 0
     async with closing(chunks):
         async for item in chunks:
             event = item.event
@@ -296,10 +298,6 @@ async def chat_chunks(
             elif event.delta.parse_status == ours.ToolCallParseStatus.success and isinstance(event.delta.content, ToolCall):
                 yield chunk({"tool_calls": [openai_tool_call(event.delta.content, n_calls)]})
                 n_calls += 1
-            elif event.delta.parse_status == ours.ToolCallParseStatus.in_progress:
-                raw_call += str(event.delta.content)
-            elif event.delta.parse_status == ours.ToolCallParseStatus.failure and raw_call:
-                yield chunk({"content": raw_call})  # an unparsed call is text after all
     yield chunk({}, "stop")  # a stream that ended without `complete`
 
 

@@ -30,6 +30,7 @@ import msgspec
 
 from llama_core.errors import InvalidRequestError, ModelNotFoundError, ProviderError, UnsupportedError
 from llama_core.models.registry import resolve_model
+from llama_core.prompt.tool_calls import offered
 from llama_core.providers.inference.batch import chat_one_by_one, completion_one_by_one
 from llama_core.providers.inference.local_embeddings import is_embedding_model, local_embeddings
 from llama_core.providers.inference.vendor_stream import (
@@ -357,11 +358,11 @@ class OpenAIStyleInference:
         stops = request.sampling_params.stop
         if request.stream:
             pieces = stop_at(response, self._chat_pieces(response, self.secrets()), stops)
-            return OpenStream(response, chat_chunks(self.vendor, pieces))
+            return OpenStream(response, chat_chunks(self.vendor, pieces, offered(request.tools)))
         choice = self._first_choice(response)
         piece = cut_piece(chat_pieces_from_choice(choice, self.finish_reasons), stops)
         assert piece.finish is not None
-        return ChatCompletionResponse(completion_message=vendor_message(piece.text, piece.finish, piece.calls))
+        return ChatCompletionResponse(completion_message=vendor_message(piece.text, piece.finish, piece.calls, tools=offered(request.tools)))
 
     async def completion(
         self, request: CompletionRequest
