@@ -99,9 +99,9 @@ def _python_value(value: Any) -> str:
 # ---- parsing --------------------------------------------------------------------------------------
 
 # How a custom call opens, after optional whitespace: a JSON object or list, a python_list entry
-# (`[name(`, the name hyphenated or dotted too), or a function tag. A body that opens so after
-# <|python_tag|> is a failed call, never code_interpreter code.
-CALL_OPENING = re.compile(r"\s*(\{|\[\s*(\{|[A-Za-z_][\w.-]*\s*\()|<function=)")
+# (`[name(`, the name hyphenated or dotted too), or a function tag; or the start of one cut short
+# (`[get-wea`, `<func`). A body that opens so after <|python_tag|> is a failed call, never code.
+CALL_OPENING = re.compile(r"\s*(\{|\[\s*(\{|[A-Za-z_][\w.-]*\s*\(|[A-Za-z_]?[\w.-]*\s*$)|<function=)")
 # The openings a stream holds text back for, while the text may still become one (ChatStream).
 HELD_OPENINGS = ("{", "[", "<function=", "<|python_tag|>")
 # A python_list entry's name: hyphens and dots are no Python, but tool names have them.
@@ -143,7 +143,7 @@ def parse_tool_calls(
     takes any name (rendering and format tests). Returns [] for plain text; never raises.
     """
     found = _parse_custom(body.strip()) or _parse_builtin(body, ipython)
-    if not found and ipython and body.strip() and not CALL_OPENING.match(body):
+    if not found and ipython and body.strip() and not _opens_custom_call(body):
         found = [(BuiltinTool.code_interpreter.value, {"code": body})]
     if tools is not None and any(name not in tools for name, _ in found):
         return []
@@ -151,6 +151,11 @@ def parse_tool_calls(
 
 
 Found = list[tuple[str, dict[str, Any]]]
+
+
+def _opens_custom_call(body: str) -> bool:
+    head = body.lstrip()
+    return bool(CALL_OPENING.match(head)) or "<function=".startswith(head)
 
 
 def _parse_custom(body: str) -> Found:
