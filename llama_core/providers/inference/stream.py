@@ -10,8 +10,9 @@ out to be prose is sent at once as one delta; held text that never does waits fo
 Output that opens with the <|python_tag|> token streams as ToolCallDelta(in_progress) pieces after
 one ToolCallDelta("", started). Once the whole message is decoded, each parsed call is one
 ToolCallDelta(call, success). When no call parsed, a started call ends with ToolCallDelta("",
-failure), and the held text (the message's content) follows as a text delta. With no tools offered
-nothing is held and nothing is a call.
+failure), and the held text (the message's content) follows as a text delta. The logprobs of held
+text come once, with the first call or with that text delta. With no tools offered nothing is held
+and nothing is a call.
 """
 
 from __future__ import annotations
@@ -68,9 +69,10 @@ class ChatStream:
 
     def text(self, delta: str, logprobs: list[TokenLogProbs] | None = None) -> Chunks:
         """The chunks to send for `delta` now: none while the reply may still become a call."""
-        if self.in_tool_call:
+        if self.in_tool_call:  # its logprobs go with what it turns out to be: the call, or the content
+            self.held_logprobs += logprobs or []
             in_progress = ToolCallDelta(content=delta, parse_status=ToolCallParseStatus.in_progress)
-            return [_chunk(EventType.progress, in_progress, logprobs=logprobs)]
+            return [_chunk(EventType.progress, in_progress)]
         if not self.holding:
             return [_chunk(EventType.progress, delta, logprobs=logprobs)]
         self.held.append(delta)
