@@ -279,14 +279,14 @@ class OllamaInference:
         if request.tools:
             body["tools"] = [tool_schema(t) for t in request.tools]
         response = await self._send("POST", "/api/chat", body, stream=request.stream, tag=tag)
-        stops = request.sampling_params.stop
+        stops, tools = request.sampling_params.stop, offered(request.tools)
         if request.stream:
             pieces = stop_at(response, self._pieces(response, chat_piece, known_secrets()), stops)
-            return OpenStream(response, chat_chunks(VENDOR, pieces, offered(request.tools)))
+            return OpenStream(response, chat_chunks(VENDOR, pieces, tools))
         piece = cut_piece(chat_piece(self._json(response)), stops)
         if piece.finish is None:
             raise ProviderError("Ollama's answer is not done.")
-        return ChatCompletionResponse(completion_message=vendor_message(piece.text, piece.finish, piece.calls, tools=offered(request.tools)))
+        return ChatCompletionResponse(completion_message=vendor_message(piece.text, piece.finish, piece.calls, tools=tools))
 
     async def completion(
         self, request: CompletionRequest

@@ -355,14 +355,14 @@ class OpenAIStyleInference:
         self._check_logprobs(request.logprobs)
         body = self.chat_body(request)
         response = await self._post("/chat/completions", body, stream=request.stream)
-        stops = request.sampling_params.stop
+        stops, tools = request.sampling_params.stop, offered(request.tools)
         if request.stream:
             pieces = stop_at(response, self._chat_pieces(response, self.secrets()), stops)
-            return OpenStream(response, chat_chunks(self.vendor, pieces, offered(request.tools)))
+            return OpenStream(response, chat_chunks(self.vendor, pieces, tools))
         choice = self._first_choice(response)
         piece = cut_piece(chat_pieces_from_choice(choice, self.finish_reasons), stops)
         assert piece.finish is not None
-        return ChatCompletionResponse(completion_message=vendor_message(piece.text, piece.finish, piece.calls, tools=offered(request.tools)))
+        return ChatCompletionResponse(completion_message=vendor_message(piece.text, piece.finish, piece.calls, tools=tools))
 
     async def completion(
         self, request: CompletionRequest

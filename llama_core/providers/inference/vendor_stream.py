@@ -2,7 +2,7 @@
 CompletionMessage, a vendor's stream (as Pieces) to the meta-reference chunk sequence, and an open
 HTTP answer read line by line, closed when its consumer is done.
 
-    stream = OpenStream(response, chat_chunks("Ollama", pieces_of(response)))
+    stream = OpenStream(response, chat_chunks("Ollama", pieces_of(response), offered(request.tools)))
 
 The chat sequence is ChatStream's: start, progress per text delta (a leading `<|python_tag|>`
 turns what follows into ToolCallDelta in_progress pieces), the vendor's tool calls as success
