@@ -10,7 +10,7 @@ import pytest
 
 from llama_core.prompt.chat_format import decode_assistant_message_from_content
 from llama_core.providers.inference.stream import ChatStream
-from llama_core.types import CompletionMessage, StopReason, ToolCall
+from llama_core.types import CompletionMessage, StopReason, TokenLogProbs
 from llama_core.types.folds import fold_chat
 from llama_core.types.inference import ToolCallDelta
 
@@ -38,7 +38,6 @@ def run(pieces: list[str], tools: set[str], stop: StopReason = EOT, tagged: bool
     return shown, folded
 
 
-CALL = ToolCall(call_id="id", tool_name="get_weather", arguments={"city": "Paris"})
 JSON_PIECES = ['{"', "name", '":', ' "', "get", "_weather", '",', ' "', "parameters", '":', ' {"', "city", '":', ' "', "Paris", '"}}']
 
 
@@ -74,3 +73,23 @@ def test_a_tagged_reply_streams_as_tool_call_text_then_its_outcome() -> None:
     # No tools offered: the tag starts nothing, and the text is content.
     shown, _ = run(["print(1)"], set(), StopReason.end_of_message, tagged=True)
     assert shown == ["print(1)"]
+
+
+def test_held_logprobs_come_once_with_what_the_reply_turned_out_to_be() -> None:
+    def lp(i: int) -> list[TokenLogProbs]:
+        return [TokenLogProbs(logprobs_by_token={f"t{i}": -float(i)})]
+
+    for tagged, pieces, tools, stop in (
+        (True, ['brave_search.call(query="x")'], {"brave_search"}, StopReason.end_of_message),  # a call
+        (True, ['{"name": "f", "par'], {"f"}, OOT),  # a failed call: its text is content
+        (False, ["[1", ", 2]"], {"f"}, EOT),  # held prose
+    ):
+        chat = ChatStream(tools)
+        chunks = [chat.start(), *(chat.tool_call_started() if tagged else [])]
+        for i, piece in enumerate(pieces):
+            chunks += chat.text(piece, lp(i))
+        text = ("<|python_tag|>" if tagged else "") + "".join(pieces)
+        chunks += chat.finish(decode_assistant_message_from_content(text, stop, tools=tools))
+        carried = [c for c in chunks if c.event.logprobs]
+        assert len(carried) == 1 and carried[0].event.logprobs == [x for i in range(len(pieces)) for x in lp(i)]
+        assert not isinstance(carried[0].event.delta, ToolCallDelta) or carried[0].event.delta.parse_status == "success"
