@@ -389,7 +389,9 @@ async def chat_chunks(
         choice = {"index": index, "delta": delta, "logprobs": chat_logprobs(logprobs), "finish_reason": finish}
         return env.chunk("chat.completion.chunk", choice)
 
-    n_calls, raw_call, raw_logprobs = 0, "", []
+    # Raw tool-call text (in_progress) is never sent: a reply is content or calls, and the core's
+    # stream gives the text of a call that did not parse as content (llama_core.providers.inference.stream).
+    n_calls = 0
     async with closing(chunks):
         async for item in chunks:
             event = item.event
@@ -403,13 +405,8 @@ async def chat_chunks(
                 if event.delta:
                     yield chunk({"content": event.delta}, logprobs=event.logprobs)
             elif event.delta.parse_status == ours.ToolCallParseStatus.success and isinstance(event.delta.content, ToolCall):
-                yield chunk({"tool_calls": [openai_tool_call(event.delta.content, n_calls)]})
+                yield chunk({"tool_calls": [openai_tool_call(event.delta.content, n_calls)]}, logprobs=event.logprobs)
                 n_calls += 1
-            elif event.delta.parse_status == ours.ToolCallParseStatus.in_progress:
-                raw_call += str(event.delta.content)
-                raw_logprobs += event.logprobs or []
-            elif event.delta.parse_status == ours.ToolCallParseStatus.failure and raw_call:
-                yield chunk({"content": raw_call}, logprobs=raw_logprobs)  # an unparsed call is text after all
     counts.append(msgspec.UNSET)
     yield chunk({}, "stop")  # a stream that ended without `complete`
 

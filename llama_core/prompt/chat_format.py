@@ -16,7 +16,7 @@ text item. Non-goals: images (`<|image|>`), and the Llama 3.2 vision cross-atten
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from llama_core.errors import CheckpointError
@@ -111,13 +111,17 @@ def render_dialog_text(
 
 
 def decode_assistant_message_from_content(
-    content: str, stop_reason: StopReason, make_call_id: Callable[[], str] = new_call_id
+    content: str,
+    stop_reason: StopReason,
+    make_call_id: Callable[[], str] = new_call_id,
+    *,
+    tools: Collection[str] | None = None,
 ) -> CompletionMessage:
     """Parse a reply given as text with special tokens inline (as llama-models does; for text APIs).
 
     Strips a leading assistant header and `<|python_tag|>`; a trailing `<|eot_id|>` or `<|eom_id|>`
     sets the stop reason, a trailing `<|end_of_text|>` leaves `stop_reason` as given. Spaces around
-    the body are dropped, as `decode_assistant_message` does.
+    the body are dropped, as `decode_assistant_message` does. `tools`: as `assistant_message`.
     """
     content = content.strip(" ")
     header = render_segments(header_segments("assistant"))
@@ -128,14 +132,25 @@ def decode_assistant_message_from_content(
         if content.endswith(token.name):
             content, stop_reason = content.removesuffix(token.name), reason
             break
-    return assistant_message(content.strip(" "), ipython, stop_reason, make_call_id)
+    return assistant_message(content.strip(" "), ipython, stop_reason, make_call_id, tools=tools)
 
 
 def assistant_message(
-    body: str, ipython: bool, stop_reason: StopReason, make_call_id: Callable[[], str] = new_call_id
+    body: str,
+    ipython: bool,
+    stop_reason: StopReason,
+    make_call_id: Callable[[], str] = new_call_id,
+    *,
+    tools: Collection[str] | None = None,
 ) -> CompletionMessage:
-    """A CompletionMessage from the reply's body; any tool call empties the content (as the reference)."""
-    tool_calls = parse_tool_calls(body, ipython=ipython, make_call_id=make_call_id)
+    """A CompletionMessage from the reply's body; any tool call empties the content (as the reference).
+
+    `tools` names the tools the request offered (None: any; see parse_tool_calls). A reply cut by
+    the token budget (out_of_tokens) is never a call: its text is the content.
+    """
+    if stop_reason == StopReason.out_of_tokens:
+        return CompletionMessage(content=body, stop_reason=stop_reason)
+    tool_calls = parse_tool_calls(body, ipython=ipython, tools=tools, make_call_id=make_call_id)
     return CompletionMessage(content="" if tool_calls else body, stop_reason=stop_reason, tool_calls=tool_calls)
 
 
@@ -184,13 +199,18 @@ class ChatFormat:
         return [self.tokenizer.bos_id] + self.tokenize(content_segments(content))
 
     def decode_assistant_message(
-        self, tokens: Sequence[int], stop_reason: StopReason, make_call_id: Callable[[], str] = new_call_id
+        self,
+        tokens: Sequence[int],
+        stop_reason: StopReason,
+        make_call_id: Callable[[], str] = new_call_id,
+        *,
+        tools: Collection[str] | None = None,
     ) -> CompletionMessage:
         """The assistant's reply from its generated ids (stop token included or not).
 
         A trailing `<|eot_id|>` / `<|eom_id|>` sets the stop reason; a trailing `<|end_of_text|>` is
         dropped and `stop_reason` stands. The markers are read as ids, so a user's text that merely
-        spells `<|eot_id|>` stays text.
+        spells `<|eot_id|>` stays text. `tools`: as `assistant_message`.
         """
         ids = list(tokens)
         if ids[: len(self._header)] == self._header:
@@ -205,4 +225,4 @@ class ChatFormat:
         elif ids and ids[-1] == self.tokenizer.eos_id:
             ids = ids[:-1]
         body = self.tokenizer.decode(ids).strip(" ")
-        return assistant_message(body, ipython, stop_reason, make_call_id)
+        return assistant_message(body, ipython, stop_reason, make_call_id, tools=tools)

@@ -13,7 +13,7 @@ Hugging Face's `{% generation %}` masks.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -128,9 +128,15 @@ class JinjaChatFormat:
         return self.tokenizer.encode(content_text(content), bos=bos)
 
     def decode_assistant_message(
-        self, tokens: Sequence[int], stop_reason: StopReason, make_call_id: Callable[[], str] = new_call_id
+        self,
+        tokens: Sequence[int],
+        stop_reason: StopReason,
+        make_call_id: Callable[[], str] = new_call_id,
+        *,
+        tools: Collection[str] | None = None,
     ) -> CompletionMessage:
-        """The reply as text; a trailing stop token means the turn ended (end_of_turn)."""
+        """The reply as text (these models take no tools; `tools` is for interface parity); a
+        trailing stop token means the turn ended (end_of_turn)."""
         ids = list(tokens)
         if ids and ids[-1] in self.stop_tokens:
             ids, stop_reason = ids[:-1], StopReason.end_of_turn

@@ -157,7 +157,8 @@ AgenticSystemToolDefinition: TypeAlias = (
 
 
 class AgentConfig(Base, kw_only=True):
-    """An agent: its model, instructions (system prompt), shields and tools."""
+    """An agent: its model, instructions (system prompt), shields and tools (`tool_prompt_format`
+    None: the model's own custom-tool format)."""
 
     model: str
     instructions: str
@@ -166,7 +167,7 @@ class AgentConfig(Base, kw_only=True):
     output_shields: list[ShieldDefinition] = []
     tools: list[AgenticSystemToolDefinition] = []
     tool_choice: ToolChoice = ToolChoice.auto
-    tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json
+    tool_prompt_format: ToolPromptFormat | None = None
     max_infer_iters: int = 10
 
 

@@ -45,14 +45,18 @@ Dialog: TypeAlias = Annotated[list[Message], Meta(min_length=1)]
 
 
 class ChatCompletionRequest(Base):
-    """POST /inference/chat_completion. `tools` are offered zero-shot; `stream` picks SSE."""
+    """POST /inference/chat_completion. `tools` are offered zero-shot; `stream` picks SSE.
+
+    `tool_prompt_format` None means the model's own (python_list for Llama 3.2 text and 3.3, json
+    for 3.1); the reply may call only the tools listed in `tools`, builtins included.
+    """
 
     model: str
     messages: Dialog
     sampling_params: SamplingParams = msgspec.field(default_factory=SamplingParams)
     tools: list[ToolDefinition] = []
     tool_choice: ToolChoice = ToolChoice.auto
-    tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json
+    tool_prompt_format: ToolPromptFormat | None = None
     stream: bool = False
     logprobs: LogProbConfig | None = None
 
@@ -68,14 +72,15 @@ class CompletionRequest(Base):
 
 
 class BatchChatCompletionRequest(Base):
-    """POST /inference/batch_chat_completion: one dialog per item, same tools and sampling."""
+    """POST /inference/batch_chat_completion: one dialog per item, same tools and sampling
+    (`tool_prompt_format` None: the model's own, as ChatCompletionRequest)."""
 
     model: str
     messages_batch: list[Dialog]
     sampling_params: SamplingParams = msgspec.field(default_factory=SamplingParams)
     tools: list[ToolDefinition] = []
     tool_choice: ToolChoice = ToolChoice.auto
-    tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json
+    tool_prompt_format: ToolPromptFormat | None = None
     logprobs: LogProbConfig | None = None
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from llama_core.prompt.tool_calls import encode_tool_call, encode_tool_calls, parse_tool_calls
+from llama_core.prompt.tool_calls import encode_tool_call, encode_tool_calls, may_open_call, parse_tool_calls
 from llama_core.types import BuiltinTool, ToolCall, ToolPromptFormat
 
 J, FT, PL = ToolPromptFormat.json, ToolPromptFormat.function_tag, ToolPromptFormat.python_list
@@ -60,7 +60,9 @@ def test_several_python_list_calls_share_one_list():
 PARSE_CASES = [
     ("builtin", 'brave_search.call(query="x")', False, [("brave_search", {"query": "x"})]),
     ("builtin-wolfram", 'wolfram_alpha.call(query="solve x^2=4")', True, [("wolfram_alpha", {"query": "solve x^2=4"})]),
-    ("builtin-in-prose", 'I will run photogen.call(query="a cat") now', False, [("photogen", {"query": "a cat"})]),
+    # Without <|python_tag|> a call inside prose is prose: a stream has sent the prose as content.
+    ("builtin-in-prose", 'I will run photogen.call(query="a cat") now', False, []),
+    ("builtin-in-prose-after-tag", 'I will run photogen.call(query="a cat") now', True, [("photogen", {"query": "a cat"})]),
     ("unknown-name-without-python-tag", 'my_tool.call(query="x")', False, []),
     ("unknown-name-after-python-tag", 'my_tool.call(query="x")', True, [("my_tool", {"query": "x"})]),
     ("code", "print(1)", True, [("code_interpreter", {"code": "print(1)"})]),
@@ -71,6 +73,7 @@ PARSE_CASES = [
     ("function_tag-no-closing", '<function=f>{"n": 1}', False, [("f", {"n": 1})]),
     ("function_tag-several", '<function=a>{"x": 1}</function><function=b>{}</function>', False,
      [("a", {"x": 1}), ("b", {})]),
+    ("function_tag-in-prose", 'Sure: <function=f>{"n": 1}</function>', False, []),
     ("json", '{"type": "function", "name": "f", "parameters": {"a": 1}}', True, [("f", {"a": 1})]),
     ("json-name-only-form", '{"name": "f", "parameters": {"a": "b"}}', False, [("f", {"a": "b"})]),
     ("json-arguments-key", '{"name": "f", "arguments": {"a": 2}}', False, [("f", {"a": 2})]),
@@ -79,6 +82,13 @@ PARSE_CASES = [
      True, [("f", {}), ("g", {"x": None})]),
     ("json-list", '[{"name": "f", "parameters": {}}, {"name": "g", "parameters": {}}]', False, [("f", {}), ("g", {})]),
     ("json-plain-object-is-text", '{"name": "Bob", "age": 3}', False, []),
+    # Arguments written as a JSON string (issue #16).
+    ("json-string-parameters", '{"name": "get_weather", "parameters": "{\\"city\\": \\"Paris\\"}"}', False,
+     [("get_weather", {"city": "Paris"})]),
+    ("json-string-arguments", '{"name": "f", "arguments": "{}"}', False, [("f", {})]),
+    ("json-string-not-an-object", '{"name": "f", "parameters": "[1]"}', False, []),
+    ("json-string-not-json", '{"name": "f", "parameters": "city=Paris"}', False, []),
+    ("json-then-prose", '{"name": "f", "parameters": {}} Done.', False, []),
     ("python_list", "[get_weather(city='San Francisco', metric='celsius')]", False,
      [("get_weather", {"city": "San Francisco", "metric": "celsius"})]),
     # The reference keeps only the first call; we keep every one.
@@ -90,8 +100,19 @@ PARSE_CASES = [
     ("python_list-code-interpreter", '[code_interpreter(src="1+1")]', False, [("code_interpreter", {"code": "1+1"})]),
     ("python_list-not-literal", "[f(a=x)]", False, []),
     ("python_list-positional", "[f(1)]", False, []),
-    ("python_list-attribute", "[os.system(cmd='ls')]", False, []),
+    # Hyphenated and dotted names are tool names (issue #16), even though they are not Python names.
+    ("python_list-hyphen", '[get-weather(city="Paris")]', False, [("get-weather", {"city": "Paris"})]),
+    ("python_list-dotted", "[weather.get(city='Paris'), a-b.c_d(x=[1])]", False,
+     [("weather.get", {"city": "Paris"}), ("a-b.c_d", {"x": [1]})]),
+    ("python_list-name-inside-string", '[f(s="], g-h(x=1), [")]', False, [("f", {"s": "], g-h(x=1), ["})]),
+    ("python_list-call-as-value", "[f(a=g(b=1))]", False, []),
+    ("python_list-then-prose", "[f(a=1)] and more", False, []),
     ("python_list-empty-after-tag", "[]", True, [("code_interpreter", {"code": "[]"})]),
+    # A half-written custom call after <|python_tag|> is not code (issue #16: no invented code_interpreter call).
+    ("truncated-json-after-tag", '{"name": "get_weather", "parameters": {"ci', True, []),
+    ("truncated-python_list-after-tag", '[get_weather(city="Par', True, []),
+    ("truncated-function_tag-after-tag", '<function=get_weather>{"ci', True, []),
+    ("blank-after-tag", " \n", True, []),
     ("plain", "The capital of France is Paris.", False, []),
     ("empty", "", False, []),
     ("broken-json", '{"type": "function", "name": ', False, []),
@@ -126,6 +147,41 @@ ROUND_TRIPS = [
     ("brave", J, [call("brave_search", query="Who won?")]),
     ("code", PL, [call("code_interpreter", code="x = [i for i in range(3)]\nprint(x)")]),
 ]
+
+
+OFFERED_CASES = [
+    # (body, ipython, the request's tools, calls): a call to a tool not offered is text, whole.
+    ('{"name": "get_weather", "parameters": {"city": "Paris"}}', False, {"get_weather"}, [("get_weather", {"city": "Paris"})]),
+    ('{"name": "get_weather", "parameters": {"city": "Paris"}}', False, set(), []),
+    ("[f(a=1), g(b=2)]", False, {"f"}, []),
+    ("[f(a=1), g(b=2)]", False, {"f", "g"}, [("f", {"a": 1}), ("g", {"b": 2})]),
+    ('brave_search.call(query="x")', True, {"get_weather"}, []),  # a builtin counts only when listed
+    ('brave_search.call(query="x")', True, {"brave_search"}, [("brave_search", {"query": "x"})]),
+    ('[brave_search(q="x")]', False, {"brave_search"}, [("brave_search", {"query": "x"})]),
+    ("print(1)", True, {"get_weather"}, []),  # no code_interpreter unless offered
+    ("print(1)", True, {"code_interpreter"}, [("code_interpreter", {"code": "print(1)"})]),
+    ('{"name": "get_weather", "parameters": {"ci', True, {"get_weather", "code_interpreter"}, []),
+]
+
+
+@pytest.mark.parametrize(("body", "ipython", "tools", "calls"), OFFERED_CASES)
+def test_only_offered_tools_are_called(body: str, ipython: bool, tools: set[str], calls: list[tuple[str, dict[str, Any]]]):
+    got = parse_tool_calls(body, ipython=ipython, tools=tools)
+    assert [(c.tool_name, c.arguments) for c in got] == calls
+
+
+@pytest.mark.parametrize(
+    ("text", "tools", "held"),
+    [
+        ("", {"f"}, True), ("  \n", {"f"}, True), ("{", {"f"}, True), ('{"name": "f", "param', {"f"}, True),
+        ("[", {"f"}, True), ("[1, 2] are numbers", {"f"}, True), ("<func", {"f"}, True), ("<function=f>", {"f"}, True),
+        ("<|python", {"f"}, True), ("brave_se", {"brave_search"}, True), ('brave_search.call(query="x', {"brave_search"}, True),
+        ("brave_se", {"f"}, False), ("Hello", {"f"}, False), (" The", {"f"}, False), ("<b>", {"f"}, False),
+        ("{", set(), False), ("", set(), False),
+    ],
+)  # fmt: skip
+def test_may_open_call(text: str, tools: set[str], held: bool):
+    assert may_open_call(text, tools) is held
 
 
 @pytest.mark.parametrize(("fmt", "calls"), [c[1:] for c in ROUND_TRIPS], ids=[c[0] for c in ROUND_TRIPS])

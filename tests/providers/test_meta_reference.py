@@ -31,6 +31,7 @@ from llama_core.types import (
     StopReason,
     SystemMessage,
     ToolDefinition,
+    ToolPromptFormat,
     UserMessage,
 )
 from llama_core.types.inference import (
@@ -122,9 +123,10 @@ async def test_bad_requests_are_clear_errors(tiny_dir: Path) -> None:
         with pytest.raises(InvalidRequestError, match="max_seq_len"):
             long = [UserMessage(content="hello " * 200)]
             await inf.chat_completion(ChatCompletionRequest(model=MODEL, messages=long))
-        with pytest.raises(UnsupportedError, match="python_list"):
+        with pytest.raises(UnsupportedError, match="python_list"):  # asked for json; none is the model's own (#16)
             tools = [ToolDefinition(tool_name="get_weather", description="Weather in a city")]
-            await inf.chat_completion(ChatCompletionRequest(model=MODEL, messages=DIALOGS[0], tools=tools))
+            json_tools = ChatCompletionRequest(model=MODEL, messages=DIALOGS[0], tools=tools, tool_prompt_format=ToolPromptFormat.json)
+            await inf.chat_completion(json_tools)
         # still serving after the errors
         reply = await inf.chat_completion(
             ChatCompletionRequest(model=MODEL, messages=DIALOGS[1], sampling_params=SamplingParams(max_tokens=3))

@@ -34,7 +34,8 @@ from llama_core.errors import CheckpointError, InvalidRequestError, UnsupportedE
 from llama_core.models.registry import Model, resolve_model
 from llama_core.prompt.chat_format import ChatFormat, decode_assistant_message_from_content
 from llama_core.prompt.jinja_format import JinjaChatFormat, load_chat_template
-from llama_core.prompt.system_prompts import prepare_messages
+from llama_core.prompt.system_prompts import default_tool_prompt_format, prepare_messages
+from llama_core.prompt.tool_calls import offered
 from llama_core.providers.inference.batch import chat_requests
 from llama_core.providers.inference.budget import check_room
 from llama_core.providers.inference.detokenize import IncrementalDecoder
@@ -51,6 +52,7 @@ from llama_core.types import (
     SamplingStrategy,
     StopReason,
     TokenLogProbs,
+    ToolPromptFormat,
     TopLogProb,
     UserMessage,
     content_text,
@@ -226,13 +228,13 @@ class LocalModel:
         prompt = await anyio.to_thread.run_sync(self.chat_prompt, request)
         check_room(len(prompt), request.sampling_params.max_tokens, self.config.max_seq_len, "messages")
         params = self.gen_params(request.sampling_params, request.logprobs)
-        stops = request.sampling_params.stop
+        stops, tools = request.sampling_params.stop, offered(request.tools)
         if request.stream:
             self._engine.check_serving()  # a 503 now, not an error event after the stream's start
-            return self._chat_stream(prompt, params, stops)
+            return self._chat_stream(prompt, params, stops, tools)
         run = await self._run(prompt, params, stops)
         metrics = token_metrics(len(prompt), len(run.tokens))
-        return ChatCompletionResponse(completion_message=self._message(run), logprobs=run.logprobs, metrics=metrics)
+        return ChatCompletionResponse(completion_message=self._message(run, tools), logprobs=run.logprobs, metrics=metrics)
 
     async def completion(
         self, request: CompletionRequest
@@ -257,7 +259,8 @@ class LocalModel:
         prompts = await anyio.to_thread.run_sync(lambda: [self.chat_prompt(r) for r in requests])  # all before any runs
         params = self.gen_params(request.sampling_params, request.logprobs)
         runs = await self._run_all(prompts, params, request.sampling_params.stop)
-        return BatchChatCompletionResponse(completion_message_batch=[self._message(run) for run in runs])
+        tools = offered(request.tools)
+        return BatchChatCompletionResponse(completion_message_batch=[self._message(run, tools) for run in runs])
 
     async def batch_completion(self, request: BatchCompletionRequest) -> BatchCompletionResponse:
         """One CompletionMessage per prompt of `content_batch`, in order."""
@@ -326,14 +329,12 @@ class LocalModel:
         self._check_bytes(dialog_bytes(request.messages), "messages")
         if request.tools and isinstance(self.format, JinjaChatFormat):
             raise UnsupportedError(f"{self.model.descriptor} does not support tool calling.", field="tools")
+        fmt = request.tool_prompt_format or self.tool_prompt_format
         messages = prepare_messages(
-            request.messages,
-            family=self.model.family,
-            tools=request.tools,
-            tool_prompt_format=request.tool_prompt_format if request.tools else None,
-            tool_choice=request.tool_choice,
-        )
-        prompt = self._fmt.encode_dialog_prompt(messages, request.tool_prompt_format)
+            request.messages, family=self.model.family, tools=request.tools, tool_prompt_format=fmt,
+            tool_choice=request.tool_choice, vision=self.vision,
+        )  # fmt: skip
+        prompt = self._fmt.encode_dialog_prompt(messages, fmt)
         self._check_length(prompt)
         return prompt
 
@@ -352,12 +353,23 @@ class LocalModel:
         """A raw completion's text: the generated tokens without the stop token."""
         return self._tok.decode([t for t in tokens if t not in params.stop_tokens])
 
-    def _message(self, run: Run) -> CompletionMessage:
-        """The assistant's reply: decoded from its tokens, or parsed from its text when a stop sequence cut it."""
+    @property
+    def vision(self) -> bool:
+        """A Llama 3.2 Vision model (it takes tools as Llama 3.1 does)."""
+        return "vision_chunk_size" in self.model.arch_args
+
+    @property
+    def tool_prompt_format(self) -> ToolPromptFormat:
+        """The custom-tool format this model is trained on: a request without one gets it."""
+        return default_tool_prompt_format(self.model.family, self.vision)
+
+    def _message(self, run: Run, tools: frozenset[str]) -> CompletionMessage:
+        """The assistant's reply: decoded from its tokens, or parsed from its text when a stop sequence
+        cut it. Only `tools` (the request's) can be called."""
         if not run.cut:
-            return self._fmt.decode_assistant_message(run.tokens, run.stop)
+            return self._fmt.decode_assistant_message(run.tokens, run.stop, tools=tools)
         if isinstance(self.format, ChatFormat):
-            return decode_assistant_message_from_content(run.text, run.stop)
+            return decode_assistant_message_from_content(run.text, run.stop, tools=tools)
         return CompletionMessage(content=run.text, stop_reason=run.stop)
 
     def _logprobs(self, out: TokenOut) -> TokenLogProbs | None:
@@ -434,9 +446,9 @@ class LocalModel:
                 yield out, text
 
     async def _chat_stream(
-        self, prompt: list[int], params: GenParams, stops: Sequence[str] = ()
+        self, prompt: list[int], params: GenParams, stops: Sequence[str], tools: frozenset[str]
     ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
-        chat = ChatStream()
+        chat = ChatStream(tools)
         yield chat.start()
         cutter = StopCutter(stops)
         tokens: list[int] = []
@@ -453,12 +465,14 @@ class LocalModel:
                 if out.stop_reason is not None:
                     stop = StopReason(out.stop_reason)
                 if len(tokens) == 1 and python_tag is not None and out.token == python_tag:
-                    yield chat.tool_call_started()
+                    for chunk in chat.tool_call_started():
+                        yield chunk
                 elif text:
-                    yield chat.text(text, pending or None)
+                    for chunk in chat.text(text, pending or None):
+                        yield chunk
                     pending = []
         run = Run(tokens, "".join(pieces), stop, cutter.stopped, None)
-        *chunks, complete = chat.finish(self._message(run))
+        *chunks, complete = chat.finish(self._message(run, tools))
         complete.event.logprobs = pending or None  # the stop token's: every token's entry is in the stream once
         for chunk in chunks:
             yield chunk

@@ -24,6 +24,7 @@ import msgspec
 from llama_core.config import OllamaImplConfig
 from llama_core.errors import ModelNotFoundError, NotFoundError, ProviderError, UnavailableError, UnsupportedError
 from llama_core.models.registry import resolve_model
+from llama_core.prompt.tool_calls import offered
 from llama_core.providers.inference.batch import chat_one_by_one, completion_one_by_one
 from llama_core.providers.inference.local_embeddings import is_embedding_model, local_embeddings
 from llama_core.providers.inference.openai_compat import tool_schema, user_text
@@ -283,14 +284,14 @@ class OllamaInference:
         if request.tools:
             body["tools"] = [tool_schema(t) for t in request.tools]
         response = await self._send("POST", "/api/chat", body, stream=request.stream, tag=tag)
-        stops = request.sampling_params.stop
+        stops, tools = request.sampling_params.stop, offered(request.tools)
         if request.stream:
             pieces = stop_at(response, self._pieces(response, chat_piece, known_secrets()), stops)
-            return OpenStream(response, chat_chunks(VENDOR, pieces))
+            return OpenStream(response, chat_chunks(VENDOR, pieces, tools))
         piece = cut_piece(chat_piece(self._json(response)), stops)
         if piece.finish is None:
             raise ProviderError("Ollama's answer is not done.")
-        message = vendor_message(piece.text, piece.finish, piece.calls)
+        message = vendor_message(piece.text, piece.finish, piece.calls, tools=tools)
         return ChatCompletionResponse(completion_message=message, metrics=piece.metrics)
 
     async def completion(

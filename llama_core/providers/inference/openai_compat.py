@@ -31,6 +31,7 @@ import msgspec
 
 from llama_core.errors import InvalidRequestError, ModelNotFoundError, ProviderError, UnsupportedError
 from llama_core.models.registry import resolve_model
+from llama_core.prompt.tool_calls import offered
 from llama_core.providers.inference.batch import chat_one_by_one, completion_one_by_one
 from llama_core.providers.inference.local_embeddings import is_embedding_model, local_embeddings
 from llama_core.providers.inference.usage import vendor_metrics
@@ -365,14 +366,14 @@ class OpenAIStyleInference:
         self._check_logprobs(request.logprobs)
         body = self.chat_body(request)
         response = await self._post("/chat/completions", body, stream=request.stream)
-        stops = request.sampling_params.stop
+        stops, tools = request.sampling_params.stop, offered(request.tools)
         if request.stream:
             pieces = stop_at(response, self._chat_pieces(response, self.secrets()), stops)
-            return OpenStream(response, chat_chunks(self.vendor, pieces))
+            return OpenStream(response, chat_chunks(self.vendor, pieces, tools))
         data = self._json(response)
         piece = cut_piece(chat_pieces_from_choice(self._first_choice(data), self.finish_reasons), stops)
         assert piece.finish is not None
-        message = vendor_message(piece.text, piece.finish, piece.calls)
+        message = vendor_message(piece.text, piece.finish, piece.calls, tools=tools)
         return ChatCompletionResponse(completion_message=message, metrics=usage_metrics(data))
 
     async def completion(

@@ -2,7 +2,7 @@
 CompletionMessage, a vendor's stream (as Pieces) to the meta-reference chunk sequence, and an open
 HTTP answer read line by line, closed when its consumer is done.
 
-    stream = OpenStream(response, chat_chunks("Ollama", pieces_of(response)))
+    stream = OpenStream(response, chat_chunks("Ollama", pieces_of(response), offered(request.tools)))
 
 The chat sequence is ChatStream's: start, progress per text delta (a leading `<|python_tag|>`
 turns what follows into ToolCallDelta in_progress pieces), the vendor's tool calls as success
@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -71,10 +71,13 @@ def vendor_tool_call(call_id: str | None, name: str, arguments: str | dict[str, 
     return ToolCall(call_id=call_id or new_call_id(), tool_name=name, arguments=arguments)
 
 
-def vendor_message(text: str, stop_reason: StopReason, calls: Sequence[ToolCall] = ()) -> CompletionMessage:
+def vendor_message(
+    text: str, stop_reason: StopReason, calls: Sequence[ToolCall] = (), *, tools: Collection[str]
+) -> CompletionMessage:
     """The assistant message of a vendor's reply: its text parsed as meta-reference parses the model's
-    (a leading <|python_tag|>, tool calls written as text), plus the calls the vendor returned itself."""
-    message = decode_assistant_message_from_content(text, stop_reason)
+    (a leading <|python_tag|>, tool calls written as text, only to `tools`, the request's), plus the
+    calls the vendor returned itself."""
+    message = decode_assistant_message_from_content(text, stop_reason, tools=tools)
     if calls:
         message = msgspec.structs.replace(message, tool_calls=[*message.tool_calls, *calls])
     return message
@@ -129,9 +132,12 @@ async def stop_at(response: httpx.Response, pieces: AsyncIterator[Piece], stops:
         await close_answer(response, pieces)
 
 
-async def chat_chunks(vendor: str, pieces: AsyncIterator[Piece]) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
-    """The meta-reference chunk sequence from a vendor's pieces; ProviderError if it never finishes."""
-    chat = ChatStream()
+async def chat_chunks(
+    vendor: str, pieces: AsyncIterator[Piece], tools: Collection[str]
+) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
+    """The meta-reference chunk sequence from a vendor's pieces (text held back while it may become a
+    call to one of `tools`, as ChatStream does); ProviderError if it never finishes."""
+    chat = ChatStream(tools)
     yield chat.start()
     raw: list[str] = []
     calls: list[ToolCall] = []
@@ -146,19 +152,21 @@ async def chat_chunks(vendor: str, pieces: AsyncIterator[Piece]) -> AsyncIterato
             for token in STOP_TOKENS:
                 delta = delta.replace(token, "")
             if delta and not raw and delta.startswith(PYTHON_TAG.name):
-                yield chat.tool_call_started()
+                for chunk in chat.tool_call_started():
+                    yield chunk
                 raw.append(piece.text)
                 delta = delta.removeprefix(PYTHON_TAG.name)
             elif piece.text:
                 raw.append(piece.text)
             if delta:
-                yield chat.text(delta)
+                for chunk in chat.text(delta):
+                    yield chunk
             calls += piece.calls
             bad += piece.bad_calls
             stop = piece.finish or stop
     if stop is None:
         raise ProviderError(f"{vendor}'s stream ended before the reply was complete.")
-    message = vendor_message("".join(raw), stop, calls)
+    message = vendor_message("".join(raw), stop, calls, tools=tools)
     for text in bad:
         failure = ToolCallDelta(content=text, parse_status=ToolCallParseStatus.failure)
         event = ChatCompletionResponseEvent(

@@ -210,7 +210,7 @@ async def test_python_tag_text_streams_as_a_tool_call(case: Case, provider: Open
 
     body = [event("<|python_tag|>"), event('brave_search.call(query="Paris weather")'), event("", "stop"), b"data: [DONE]\n\n"]
     vendor.then("/v1/chat/completions", Reply(body=body, content_type=SSE))
-    got = await events(await provider.chat_completion(chat(stream=True)))
+    got = await events(await provider.chat_completion(chat(stream=True, tools=[ToolDefinition(tool_name="brave_search")])))
     assert [g[:2] for g in got[:3]] == [
         ("start", ""),
         ("progress", ("started", "")),
@@ -219,6 +219,14 @@ async def test_python_tag_text_streams_as_a_tool_call(case: Case, provider: Open
     (kind, (status, (_, name, args)), stop) = got[3]
     assert (kind, status, name, args, stop) == ("progress", "success", "brave_search", {"query": "Paris weather"}, "end_of_turn")
     assert got[4] == ("complete", "", "end_of_turn")
+    # brave_search not offered: the same answer is text, never a call (issue #16).
+    vendor.then("/v1/chat/completions", Reply(body=body, content_type=SSE))
+    got = await events(await provider.chat_completion(chat(stream=True)))
+    assert got == [
+        ("start", "", None),
+        ("progress", 'brave_search.call(query="Paris weather")', None),
+        ("complete", "", "end_of_turn"),
+    ]
 
 
 async def test_completion(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
