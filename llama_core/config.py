@@ -71,6 +71,20 @@ class TogetherImplConfig(RemoteProviderConfig, kw_only=True):
     api_key: str
 
 
+class VLLMImplConfig(RemoteProviderConfig, kw_only=True):
+    """A vLLM OpenAI-compatible server (`vllm serve MODEL`); `api_token` if it runs with `--api-key`."""
+
+    url: str = "http://localhost:8000"
+    api_token: str | None = None
+
+
+class TGIImplConfig(RemoteProviderConfig, kw_only=True):
+    """A Text Generation Inference server; `api_token` if something in front of it asks for a bearer token."""
+
+    url: str = "http://localhost:8080"
+    api_token: str | None = None
+
+
 # The Llama Guard models the llama_guard shield runs (on meta-reference's engine): Llama Guard 3, text only.
 LLAMA_GUARD_MODELS = ("Llama-Guard-3-1B", "Llama-Guard-3-8B", "Llama-Guard-3-8B:int8")
 

@@ -78,6 +78,10 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
                  config_class=f"{_CFG}:FireworksImplConfig", implementation=f"{_INF}.fireworks:FireworksInference"),
     ProviderSpec(api=Api.inference, provider_id="remote::together", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:TogetherImplConfig", implementation=f"{_INF}.together:TogetherInference"),
+    ProviderSpec(api=Api.inference, provider_id="remote::vllm", pip_packages=_REMOTE,
+                 config_class=f"{_CFG}:VLLMImplConfig", implementation=f"{_INF}.vllm:VLLMInference"),
+    ProviderSpec(api=Api.inference, provider_id="remote::tgi", pip_packages=_REMOTE,
+                 config_class=f"{_CFG}:TGIImplConfig", implementation=f"{_INF}.tgi:TGIInference"),
     ProviderSpec(api=Api.inference, provider_id="remote", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteInference"),
     ProviderSpec(api=Api.safety, provider_id="meta-reference", pip_packages=("torch", "transformers", "codeshield", "httpx"),
@@ -118,6 +122,10 @@ DISTRIBUTIONS: tuple[Distribution, ...] = (
                  providers=((Api.inference, "remote::fireworks"), *_LOCAL_REST)),
     Distribution(distribution_id="local-plus-together-inference", description="Use Together.ai for running LLM inference",
                  providers=((Api.inference, "remote::together"), *_LOCAL_REST)),
+    Distribution(distribution_id="local-plus-tgi-inference", description="Use a Text Generation Inference server for running LLM inference",
+                 providers=((Api.inference, "remote::tgi"), *_LOCAL_REST)),
+    Distribution(distribution_id="local-plus-vllm-inference", description="Use a vLLM server (one GPU or many hosts) for running LLM inference",
+                 providers=((Api.inference, "remote::vllm"), *_LOCAL_REST)),
 )
 # fmt: on
 
