@@ -173,6 +173,28 @@ class FaissImplConfig(Base, kw_only=True):
             raise ValueError(f"max_document_chars must be at least 1, got {self.max_document_chars}")
 
 
+class PGVectorImplConfig(Base, kw_only=True):
+    """The remote::pgvector memory provider (llama_core/providers/memory/pgvector.py): a PostgreSQL
+    database with the pgvector extension. `password` is a secret: the run config holding it is
+    written with mode 0600, and it is never logged or repeated in an error. `max_document_chars`:
+    as faiss's (a longer document is a 413)."""
+
+    unasked: ClassVar[tuple[str, ...]] = ("max_document_chars",)
+
+    host: str = "localhost"
+    port: int = 5432
+    db: str = "llama"
+    user: str = "llama"
+    password: str | None = None
+    max_document_chars: int = 4_000_000
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be between 1 and 65535, got {self.port}")
+        if self.max_document_chars < 1:
+            raise ValueError(f"max_document_chars must be at least 1, got {self.max_document_chars}")
+
+
 class ModelsConfig(Base, kw_only=True):
     """The builtin models provider has nothing to configure."""
 

