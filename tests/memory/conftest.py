@@ -5,6 +5,7 @@ tests/memory/postgres.py; skipped, saying why, where PostgreSQL or pgvector is n
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ def postgres() -> Iterator[dict[str, Any]]:
     """A PostgreSQL with pgvector for the session; skips where there is none."""
     _, why = pgvector_binaries()
     if why:
+        if os.environ.get("LLAMA_REQUIRE_PGVECTOR") == "1":  # CI: .ci/install-pgvector must have installed it
+            pytest.fail(f"LLAMA_REQUIRE_PGVECTOR=1, but {why}")
         pytest.skip(f"remote::pgvector needs PostgreSQL with pgvector: {why}")
     with running_postgres() as server:
         yield server
@@ -45,6 +48,15 @@ def provider_table(provider_id: str, request: pytest.FixtureRequest, tmp_path_fa
         return {"provider_id": provider_id, "storage_dir": str(tmp_path_factory.mktemp("banks"))}
     server = request.getfixturevalue("postgres")
     return {"provider_id": provider_id, **new_database(server, f"memory_{next(_databases)}")}
+
+
+def open_memory(table: dict[str, Any]) -> Any:
+    """The memory provider of a `[providers.memory]` table, not yet entered (as a Stack builds it)."""
+    from llama_core.distributions import Api, import_path, provider_spec
+    from llama_core.stack import decode_provider_config
+
+    spec = provider_spec(Api.memory, table["provider_id"])
+    return import_path(spec.implementation)(decode_provider_config(spec, table))
 
 
 @pytest.fixture(scope="module", params=PROVIDERS)

@@ -17,8 +17,8 @@ IF NOT EXISTS vector`):
 | type     | query                                                  | score                          |
 |----------|--------------------------------------------------------|--------------------------------|
 | vector   | `ORDER BY embedding <=> query` (exact, cosine)         | 1 - cosine distance, -1..1     |
-| keyword  | any of its words, English stemming (`to_tsquery` of    | ts_rank: higher is better      |
-|          | `'w1' | 'w2'`; stop words match nothing)               |                                |
+| keyword  | any of its words, English stemming (`to_tsquery` of    | BM25 as FTS5's (computed here  |
+|          | `'w1' | 'w2'`; stop words match nothing)               | from the index's counts)       |
 | keyvalue | the chunk whose document_id is exactly the query       | 1.0                            |
 
 A change of any number of documents is one transaction. The provider holds one connection, its
@@ -34,6 +34,7 @@ another running stack seen before a restart.
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -83,6 +84,16 @@ def vector_text(row: np.ndarray) -> str:
 def tsquery(words: Sequence[str]) -> str:
     """`'w1' | 'w2'`: any of the words (each only word characters, so no quoting can break)."""
     return " | ".join(f"'{w}'" for w in words)
+
+
+BM25_K1, BM25_B = 1.2, 0.75  # FTS5's
+
+
+def bm25_term(tf: int, df: int, n: int, length: int, avgdl: float) -> float:
+    """One query term's share of a chunk's BM25 score, as FTS5 computes it (its IDF floored at 1e-6)."""
+    idf = max(math.log((n - df + 0.5) / (df + 0.5)), 1e-6)
+    norm = 1 - BM25_B + BM25_B * (length / avgdl if avgdl else 1.0)
+    return idf * tf * (BM25_K1 + 1) / (tf + BM25_K1 * norm)
 
 
 class Database:
@@ -194,15 +205,38 @@ class PGBankStore:
         return answer(rows, threshold)
 
     def query_keyword(self, words: Sequence[str] | None, k: int, threshold: float | None) -> QueryDocumentsResponse:
-        """The `k` chunks holding any of `words` (stemmed), by ts_rank, best first."""
+        """The `k` chunks holding any of `words` (stemmed), by BM25 as FTS5 computes it, best first.
+
+        PostgreSQL's own ts_rank knows no document frequencies (a word in every chunk counts as
+        much as a rare one), so the score is computed here from what the GIN index finds: each
+        query lexeme's document count, each matching chunk's term counts, and its length in words.
+        """
         if not words:
             return QueryDocumentsResponse(chunks=[], scores=[])
-        rows = self.db.rows(
-            f"SELECT document_id, content, token_count, ts_rank(tsv, q) AS score FROM llama_memory_chunks, to_tsquery('{TEXT_SEARCH}', %s) q "
-            "WHERE bank_id = %s AND tsv @@ q ORDER BY score DESC, id LIMIT %s",
-            (tsquery(words), self.bank_id, k),
-        )
-        return answer(rows, threshold)
+        query = tsquery(words)
+        with self.db.transaction() as conn:  # one snapshot for the counts and the matches
+            (lexemes,) = conn.execute(f"SELECT tsvector_to_array(to_tsvector('{TEXT_SEARCH}', %s))", (" ".join(words),)).fetchone()
+            if not lexemes:  # only stop words
+                return QueryDocumentsResponse(chunks=[], scores=[])
+            n, avgdl = conn.execute(
+                "SELECT count(*), coalesce(avg(token_count), 0) FROM llama_memory_chunks WHERE bank_id = %s AND tsv IS NOT NULL", (self.bank_id,)
+            ).fetchone()
+            df = dict(conn.execute(
+                "SELECT l, (SELECT count(*) FROM llama_memory_chunks c WHERE c.bank_id = %s AND c.tsv @@ plainto_tsquery('simple', l)) "
+                "FROM unnest(%s::text[]) l", (self.bank_id, lexemes)).fetchall())  # fmt: skip
+            matches = conn.execute(
+                "SELECT c.id, c.document_id, c.content, c.token_count, u.lexeme, coalesce(array_length(u.positions, 1), 1) "
+                f"FROM llama_memory_chunks c, unnest(c.tsv) u WHERE c.bank_id = %s AND c.tsv @@ to_tsquery('{TEXT_SEARCH}', %s) "
+                "AND u.lexeme = ANY(%s)",
+                (self.bank_id, query, lexemes),
+            ).fetchall()
+        scores: dict[int, float] = {}
+        rows: dict[int, tuple[Any, ...]] = {}
+        for chunk_id, document_id, content, length, lexeme, tf in matches:
+            rows[chunk_id] = (document_id, content, length)
+            scores[chunk_id] = scores.get(chunk_id, 0.0) + bm25_term(tf, df.get(lexeme, 0), n, length, float(avgdl))
+        best = sorted(scores, key=lambda i: (-scores[i], i))[:k]
+        return answer([(*rows[i], scores[i]) for i in best], threshold)
 
     def query_key(self, key: str) -> QueryDocumentsResponse:
         """The document whose id is exactly `key`, as one chunk scored 1.0; nothing if there is none."""
