@@ -85,3 +85,43 @@ async def test_no_server_is_a_clear_503() -> None:
     with pytest.raises(UnavailableError, match=rf"^Cannot connect to PostgreSQL as llama@127.0.0.1:{port}/llama: .*127.0.0.1.*{port}.*refused"):
         async with PGVectorMemory(PGVectorImplConfig(host="127.0.0.1", port=port, password="never-shown-1")):
             pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio", "trio"])
+async def test_a_lost_connection_is_a_503_and_the_next_request_connects_again(database: dict[str, Any]) -> None:
+    import psycopg
+
+    from llama_core.types.memory import CreateMemoryBankRequest, KeyValueMemoryBankConfig, ListMemoryBanksRequest
+
+    fields = {k: v for k, v in database.items() if k != "provider_id"}
+    async with PGVectorMemory(PGVectorImplConfig(**fields)) as memory:
+        bank = await memory.create_memory_bank(CreateMemoryBankRequest(name="kv", config=KeyValueMemoryBankConfig()))
+        with psycopg.connect(dbname=fields["db"], **{k: fields[k] for k in ("host", "port", "user", "password")}, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'llama-stack'")
+        request = CreateMemoryBankRequest(name="kv2", config=KeyValueMemoryBankConfig())
+        with pytest.raises(UnavailableError, match=rf"^Lost the connection to PostgreSQL at llama@127.0.0.1:{fields['port']}/{fields['db']}: .*; "
+                                                   r"the next request connects again.$"):
+            await memory.create_memory_bank(request)
+        await memory.create_memory_bank(request)
+        assert [b.name for b in await memory.list_memory_banks(ListMemoryBanksRequest())] == [bank.name, "kv2"]
+
+
+def test_text_postgresql_cannot_store_is_a_400(database: dict[str, Any], tmp_path: Path) -> None:
+    """NUL: SQLite keeps it, PostgreSQL's text cannot; the bank is left as it was."""
+    from rpc.server import running_server
+
+    from llama_rpc.http import create_app
+
+    from .conftest import Client, memory_stack
+
+    stack = memory_stack(database)
+    with running_server(lambda: create_app(stack), timeout=120, stack=stack) as url:
+        client = Client(url, "remote::pgvector")
+        bank_id = client.create({"type": "keyword"})
+        documents = [{"document_id": "ok", "content": "fine text"}, {"document_id": "nul", "content": "a\x00b"}]
+        assert client.post("memory_bank/insert", {"bank_id": bank_id, "documents": documents}) == (400, {"error": {
+            "type": "invalid_request", "message": "Document 'nul' holds a NUL character, which PostgreSQL cannot store in text.",
+            "status": 400, "field": "documents[1].content"}})  # fmt: skip
+        assert client.query(bank_id, "fine") == ([], [])
+        client.http.close()

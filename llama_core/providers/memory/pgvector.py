@@ -38,7 +38,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +46,7 @@ import msgspec
 import numpy as np
 
 from llama_core.config import PGVectorImplConfig
-from llama_core.errors import NotFoundError, UnavailableError
+from llama_core.errors import InvalidRequestError, NotFoundError, UnavailableError, shown
 from llama_core.providers.memory.bank import Prepared, conflict_error, missing_error
 from llama_core.providers.memory.provider import FaissMemory
 from llama_core.redact import known_secrets, redact
@@ -97,24 +97,47 @@ def bm25_term(tf: int, df: int, n: int, length: int, avgdl: float) -> float:
 
 
 class Database:
-    """One connection and the lock that serialises its use; `transaction()` and `run()` block."""
+    """One connection and the lock that serialises its use; `transaction()` and `rows()` block.
 
-    def __init__(self, conn: psycopg.Connection) -> None:
-        self.conn = conn
+    A connection that breaks (the server restarted, a network cut) fails the call it was in with
+    UnavailableError (503); the next call connects again.
+    """
+
+    def __init__(self, connect: Callable[[], psycopg.Connection], where: str, secrets: set[str]) -> None:
+        self.connect = connect
+        self.where = where
+        self.secrets = secrets
         self.lock = threading.Lock()
+        self.conn: psycopg.Connection | None = connect()
+
+    @contextmanager
+    def _live(self) -> Iterator[psycopg.Connection]:
+        import psycopg
+
+        if self.conn is None or self.conn.closed:
+            self.conn = self.connect()
+        try:
+            yield self.conn
+        except psycopg.OperationalError as e:
+            if not self.conn.broken:
+                raise
+            self.conn.close()
+            reason = redact(" ".join(str(e).split()), self.secrets)
+            raise UnavailableError(f"Lost the connection to PostgreSQL at {self.where}: {reason}; the next request connects again.") from None
 
     @contextmanager
     def transaction(self) -> Iterator[psycopg.Connection]:
-        with self.lock, self.conn.transaction():
-            yield self.conn
+        with self.lock, self._live() as conn, conn.transaction():
+            yield conn
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self.lock:
-            return self.conn.execute(sql, params).fetchall()
+        with self.lock, self._live() as conn:
+            return conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
         with self.lock:
-            self.conn.close()
+            if self.conn is not None:
+                self.conn.close()
 
 
 class PGBankStore:
@@ -148,8 +171,15 @@ class PGBankStore:
 
     def put(self, documents: Sequence[Prepared], replace: bool) -> None:
         """Store documents in one transaction: ConflictError (409) on insert of an existing id,
-        NotFoundError (404) on update unless all exist (their chunks are replaced)."""
+        NotFoundError (404) on update unless all exist (their chunks are replaced);
+        InvalidRequestError (400) for text holding NUL, which PostgreSQL's text cannot."""
         ids = [d.document_id for d in documents]
+        for i, d in enumerate(documents):
+            if any("\x00" in text for text, _ in d.chunks):
+                raise InvalidRequestError(
+                    f"Document '{shown(d.document_id, 100)}' holds a NUL character, which PostgreSQL cannot store in text.",
+                    field=f"documents[{i}].content",
+                )
         keyword = isinstance(self.bank.config, KeywordMemoryBankConfig)
         with self.db.transaction() as conn:
             self._check_exists(conn)
@@ -240,6 +270,8 @@ class PGBankStore:
 
     def query_key(self, key: str) -> QueryDocumentsResponse:
         """The document whose id is exactly `key`, as one chunk scored 1.0; nothing if there is none."""
+        if "\x00" in key:  # no document id holds one (provider.check_document_ids), and PostgreSQL's text cannot
+            return QueryDocumentsResponse(chunks=[], scores=[])
         rows = self.db.rows(
             "SELECT document_id, content, token_count, 1.0 FROM llama_memory_chunks WHERE bank_id = %s AND document_id = %s ORDER BY id",
             (self.bank_id, key),
@@ -276,7 +308,7 @@ class PGVectorMemory(FaissMemory):
         c = self.config
         return f"{c.user}@{c.host}:{c.port}/{c.db}"
 
-    def _connect(self) -> Database:
+    def _connect(self) -> psycopg.Connection:
         import psycopg
 
         c = self.config
@@ -296,10 +328,10 @@ class PGVectorMemory(FaissMemory):
                 f"PostgreSQL at {self.where()} cannot hold memory banks: {reason} (the pgvector extension must be "
                 "installed on the server, and CREATE EXTENSION vector run once by a superuser if this user may not)."
             ) from None
-        return Database(conn)
+        return conn
 
     def _open_all(self) -> None:
-        self.db = db = self._connect()
+        self.db = db = Database(self._connect, self.where(), known_secrets(self.config))
         rows = db.rows("SELECT body, created_ns FROM llama_memory_banks ORDER BY created_ns, bank_id")
         banks = [PGBankStore(db, _bank_decoder.decode(bytes(body)), created_ns) for body, created_ns in rows]
         self._banks = {store.bank_id: store for store in banks}  # type: ignore[misc]
