@@ -10,20 +10,26 @@ For each size (default 10k and 100k chunks) a fresh process (so peak RSS is its 
                same texts (batch 32); rounds alternate, best of each
     query      --queries queries through FaissMemory.query_documents (encode, search, chunk rows)
                beside encoding the query + IndexFlatIP.search on the same N vectors, alternating; p50
+    pgvector   the same N vectors in a remote::pgvector bank, on a throwaway PostgreSQL started from
+               this machine's packages (tests/memory/postgres.py; `bash .ci/install-pgvector`), and the
+               same queries through PGVectorMemory.query_documents, alternating with the others; p50
+               (exact search: no HNSW index). Left out, saying why, where PostgreSQL or pgvector is
+               missing, or with --no-pgvector.
     reopen     leaving writes the index file; a new provider opens the bank and answers a query
     peak RSS   of the process, after all of the above (the model, the bank, and the raw anchor's own
-               copy of the N vectors)
+               copy of the N vectors; PostgreSQL's memory is its own processes')
 
-    python benches/bench_memory.py [--sizes 10000,100000] [--insert 1000] [--queries 100] [--rounds 3]
+    python benches/bench_memory.py [--sizes 10000,100000] [--insert 1000] [--queries 100] [--rounds 3] [--no-pgvector]
     python benches/bench_memory.py --quick        # 2,000 and 10,000 chunks, 300 inserts, 50 queries
 
 Goals (issue 14): insert chunks/s >= 0.9x raw encode (embedding dominates); query p50 <= 1.2x
-(encode one query + raw faiss search).
+(encode one query + raw faiss search). pgvector's p50 is printed beside them (issue 19), with no goal.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -34,6 +40,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
 
 WORDS = (
     "read write file csv json parse encode decode date time zone random number list sort search index "
@@ -48,8 +60,39 @@ def sentence(rng: random.Random) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(12)).capitalize() + "."
 
 
-async def child(size: int, n_insert: int, n_queries: int, rounds: int) -> dict:
-    import anyio.to_thread
+@contextlib.asynccontextmanager
+async def pgvector_bank(vectors: Any, texts: list[str], pgvector: bool) -> AsyncIterator[tuple[Any, str, float] | str]:
+    """(PGVectorMemory, bank id, fill seconds) of a bank holding `vectors` on a throwaway PostgreSQL,
+    or why there is none."""
+    if not pgvector:
+        yield "left out (--no-pgvector)"
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from memory.postgres import pgvector_binaries, running_postgres
+
+    from llama_core.config import PGVectorImplConfig
+    from llama_core.providers.memory.bank import Prepared
+    from llama_core.providers.memory.pgvector import PGVectorMemory
+    from llama_core.types.memory import CreateMemoryBankRequest, VectorMemoryBankConfig
+
+    _, why = pgvector_binaries()
+    if why:
+        yield f"left out: {why}"
+        return
+    with running_postgres() as server:
+        async with PGVectorMemory(PGVectorImplConfig(**server)) as memory:  # type: ignore[arg-type]
+            bank = await memory.create_memory_bank(CreateMemoryBankRequest(
+                name="bench", config=VectorMemoryBankConfig(embedding_model="all-MiniLM-L6-v2", chunk_size_in_tokens=64)))  # fmt: skip
+            store = memory._banks[bank.bank_id]
+            t0 = time.perf_counter()
+            for start in range(0, len(vectors), 5000):
+                docs = [Prepared(f"fill-{i}", b"{}", [(texts[i % len(texts)], 16)], vectors[i : i + 1])
+                        for i in range(start, min(start + 5000, len(vectors)))]  # fmt: skip
+                await anyio.to_thread.run_sync(store.put, docs, False)
+            yield memory, bank.bank_id, time.perf_counter() - t0
+
+
+async def child(size: int, n_insert: int, n_queries: int, rounds: int, pgvector: bool = True) -> dict:
     import faiss
     import numpy as np
 
@@ -112,17 +155,25 @@ async def child(size: int, n_insert: int, n_queries: int, rounds: int) -> dict:
         await memory.query_documents(QueryDocumentsRequest(bank_id=bank.bank_id, query="warm up"))
         first_query_s = time.perf_counter() - t
 
-        ours_q, raw_q = [], []
-        for _ in range(n_queries):
-            q = sentence(rng)
-            t = time.perf_counter()
-            vector = model.encode([q], batch_size=1, convert_to_numpy=True, normalize_embeddings=True)
-            flat.search(vector, 3)
-            raw_q.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            found = await memory.query_documents(QueryDocumentsRequest(bank_id=bank.bank_id, query=q, params={"max_chunks": 3}))
-            ours_q.append(time.perf_counter() - t)
-            assert len(found.chunks) == 3
+        ours_q, raw_q, pg_q = [], [], []
+        async with pgvector_bank(flat.reconstruct_n(0, flat.ntotal), distinct, pgvector) as pg:
+            for _ in range(n_queries):
+                q = sentence(rng)
+                t = time.perf_counter()
+                vector = model.encode([q], batch_size=1, convert_to_numpy=True, normalize_embeddings=True)
+                flat.search(vector, 3)
+                raw_q.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                found = await memory.query_documents(QueryDocumentsRequest(bank_id=bank.bank_id, query=q, params={"max_chunks": 3}))
+                ours_q.append(time.perf_counter() - t)
+                assert len(found.chunks) == 3
+                if not isinstance(pg, str):
+                    t = time.perf_counter()
+                    found = await pg[0].query_documents(QueryDocumentsRequest(bank_id=pg[1], query=q, params={"max_chunks": 3}))
+                    pg_q.append(time.perf_counter() - t)
+                    assert len(found.chunks) == 3
+        pg_result = pg if isinstance(pg, str) else {"pgvector_query_p50_ms": round(statistics.median(pg_q) * 1000, 2),
+                                                    "pgvector_fill_s": round(pg[2], 1)}  # fmt: skip
         t = time.perf_counter()
     close_s = time.perf_counter() - t  # writes the index file
     t = time.perf_counter()
@@ -140,6 +191,7 @@ async def child(size: int, n_insert: int, n_queries: int, rounds: int) -> dict:
         "query_p50_ms": round(ours_p50, 2),
         "raw_p50_ms": round(raw_p50, 2),
         "query_ratio": round(ours_p50 / raw_p50, 3),
+        **(pg_result if isinstance(pg_result, dict) else {"pgvector": pg_result}),
         "fill_s": round(fill_s, 1),
         "first_query_s": round(first_query_s, 2),
         "close_s": round(close_s, 2),
@@ -155,6 +207,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="--sizes 2000,10000 --insert 300 --queries 50 --rounds 2")
+    parser.add_argument("--no-pgvector", action="store_true", help="leave out the remote::pgvector bank")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
@@ -162,7 +215,7 @@ def main() -> None:
     if args.child is not None:
         import anyio
 
-        result = anyio.run(child, args.child, args.insert, args.queries, args.rounds)
+        result = anyio.run(child, args.child, args.insert, args.queries, args.rounds, not args.no_pgvector)
         print(json.dumps(result))
         return
     threads = os.environ.get("OMP_NUM_THREADS", "all")
@@ -170,7 +223,7 @@ def main() -> None:
           f"insert {args.insert} x {args.rounds} rounds, {args.queries} queries")  # fmt: skip
     for size in (int(s) for s in args.sizes.split(",")):
         argv = [sys.executable, __file__, "--child", str(size), "--insert", str(args.insert),
-                "--queries", str(args.queries), "--rounds", str(args.rounds)]  # fmt: skip
+                "--queries", str(args.queries), "--rounds", str(args.rounds), *(["--no-pgvector"] if args.no_pgvector else [])]  # fmt: skip
         done = subprocess.run(argv, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(done.stderr)

@@ -71,6 +71,20 @@ class TogetherImplConfig(RemoteProviderConfig, kw_only=True):
     api_key: str
 
 
+class VLLMImplConfig(RemoteProviderConfig, kw_only=True):
+    """A vLLM OpenAI-compatible server (`vllm serve MODEL`); `api_token` if it runs with `--api-key`."""
+
+    url: str = "http://localhost:8000"
+    api_token: str | None = None
+
+
+class TGIImplConfig(RemoteProviderConfig, kw_only=True):
+    """A Text Generation Inference server; `api_token` if something in front of it asks for a bearer token."""
+
+    url: str = "http://localhost:8080"
+    api_token: str | None = None
+
+
 # The Llama Guard models the llama_guard shield runs (on meta-reference's engine): Llama Guard 3, text only.
 LLAMA_GUARD_MODELS = ("Llama-Guard-3-1B", "Llama-Guard-3-8B", "Llama-Guard-3-8B:int8")
 
@@ -155,6 +169,28 @@ class FaissImplConfig(Base, kw_only=True):
     def __post_init__(self) -> None:
         if self.hnsw_min_chunks is not None and self.hnsw_min_chunks < 1:
             raise ValueError(f"hnsw_min_chunks must be at least 1, got {self.hnsw_min_chunks}")
+        if self.max_document_chars < 1:
+            raise ValueError(f"max_document_chars must be at least 1, got {self.max_document_chars}")
+
+
+class PGVectorImplConfig(Base, kw_only=True):
+    """The remote::pgvector memory provider (llama_core/providers/memory/pgvector.py): a PostgreSQL
+    database with the pgvector extension. `password` is a secret: the run config holding it is
+    written with mode 0600, and it is never logged or repeated in an error. `max_document_chars`:
+    as faiss's (a longer document is a 413)."""
+
+    unasked: ClassVar[tuple[str, ...]] = ("max_document_chars",)
+
+    host: str = "localhost"
+    port: int = 5432
+    db: str = "llama"
+    user: str = "llama"
+    password: str | None = None
+    max_document_chars: int = 4_000_000
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be between 1 and 65535, got {self.port}")
         if self.max_document_chars < 1:
             raise ValueError(f"max_document_chars must be at least 1, got {self.max_document_chars}")
 

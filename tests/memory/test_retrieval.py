@@ -1,19 +1,16 @@
 """Retrieval on real text (issue 14): recall@3 over standard-library docstrings, 50 plain questions,
-measured on the meta-reference-faiss provider's vector and keyword banks (tests/memory/retrieval.py
-also holds two reference searches, exact cosine and SQLite FTS5 bm25, for comparing by hand).
+measured on each memory provider's vector and keyword banks (meta-reference-faiss, remote::pgvector).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 from memory.retrieval import recall_at
+from memory.conftest import open_memory
 from memory.stdlib_corpus import MODULES, QUESTIONS, documents
 
-from llama_core.config import FaissImplConfig
-from llama_core.providers.memory.provider import FaissMemory
 from llama_core.types.memory import (
     CreateMemoryBankRequest,
     InsertDocumentsRequest,
@@ -49,9 +46,9 @@ async def test_recall_counts_the_first_k_distinct_documents() -> None:
     assert (await recall_at(2, query, questions)).misses == [("a?", ["x", "y"]), ("c?", [])]
 
 
-async def bank_recall(storage: Path, config: Any) -> Any:
+async def bank_recall(provider: dict[str, Any], config: Any) -> Any:
     """recall@3 of a fresh bank of `config` holding the corpus, one document per module."""
-    async with FaissMemory(FaissImplConfig(storage_dir=str(storage))) as memory:
+    async with open_memory(provider) as memory:
         bank = await memory.create_memory_bank(CreateMemoryBankRequest(name="stdlib", config=config))
         docs = [MemoryBankDocument(document_id=name, content=text) for name, text in documents().items()]
         await memory.insert_documents(InsertDocumentsRequest(bank_id=bank.bank_id, documents=docs))
@@ -66,16 +63,16 @@ async def bank_recall(storage: Path, config: Any) -> Any:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])  # minutes of encoding: once
-async def test_vector_bank_recall_at_3(tmp_path: Path) -> None:
+async def test_vector_bank_recall_at_3(memory_provider: dict[str, Any]) -> None:
     config = VectorMemoryBankConfig(embedding_model="all-MiniLM-L6-v2", chunk_size_in_tokens=200, overlap_size_in_tokens=50)
-    recall = await bank_recall(tmp_path, config)
+    recall = await bank_recall(memory_provider, config)
     print(f"\nvector bank recall@3 = {recall.value:.3f}; misses: {recall.misses}")
     assert recall.value >= VECTOR_RECALL_MIN, recall.misses
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
-async def test_keyword_bank_recall_at_3(tmp_path: Path) -> None:
-    recall = await bank_recall(tmp_path, KeywordMemoryBankConfig())
-    print(f"\nkeyword bank (FTS5 bm25) recall@3 = {recall.value:.3f}; misses: {recall.misses}")
+async def test_keyword_bank_recall_at_3(memory_provider: dict[str, Any]) -> None:
+    recall = await bank_recall(memory_provider, KeywordMemoryBankConfig())
+    print(f"\nkeyword bank ({memory_provider['provider_id']}) recall@3 = {recall.value:.3f}; misses: {recall.misses}")
     assert recall.value >= KEYWORD_RECALL_MIN, recall.misses

@@ -22,12 +22,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(make_app: Callable[[], Any], timeout: float = 20.0, stack: Any = None) -> Iterator[str]:
-    """Serve `make_app()` (built inside the server's loop) on 127.0.0.1; yield its base URL.
+def running_server(make_app: Callable[[], Any], timeout: float = 20.0, stack: Any = None, port: int | None = None) -> Iterator[str]:
+    """Serve `make_app()` (built inside the server's loop) on 127.0.0.1 (on `port`, or a free one); yield its base URL.
 
     A `stack` (an async context manager) is entered in the server's loop first and left last.
     """
-    port = free_port()
+    port = port or free_port()
     loop = asyncio.new_event_loop()
     stop = asyncio.Event()
     failure: list[BaseException] = []

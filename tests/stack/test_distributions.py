@@ -53,6 +53,20 @@ LIST_DISTRIBUTIONS = textwrap.dedent(
     |                                |   "memory": "meta-reference-faiss"    |                                                                      |
     |                                | }                                     |                                                                      |
     +--------------------------------+---------------------------------------+----------------------------------------------------------------------+
+    | local-plus-tgi-inference       | {                                     | Use a Text Generation Inference server for running LLM inference     |
+    |                                |   "inference": "remote::tgi",         |                                                                      |
+    |                                |   "safety": "meta-reference",         |                                                                      |
+    |                                |   "agentic_system": "meta-reference", |                                                                      |
+    |                                |   "memory": "meta-reference-faiss"    |                                                                      |
+    |                                | }                                     |                                                                      |
+    +--------------------------------+---------------------------------------+----------------------------------------------------------------------+
+    | local-plus-vllm-inference      | {                                     | Use a vLLM server (one GPU or many hosts) for running LLM inference  |
+    |                                |   "inference": "remote::vllm",        |                                                                      |
+    |                                |   "safety": "meta-reference",         |                                                                      |
+    |                                |   "agentic_system": "meta-reference", |                                                                      |
+    |                                |   "memory": "meta-reference-faiss"    |                                                                      |
+    |                                | }                                     |                                                                      |
+    +--------------------------------+---------------------------------------+----------------------------------------------------------------------+
     """
 )
 
@@ -86,6 +100,10 @@ LIST_PROVIDERS_INFERENCE = textwrap.dedent(
     | remote::fireworks | httpx                                                      |
     +-------------------+------------------------------------------------------------+
     | remote::together  | httpx                                                      |
+    +-------------------+------------------------------------------------------------+
+    | remote::vllm      | httpx                                                      |
+    +-------------------+------------------------------------------------------------+
+    | remote::tgi       | httpx                                                      |
     +-------------------+------------------------------------------------------------+
     | remote            | httpx                                                      |
     +-------------------+------------------------------------------------------------+
@@ -128,6 +146,7 @@ def test_list_providers_of_an_unknown_api_is_one_line(llama):
 def test_every_distribution_names_a_provider_row_for_four_apis():
     assert [x.distribution_id for x in d.DISTRIBUTIONS] == [
         "local", "remote", "local-ollama", "local-plus-fireworks-inference", "local-plus-together-inference",
+        "local-plus-tgi-inference", "local-plus-vllm-inference",
     ]  # fmt: skip
     for dist in d.DISTRIBUTIONS:
         assert set(dist.provider_map) == {d.Api.inference, d.Api.safety, d.Api.agentic_system, d.Api.memory}
@@ -148,9 +167,10 @@ def test_implemented_providers_and_the_rest():
     assert implemented == {
         ("inference", "meta-reference"), ("models", "builtin"),
         ("inference", "remote::ollama"), ("inference", "remote::fireworks"), ("inference", "remote::together"),
+        ("inference", "remote::vllm"), ("inference", "remote::tgi"),
         ("inference", "remote"), ("safety", "remote"), ("agentic_system", "remote"), ("memory", "remote"),
         ("safety", "meta-reference"),
-        ("memory", "meta-reference-faiss"), ("agentic_system", "meta-reference"),
+        ("memory", "meta-reference-faiss"), ("memory", "remote::pgvector"), ("agentic_system", "meta-reference"),
     }  # fmt: skip
     assert d.import_path(d.provider_spec(d.Api.models, "builtin").implementation).__name__ == "ModelsProvider"
     assert d.import_path(d.provider_spec(d.Api.safety, "meta-reference").implementation).__name__ == "MetaReferenceSafety"
@@ -170,7 +190,7 @@ def test_agentic_system_depends_on_inference_safety_memory():
 def test_unknown_names_are_clear_errors():
     with pytest.raises(NotFoundError, match=r"^Unknown distribution 'lokal'. Did you mean 'local'\? See `llama stack list-distributions`.$"):
         d.distribution("lokal")
-    with pytest.raises(InvalidRequestError, match=r"Unknown memory provider 'faiss'. Choose one of: meta-reference-faiss, remote") as e:
+    with pytest.raises(InvalidRequestError, match=r"Unknown memory provider 'faiss'. Choose one of: meta-reference-faiss, remote::pgvector, remote") as e:
         d.provider_spec(d.Api.memory, "faiss")
     assert e.value.field == "providers.memory.provider_id"
 

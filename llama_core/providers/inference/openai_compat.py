@@ -1,4 +1,4 @@
-"""Inference over a vendor's OpenAI-style REST API (Fireworks, Together); tool schemas shared with Ollama.
+"""Inference over a vendor's OpenAI-style REST API (Fireworks, Together, vLLM, TGI's chat); tool schemas shared with Ollama.
 
     chat_completion  ->  POST {url}/v1/chat/completions   messages, tools, sampling (SSE if stream)
     completion       ->  POST {url}/v1/completions        prompt, sampling (SSE if stream)
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import msgspec
 
-from llama_core.errors import InvalidRequestError, ModelNotFoundError, ProviderError, UnsupportedError
+from llama_core.errors import InvalidRequestError, LlamaError, ModelNotFoundError, ProviderError, UnsupportedError
 from llama_core.models.registry import resolve_model
 from llama_core.prompt.tool_calls import offered
 from llama_core.providers.inference.batch import chat_one_by_one, completion_one_by_one
@@ -250,6 +250,7 @@ class OpenAIStyleInference:
     key_name: ClassVar[str]  # the provider-data key of its API key: "fireworks_api_key"
     model_ids: ClassVar[Mapping[str, str]]  # core model id (descriptor without variant) -> vendor id
     finish_reasons: ClassVar[Mapping[str, StopReason]] = FINISH_REASONS
+    chat_path: ClassVar[str] = "/chat/completions"  # under api_base
 
     def __init__(self, config: Any) -> None:
         self.config = config
@@ -315,6 +316,18 @@ class OpenAIStyleInference:
         """Every key this request could send: never repeated in an error or a log line."""
         return known_secrets(self.config)
 
+    def auth_headers(self) -> dict[str, str]:
+        """The credentials of one request: `Authorization: Bearer <api_key()>`."""
+        return {"Authorization": f"Bearer {self.api_key()}"}
+
+    async def model_for(self, model_id: str) -> str:
+        """The vendor's id of `model_id` for one request (a self-hosted engine asks what it serves)."""
+        return self.vendor_model(model_id)
+
+    def unreachable(self, reason: str) -> LlamaError:
+        """The error for a vendor that could not be reached (`reason` is redacted already)."""
+        return ProviderError(f"Cannot reach {self.vendor} at {reason}")
+
     # -- HTTP ------------------------------------------------------------------------------------------
 
     async def _post(self, path: str, body: dict[str, Any], *, stream: bool = False) -> httpx.Response:
@@ -322,7 +335,7 @@ class OpenAIStyleInference:
 
         assert self._http is not None, f"use `async with {type(self).__name__}(...)` first"
         http = self._http
-        headers = {"Authorization": f"Bearer {self.api_key()}", "Content-Type": "application/json"}
+        headers = {**self.auth_headers(), "Content-Type": "application/json"}
         if stream:
             headers["Accept"] = "text/event-stream"
         content = msgspec.json.encode(body)
@@ -331,8 +344,7 @@ class OpenAIStyleInference:
                 http, lambda: http.build_request("POST", path, content=content, headers=headers), self.retry, stream=stream
             )
         except httpx.TransportError as e:
-            reason = redact(f"{self.api_base}: {e or type(e).__name__}", self.secrets())
-            raise ProviderError(f"Cannot reach {self.vendor} at {reason}") from None
+            raise self.unreachable(redact(f"{self.api_base}: {e or type(e).__name__}", self.secrets())) from None
         if response.status_code >= 400:
             wait = parse_retry_after(response.headers.get("retry-after"))
             reason = error_message(response.content)
@@ -343,10 +355,10 @@ class OpenAIStyleInference:
         if logprobs is not None:
             raise UnsupportedError(f"logprobs are not offered through {self.vendor} here.", field="logprobs")
 
-    def chat_body(self, request: ChatCompletionRequest) -> dict[str, Any]:
-        """The vendor's /chat/completions body for `request`."""
+    def chat_body(self, request: ChatCompletionRequest, model: str | None = None) -> dict[str, Any]:
+        """The vendor's /chat/completions body for `request` (`model`: the vendor's id, if known)."""
         body: dict[str, Any] = {
-            "model": self.vendor_model(request.model),
+            "model": model or self.vendor_model(request.model),
             "messages": openai_messages(request.messages),
             **sampling_fields(request.sampling_params),
         }
@@ -364,8 +376,8 @@ class OpenAIStyleInference:
     ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
         """A reply to `request.messages`; a chunk stream (start, progress..., complete) if `stream`."""
         self._check_logprobs(request.logprobs)
-        body = self.chat_body(request)
-        response = await self._post("/chat/completions", body, stream=request.stream)
+        body = self.chat_body(request, await self.model_for(request.model))
+        response = await self._post(self.chat_path, body, stream=request.stream)
         stops, tools = request.sampling_params.stop, offered(request.tools)
         if request.stream:
             pieces = stop_at(response, self._chat_pieces(response, self.secrets()), stops)
@@ -382,7 +394,7 @@ class OpenAIStyleInference:
         """A raw continuation of `request.content`; a chunk stream if `stream`."""
         self._check_logprobs(request.logprobs)
         body: dict[str, Any] = {
-            "model": self.vendor_model(request.model),
+            "model": await self.model_for(request.model),
             "prompt": content_text(request.content),
             **sampling_fields(request.sampling_params),
         }
@@ -412,7 +424,7 @@ class OpenAIStyleInference:
         one (llama_core.embedding), else from the vendor's /embeddings."""
         if is_embedding_model(request.model):
             return await local_embeddings(request)
-        body = {"model": self.vendor_model(request.model), "input": [content_text(c) for c in request.contents]}
+        body = {"model": await self.model_for(request.model), "input": [content_text(c) for c in request.contents]}
         data = self._json(await self._post("/embeddings", body))
         items = sorted(data.get("data") or [], key=lambda d: d.get("index", 0))
         return EmbeddingsResponse(embeddings=[item["embedding"] for item in items], usage=embeddings_usage(data))

@@ -81,6 +81,17 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def missing_error(bank_id: str, missing: Sequence[str]) -> NotFoundError:
+    """404 naming (up to five of) the documents `bank_id` lacks."""
+    names = ", ".join(f"'{shown(d, 100)}'" for d in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+    return NotFoundError(f"Memory bank '{bank_id}' has no document {names}.")
+
+
+def conflict_error(bank_id: str, document_id: str) -> ConflictError:
+    """409: an insert of a document id the bank has."""
+    return ConflictError(f"Memory bank '{bank_id}' already has document '{shown(document_id, 100)}'; use /memory_bank/update to replace it.")
+
+
 def sweep(root: Path) -> None:
     """Remove what a crash left of a bank being created or dropped."""
     for path in root.iterdir():
@@ -164,8 +175,7 @@ class BankStore:
         return found
 
     def _missing_error(self, missing: Sequence[str]) -> NotFoundError:
-        names = ", ".join(f"'{shown(d, 100)}'" for d in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        return NotFoundError(f"Memory bank '{self.bank_id}' has no document {names}.")
+        return missing_error(self.bank_id, missing)
 
     def _chunk_ids(self, document_ids: Sequence[str]) -> list[int]:
         ids: list[int] = []
@@ -186,11 +196,7 @@ class BankStore:
                 if replace and len(existing) < len(ids):
                     raise self._missing_error([d for d in ids if d not in existing])
                 if not replace and existing:
-                    first = next(d for d in ids if d in existing)
-                    raise ConflictError(
-                        f"Memory bank '{self.bank_id}' already has document '{shown(first, 100)}'; "
-                        "use /memory_bank/update to replace it."
-                    )
+                    raise conflict_error(self.bank_id, next(d for d in ids if d in existing))
                 if replace:
                     removed = self._chunk_ids(ids)
                     self._delete_fts(removed)

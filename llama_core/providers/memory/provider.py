@@ -138,11 +138,11 @@ def _check_unique(documents: list[MemoryBankDocument]) -> None:
         seen.add(doc.document_id)
 
 
-def _check_bank_config(request: CreateMemoryBankRequest) -> None:
-    """Refuse what the faiss provider cannot hold (400), before anything is written."""
+def _check_bank_config(request: CreateMemoryBankRequest, provider_id: str = "meta-reference-faiss") -> None:
+    """Refuse what the provider cannot hold (400), before anything is written."""
     config = request.config
     if request.url is not None:
-        raise UnsupportedError("The meta-reference-faiss provider keeps its own banks: `url` must be null.", field="url")
+        raise UnsupportedError(f"The {provider_id} provider keeps its own banks: `url` must be null.", field="url")
     if isinstance(config, GraphMemoryBankConfig):
         raise UnsupportedError("Graph memory banks are not supported; use a vector, keyword or keyvalue bank.", field="config.type")
     if isinstance(config, VectorMemoryBankConfig):
@@ -163,7 +163,13 @@ def _check_bank_config(request: CreateMemoryBankRequest) -> None:
 
 class FaissMemory:
     """The Memory API over banks on disk. Enter it (`async with`) before use; leaving writes the
-    faiss index files and closes the databases."""
+    faiss index files and closes the databases.
+
+    Where banks are kept is three methods (`_open_all`, `_create_store`, `_keyword_match`) and the
+    store class: remote::pgvector (pgvector.py) keeps them in PostgreSQL behind the same API.
+    """
+
+    provider_id = "meta-reference-faiss"
 
     def __init__(self, config: FaissImplConfig) -> None:
         self.config = config
@@ -206,10 +212,17 @@ class FaissMemory:
 
     # -- banks -----------------------------------------------------------------------------------
 
+    def _create_store(self, bank: MemoryBank) -> BankStore:
+        return BankStore.create(self.root, bank)
+
+    def _keyword_match(self, text: str) -> str | None:
+        """What a keyword bank's store searches for `text` (an FTS5 expression; None: nothing)."""
+        return fts_match(text)
+
     async def create_memory_bank(self, request: CreateMemoryBankRequest) -> MemoryBank:
-        _check_bank_config(request)
+        _check_bank_config(request, self.provider_id)
         bank = MemoryBank(bank_id=str(uuid.uuid4()), name=request.name, config=request.config, url=None)
-        store = await anyio.to_thread.run_sync(BankStore.create, self.root, bank)
+        store = await anyio.to_thread.run_sync(self._create_store, bank)
         self._banks[bank.bank_id] = store
         return bank
 
@@ -307,9 +320,10 @@ class FaissMemory:
 
             def search() -> QueryDocumentsResponse:  # encode and search in one trip to a worker thread
                 query = emb.encode_sync([text])[0]
-                return store.query_vector(query, params.max_chunks, params.score_threshold, self.config.hnsw_min_chunks)
+                return store.query_vector(query, params.max_chunks, params.score_threshold, getattr(self.config, "hnsw_min_chunks", None))
 
             return await anyio.to_thread.run_sync(search)
         if isinstance(config, KeywordMemoryBankConfig):
-            return await anyio.to_thread.run_sync(store.query_keyword, fts_match(text), params.max_chunks, params.score_threshold)
+            match = self._keyword_match(text)
+            return await anyio.to_thread.run_sync(store.query_keyword, match, params.max_chunks, params.score_threshold)
         return await anyio.to_thread.run_sync(store.query_key, text)
