@@ -79,3 +79,20 @@ def test_a_reader_that_leaves_early_stops_the_answer_quietly(tmp_path: Path) -> 
     proc.stdout.close()
     with proc.stderr:
         assert (proc.wait(timeout=120), proc.stderr.read()) == (141, b"")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "nope.example.invalid"], ids=["busy-port", "unresolvable-host"])
+def test_stack_run_binds_before_it_fetches_the_demo_model(tmp_path: Path, host: str) -> None:
+    # A bare `llama stack run` on an empty ~/.llama serves the demo model, which it would download
+    # first: a port it cannot have is said before that, and nothing is fetched.
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = llama("stack", "run", "--host", host, "--port", str(port), home=tmp_path)
+    if host == "127.0.0.1":
+        assert (done.returncode, done.stderr) == (1, f"Error: 127.0.0.1:{port} is already in use by another program; pick another --port.\n")
+    else:
+        assert done.returncode == 2 and done.stderr.startswith(f"Error: Cannot bind to {host}: ")
+    assert done.stdout == ""
+    assert not (tmp_path / "checkpoints").exists()
