@@ -145,6 +145,18 @@ def _download_demo_if_missing(stack: Any) -> None:
         anyio.run(lambda: download_model(model.descriptor, progress=bars))
 
 
+def loading_line(stack: Any) -> str | None:
+    """`Loading A, B ...` when the stack loads models of its own (meta-reference inference), said before the
+    start: loading a checkpoint takes from seconds to minutes, and the routes are printed only after it."""
+    from llama_core.distributions import Api
+
+    planned = stack.planned.get(Api.inference)
+    if planned is None or planned.spec.provider_id != "meta-reference":
+        return None
+    models = [planned.config.model, *(extra.model for extra in planned.config.extra_models or ())]
+    return f"Loading {', '.join(models)} ..."
+
+
 async def served_lines(stack: Any) -> list[str]:
     """`Models: A, B` (what meta-reference inference serves) and `Shields: ...` (what meta-reference
     safety turns on), after the routes in the start-up lines."""
@@ -186,6 +198,8 @@ async def _serve(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal)
         try:
+            if (line := loading_line(stack)) is not None:
+                print(line, file=sys.stderr, flush=True)
             async with stack:
                 allowed = [*(stack.config.allowed_hosts or ()), *allowed_hosts]
                 app = create_app(stack, api_key=api_key, openai_done=openai_done, bind=bind, allowed_hosts=allowed)
