@@ -96,3 +96,14 @@ def test_stack_run_binds_before_it_fetches_the_demo_model(tmp_path: Path, host: 
         assert done.returncode == 2 and done.stderr.startswith(f"Error: Cannot bind to {host}: ")
     assert done.stdout == ""
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_prompt_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    # Piped from a file in another encoding: Python hands such bytes on as lone surrogates, which
+    # the tokenizer refused as "unexpected UnicodeEncodeError".
+    env = os.environ | {"LLAMA_STACK_CONFIG_DIR": str(tmp_path)}
+    argv = [sys.executable, "-m", "llama_cli", "model", "run", "-m", "Llama3.2-1B-Instruct"]
+    done = subprocess.run(argv, input=b"caf\xe9 au lait", capture_output=True, env=env, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr.decode()) == (
+        2, b"", "Error: The prompt is not UTF-8 text (byte 0xe9 at character 3); convert it to UTF-8 (iconv -t UTF-8).\n"
+    )

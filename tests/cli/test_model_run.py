@@ -146,6 +146,9 @@ def test_chat_commands_are_never_sent_to_the_model(installed_tiny: Path) -> None
             assert term.expect(">>> ") == f"{typed}\n{shown}\n>>> "
         term.send("/show\n")
         assert "strategy greedy, temperature 0.0, top_p 0.9, top_k 0, max_tokens 4," in term.expect(">>> ")
+        os.write(term.fd, b"caf\xe9\n")  # typed on a terminal in another locale: said, and the chat goes on
+        assert term.expect(">>> ") == ("caf\ufffd\nError: that line is not UTF-8 text (byte 0xe9 at character 3); "
+                                       "convert it to UTF-8 (iconv -t UTF-8).\n>>> ")
         term.send("Hello!\n")
         shown = term.expect(">>> ")
         tok = Tokenizer.from_file(installed_tiny / "tokenizer.model")
