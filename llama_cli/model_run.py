@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
 
-from llama_cli.errors import EXIT_INTERRUPTED
+from llama_cli.errors import EXIT_INTERRUPTED, not_utf8
 from llama_cli.model import ModelId
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def run(
     sampling = sampling_for(temperature, top_p, max_tokens, model.recommended_sampling_params)
     if prompt is None and not sys.stdin.isatty():
         prompt = sys.stdin.read()
-    if prompt is not None and (problem := _not_utf8(prompt)) is not None:
+    if prompt is not None and (problem := not_utf8(prompt)) is not None:
         from llama_core.errors import InvalidRequestError
 
         raise InvalidRequestError(f"The prompt {problem}.", field="prompt")
@@ -145,7 +145,7 @@ class _Chat:
                 sys.stdout.write("\n")
                 return None
             line = line.strip()
-            if (problem := _not_utf8(line)) is not None:
+            if (problem := not_utf8(line)) is not None:
                 print(f"Error: that line {problem}.")
                 continue
             if not line.startswith("/"):
@@ -208,18 +208,6 @@ COMMANDS: dict[str, tuple[Callable[[_Chat, str], object], str]] = {
     "/help": (_Chat.help, ""),
     "/exit": (_Chat.bye, ""),
 }
-
-
-def _not_utf8(text: str) -> str | None:
-    """Why `text` cannot reach the model, or None. Bytes that are not UTF-8 (a file in another encoding,
-    a terminal in another locale) come from stdin and argv as lone surrogates, which no tokenizer takes."""
-    try:
-        text.encode()
-    except UnicodeEncodeError as e:
-        code = ord(text[e.start])
-        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"  # surrogateescape's
-        return f"is not UTF-8 text ({what} at character {e.start}); convert it to UTF-8 (iconv -t UTF-8)"
-    return None
 
 
 def _print_stats(stats: object, load_s: float, total_s: float) -> None:
