@@ -10,8 +10,9 @@ Ctrl-D and /bye do.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
@@ -83,11 +84,11 @@ async def _session(model_id: str, prompt: str | None, sampling: SamplingParams, 
         config = MetaReferenceInferenceConfig(model=model_id, max_seq_len=max_seq_len, max_batch_size=1, dtype=dtype)
     except ValueError as e:  # what the engine cannot run (a size out of range): a usage error
         raise InvalidRequestError(str(e)) from None
-    if sys.stderr.isatty():  # a load takes seconds to minutes; a pipe's reader wants the answer only
-        print(f"Loading {config.model} ...", file=sys.stderr, flush=True)
     with anyio.CancelScope() as session:
         ctrl_c.stops(session, interrupts=True)  # while it loads, and a one-prompt run: stop, exit 130
-        async with MetaReferenceInference(config) as inference:
+        async with contextlib.AsyncExitStack() as running:
+            with _said_while_loading(config.model):
+                inference = await running.enter_async_context(MetaReferenceInference(config))
             chat = _Chat(inference, sampling, verbose, ctrl_c)
             load_s = time.perf_counter() - started
             if prompt is not None:
@@ -105,6 +106,22 @@ async def _session(model_id: str, prompt: str | None, sampling: SamplingParams, 
                 load_s = 0.0
     if session.cancelled_caught and not ctrl_c.interrupted:  # Ctrl-C at the prompt: the "^C" the terminal echoed ends its line
         sys.stdout.write("\n")
+
+
+@contextlib.contextmanager
+def _said_while_loading(model: str) -> Iterator[None]:
+    """On a terminal, `Loading MODEL ...` on stderr while inside (a load takes seconds to minutes), erased
+    after, as Ollama's spinner is; to a pipe, nothing (its reader wants the answer only)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    sys.stderr.write(f"Loading {model} ...")
+    sys.stderr.flush()
+    try:
+        yield
+    finally:  # the line is the cursor's still unless a worker wrote one (the kernels' build): then it stays above
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
 
 
 class _Chat:
