@@ -51,12 +51,18 @@ class Prompter:
         self._ask, self.say, self.interactive = ask, say, interactive
 
     def ask(self, prompt: str) -> str:
-        try:
-            return self._ask(prompt).strip()
-        except EOFError:
-            raise InvalidRequestError(
-                "Input ended before configuration finished: answer every prompt, or use --yes with --set API.FIELD=VALUE."
-            ) from None
+        from llama_cli.errors import not_utf8
+
+        while True:
+            try:
+                answer = self._ask(prompt).strip()
+            except EOFError:
+                raise InvalidRequestError(
+                    "Input ended before configuration finished: answer every prompt, or use --yes with --set API.FIELD=VALUE."
+                ) from None
+            if (problem := not_utf8(answer)) is None:
+                return answer
+            self.say(f"Validation error: the answer {problem}.")  # the run config could not hold it
 
 
 def parse_sets(sets: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -67,6 +73,10 @@ def parse_sets(sets: Sequence[str]) -> dict[str, dict[str, Any]]:
         api, _, path = key.strip().partition(".")
         if not eq or not path:
             raise InvalidRequestError(f"--set {item!r}: expected API.FIELD=VALUE, e.g. inference.max_seq_len=2048.", field="set")
+        from llama_cli.errors import not_utf8
+
+        if (problem := not_utf8(value)) is not None:
+            raise InvalidRequestError(f"--set {key.strip()}: the value {problem}.", field="set")
         node = out.setdefault(str(parse_api(api)), {})
         *parents, leaf = path.split(".")
         for p in parents:

@@ -45,3 +45,17 @@ def report(error: BaseException, debug: bool) -> int:
         more = " (the traceback is above)" if debug else " (rerun with --debug for the traceback)"
         print(f"Error: unexpected {type(error).__name__}: {one_line(str(error))}{more}", file=sys.stderr)
     return exit_code(error)
+
+
+def not_utf8(text: str) -> str | None:
+    """Why typed or piped `text` cannot be used, or None ("is not UTF-8 text (byte 0xe9 at character 3); ...").
+
+    Bytes that are not UTF-8 (a file in another encoding, a terminal in another locale) come from stdin
+    and argv as lone surrogates, which no tokenizer takes and no TOML or JSON file can hold."""
+    try:
+        text.encode()
+    except UnicodeEncodeError as e:
+        code = ord(text[e.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X}"  # surrogateescape's
+        return f"is not UTF-8 text ({what} at character {e.start}); convert it to UTF-8 (iconv -t UTF-8)"
+    return None

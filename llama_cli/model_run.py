@@ -10,17 +10,18 @@ Ctrl-D and /bye do.
 
 from __future__ import annotations
 
-import signal
+import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
 
-from llama_cli.errors import EXIT_INTERRUPTED
+from llama_cli.errors import EXIT_INTERRUPTED, not_utf8
 from llama_cli.model import ModelId
 
 if TYPE_CHECKING:
+    from llama_cli.chat_keys import CtrlC
     from llama_core.types import Message, SamplingParams
 
 
@@ -50,43 +51,27 @@ def run(
     sampling = sampling_for(temperature, top_p, max_tokens, model.recommended_sampling_params)
     if prompt is None and not sys.stdin.isatty():
         prompt = sys.stdin.read()
-    ctrl_c = _CtrlC()
-    previous = signal.signal(signal.SIGINT, ctrl_c)
-    try:
-        anyio.run(_main, model_id, prompt, sampling, max_seq_len, dtype, verbose, ctrl_c)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    return EXIT_INTERRUPTED if ctrl_c.interrupted else 0  # quietly, as cyclopts ends on Ctrl-C elsewhere
+    if prompt is not None and (problem := not_utf8(prompt)) is not None:
+        from llama_core.errors import InvalidRequestError
 
-
-class _CtrlC:
-    """The SIGINT handler. `stop` cancels what runs now (a reply, the load); with none (at the prompt,
-    where input() holds the event loop's thread) Ctrl-C raises KeyboardInterrupt out of input()."""
-
-    def __init__(self) -> None:
-        self.stop: Callable[[], None] | None = None
-        self.interrupted = False  # the session itself was stopped (a load, a one-prompt run)
-
-    def __call__(self, signum: int, frame: object) -> None:
-        if self.stop is None:
-            raise KeyboardInterrupt
-        self.stop()
-
-    def cancels(self, scope: Any, *, session: bool) -> Callable[[], None]:
-        # A signal handler runs between two bytecodes of the loop's thread: hand the cancel to the loop.
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-
-        def stop() -> None:
-            self.interrupted = self.interrupted or session
-            loop.call_soon_threadsafe(scope.cancel)
-
-        return stop
+        raise InvalidRequestError(f"The prompt {problem}.", field="prompt")
+    interrupted = anyio.run(_main, model_id, prompt, sampling, max_seq_len, dtype, verbose)
+    return EXIT_INTERRUPTED if interrupted else 0  # quietly, as cyclopts ends on Ctrl-C elsewhere
 
 
 async def _main(model_id: str, prompt: str | None, sampling: SamplingParams, max_seq_len: int, dtype: str | None,
-                verbose: bool, ctrl_c: _CtrlC) -> None:
+                verbose: bool) -> bool:
+    """Load the model, then answer `prompt` or chat; True when Ctrl-C stopped the run (its load, its one reply)."""
+    from llama_cli.chat_keys import CtrlC
+
+    ctrl_c = CtrlC()
+    with ctrl_c.handling():  # from before the load (a press stops it) until the workers are closed
+        await _session(model_id, prompt, sampling, max_seq_len, dtype, verbose, ctrl_c)
+    return ctrl_c.interrupted
+
+
+async def _session(model_id: str, prompt: str | None, sampling: SamplingParams, max_seq_len: int, dtype: str | None,
+                   verbose: bool, ctrl_c: CtrlC) -> None:
     import time
 
     import anyio
@@ -100,31 +85,50 @@ async def _main(model_id: str, prompt: str | None, sampling: SamplingParams, max
     except ValueError as e:  # what the engine cannot run (a size out of range): a usage error
         raise InvalidRequestError(str(e)) from None
     with anyio.CancelScope() as session:
-        ctrl_c.stop = ctrl_c.cancels(session, session=True)  # while it loads: stop, "Interrupted."
-        async with MetaReferenceInference(config) as inference:
-            chat = _Chat(inference, sampling, verbose)
+        ctrl_c.stops(session, interrupts=True)  # while it loads, and a one-prompt run: stop, exit 130
+        async with contextlib.AsyncExitStack() as running:
+            with _said_while_loading(config.model):
+                inference = await running.enter_async_context(MetaReferenceInference(config))
+            chat = _Chat(inference, sampling, verbose, ctrl_c)
             load_s = time.perf_counter() - started
-            if prompt is not None:  # one prompt: Ctrl-C stops the run
+            if prompt is not None:
                 await chat.reply(prompt, load_s, started)
                 return
-            ctrl_c.stop = None
-            while (text := chat.ask()) is not None:
+            while True:
+                ctrl_c.stops(session)  # at the prompt: leave the chat
+                if (text := await chat.ask()) is None:
+                    return
                 with anyio.CancelScope() as reply:
-                    ctrl_c.stop = ctrl_c.cancels(reply, session=False)
-                    try:
-                        await chat.reply(text, load_s, time.perf_counter())
-                    finally:
-                        ctrl_c.stop = None
+                    ctrl_c.stops(reply)
+                    await chat.reply(text, load_s, time.perf_counter())
                 if reply.cancelled_caught:
                     sys.stdout.write("\n")
                 load_s = 0.0
+    if session.cancelled_caught and not ctrl_c.interrupted:  # Ctrl-C at the prompt: the "^C" the terminal echoed ends its line
+        sys.stdout.write("\n")
+
+
+@contextlib.contextmanager
+def _said_while_loading(model: str) -> Iterator[None]:
+    """On a terminal, `Loading MODEL ...` on stderr while inside (a load takes seconds to minutes), erased
+    after, as Ollama's spinner is; to a pipe, nothing (its reader wants the answer only)."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    sys.stderr.write(f"Loading {model} ...")
+    sys.stderr.flush()
+    try:
+        yield
+    finally:  # the line is the cursor's still unless a worker wrote one (the kernels' build): then it stays above
+        sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
 
 
 class _Chat:
     """One conversation: its history, its sampling, and the chat commands."""
 
-    def __init__(self, inference: Any, sampling: SamplingParams, verbose: bool) -> None:
-        self.inference, self.sampling, self.verbose = inference, sampling, verbose
+    def __init__(self, inference: Any, sampling: SamplingParams, verbose: bool, ctrl_c: CtrlC) -> None:
+        self.inference, self.sampling, self.verbose, self.ctrl_c = inference, sampling, verbose, ctrl_c
         self.history: list[Message] = []
 
     async def reply(self, text: str, load_s: float, started: float) -> None:
@@ -139,6 +143,7 @@ class _Chat:
         pieces: list[str] = []
         try:
             async for piece in stream_reply(self.inference.primary, self.history, self.sampling, stats):
+                await self.ctrl_c.checkpoint()  # a piece that came in with a Ctrl-C is not printed
                 pieces.append(piece)
                 sys.stdout.write(piece)
                 sys.stdout.flush()
@@ -148,14 +153,18 @@ class _Chat:
         if self.verbose:
             _print_stats(stats, load_s, time.perf_counter() - started)
 
-    def ask(self) -> str | None:
-        """The next message for the model; None to leave (Ctrl-D, Ctrl-C, /bye). Runs commands on the way."""
+    async def ask(self) -> str | None:
+        """The next message for the model; None to leave (Ctrl-D, /bye). Runs commands on the way."""
+        from llama_cli.chat_keys import read_line
+
         while True:
-            try:
-                line = input(">>> ").strip()
-            except (EOFError, KeyboardInterrupt):
+            if (line := await read_line(">>> ")) is None:  # Ctrl-D
                 sys.stdout.write("\n")
                 return None
+            line = line.strip()
+            if (problem := not_utf8(line)) is not None:
+                print(f"Error: that line {problem}.")
+                continue
             if not line.startswith("/"):
                 if line:
                     return line

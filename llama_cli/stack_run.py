@@ -4,10 +4,10 @@
     llama stack run DIST --name NAME [--port 5000] [--host H] [--disable-ipv6]
     llama stack run path/to/config.toml [--port ...]
 
-A build in a venv or conda environment other than this one runs inside it (re-executed there). The
-demo model is downloaded first when missing. It prints `Serving <VERB> /<route>` for each route,
-binds localhost unless `--host` says otherwise (`--host ::` is every interface), and stops on
-Ctrl-C. With `--stdio` it serves MCP / JSON-RPC 2.0 on stdin and stdout instead (llama_rpc/mcp.py).
+A build in a venv or conda environment other than this one runs inside it (re-executed there). It
+binds its address first (localhost unless `--host` says otherwise; `--host ::` is every interface),
+so a busy port is one line before anything is downloaded or loaded; then it downloads the demo model
+when missing, prints `Serving <VERB> /<route>` for each route, and stops on Ctrl-C. With `--stdio` it serves MCP / JSON-RPC 2.0 on stdin and stdout instead (llama_rpc/mcp.py).
 With LLAMA_STACK_API_KEY (or `--api-key -` and the key on stdin; `--api-key KEY` works, with a
 warning: `ps` shows it) every request but /health needs `Authorization: Bearer <key>`. Requests
 whose Host or Origin is not this machine's loopback are refused unless `--allowed-host NAME` or the
@@ -78,7 +78,7 @@ def run(
     import asyncio
 
     from llama_core.config import resolve_run_config
-    from llama_rpc.serve import bind_address
+    from llama_rpc.serve import bind_address, bound_socket
 
     if not 0 < port < 65536:
         from llama_core.errors import InvalidRequestError
@@ -91,15 +91,17 @@ def run(
     key = None if stdio else secret_option("--api-key", api_key, API_KEY_ENV)
     stack = _stack(path)
     origins = [] if stdio else _cors_origins(stack, cors_origin)  # a bad origin is one line, before anything starts
-    _download_demo_if_missing(stack)
     if stdio:
         import anyio
 
         from llama_rpc.mcp import serve_stdio
 
+        _download_demo_if_missing(stack)
         return anyio.run(serve_stdio, stack)
     bind = bind_address(host, port, disable_ipv6)
-    asyncio.run(_serve(stack, bind, key, openai_done or None, allowed_host, access_log, origins))
+    with bound_socket(bind) as sock:  # a busy port or a bad --host is one line, before the download and the load
+        _download_demo_if_missing(stack)
+        asyncio.run(_serve(stack, sock, bind, key, openai_done or None, allowed_host, access_log, origins))
 
 
 def _maybe_reexec(path: Path) -> None:
@@ -163,6 +165,18 @@ def _download_demo_if_missing(stack: Any) -> None:
         anyio.run(lambda: download_model(model.descriptor, progress=bars))
 
 
+def loading_line(stack: Any) -> str | None:
+    """`Loading A, B ...` when the stack loads models of its own (meta-reference inference), said before the
+    start: loading a checkpoint takes from seconds to minutes, and the routes are printed only after it."""
+    from llama_core.distributions import Api
+
+    planned = stack.planned.get(Api.inference)
+    if planned is None or planned.spec.provider_id != "meta-reference":
+        return None
+    models = [planned.config.model, *(extra.model for extra in planned.config.extra_models or ())]
+    return f"Loading {', '.join(models)} ..."
+
+
 async def served_lines(stack: Any) -> list[str]:
     """`Models: A, B` (what meta-reference inference serves) and `Shields: ...` (what meta-reference
     safety turns on), after the routes in the start-up lines."""
@@ -178,6 +192,7 @@ async def served_lines(stack: Any) -> list[str]:
 
 async def _serve(
     stack: Any,
+    sock: Any,
     bind: str,
     api_key: str | None,
     openai_done: bool | None,
@@ -185,13 +200,14 @@ async def _serve(
     access_log: bool = False,
     cors: list[str] | None = None,
 ) -> None:
+    """Start `stack` and serve it on `sock` (bound to `bind`, not yet listening) until Ctrl-C or SIGTERM."""
     import asyncio
     import signal
 
     import anyio
 
     from llama_rpc.http import create_app, serving_lines
-    from llama_rpc.serve import bound_socket, serve_app
+    from llama_rpc.serve import serve_app
 
     serving, stop = anyio.Event(), anyio.Event()
 
@@ -204,10 +220,12 @@ async def _serve(
             main.cancel()
 
     loop = asyncio.get_running_loop()
-    with bound_socket(bind) as sock, anyio.CancelScope() as main:  # a busy port is one line, before anything starts
+    with anyio.CancelScope() as main:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, on_signal)
         try:
+            if (line := loading_line(stack)) is not None:
+                print(line, file=sys.stderr, flush=True)
             async with stack:
                 allowed = [*(stack.config.allowed_hosts or ()), *allowed_hosts]
                 app = create_app(

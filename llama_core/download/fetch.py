@@ -132,7 +132,17 @@ def _unresolvable_host(error: BaseException) -> str | None:
     return None
 
 
-def _write_error(error: OSError, where: Path) -> DownloadError:
+def check_disk(dest: Path, need: int) -> None:
+    """DownloadError, before anything is fetched, when `dest` has not `need` bytes free (with headroom)."""
+    free = shutil.disk_usage(dest).free
+    if need * DISK_HEADROOM > free:
+        raise DownloadError(
+            f"Not enough disk space in {dest}: the download needs {human_size(need)} more, "
+            f"{human_size(free)} is free. Free some space (or set LLAMA_STACK_CONFIG_DIR) and run it again."
+        )
+
+
+def write_error(error: OSError, where: Path) -> DownloadError:
     """One line for a local file that cannot be written (a full disk, permissions)."""
     import errno
 
@@ -310,13 +320,7 @@ class Fetcher:
         return failures
 
     def _check_disk(self, dest: Path, plans: list[PartialFile]) -> None:
-        need = sum(p.remaining for p in plans)
-        free = shutil.disk_usage(dest).free
-        if need * DISK_HEADROOM > free:
-            raise DownloadError(
-                f"Not enough disk space in {dest}: the download needs {human_size(need)} more, "
-                f"{human_size(free)} is free. Free some space (or set LLAMA_STACK_CONFIG_DIR) and run it again."
-            )
+        check_disk(dest, sum(p.remaining for p in plans))
 
     def _open(self, p: PartialFile) -> None:
         p.path.parent.mkdir(parents=True, exist_ok=True)
@@ -450,7 +454,7 @@ async def fetch_files(
     try:
         return await Fetcher(client, options, progress or NullProgress()).fetch(files, dest)
     except OSError as error:  # our own files (httpx's errors are not OSErrors): a full disk, permissions
-        raise _write_error(error, dest) from None
+        raise write_error(error, dest) from None
     finally:
         if own:
             client.close()

@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 
-from llama_core.download.fetch import NullProgress, Progress
+from llama_core.download.fetch import NullProgress, Progress, check_disk, write_error
 from llama_core.download.verify import sha256_of_files, write_sha256_list
 from llama_core.errors import DownloadError, UnsupportedError, first_error
 from llama_core.models import Model
@@ -158,10 +158,15 @@ async def download_huggingface(
     dest.mkdir(parents=True, exist_ok=True)
     try:
         commit, files = await anyio.to_thread.run_sync(_list_files, _api(token, hub), repo, ignore_patterns, hub)
-        progress.start(repo, sum(f.size for f in files), min(_landed(dest), sum(f.size for f in files)))
+        total = sum(f.size for f in files)
+        landed = min(_landed(dest), total)
+        check_disk(dest, total - landed)
+        progress.start(repo, total, landed)
         await _watching(dest, repo, progress, _snapshot, repo, commit, dest, token, ignore_patterns, hub, max_parallel)
     except Exception as error:
         mapped = _hub_error(error, repo, hub)
+        if mapped is None and isinstance(error, OSError):  # a write: the disk filled meanwhile, a folder we may not write
+            mapped = write_error(error, dest)
         if mapped is None:
             raise
         raise mapped from None

@@ -130,7 +130,9 @@ def read_shard(path: Path) -> dict[str, Tensor]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as e:  # torch raises RuntimeError/UnpicklingError/EOFError for a bad file
-        raise CheckpointError(f"Cannot read {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}. Re-download it.") from None
+        # torch's first sentence says what is wrong; the rest of its text is advice for its own users
+        why = str(e).split(". ")[0].splitlines()[0].rstrip(".") if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"Cannot read {path}: {why}. Re-download it.") from None
 
 
 def check_state_dict(state_dict: dict[str, Tensor], model: Transformer, source: Path) -> None:

@@ -355,11 +355,14 @@ class WorkerGroup:
                     stream.send_nowait(error)
                 return
             # The workers could not load: they exit, and _on_death restarts them unless this was the first start.
-            log.error("inference worker failed to start: %s", msg.message)
             if not self._ever_ready:
-                self._fatal = error  # the first start: the same checkpoint would fail the same way
+                # The first start: the same checkpoint would fail the same way. Not logged: wait_started
+                # raises it to the caller, who reports it (the CLI printed it twice).
+                self._fatal = error
                 self._state = "down"
                 self._ready.set()  # wake waiters so they see the failure
+            else:
+                log.error("inference worker failed to restart: %s", msg.message)
 
     async def _on_death(self, generation: int) -> None:
         if generation != self._generation or self._tg is None:

@@ -79,3 +79,48 @@ def test_a_reader_that_leaves_early_stops_the_answer_quietly(tmp_path: Path) -> 
     proc.stdout.close()
     with proc.stderr:
         assert (proc.wait(timeout=120), proc.stderr.read()) == (141, b"")
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "nope.example.invalid"], ids=["busy-port", "unresolvable-host"])
+def test_stack_run_binds_before_it_fetches_the_demo_model(tmp_path: Path, host: str) -> None:
+    # A bare `llama stack run` on an empty ~/.llama serves the demo model, which it would download
+    # first: a port it cannot have is said before that, and nothing is fetched.
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        done = llama("stack", "run", "--host", host, "--port", str(port), home=tmp_path)
+    if host == "127.0.0.1":
+        assert (done.returncode, done.stderr) == (1, f"Error: 127.0.0.1:{port} is already in use by another program; pick another --port.\n")
+    else:
+        assert done.returncode == 2 and done.stderr.startswith(f"Error: Cannot bind to {host}: ")
+    assert done.stdout == ""
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_a_prompt_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    # Piped from a file in another encoding: Python hands such bytes on as lone surrogates, which
+    # the tokenizer refused as "unexpected UnicodeEncodeError".
+    env = os.environ | {"LLAMA_STACK_CONFIG_DIR": str(tmp_path)}
+    argv = [sys.executable, "-m", "llama_cli", "model", "run", "-m", "Llama3.2-1B-Instruct"]
+    done = subprocess.run(argv, input=b"caf\xe9 au lait", capture_output=True, env=env, timeout=60)
+    assert (done.returncode, done.stdout, done.stderr.decode()) == (
+        2, b"", "Error: The prompt is not UTF-8 text (byte 0xe9 at character 3); convert it to UTF-8 (iconv -t UTF-8).\n"
+    )
+
+
+def test_configure_refuses_an_answer_that_is_not_utf8_and_asks_again(tmp_path: Path) -> None:
+    # No run config can hold such an answer: it failed as "unexpected UnicodeEncodeError" when written.
+    assert llama("stack", "build", "local", "--name", "u", "--use-current-env", "--yes", home=tmp_path).returncode == 0
+    env = os.environ | {"LLAMA_STACK_CONFIG_DIR": str(tmp_path)}
+    argv = [sys.executable, "-m", "llama_cli", "stack", "configure", "local", "--name", "u"]
+    answers = b"\n" * 11 + b"k\xff\nkey\n" + b"\n" * 10  # the wolfram_api_key question: refused, then asked again
+    done = subprocess.run(argv, input=answers, capture_output=True, env=env, timeout=120)
+    out = done.stdout.decode()
+    assert done.returncode == 0, done.stderr
+    assert ("Enter value for wolfram_api_key (optional): Validation error: the answer is not UTF-8 text (byte 0xff at "
+            "character 1); convert it to UTF-8 (iconv -t UTF-8).\nEnter value for wolfram_api_key (optional): ") in out
+    assert 'wolfram_api_key = "key"' in (tmp_path / "builds" / "local" / "venv" / "u.toml").read_text()
+    done = subprocess.run([*argv, "--yes", "--set", "agentic_system.wolfram_api_key=k\udcff"], capture_output=True, env=env, timeout=60)
+    assert (done.returncode, done.stderr.decode()) == (2, "Error: --set agentic_system.wolfram_api_key: the value is not UTF-8 "
+                                                          "text (byte 0xff at character 1); convert it to UTF-8 (iconv -t UTF-8).\n")

