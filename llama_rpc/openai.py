@@ -10,7 +10,7 @@ closing `data: [DONE]` unless the app was created with `openai_done=True`: llama
 cannot parse that line, and the openai client ends cleanly without it.
 
 The mapping is pure: OpenAI request -> our request, our response or chunk -> OpenAI's dict. A value
-we cannot honour (n > 1, penalties, logit_bias, logprobs, usage counts, a JSON response format,
+we cannot honour (n > 1, penalties, logit_bias, logprobs, usage counts,
 token-id inputs, embeddings `dimensions` other than the model's) is refused with a 400 naming the
 field, never silently ignored. Sampling values are checked when the
 body is decoded, against the same limits as the native routes (llama_core.types.common); `stop`
@@ -187,8 +187,6 @@ def chat_request(req: oa.OpenAIChatCompletionRequest) -> ours.ChatCompletionRequ
     """An OpenAI chat request as ours."""
     _refuse_common(req)
     _refuse_unless(not req.logprobs, "logprobs", "log-probabilities are served by /inference/chat_completion")
-    fmt = (req.response_format or {}).get("type", "text")
-    _refuse_unless(fmt == "text", "response_format", "only text responses")
     tools = [_tool_definition(t) for t in req.tools or []]
     choice = ours.ToolChoice.auto
     if req.tool_choice == "none":
@@ -208,7 +206,17 @@ def chat_request(req: oa.OpenAIChatCompletionRequest) -> ours.ChatCompletionRequ
         tools=tools,
         tool_choice=choice,
         stream=bool(req.stream),
+        response_format=response_format(req.response_format),
     )
+
+
+def response_format(fmt: oa.OpenAIResponseFormat | None) -> ours.ResponseFormat | None:
+    """OpenAI's response_format as ours: json_object is a schema of any object; text is none."""
+    if isinstance(fmt, oa.OpenAIJsonObjectFormat):
+        return ours.JsonSchemaResponseFormat(json_schema={"type": "object"})
+    if isinstance(fmt, oa.OpenAIJsonSchemaFormat):
+        return ours.JsonSchemaResponseFormat(json_schema=fmt.json_schema.schema)
+    return None
 
 
 def completion_request(req: oa.OpenAICompletionRequest) -> ours.CompletionRequest:

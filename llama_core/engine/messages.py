@@ -56,6 +56,7 @@ class GenParams:
     logprobs: int = 0  # how many top tokens' log-probabilities to return per step; 0 = none
     stop_tokens: frozenset[int] = frozenset()  # e.g. eot, eom, eos ids
     eom_tokens: frozenset[int] = frozenset()  # the stop tokens that mean end_of_message
+    grammar: str | None = None  # llguidance's grammar the reply must match (llama_core.prompt.constraints)
 
 
 @dataclass(frozen=True)

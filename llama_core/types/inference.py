@@ -11,7 +11,7 @@ apart by JSON type alone.
 from __future__ import annotations
 
 import enum
-from typing import Annotated, TypeAlias
+from typing import Annotated, Any, TypeAlias
 
 import msgspec
 from msgspec import Meta
@@ -35,6 +35,24 @@ from llama_core.types.messages import (
 
 # --- requests ---------------------------------------------------------------------------------
 
+
+class JsonSchemaResponseFormat(Base, tag_field="type", tag="json_schema"):
+    """The reply is one JSON value valid against `json_schema` (generation is constrained to it)."""
+
+    json_schema: dict[str, Any]
+
+
+class GrammarResponseFormat(Base, tag_field="type", tag="grammar"):
+    """The reply matches a grammar: `bnf` holds its text under one key, `gbnf` (llama.cpp's GBNF)
+    or `lark` (Lark, as llguidance reads it)."""
+
+    bnf: dict[str, Any]
+
+
+# The reference's `response_format` of chat_completion and completion, tagged on `type`.
+ResponseFormat: TypeAlias = JsonSchemaResponseFormat | GrammarResponseFormat
+
+
 # A dialog has at least one message (an empty one has nothing to answer; /v1 refuses it the same way).
 Dialog: TypeAlias = Annotated[list[Message], Meta(min_length=1)]
 
@@ -50,6 +68,7 @@ class ChatCompletionRequest(Base):
     tool_prompt_format: ToolPromptFormat = ToolPromptFormat.json
     stream: bool = False
     logprobs: LogProbConfig | None = None
+    response_format: ResponseFormat | None = None
 
 
 class CompletionRequest(Base):
@@ -60,6 +79,7 @@ class CompletionRequest(Base):
     sampling_params: SamplingParams = msgspec.field(default_factory=SamplingParams)
     stream: bool = False
     logprobs: LogProbConfig | None = None
+    response_format: ResponseFormat | None = None
 
 
 class BatchChatCompletionRequest(Base):

@@ -31,7 +31,8 @@ from llama_core.errors import CheckpointError, InvalidRequestError, UnsupportedE
 from llama_core.models.registry import Model, resolve_model
 from llama_core.prompt.chat_format import ChatFormat, decode_assistant_message_from_content
 from llama_core.prompt.jinja_format import JinjaChatFormat, load_chat_template
-from llama_core.prompt.system_prompts import prepare_messages
+from llama_core.prompt.constraints import response_format_grammar, tool_call_grammar
+from llama_core.prompt.system_prompts import default_tool_prompt_format, prepare_messages
 from llama_core.providers.inference.batch import chat_requests
 from llama_core.providers.inference.detokenize import IncrementalDecoder
 from llama_core.providers.inference.stops import StopCutter
@@ -45,6 +46,7 @@ from llama_core.types import (
     SamplingStrategy,
     StopReason,
     TokenLogProbs,
+    ToolChoice,
     UserMessage,
     content_text,
 )
@@ -192,6 +194,7 @@ class LocalModel:
         """A reply to `request.messages`; a chunk stream (start, progress..., complete) if `stream`."""
         prompt = await anyio.to_thread.run_sync(self.chat_prompt, request)
         params = self.gen_params(request.sampling_params, request.logprobs)
+        params = dataclasses.replace(params, grammar=self.chat_grammar(request))
         stops = request.sampling_params.stop
         if request.stream:
             self._engine.check_serving()  # a 503 now, not an error event after the stream's start
@@ -205,6 +208,8 @@ class LocalModel:
         """A raw continuation of `request.content` (no chat template); a chunk stream if `stream`."""
         prompt = await anyio.to_thread.run_sync(self.completion_prompt, request.content)
         params = self.gen_params(request.sampling_params, request.logprobs)
+        if request.response_format is not None:
+            params = dataclasses.replace(params, grammar=response_format_grammar(request.response_format))
         stops = request.sampling_params.stop
         if request.stream:
             self._engine.check_serving()
@@ -219,6 +224,7 @@ class LocalModel:
             self._check_bytes(dialog_bytes(r.messages), f"messages_batch[{i}]")
         prompts = await anyio.to_thread.run_sync(lambda: [self.chat_prompt(r) for r in requests])  # all before any runs
         params = self.gen_params(request.sampling_params, request.logprobs)
+        params = dataclasses.replace(params, grammar=self.chat_grammar(requests[0]))  # the same tools for each
         runs = await self._run_all(prompts, params, request.sampling_params.stop)
         return BatchChatCompletionResponse(completion_message_batch=[self._message(run) for run in runs])
 
@@ -287,7 +293,7 @@ class LocalModel:
         Tokenizing is slow for long prompts (about a second per MB): call it in a worker thread.
         """
         self._check_bytes(dialog_bytes(request.messages), "messages")
-        if request.tools and isinstance(self.format, JinjaChatFormat):
+        if request.tools and request.tool_choice != ToolChoice.none and isinstance(self.format, JinjaChatFormat):
             raise UnsupportedError(f"{self.model.descriptor} does not support tool calling.", field="tools")
         messages = prepare_messages(
             request.messages,
@@ -299,6 +305,25 @@ class LocalModel:
         prompt = self._fmt.encode_dialog_prompt(messages, request.tool_prompt_format)
         self._check_length(prompt)
         return prompt
+
+    def chat_grammar(self, request: ChatCompletionRequest) -> str | None:
+        """The grammar a reply must match: a call of one of `tools` in this model's format under
+        tool_choice 'required', else the response_format's; None when unconstrained.
+
+        Raises InvalidRequestError (400) for a schema or grammar that cannot be used, or both at once.
+        """
+        required = request.tool_choice == ToolChoice.required
+        if required and request.response_format is not None:
+            raise InvalidRequestError(
+                "tool_choice 'required' and a response_format cannot both shape one reply; drop one",
+                field="response_format",
+            )
+        if required:
+            fmt = request.tool_prompt_format or default_tool_prompt_format(self.model.family)
+            return tool_call_grammar(request.tools, fmt, self._tok.python_tag_id)
+        if request.response_format is not None:
+            return response_format_grammar(request.response_format)
+        return None
 
     def completion_prompt(self, content: Content) -> list[int]:
         """A raw completion's token ids (BOS, then the text); call it in a worker thread, as chat_prompt."""
