@@ -109,7 +109,7 @@ def tool_call_grammar(
                 rules.append(r"CODE: /(.|\n)+/")
             elif tool in QUERY_TOOLS:
                 calls.append(f'{tag} "{tool.value}.call(query=\\"" QUERY "\\")"')
-                rules.append(r'QUERY: /[^"\n]*/')
+                rules.append(r'QUERY: /[^"\n]{0,256}/')  # a search query, not a document
     if not calls:
         raise InvalidRequestError("None of the offered tools can be called by this model", field=field)
     lark = "start: " + " | ".join(calls) + "\n" + "\n".join(dict.fromkeys(rules))
