@@ -46,6 +46,9 @@ from llama_core.types.inference import (
     EmbeddingsRequest,
     EmbeddingsResponse,
     EmbeddingsUsage,
+    GrammarResponseFormat,
+    JsonSchemaResponseFormat,
+    ResponseFormat,
     ToolCallDelta,
     ToolCallParseStatus,
 )

@@ -23,7 +23,7 @@ from llama_core.types import (
     ToolResponseMessage,
     UserMessage,
 )
-from llama_core.types.inference import ToolChoice
+from llama_core.types.inference import JsonSchemaResponseFormat, ToolChoice
 from llama_core.types.schema import decode_request
 from llama_rpc import openai
 from llama_rpc.openai_types import OpenAIChatCompletionRequest, OpenAICompletionRequest
@@ -103,6 +103,22 @@ def test_sampling(fields: dict[str, Any], sampling: SamplingParams) -> None:
 
 
 @pytest.mark.parametrize(
+    ("response_format", "ours"),
+    [
+        pytest.param(None, None, id="absent"),
+        pytest.param({"type": "text"}, None, id="text"),
+        pytest.param({"type": "json_object"}, JsonSchemaResponseFormat(json_schema={"type": "object"}), id="json-object"),
+        pytest.param({"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "integer"}, "strict": True}},
+                     JsonSchemaResponseFormat(json_schema={"type": "integer"}), id="json-schema"),
+        pytest.param({"type": "json_schema", "json_schema": {"name": "n"}}, JsonSchemaResponseFormat(json_schema={}), id="any-json"),
+    ],
+)  # fmt: skip
+def test_response_format(response_format: dict[str, Any] | None, ours: JsonSchemaResponseFormat | None) -> None:
+    fields = {} if response_format is None else {"response_format": response_format}
+    assert openai.chat_request(chat(**fields)).response_format == ours
+
+
+@pytest.mark.parametrize(
     ("fields", "error", "field"),
     [
         pytest.param({"n": 2}, UnsupportedError, "n", id="n"),
@@ -110,7 +126,9 @@ def test_sampling(fields: dict[str, Any], sampling: SamplingParams) -> None:
         pytest.param({"frequency_penalty": 0.5}, UnsupportedError, "frequency_penalty", id="frequency"),
         pytest.param({"logit_bias": {"1": 2.0}}, UnsupportedError, "logit_bias", id="logit-bias"),
         pytest.param({"logprobs": True}, UnsupportedError, "logprobs", id="logprobs"),
-        pytest.param({"response_format": {"type": "json_object"}}, UnsupportedError, "response_format", id="json-mode"),
+        pytest.param({"response_format": {"type": "json_schema"}}, InvalidRequestError, "response_format.json_schema", id="schema-missing"),
+        pytest.param({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, InvalidRequestError,
+                     "response_format.json_schema.name", id="schema-unnamed"),
         pytest.param({"stream_options": {"include_usage": True}}, UnsupportedError, "stream_options.include_usage", id="usage"),
         pytest.param({"temperature": 3}, InvalidRequestError, "temperature", id="temperature"),
         pytest.param({"top_p": 0}, InvalidRequestError, "top_p", id="top-p"),
