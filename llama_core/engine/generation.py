@@ -235,10 +235,10 @@ class Batch:
     def _advance(self, seq: _Sequence, logits: Tensor) -> TokenResult:
         """Sample seq's next token from its logits (vocab,), record it, and free the slot if done."""
         p = seq.params
-        allowed = seq.constraint.mask(logits) if seq.constraint is not None else logits
-        token = sample(allowed, p, seq.generator, seq.seen)
         if seq.constraint is not None:
-            seq.constraint.accept(token)
+            token = seq.constraint.draw(logits, lambda row: sample(row, p, seq.generator, seq.seen), p.temperature <= 0.0)
+        else:
+            token = sample(logits, p, seq.generator, seq.seen)
         logprobs = top_logprobs(logits, p.logprobs) if p.logprobs > 0 else None
         seq.last_token = token
         seq.n_generated += 1

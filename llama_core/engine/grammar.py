@@ -8,12 +8,14 @@ tokens: once the grammar is complete the mask allows nothing else, so the sequen
 
 Cost per constrained token (benches/bench_grammar.py, one core): llguidance's mask and advance
 about 9 us on SmolLM2's 49k vocabulary and 13 us on Llama 3's 128k, and applying the mask to the
-logits about 90 and 290 us, against a 25-50 ms decode step of the demo model.
+logits about 90 and 290 us (skipped by a greedy draw the grammar allows as it is), against a
+25-50 ms decode step of the demo model.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -42,7 +44,7 @@ def grammar_tokenizer(tokenizer_dir: str) -> Any:
 
 
 class Constraint:
-    """One sequence's matcher: `mask(logits)` before a draw, `accept(token)` after it.
+    """One sequence's matcher: `draw(logits, draw_fn, greedy)` picks the next token within the grammar.
 
     Raises InvalidRequestError when the grammar cannot be compiled against this tokenizer.
     """
@@ -55,9 +57,22 @@ class Constraint:
             raise InvalidRequestError(f"The grammar cannot be used: {self.matcher.get_error()[:300]}", field="response_format")
         self.bits = np.zeros((tokenizer.vocab_size + 31) // 32, dtype=np.int32)
 
-    def mask(self, logits: Tensor) -> Tensor:
-        """`logits` (vocab,) with every id the grammar does not allow next at -inf (a new tensor)."""
+    def draw(self, logits: Tensor, draw: Callable[[Tensor], int], greedy: bool) -> int:
+        """`draw(logits)` over the ids the grammar allows next, the matcher advanced by it.
+
+        Greedy, the unmasked draw comes first: when the grammar allows it, it is also the best
+        allowed id, and the mask is never applied (most steps of a model that writes the format
+        anyway: applying costs ~0.1-0.3 ms, the mask itself ~10 us).
+        """
         self.matcher.unsafe_compute_mask_ptr(self.bits.ctypes.data, self.bits.nbytes)
+        token = draw(logits) if greedy else -1
+        if not (0 <= token < self.bits.size * 32 and self.bits[token >> 5] >> (token & 31) & 1):
+            token = draw(self._masked(logits))
+        self.accept(token)
+        return token
+
+    def _masked(self, logits: Tensor) -> Tensor:
+        """`logits` (vocab,) with every id the grammar does not allow next at -inf (a new tensor)."""
         allowed = np.unpackbits(self.bits.view(np.uint8), bitorder="little")
         n = logits.shape[-1]  # the model's rows may outnumber the tokenizer's ids (padding): never allowed
         banned = np.ones(n, dtype=np.bool_)
