@@ -19,6 +19,8 @@ int8 is weight-only (per-row scales, activations in fp32 on CPU): beside it, tra
 float weights.
 
 Goals (issue 3): batch-1 fp32 decode >= 2x transformers and >= 60% of the roofline; batch 8 >= 4x batch 1.
+A second line per dtype: batch-1 decode under a JSON-schema constraint (engine/grammar.py) beside the
+same decode without one, in the same process (issue 16's goal: at most 10% more time per token).
 """
 
 from __future__ import annotations
@@ -114,7 +116,56 @@ def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int,
     t1 = min(decode(1) for _ in range(2))  # decode() times its steps only, not the prefill in add()
     greedy_tokens = list(tokens)
     tb = min(decode(batch) for _ in range(2))
-    return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb, "tokens": greedy_tokens}
+    json_tps, free_tps = constrained_decode(model, model_dir, ps[0], new, device)
+    return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb, "tokens": greedy_tokens,
+            "json1": json_tps, "free1": free_tps}
+
+
+# A reply that may run long: a constrained sequence must not end (its grammar complete) in a few steps.
+JSON_SCHEMA = {"type": "object", "properties": {"notes": {"type": "array", "items": {"type": "string"}}}, "required": ["notes"]}
+
+
+def constrained_decode(model: Any, model_dir: Path, prompt: list[int], new: int, device: str) -> tuple[float, float]:
+    """Batch-1 decode tok/s under a JSON-schema grammar, and without one: the median step of each
+    over 5 interleaved runs, in CPU time of this process on one thread (a grammar may end its
+    sequence before `new`; on a shared machine the wall time of a step is mostly the other
+    tenants', and a second OpenMP thread's spin-waits count as CPU time). On CUDA the sync waits
+    in CPU time too."""
+    import statistics
+
+    import torch
+
+    from llama_core.engine.generation import Batch
+    from llama_core.engine.messages import GenParams
+    from llama_core.prompt.constraints import json_schema_grammar
+    from llama_core.tokenizer import Tokenizer
+
+    stops = frozenset(Tokenizer.from_file(model_dir).stop_tokens)
+    constrained = GenParams(max_tokens=new + 1, stop_tokens=stops, grammar=json_schema_grammar(JSON_SCHEMA))
+    free = GenParams(max_tokens=new + 1)
+
+    def steps(params: GenParams) -> list[float]:
+        b = Batch(model, tokenizer_dir=str(model_dir))
+        b.add(0, prompt, params)
+        times = []
+        while len(b):  # CPU time of the process: what the step costs, less the other tenants' share
+            start = time.process_time()
+            b.step()
+            synchronize(device)
+            times.append(time.process_time() - start)
+        return times
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        steps(constrained)  # the grammar's tokenizer is built once per process: not a decode cost
+        times: dict[str, list[float]] = {"json": [], "free": []}
+        for _ in range(5):
+            times["json"] += steps(constrained)
+            times["free"] += steps(free)
+    finally:
+        torch.set_num_threads(threads)
+    return 1 / statistics.median(times["json"]), 1 / statistics.median(times["free"])
 
 
 def run_hf(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, device: str) -> dict[str, Any]:
@@ -256,6 +307,11 @@ def main() -> None:
             f"{ours['decodeB'] / theirs['decodeB']:.2f}x; {ours['decodeB'] / ours['decode1']:.1f}x our b1) | "
             f"{memory} {ours['rss_mb']:.0f} MB (transformers {theirs['rss_mb']:.0f} MB) | greedy tokens equal to "
             f"transformers' {matching_prefix(ours['tokens'], theirs['tokens'])}/{len(theirs['tokens'])}",
+            flush=True,
+        )
+        print(
+            f"{dtype}: decode b1 with a JSON-schema constraint {ours['json1']:.1f} tok/s, without {ours['free1']:.1f} "
+            f"(same run, one thread, CPU time): {100 * (ours['free1'] / ours['json1'] - 1):+.1f}% time per token",
             flush=True,
         )
 

@@ -17,11 +17,11 @@ OpenAI and vLLM keep it: a prompt that leaves less room in the context is a 400 
 generated (llama_core.providers.inference.budget), where the native routes stop at the context.
 
 The mapping is pure: OpenAI request -> our request, our response or chunk -> OpenAI's dict. A value
-we cannot honour (penalties, logit_bias, a JSON response format, token-id inputs, prompt logprobs,
-embeddings `dimensions` other than the model's) is refused with a 400 naming the field, never
-silently ignored. Sampling values are checked when the body is decoded, against the same limits as
-the native routes (llama_core.types.common); `stop` goes into the core request, whose provider
-stops generating there.
+we cannot honour (penalties, logit_bias, token-id inputs, prompt logprobs, embeddings `dimensions`
+other than the model's) is refused with a 400 naming the field, never silently ignored. Sampling
+values are checked when the body is decoded, against the same limits as the native routes
+(llama_core.types.common); `stop` goes into the core request, whose provider stops generating there.
+`response_format` (json_object, json_schema) constrains the reply by the engine's grammar.
 
 `n` > 1 asks the core for n choices at once (llama_core.choices: each its own sequence in the
 engine's batch, seeds told apart); a stream interleaves their chunks, each with its choice's
@@ -211,8 +211,6 @@ def chat_request(req: oa.OpenAIChatCompletionRequest) -> ours.ChatCompletionRequ
     _refuse_common(req)
     if req.top_logprobs is not None and not req.logprobs:
         raise InvalidRequestError("`top_logprobs` needs `logprobs: true`", field="top_logprobs")
-    fmt = (req.response_format or {}).get("type", "text")
-    _refuse_unless(fmt == "text", "response_format", "only text responses")
     tools = [_tool_definition(t) for t in req.tools or []]
     choice = ours.ToolChoice.auto
     if req.tool_choice == "none":
@@ -233,7 +231,17 @@ def chat_request(req: oa.OpenAIChatCompletionRequest) -> ours.ChatCompletionRequ
         tool_choice=choice,
         stream=bool(req.stream),
         logprobs=LogProbConfig(top_k=req.top_logprobs or 0) if req.logprobs else None,
+        response_format=response_format(req.response_format),
     )
+
+
+def response_format(fmt: oa.OpenAIResponseFormat | None) -> ours.ResponseFormat | None:
+    """OpenAI's response_format as ours: json_object is a schema of any object; text is none."""
+    if isinstance(fmt, oa.OpenAIJsonObjectFormat):
+        return ours.JsonSchemaResponseFormat(json_schema={"type": "object"})
+    if isinstance(fmt, oa.OpenAIJsonSchemaFormat):
+        return ours.JsonSchemaResponseFormat(json_schema=fmt.json_schema.schema)
+    return None
 
 
 def completion_request(req: oa.OpenAICompletionRequest) -> ours.CompletionRequest:

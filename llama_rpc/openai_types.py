@@ -116,6 +116,30 @@ class OpenAINamedToolChoice(_Struct):
     type: Literal["function"] = "function"
 
 
+class OpenAIJsonSchema(_Struct):
+    """response_format.json_schema: the reply is valid against `schema` (any JSON value when absent)."""
+
+    name: str
+    schema: dict[str, Any] = {}
+    description: str | None = None
+    strict: bool | None = None
+
+
+class OpenAITextFormat(_Struct, tag_field="type", tag="text"):
+    pass
+
+
+class OpenAIJsonObjectFormat(_Struct, tag_field="type", tag="json_object"):
+    pass
+
+
+class OpenAIJsonSchemaFormat(_Struct, tag_field="type", tag="json_schema"):
+    json_schema: OpenAIJsonSchema
+
+
+OpenAIResponseFormat: TypeAlias = OpenAITextFormat | OpenAIJsonObjectFormat | OpenAIJsonSchemaFormat
+
+
 class OpenAIStreamOptions(_Struct):
     include_usage: bool | None = None
 
@@ -142,7 +166,7 @@ class OpenAIChatCompletionRequest(_Struct):
     tools: list[OpenAITool] | None = None
     tool_choice: Literal["none", "auto", "required"] | OpenAINamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
-    response_format: dict[str, Any] | None = None
+    response_format: OpenAIResponseFormat | None = None
     user: str | None = None
 
 

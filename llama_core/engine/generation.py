@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -129,6 +130,7 @@ class _Sequence:
     last_token: int = 0
     n_generated: int = 0
     stop_watch: StopWatch | None = None  # ends the sequence at a stop sequence of its text
+    constraint: Any = None  # grammar.Constraint when params.grammar is set
 
 
 class Batch:
@@ -138,11 +140,18 @@ class Batch:
     token for every live sequence in one batched forward; a finished or cancelled sequence frees
     its slot at once, so a new one can join while the others keep decoding. The KV cache lives in
     the model, so use one Batch per model at a time.
+
+    A sequence whose params carry a `grammar` draws only what it allows (engine/grammar.py), with
+    the tokenizer in `tokenizer_dir` (the checkpoint's); without one, such a sequence is refused.
     """
 
-    def __init__(self, model: Transformer, max_batch_size: int | None = None, max_seq_len: int | None = None) -> None:
+    def __init__(
+        self, model: Transformer, max_batch_size: int | None = None, max_seq_len: int | None = None,
+        tokenizer_dir: str | None = None,
+    ) -> None:  # fmt: skip
         model.setup_caches(max_batch_size or model.max_batch_size or 1, max_seq_len or model.max_seq_len or 2048)
         self.model = model
+        self.tokenizer_dir = tokenizer_dir
         self.device = model.tok_embeddings.weight.device
         self.slots: list[_Sequence | None] = [None] * model.max_batch_size
 
@@ -178,11 +187,12 @@ class Batch:
         if not self.has_free_slot:
             raise UnavailableError(f"All {len(self.slots)} batch slots are busy; try again shortly.")
         slot = self.slots.index(None)
+        constraint = self._constraint(params.grammar) if params.grammar is not None else None
         seed = params.seed if params.seed is not None else random.SystemRandom().randrange(2**63)
         tokens = torch.tensor(list(prompt_tokens), dtype=torch.long, device=self.device)
         seq = _Sequence(seq_id, slot, params, torch.Generator(self.device).manual_seed(seed),
                         seen=tokens.unique() if params.repetition_penalty != 1.0 else tokens[:0], pos=n,
-                        stop_watch=stop_watch)
+                        stop_watch=stop_watch, constraint=constraint)
         logits = prefill(self.model, tokens, slot)
         self.slots[slot] = seq
         try:
@@ -231,10 +241,20 @@ class Batch:
                 return True
         return False
 
+    def _constraint(self, grammar: str) -> Any:
+        from llama_core.engine.grammar import Constraint, grammar_tokenizer
+
+        if self.tokenizer_dir is None:
+            raise InvalidRequestError("This engine has no tokenizer to constrain a reply with.", field="response_format")
+        return Constraint(grammar_tokenizer(self.tokenizer_dir), grammar)
+
     def _advance(self, seq: _Sequence, logits: Tensor) -> TokenResult:
         """Sample seq's next token from its logits (vocab,), record it, and free the slot if done."""
         p = seq.params
-        token = sample(logits, p, seq.generator, seq.seen)
+        if seq.constraint is not None:
+            token = seq.constraint.draw(logits, lambda row: sample(row, p, seq.generator, seq.seen), p.temperature <= 0.0)
+        else:
+            token = sample(logits, p, seq.generator, seq.seen)
         logprob, logprobs = token_logprobs(logits, token, p.logprobs) if p.logprobs is not None else (None, None)
         seq.last_token = token
         seq.n_generated += 1

@@ -57,6 +57,7 @@ class GenParams:
     stop_tokens: frozenset[int] = frozenset()  # e.g. eot, eom, eos ids
     eom_tokens: frozenset[int] = frozenset()  # the stop tokens that mean end_of_message
     stop: tuple[str, ...] = ()  # stop sequences: the worker ends the sequence once its text holds one
+    grammar: str | None = None  # llguidance's grammar the reply must match (llama_core.prompt.constraints)
 
 
 @dataclass(frozen=True)

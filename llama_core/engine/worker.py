@@ -104,7 +104,7 @@ def _load(rank: int, init_file: str, spec: WorkerSpec) -> Any:
         from llama_core.engine.kernels import cpu_kernels_available
 
         cpu_kernels_available()
-    return Batch(model, max_batch_size=spec.max_batch_size, max_seq_len=spec.max_seq_len)
+    return Batch(model, max_batch_size=spec.max_batch_size, max_seq_len=spec.max_seq_len, tokenizer_dir=spec.ckpt_dir)
 
 
 def _info(spec: WorkerSpec, batch: Any) -> dict[str, object]:

@@ -249,8 +249,8 @@ def prepare_messages(
     take the 3.1 format. `tool_prompt_format=None` means the family's default. `today` pins the date.
     Raises UnsupportedError for tools on a family without tool calling, or a format it cannot take.
     """
-    if tool_choice != ToolChoice.auto:
-        raise UnsupportedError(f"tool_choice '{tool_choice}' is not supported; use 'auto'", field="tool_choice")
+    if tool_choice == ToolChoice.none:  # 'required' prompts as 'auto' does; the engine enforces the call
+        tools = ()
     rest = list(messages)
     instruction = None
     if rest and isinstance(rest[0], SystemMessage):

@@ -48,6 +48,9 @@ from llama_core.types.inference import (
     EmbeddingsResponse,
     EmbeddingsUsage,
     MetricInResponse,
+    GrammarResponseFormat,
+    JsonSchemaResponseFormat,
+    ResponseFormat,
     ToolCallDelta,
     ToolCallParseStatus,
 )

@@ -16,7 +16,7 @@ apart by JSON type alone.
 from __future__ import annotations
 
 import enum
-from typing import Annotated, TypeAlias
+from typing import Annotated, Any, TypeAlias
 
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
@@ -40,6 +40,24 @@ from llama_core.types.messages import (
 
 # --- requests ---------------------------------------------------------------------------------
 
+
+class JsonSchemaResponseFormat(Base, tag_field="type", tag="json_schema"):
+    """The reply is one JSON value valid against `json_schema` (generation is constrained to it)."""
+
+    json_schema: dict[str, Any]
+
+
+class GrammarResponseFormat(Base, tag_field="type", tag="grammar"):
+    """The reply matches a grammar: `bnf` holds its text under one key, `gbnf` (llama.cpp's GBNF)
+    or `lark` (Lark, as llguidance reads it)."""
+
+    bnf: dict[str, Any]
+
+
+# The reference's `response_format` of chat_completion and completion, tagged on `type`.
+ResponseFormat: TypeAlias = JsonSchemaResponseFormat | GrammarResponseFormat
+
+
 # A dialog has at least one message (an empty one has nothing to answer; /v1 refuses it the same way).
 Dialog: TypeAlias = Annotated[list[Message], Meta(min_length=1)]
 
@@ -59,6 +77,7 @@ class ChatCompletionRequest(Base):
     tool_prompt_format: ToolPromptFormat | None = None
     stream: bool = False
     logprobs: LogProbConfig | None = None
+    response_format: ResponseFormat | None = None
 
 
 class CompletionRequest(Base):
@@ -69,6 +88,7 @@ class CompletionRequest(Base):
     sampling_params: SamplingParams = msgspec.field(default_factory=SamplingParams)
     stream: bool = False
     logprobs: LogProbConfig | None = None
+    response_format: ResponseFormat | None = None
 
 
 class BatchChatCompletionRequest(Base):

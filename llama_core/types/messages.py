@@ -34,8 +34,12 @@ def builtin_tool(name: str) -> BuiltinTool | None:
 
 
 class ToolChoice(enum.StrEnum):
+    """auto: the model decides; required: its reply is a call of an offered tool (constrained
+    decoding); none: no tool is offered."""
+
     auto = "auto"
     required = "required"
+    none = "none"
 
 
 class ToolPromptFormat(enum.StrEnum):

@@ -309,9 +309,12 @@ def test_families_without_tool_calling(family: str):
         prepare_messages([Q], family=family, tools=[BRAVE])
 
 
-def test_tool_choice_other_than_auto_is_unsupported():
-    with pytest.raises(UnsupportedError, match="tool_choice"):
-        prepare_messages([Q], family="llama3_1", tool_choice=ToolChoice.required)
+def test_tool_choice_required_prompts_as_auto_and_none_offers_no_tools():
+    # 'required' is enforced by the engine (a grammar of the call), not by the prompt.
+    auto = prepare_messages([Q], family="llama3_1", tools=[SONGS], today=DAY)
+    assert prepare_messages([Q], family="llama3_1", tools=[SONGS], tool_choice=ToolChoice.required, today=DAY) == auto
+    none = prepare_messages([Q], family="llama3_1", tools=[SONGS], tool_choice=ToolChoice.none, today=DAY)
+    assert none == prepare_messages([Q], family="llama3_1", today=DAY)
 
 
 def test_input_is_not_mutated():

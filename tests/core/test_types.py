@@ -112,8 +112,13 @@ EXAMPLES: dict[str, Base] = {
         tool_prompt_format=ToolPromptFormat.python_list,
         stream=True,
         logprobs=LogProbConfig(top_k=1),
+        response_format=JsonSchemaResponseFormat(json_schema={"type": "object"}),
     ),
-    "CompletionRequest": CompletionRequest(model="m", content="Once upon", stream=True),
+    "CompletionRequest": CompletionRequest(
+        model="m", content="Once upon", stream=True, response_format=GrammarResponseFormat(bnf={"gbnf": 'root ::= "a"'})
+    ),
+    "JsonSchemaResponseFormat": JsonSchemaResponseFormat(json_schema={"type": "integer", "minimum": 0}),
+    "GrammarResponseFormat": GrammarResponseFormat(bnf={"lark": 'start: "yes" | "no"'}),
     "BatchChatCompletionRequest": BatchChatCompletionRequest(
         model="m", messages_batch=[[USER], [USER, ASSISTANT]], tools=[TOOL_DEF]
     ),

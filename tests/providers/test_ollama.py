@@ -23,6 +23,7 @@ from llama_core.types import (
     StopReason,
     SystemMessage,
     ToolCall,
+    ToolChoice,
     ToolDefinition,
     ToolParamDefinition,
     ToolResponseMessage,
@@ -34,6 +35,8 @@ from llama_core.types.inference import (
     CompletionRequest,
     CompletionResponse,
     EmbeddingsRequest,
+    GrammarResponseFormat,
+    JsonSchemaResponseFormat,
     EmbeddingsUsage,
     ToolCallDelta,
 )
@@ -175,6 +178,31 @@ async def test_stop_sequences_are_sent_and_cut_here_too(ollama: OllamaInference,
     response = await ollama.completion(CompletionRequest(model=MODEL, content="The sky is", sampling_params=sampling))
     assert (response.content, response.stop_reason) == (" ", StopReason.end_of_turn)
     assert vendor.requests[1].json["options"]["stop"] == ["Rayleigh", "blue"]
+
+
+async def test_a_json_schema_goes_as_ollamas_format(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    vendor.then("/api/chat", Reply(body=sample("ollama/chat.json")))
+    vendor.then("/api/generate", Reply(body=sample("ollama/generate.json")))
+    await ollama.chat_completion(chat(response_format=JsonSchemaResponseFormat(json_schema=schema)))
+    await ollama.completion(CompletionRequest(model=MODEL, content="x", response_format=JsonSchemaResponseFormat(json_schema=schema)))
+    assert [r.json["format"] for r in vendor.requests] == [schema, schema]
+
+
+async def test_what_ollama_cannot_enforce_is_refused_before_sending(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    with pytest.raises(UnsupportedError, match="not a grammar") as e:
+        await ollama.chat_completion(chat(response_format=GrammarResponseFormat(bnf={"gbnf": 'root ::= "a"'})))
+    assert e.value.field == "response_format"
+    with pytest.raises(UnsupportedError, match="tool_choice 'required'") as e:
+        await ollama.chat_completion(chat(tools=[WEATHER], tool_choice=ToolChoice.required))
+    assert e.value.field == "tool_choice"
+    assert vendor.requests == []
+
+
+async def test_tool_choice_none_sends_no_tools(ollama: OllamaInference, vendor: FakeVendor) -> None:
+    vendor.then("/api/chat", Reply(body=sample("ollama/chat.json")))
+    await ollama.chat_completion(chat(tools=[WEATHER], tool_choice=ToolChoice.none))
+    assert "tools" not in vendor.requests[0].json
 
 
 async def test_tool_calls_come_back(ollama: OllamaInference, vendor: FakeVendor) -> None:

@@ -27,7 +27,7 @@ from llama_core.types import (
     TopLogProb,
     UserMessage,
 )
-from llama_core.types.inference import ToolChoice
+from llama_core.types.inference import JsonSchemaResponseFormat, ToolChoice
 from llama_core.types.schema import decode_request
 from llama_rpc import openai
 from llama_rpc.openai_types import OpenAIChatCompletionRequest, OpenAICompletionRequest
@@ -107,6 +107,22 @@ def test_sampling(fields: dict[str, Any], sampling: SamplingParams) -> None:
 
 
 @pytest.mark.parametrize(
+    ("response_format", "ours"),
+    [
+        pytest.param(None, None, id="absent"),
+        pytest.param({"type": "text"}, None, id="text"),
+        pytest.param({"type": "json_object"}, JsonSchemaResponseFormat(json_schema={"type": "object"}), id="json-object"),
+        pytest.param({"type": "json_schema", "json_schema": {"name": "n", "schema": {"type": "integer"}, "strict": True}},
+                     JsonSchemaResponseFormat(json_schema={"type": "integer"}), id="json-schema"),
+        pytest.param({"type": "json_schema", "json_schema": {"name": "n"}}, JsonSchemaResponseFormat(json_schema={}), id="any-json"),
+    ],
+)  # fmt: skip
+def test_response_format(response_format: dict[str, Any] | None, ours: JsonSchemaResponseFormat | None) -> None:
+    fields = {} if response_format is None else {"response_format": response_format}
+    assert openai.chat_request(chat(**fields)).response_format == ours
+
+
+@pytest.mark.parametrize(
     ("fields", "error", "field"),
     [
         pytest.param({"n": 0}, InvalidRequestError, "n", id="n-zero"),
@@ -117,7 +133,9 @@ def test_sampling(fields: dict[str, Any], sampling: SamplingParams) -> None:
         pytest.param({"logprobs": True, "top_logprobs": 21}, InvalidRequestError, "top_logprobs", id="top-logprobs-too-many"),
         pytest.param({"top_logprobs": 2}, InvalidRequestError, "top_logprobs", id="top-logprobs-without-logprobs"),
         pytest.param({"logprobs": False, "top_logprobs": 2}, InvalidRequestError, "top_logprobs", id="top-logprobs-logprobs-false"),
-        pytest.param({"response_format": {"type": "json_object"}}, UnsupportedError, "response_format", id="json-mode"),
+        pytest.param({"response_format": {"type": "json_schema"}}, InvalidRequestError, "response_format.json_schema", id="schema-missing"),
+        pytest.param({"response_format": {"type": "json_schema", "json_schema": {"schema": {}}}}, InvalidRequestError,
+                     "response_format.json_schema.name", id="schema-unnamed"),
         pytest.param({"stream_options": {"include_usage": True}}, InvalidRequestError, "stream_options", id="stream-options-unstreamed"),
         pytest.param({"temperature": 3}, InvalidRequestError, "temperature", id="temperature"),
         pytest.param({"top_p": 0}, InvalidRequestError, "top_p", id="top-p"),

@@ -34,6 +34,7 @@ from llama_core.errors import CheckpointError, InvalidRequestError, UnsupportedE
 from llama_core.models.registry import Model, resolve_model
 from llama_core.prompt.chat_format import ChatFormat, decode_assistant_message_from_content
 from llama_core.prompt.jinja_format import JinjaChatFormat, load_chat_template
+from llama_core.prompt.constraints import response_format_grammar, tool_call_grammar
 from llama_core.prompt.system_prompts import default_tool_prompt_format, prepare_messages
 from llama_core.prompt.tool_calls import offered
 from llama_core.providers.inference.batch import chat_requests
@@ -52,6 +53,7 @@ from llama_core.types import (
     SamplingStrategy,
     StopReason,
     TokenLogProbs,
+    ToolChoice,
     ToolPromptFormat,
     TopLogProb,
     UserMessage,
@@ -228,7 +230,8 @@ class LocalModel:
         prompt = await anyio.to_thread.run_sync(self.chat_prompt, request)
         check_room(len(prompt), request.sampling_params.max_tokens, self.config.max_seq_len, "messages")
         params = self.gen_params(request.sampling_params, request.logprobs)
-        stops, tools = request.sampling_params.stop, offered(request.tools)
+        params = dataclasses.replace(params, grammar=self.chat_grammar(request))
+        stops, tools = request.sampling_params.stop, offered(request.tools if request.tool_choice != ToolChoice.none else [])
         if request.stream:
             self._engine.check_serving()  # a 503 now, not an error event after the stream's start
             return self._chat_stream(prompt, params, stops, tools)
@@ -243,6 +246,8 @@ class LocalModel:
         prompt = await anyio.to_thread.run_sync(self.completion_prompt, request.content)
         check_room(len(prompt), request.sampling_params.max_tokens, self.config.max_seq_len, "prompt")
         params = self.gen_params(request.sampling_params, request.logprobs)
+        if request.response_format is not None:
+            params = dataclasses.replace(params, grammar=response_format_grammar(request.response_format))
         stops = request.sampling_params.stop
         if request.stream:
             self._engine.check_serving()
@@ -258,6 +263,7 @@ class LocalModel:
             self._check_bytes(dialog_bytes(r.messages), f"messages_batch[{i}]")
         prompts = await anyio.to_thread.run_sync(lambda: [self.chat_prompt(r) for r in requests])  # all before any runs
         params = self.gen_params(request.sampling_params, request.logprobs)
+        params = dataclasses.replace(params, grammar=self.chat_grammar(requests[0]))  # the same tools for each
         runs = await self._run_all(prompts, params, request.sampling_params.stop)
         tools = offered(request.tools)
         return BatchChatCompletionResponse(completion_message_batch=[self._message(run, tools) for run in runs])
@@ -327,7 +333,7 @@ class LocalModel:
         Tokenizing is slow for long prompts (about a second per MB): call it in a worker thread.
         """
         self._check_bytes(dialog_bytes(request.messages), "messages")
-        if request.tools and isinstance(self.format, JinjaChatFormat):
+        if request.tools and request.tool_choice != ToolChoice.none and isinstance(self.format, JinjaChatFormat):
             raise UnsupportedError(f"{self.model.descriptor} does not support tool calling.", field="tools")
         fmt = request.tool_prompt_format or self.tool_prompt_format
         messages = prepare_messages(
@@ -337,6 +343,25 @@ class LocalModel:
         prompt = self._fmt.encode_dialog_prompt(messages, fmt)
         self._check_length(prompt)
         return prompt
+
+    def chat_grammar(self, request: ChatCompletionRequest) -> str | None:
+        """The grammar a reply must match: a call of one of `tools` in this model's format under
+        tool_choice 'required', else the response_format's; None when unconstrained.
+
+        Raises InvalidRequestError (400) for a schema or grammar that cannot be used, or both at once.
+        """
+        required = request.tool_choice == ToolChoice.required
+        if required and request.response_format is not None:
+            raise InvalidRequestError(
+                "tool_choice 'required' and a response_format cannot both shape one reply; drop one",
+                field="response_format",
+            )
+        if required:
+            fmt = request.tool_prompt_format or default_tool_prompt_format(self.model.family)
+            return tool_call_grammar(request.tools, fmt, self._tok.python_tag_id)
+        if request.response_format is not None:
+            return response_format_grammar(request.response_format)
+        return None
 
     def completion_prompt(self, content: Content) -> list[int]:
         """A raw completion's token ids (BOS, then the text); call it in a worker thread, as chat_prompt."""

@@ -51,11 +51,14 @@ from llama_core.types import (
     SamplingStrategy,
     StopReason,
     SystemMessage,
+    ToolChoice,
     ToolResponseMessage,
     UserMessage,
     content_text,
 )
 from llama_core.types.inference import (
+    JsonSchemaResponseFormat,
+    ResponseFormat,
     BatchChatCompletionRequest,
     BatchChatCompletionResponse,
     BatchCompletionRequest,
@@ -109,6 +112,15 @@ def ollama_tag(model_id: str) -> str:
         known = ", ".join(OLLAMA_TAGS)
         raise UnsupportedError(f"{model.descriptor} has no Ollama build here; choose one of: {known}.", field="model")
     return OLLAMA_TAGS[model.core_model_id]
+
+
+def ollama_format(fmt: ResponseFormat | None) -> dict[str, Any]:
+    """Ollama's `format` for a response_format: the JSON schema itself (Ollama takes no grammar)."""
+    if fmt is None:
+        return {}
+    if not isinstance(fmt, JsonSchemaResponseFormat):
+        raise UnsupportedError("Ollama takes a JSON schema as response_format, not a grammar.", field="response_format")
+    return {"format": fmt.json_schema}
 
 
 def ollama_options(sp: SamplingParams) -> dict[str, Any]:
@@ -281,8 +293,11 @@ class OllamaInference:
             "options": ollama_options(request.sampling_params),
             "stream": request.stream,
         }
-        if request.tools:
+        if request.tools and request.tool_choice != ToolChoice.none:
+            if request.tool_choice == ToolChoice.required:
+                raise UnsupportedError("Ollama cannot be made to call a tool (tool_choice 'required').", field="tool_choice")
             body["tools"] = [tool_schema(t) for t in request.tools]
+        body |= ollama_format(request.response_format)
         response = await self._send("POST", "/api/chat", body, stream=request.stream, tag=tag)
         stops, tools = request.sampling_params.stop, offered(request.tools)
         if request.stream:
@@ -307,7 +322,7 @@ class OllamaInference:
             "raw": True,
             "options": ollama_options(request.sampling_params),
             "stream": request.stream,
-        }
+        } | ollama_format(request.response_format)
         response = await self._send("POST", "/api/generate", body, stream=request.stream, tag=tag)
         stops = request.sampling_params.stop
         if request.stream:

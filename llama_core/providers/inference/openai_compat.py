@@ -67,6 +67,8 @@ from llama_core.types import (
     content_text,
 )
 from llama_core.types.inference import (
+    JsonSchemaResponseFormat,
+    ResponseFormat,
     BatchChatCompletionRequest,
     BatchChatCompletionResponse,
     BatchCompletionRequest,
@@ -145,6 +147,13 @@ def tool_schema(tool: ToolDefinition) -> dict[str, Any]:
         function["description"] = tool.description
     function["parameters"] = {"type": "object", "properties": properties, "required": required}
     return {"type": "function", "function": function}
+
+
+def openai_response_format(fmt: ResponseFormat) -> dict[str, Any]:
+    """A response_format as the OpenAI wire has it: a strict JSON schema (the vendors take no grammar here)."""
+    if not isinstance(fmt, JsonSchemaResponseFormat):
+        raise UnsupportedError("This vendor takes a JSON schema as response_format, not a grammar.", field="response_format")
+    return {"type": "json_schema", "json_schema": {"name": "response", "schema": fmt.json_schema, "strict": True}}
 
 
 def user_text(message: UserMessage) -> str:
@@ -365,6 +374,8 @@ class OpenAIStyleInference:
         if request.tools:
             body["tools"] = [tool_schema(t) for t in request.tools]
             body["tool_choice"] = str(request.tool_choice)
+        if request.response_format is not None:
+            body["response_format"] = openai_response_format(request.response_format)
         if request.stream:
             body["stream"] = True
         return body
@@ -398,6 +409,8 @@ class OpenAIStyleInference:
             "prompt": content_text(request.content),
             **sampling_fields(request.sampling_params),
         }
+        if request.response_format is not None:
+            body["response_format"] = openai_response_format(request.response_format)
         if request.stream:
             body["stream"] = True
         response = await self._post("/completions", body, stream=request.stream)

@@ -42,6 +42,8 @@ from llama_core.types.inference import (
     EmbeddingsRequest,
     EmbeddingsResponse,
     EmbeddingsUsage,
+    GrammarResponseFormat,
+    JsonSchemaResponseFormat,
     ToolCallDelta,
 )
 
@@ -236,6 +238,20 @@ async def test_completion(case: Case, provider: OpenAIStyleInference, vendor: Fa
         content=" blue because of Rayleigh scattering.", stop_reason=StopReason.end_of_turn, metrics=token_metrics(7, 7)
     )
     assert vendor.requests[0].json == {"model": case.vendor_model, "prompt": "The sky is", "temperature": 0.0, "max_tokens": 7}
+
+
+async def test_a_json_schema_goes_as_a_strict_response_format(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    vendor.then("/v1/chat/completions", json_reply(case, "chat.json"))
+    vendor.then("/v1/completions", json_reply(case, "completion.json"))
+    fmt = JsonSchemaResponseFormat(json_schema=schema)
+    await provider.chat_completion(chat(response_format=fmt))
+    await provider.completion(CompletionRequest(model=MODEL, content="x", response_format=fmt))
+    wire = {"type": "json_schema", "json_schema": {"name": "response", "schema": schema, "strict": True}}
+    assert [r.json["response_format"] for r in vendor.requests] == [wire, wire]
+    with pytest.raises(UnsupportedError, match="not a grammar"):
+        await provider.chat_completion(chat(response_format=GrammarResponseFormat(bnf={"lark": 'start: "a"'})))
+    assert len(vendor.requests) == 2
 
 
 async def test_completion_stream(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
