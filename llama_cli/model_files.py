@@ -73,6 +73,6 @@ def remove(
     target = path.resolve() if path.is_symlink() else None
     remove_model(model_id)
     if target is not None:
-        output.console().print(f"Removed the link {path}; its target {target} ({size}) is kept.", markup=False)
+        output.console().print(f"Removed the link {path}; its target {target} ({size}) is kept.", markup=False, soft_wrap=True)
     else:
-        output.console().print(f"Removed {path} ({size}).", markup=False)
+        output.console().print(f"Removed {path} ({size}).", markup=False, soft_wrap=True)  # a path is never wrapped
