@@ -91,13 +91,20 @@ def test_quantize_int8_is_symmetric_per_row() -> None:
     assert bool((err <= quantize_int8(w).scale[:, None] / 2 + 1e-7).all())
 
 
-def test_linear_falls_back_to_torch_off_the_decode_path() -> None:
-    """Prefill rows (many tokens per sequence) take F.linear; int8 past the kernel's rows is dequantized."""
+def test_linear_falls_back_to_torch_off_the_decode_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Float prefill rows (many tokens per sequence) take F.linear; int8 without the kernels is dequantized."""
     w, x = weights(16, 32), weights(3 * 20, 32, seed=1).view(3, 20, 32)
     assert torch.equal(linear(x, w), F.linear(x, w))
     q = quantize_int8(w)
-    big = weights(kernels.MAX_KERNEL_ROWS_INT8 + 1, 32, seed=2)
+    monkeypatch.setattr(kernels, "cpu_kernels_available", lambda: False)
+    big = weights(130, 32, seed=2)
     assert torch.equal(linear(big, q), F.linear(big, q.dequantize(torch.float32)))
+
+
+@needs_kernels
+def test_int8_prefill_rows_take_the_kernel_not_a_dequantized_copy() -> None:
+    w, x = quantize_int8(weights(37, 96)), weights(130, 96, seed=1)
+    torch.testing.assert_close(linear(x, w), w8a8_reference(x, w), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])

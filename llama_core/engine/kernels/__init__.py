@@ -5,9 +5,9 @@ quantization, and GGUF's quantized blocks (Q4_0, Q4_1, Q8_0) kept as weights.
 rows of a decode step, it calls our kernel (linear.cpp: weights streamed once at memory speed, with
 software prefetch; fp32, bf16 and int8 weights); MKL's GEMV reaches about half the memory
 bandwidth on the machines we measured. Against int8 weights the kernel also quantizes x, per
-block of 32 values (llama.cpp's Q8_0), and sums the products in integers. Elsewhere (CUDA, MPS,
-prefill's many rows, no C++ compiler, or LLAMA_CPU_KERNELS=0) it is F.linear, with int8 weights
-dequantized first and x left in float.
+block of 32 values (llama.cpp's Q8_0), and sums the products in integers, on any number of rows
+(prefill too). Elsewhere (CUDA, MPS, float prefill's many rows, no C++ compiler, or
+LLAMA_CPU_KERNELS=0) it is F.linear, with int8 weights dequantized first and x left in float.
 
 Against a `BlockWeight` (a GGUF file's blocks, unchanged) it is the same kind of kernel on
 any number of rows (matmul.h), and elsewhere F.linear on the blocks dequantized in torch.
@@ -32,11 +32,11 @@ from torch import Tensor
 
 log = logging.getLogger(__name__)
 
-# Rows of x up to which the kernel beats a GEMM (MKL): float weights in a decode step (one token per
-# sequence; prefill keeps MKL's GEMM), and int8 weights, which a GEMM could only take dequantized
-# (a float copy of the weight per call).
+# Rows of x up to which the kernel beats a GEMM (MKL) on float weights: a decode step (one token per
+# sequence; prefill keeps MKL's GEMM). int8 and block weights take the kernel on any rows: a GEMM could
+# only take them dequantized, a float copy of every weight per call (int8 prefill of 128 tokens ran
+# at 0.8x transformers' fp32 that way; the W8A8 kernel is on a par with MKL's fp32 GEMM there).
 MAX_KERNEL_ROWS = 16
-MAX_KERNEL_ROWS_INT8 = 64
 
 
 class Int8Weight(NamedTuple):
@@ -169,7 +169,7 @@ def linear(x: Tensor, w: Weight) -> Tensor:
             return torch.ops.llama_kernels.linear_blocks(x, w.blocks, BLOCK_KINDS[w.kind][0], w.k)
         return F.linear(x, w.dequantize(x.dtype))
     if isinstance(w, Int8Weight):
-        if _use_kernel(x, MAX_KERNEL_ROWS_INT8):
+        if x.device.type == "cpu" and cpu_kernels_available():
             return torch.ops.llama_kernels.linear(x, w.q, w.scale)
         return F.linear(x, w.dequantize(x.dtype))
     if w.dtype in (torch.float32, torch.bfloat16) and on_cpu_decode_path(x):
