@@ -206,7 +206,10 @@ def load_model(
     load_weights(model, state_dict, shard)
     del state_dict
     model = model.to(dev)
-    model.prepare_weights(int8=int8, blocks=gguf_blocks(files, mp) if dtype == GGUF else None)
+    blocks = gguf_blocks(files, mp) if dtype == GGUF else None
+    if blocks is not None and dev.type != "cpu":  # off the CPU, linear dequantizes them in torch, on the device
+        blocks = {name: b._replace(blocks=b.blocks.to(dev)) for name, b in blocks.items()}
+    model.prepare_weights(int8=int8, blocks=blocks)
     model.setup_caches(max_batch_size, max_seq_len)
     return model, files
 
