@@ -346,7 +346,6 @@ class Transformer(nn.Module):
         h = self.norm(h)
         return (self.output(h) if self.output_weight is None else column_parallel_gathered(h, self.output_weight)).float()
 
-
     def _decode_step(self, tokens: Tensor, input_pos: Tensor, first_slot: int) -> Tensor:
         """forward's CPU decode step as one native op (kernels.decode_step): logits (B, 1, vocab)."""
         assert self._step_weights is not None
