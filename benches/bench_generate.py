@@ -346,20 +346,21 @@ def against_llamacpp(model_dir: Path, a: argparse.Namespace) -> None:
     def text(ids: list[int]) -> str:  # the reply, up to its end of turn
         return tokenizer.decode(ids[: ids.index(end)] if end in ids else ids)
 
+    reply = fp32[: fp32.index(end) + 1] if fp32 is not None and end in fp32 else fp32  # compared up to its end of turn
     for c in configs[1:]:
         ours, mode = best[c], c[1]
         bytes_read = gguf_bytes_per_token(gguf, model_dir, ctx) if mode == "gguf" else bytes_per_token(model_dir, mode, ctx, "cpu")
         roof = bw * 1e9 / bytes_read
         quality = ""
         if mode != "fp32" and fp32 is not None:
-            quality = (f" | greedy tokens equal to fp32's {matching_prefix(ours['tokens'], fp32)}/{len(fp32)}: "
+            quality = (f" | greedy reply tokens equal to fp32's {matching_prefix(ours['tokens'], reply)}/{len(reply)}: "
                        f"{text(ours['tokens'])!r}")
         print(f"ours {mode}: prefill {ours['prefill']:.0f} tok/s ({ours['prefill'] / anchor['prefill']:.2f}x llama.cpp) | "
               f"decode b1 {ours['decode1']:.1f} tok/s ({ours['decode1'] / anchor['decode1']:.2f}x llama.cpp; roofline "
               f"{roof:.1f}, {100 * ours['decode1'] / roof:.0f}%) | peak RSS {ours['rss_mb']:.0f} MB{quality}", flush=True)
     if fp32 is not None:
-        print(f"greedy text: fp32 {text(fp32)!r}; llama.cpp's tokens equal to fp32's "
-              f"{matching_prefix(anchor['tokens'], fp32)}/{len(fp32)}", flush=True)
+        print(f"greedy reply: fp32 {text(fp32)!r}; llama.cpp {text(anchor['tokens'])!r}, its tokens equal to fp32's "
+              f"{matching_prefix(anchor['tokens'], reply)}/{len(reply)}", flush=True)
 
 
 def torch_device_name(device: str) -> str:
