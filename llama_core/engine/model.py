@@ -22,10 +22,10 @@ from fairscale.nn.model_parallel.mappings import gather_from_model_parallel_regi
 
 from llama_core.engine.args import ModelArgs
 from llama_core.engine import kernels
-from llama_core.engine.kernels import Int8Weight, linear, quantize_int8, rms_norm, silu_mul
+from llama_core.engine.kernels import BlockWeight, Weight, concat_blocks, linear, quantize_int8, rms_norm, silu_mul
 from llama_core.engine.parallel import model_parallel_size
 
-Weight = Tensor | Int8Weight  # what the hot path multiplies by (see prepare_weights)
+Blocks = dict[str, BlockWeight]  # a GGUF file's own quantized weights by Meta name (gguf.read_blocks)
 
 
 def _keep(x: Tensor) -> Tensor:  # fairscale init_method: weights come from the checkpoint
@@ -133,6 +133,19 @@ def _fuse(*layers: nn.Module) -> Tensor:
     return fused
 
 
+def _quantized(names: list[str], fused: Tensor, int8: bool, blocks: Blocks | None) -> Weight:
+    """What a (fused) matmul multiplies by: the GGUF blocks of its weights (Meta `names`) where the
+    file has them all, of one kind; else int8 of the float weight (with `int8` or `blocks`); else the float."""
+    if blocks is not None and all(n in blocks for n in names):
+        if (joined := concat_blocks([blocks[n] for n in names])) is not None:
+            return joined
+    return quantize_int8(fused) if int8 or blocks is not None else fused
+
+
+def _weights(prefix: str, *names: str) -> list[str]:
+    return [f"{prefix}{name}.weight" for name in names]
+
+
 def _release(*layers: nn.Module) -> None:
     """Free float weights that int8 copies replaced (the shapes stay visible as empty tensors)."""
     for layer in layers:
@@ -156,10 +169,10 @@ class Attention(nn.Module):
         self.wqkv: Weight | None = None
         self.wo_weight: Weight | None = None
 
-    def prepare_weights(self, int8: bool = False) -> None:
-        self.wqkv, self.wo_weight = _fuse(self.wq, self.wk, self.wv), self.wo.weight.detach()
-        if int8:
-            self.wqkv, self.wo_weight = quantize_int8(self.wqkv), quantize_int8(self.wo_weight)
+    def prepare_weights(self, int8: bool = False, blocks: Blocks | None = None, prefix: str = "") -> None:
+        self.wqkv = _quantized(_weights(prefix, "wq", "wk", "wv"), _fuse(self.wq, self.wk, self.wv), int8, blocks)
+        self.wo_weight = _quantized(_weights(prefix, "wo"), self.wo.weight.detach(), int8, blocks)
+        if int8 or blocks is not None:
             _release(self.wq, self.wk, self.wv, self.wo)
 
     def forward(self, x: Tensor, freqs_cis: Tensor, mask: Tensor | None, rows: Tensor, pos: Tensor,
@@ -209,10 +222,10 @@ class FeedForward(nn.Module):
         self.w13: Weight | None = None
         self.w2_weight: Weight | None = None
 
-    def prepare_weights(self, int8: bool = False) -> None:
-        self.w13, self.w2_weight = _fuse(self.w1, self.w3), self.w2.weight.detach()
-        if int8:
-            self.w13, self.w2_weight = quantize_int8(self.w13), quantize_int8(self.w2_weight)
+    def prepare_weights(self, int8: bool = False, blocks: Blocks | None = None, prefix: str = "") -> None:
+        self.w13 = _quantized(_weights(prefix, "w1", "w3"), _fuse(self.w1, self.w3), int8, blocks)
+        self.w2_weight = _quantized(_weights(prefix, "w2"), self.w2.weight.detach(), int8, blocks)
+        if int8 or blocks is not None:
             _release(self.w1, self.w2, self.w3)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -252,6 +265,7 @@ class Transformer(nn.Module):
         if args.tie_word_embeddings:
             self.tie_weights()
         self.output_weight: Weight | None = None  # set by prepare_weights
+        self._step_weights: tuple[list[Tensor], list[Tensor], list[Tensor], list[int]] | None = None  # likewise
         self.register_buffer("freqs_cis", torch.empty(0, 0, 2), persistent=False)  # set by setup_caches
         self.max_batch_size = 0
         self.max_seq_len = 0
@@ -259,17 +273,38 @@ class Transformer(nn.Module):
     def tie_weights(self) -> None:
         self.output.weight = self.tok_embeddings.weight
 
-    def prepare_weights(self, int8: bool = False) -> None:
+    def prepare_weights(self, int8: bool = False, blocks: Blocks | None = None) -> None:
         """The weights the hot path multiplies by: wq|wk|wv and w1|w3 fused into one matmul each
-        (the parameters become views; names unchanged), and with `int8` every matmul weight
-        quantized per output row (the float copies freed; the embedding stays float).
+        (the parameters become views; names unchanged); with `int8` every matmul weight quantized
+        per output row; with `blocks` (a GGUF file's, by Meta name) those blocks as they are, and
+        int8 where the file has none (the float copies freed either way; the embedding stays float).
         Call once, after the model is on its device: `.to()` would copy the views apart."""
-        for layer in self.layers:
-            layer.attention.prepare_weights(int8)
-            layer.feed_forward.prepare_weights(int8)
-        self.output_weight = quantize_int8(self.output.weight) if int8 else self.output.weight.detach()
-        if int8 and not self.args.tie_word_embeddings:
+        for i, layer in enumerate(self.layers):
+            layer.attention.prepare_weights(int8, blocks, f"layers.{i}.attention.")
+            layer.feed_forward.prepare_weights(int8, blocks, f"layers.{i}.feed_forward.")
+        head = "tok_embeddings" if self.args.tie_word_embeddings else "output"  # a tied head is the embedding's blocks
+        self.output_weight = _quantized(_weights("", head), self.output.weight.detach(), int8, blocks)
+        if (int8 or blocks is not None) and not self.args.tie_word_embeddings:
             _release(self.output)
+        self._step_weights = self._collect_step_weights()
+
+    def _collect_step_weights(self) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[int]] | None:
+        """decode_step's norms, weights, scales and kinds; None where it cannot run this model
+        (model parallel, not float32, off the CPU)."""
+        weight = self.tok_embeddings.weight
+        if model_parallel_size() > 1 or weight.dtype != torch.float32 or weight.device.type != "cpu":
+            return None
+        norms, parts = [], []
+        for layer in self.layers:
+            attn, ffn = layer.attention, layer.feed_forward
+            norms += [layer.attention_norm.weight.detach(), layer.ffn_norm.weight.detach()]
+            parts += [kernels.step_parts(w) for w in (attn.wqkv, attn.wo_weight, ffn.w13, ffn.w2_weight)]
+        norms.append(self.norm.weight.detach())
+        parts.append(kernels.step_parts(self.output_weight))
+        if any(p[0].dtype != torch.float32 and p[2] == 0 for p in parts):
+            return None
+        data, scales, kinds = (list(x) for x in zip(*parts))
+        return norms, data, scales, kinds
 
     def setup_caches(self, max_batch_size: int, max_seq_len: int) -> None:
         """Allocate each layer's KV cache and the RoPE table; a no-op when the sizes are unchanged."""
@@ -293,6 +328,8 @@ class Transformer(nn.Module):
         assert self.max_seq_len > 0, "call setup_caches first"
         B, T = tokens.shape
         device = tokens.device
+        if T == 1 and self._step_weights is not None and B <= kernels.MAX_KERNEL_ROWS and kernels.cpu_kernels_available():
+            return self._decode_step(tokens, input_pos, first_slot)
         pos = input_pos.to(device)[:, None] + torch.arange(T, device=device)  # (B, T)
         if kv_len is None:
             kv_len = int(pos.max()) + 1
@@ -308,6 +345,16 @@ class Transformer(nn.Module):
             h = h[:, -1:]
         h = self.norm(h)
         return (self.output(h) if self.output_weight is None else column_parallel_gathered(h, self.output_weight)).float()
+
+    def _decode_step(self, tokens: Tensor, input_pos: Tensor, first_slot: int) -> Tensor:
+        """forward's CPU decode step as one native op (kernels.decode_step): logits (B, 1, vocab)."""
+        assert self._step_weights is not None
+        norms, weights, scales, kinds = self._step_weights
+        caches = [layer.attention.kv_cache for layer in self.layers]
+        logits = kernels.decode_step(tokens[:, 0], input_pos, first_slot, self.tok_embeddings.weight, self.freqs_cis,
+                                     norms, weights, scales, kinds, [c.k_cache for c in caches],
+                                     [c.v_cache for c in caches], self.layers[0].attention.n_local_heads, self.args.norm_eps)
+        return logits[:, None]
 
 
 def build_model(args: ModelArgs, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> Transformer:

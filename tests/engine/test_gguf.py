@@ -136,3 +136,13 @@ def test_demo_model_answers_paris(demo, demo_ckpt: Path, demo_tokens: list[int])
     ids = [r.token for r in generate(model, demo_tokens, params)]
     text = Tokenizer.from_file(str(demo_ckpt / "tokenizer.json")).decode(ids)
     assert text == "The capital of France is Paris."
+
+
+@pytest.mark.slow
+def test_demo_model_on_its_own_q4_1_blocks_answers_paris(demo_ckpt: Path, demo_tokens: list[int]) -> None:
+    from tokenizers import Tokenizer
+
+    model, _ = load_model(demo_ckpt, max_seq_len=128, dtype="gguf", device="cpu")
+    assert (model.layers[0].attention.wqkv.kind, model.output_weight.kind) == ("q4_1", "q8_0")  # the file's own
+    ids = [r.token for r in generate(model, demo_tokens, GenParams(max_tokens=24, stop_tokens=frozenset({2})))]
+    assert Tokenizer.from_file(str(demo_ckpt / "tokenizer.json")).decode(ids) == "The capital of France is Paris."

@@ -226,7 +226,7 @@ async def test_a_row_whose_sampling_fails_mid_batch_leaves_the_other_rows(tiny_c
 
 
 def test_a_spec_the_engine_cannot_run_is_refused_before_anything_starts(tiny_ckpt: Path) -> None:
-    with pytest.raises(InvalidRequestError, match=r"^dtype 'fp16' is not supported; choose one of fp32, bf16, int8.$") as e:
+    with pytest.raises(InvalidRequestError, match=r"^dtype 'fp16' is not supported; choose one of fp32, bf16, int8, gguf.$") as e:
         spec(tiny_ckpt, dtype="fp16")
     assert e.value.field == "dtype"
     with pytest.raises(InvalidRequestError, match=r"^max_batch_size must be at least 1, got 0.$"):

@@ -100,3 +100,27 @@ def test_the_decode_kernels_build_on_this_machine() -> None:
     from llama_core.engine.kernels import cpu_kernels_available
 
     assert cpu_kernels_available()
+
+
+# The engine where no compiler is found and nothing is cached: one warning, then torch's path.
+FALLBACK = textwrap.dedent("""
+    import logging, torch
+    import torch.nn.functional as F
+    logging.basicConfig(format="%(message)s")
+    from llama_core.engine import kernels
+    x, w = torch.randn(2, 64), torch.randn(8, 64)
+    q = kernels.quantize_int8(w)
+    outs = [kernels.linear(x, w), kernels.linear(x, q), kernels.linear(x, w)]
+    print(kernels.cpu_kernels_available(), torch.equal(outs[0], F.linear(x, w)),
+          torch.equal(outs[1], F.linear(x, q.dequantize(torch.float32))))
+""")
+
+
+def test_without_a_compiler_the_engine_says_once_that_it_takes_the_slower_path(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-c", FALLBACK], capture_output=True, text=True, timeout=240,
+        env=os.environ | {"LLAMA_KERNELS_CACHE": str(tmp_path / "empty"), "CXX": "/nonexistent/c++", "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (0, "False True True\n"), proc.stderr
+    assert proc.stderr == ("CPU decode kernels unavailable (no C++ compiler (/nonexistent/c++; on Debian: apt-get install "
+                           "g++)); using torch's slower linear.\n")

@@ -91,13 +91,20 @@ def test_quantize_int8_is_symmetric_per_row() -> None:
     assert bool((err <= quantize_int8(w).scale[:, None] / 2 + 1e-7).all())
 
 
-def test_linear_falls_back_to_torch_off_the_decode_path() -> None:
-    """Prefill rows (many tokens per sequence) take F.linear; int8 past the kernel's rows is dequantized."""
+def test_linear_falls_back_to_torch_off_the_decode_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Float prefill rows (many tokens per sequence) take F.linear; int8 without the kernels is dequantized."""
     w, x = weights(16, 32), weights(3 * 20, 32, seed=1).view(3, 20, 32)
     assert torch.equal(linear(x, w), F.linear(x, w))
     q = quantize_int8(w)
-    big = weights(kernels.MAX_KERNEL_ROWS_INT8 + 1, 32, seed=2)
+    monkeypatch.setattr(kernels, "cpu_kernels_available", lambda: False)
+    big = weights(130, 32, seed=2)
     assert torch.equal(linear(big, q), F.linear(big, q.dequantize(torch.float32)))
+
+
+@needs_kernels
+def test_int8_prefill_rows_take_the_kernel_not_a_dequantized_copy() -> None:
+    w, x = quantize_int8(weights(37, 96)), weights(130, 96, seed=1)
+    torch.testing.assert_close(linear(x, w), w8a8_reference(x, w), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
@@ -183,3 +190,28 @@ def test_quantize_kernel_matches_the_torch_formula(dtype: torch.dtype) -> None:
     expected_scale = w.float().abs().amax(1) / 127
     assert torch.equal(scale, expected_scale)
     assert torch.equal(q, torch.round(w.float() / expected_scale[:, None]).to(torch.int8))
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+def test_the_one_op_decode_step_equals_the_op_by_op_step(tiny_ckpt: Path, dtype: str) -> None:
+    """Two rows at different positions (slots 1 and 2): the same logits and cache writes as the
+    torch-dispatched step of the same kernels, op by op."""
+    model = load_model(tiny_ckpt, max_seq_len=32, max_batch_size=3, dtype=dtype, device="cpu")[0]
+    assert model._step_weights is not None
+    tokens, pos = torch.tensor([[791], [315]]), torch.tensor([5, 3])
+    results = []
+    with torch.inference_mode():
+        for step_weights in (model._step_weights, None):
+            model.setup_caches(1, 1)  # fresh zeroed caches each time
+            model.setup_caches(3, 32)
+            model(torch.tensor([PROMPT[:5]]), torch.tensor([0]), first_slot=1)
+            model(torch.tensor([PROMPT[:3]]), torch.tensor([0]), first_slot=2)
+            saved, model._step_weights = model._step_weights, step_weights
+            logits = model(tokens, pos, first_slot=1)
+            model._step_weights = saved
+            results.append((logits, model.layers[1].attention.kv_cache.k_cache.clone()))
+    (fused, k_fused), (op_by_op, k_ops) = results
+    assert fused.shape == (2, 1, 128256)
+    torch.testing.assert_close(fused, op_by_op, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(k_fused, k_ops, rtol=1e-6, atol=1e-6)

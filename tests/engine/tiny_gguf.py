@@ -28,7 +28,9 @@ def vocab() -> list[str]:
 
 
 def write_tiny_gguf(path: Path, args: ModelArgs, state_dict: dict[str, Tensor], arch: str = "llama",
-                    tokenizer_model: str = "gpt2") -> Path:
+                    tokenizer_model: str = "gpt2", quantized: dict[str, str] | None = None) -> Path:
+    """quantized: a GGML type name ("Q4_0", "Q4_1", "Q8_0") by the Meta name's last two parts
+    (e.g. "attention.wq"); the embedding is Q8_0 unless named there."""
     import gguf
 
     w = gguf.GGUFWriter(str(path), arch)
@@ -52,11 +54,13 @@ def write_tiny_gguf(path: Path, args: ModelArgs, state_dict: dict[str, Tensor], 
     w.add_chat_template(TEMPLATE)
     inverse = {v: k for k, v in TOP_NAMES.items()} | {f"layers.{i}.{v}": f"blk.{i}.{k}"
                                                       for i in range(args.n_layers) for k, v in BLOCK_NAMES.items()}
+    types = {"tok_embeddings": "Q8_0"} | (quantized or {})  # the embedding quantized, as real files have it
     for name, t in state_dict.items():
         array = t.float().numpy()
-        if name == "tok_embeddings.weight":  # quantized, as real files are
-            w.add_tensor(inverse[name], gguf.quants.quantize(array, gguf.GGMLQuantizationType.Q8_0),
-                         raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        kind = types.get(".".join(name.split(".")[-3:-1]))  # "attention.wq", "tok_embeddings"
+        if kind is not None:
+            qtype = gguf.GGMLQuantizationType[kind]
+            w.add_tensor(inverse[name], gguf.quants.quantize(array, qtype), raw_dtype=qtype)
         else:
             w.add_tensor(inverse[name], np.ascontiguousarray(array))
     w.write_header_to_file()

@@ -204,7 +204,7 @@ def test_yes_with_sets_asks_nothing():
         (["models.x=1"], r"^--set models.\*: this build has no models provider.$"),
         (["safety.llama_guard_shield=x"], r"^--set safety.llama_guard_shield: it is a sub-config; set its fields"),
         (["safety.llama_guard_shield.excluded_categories=S99"], r"^Invalid safety.llama_guard_shield: excluded_categories are codes S1..S14, got S99$"),
-        (["inference.dtype=fp16"], r"^Invalid inference: dtype 'fp16' is not supported; choose one of fp32, bf16, int8$"),
+        (["inference.dtype=fp16"], r"^Invalid inference: dtype 'fp16' is not supported; choose one of fp32, bf16, int8, gguf$"),
         (["inference.device=tpu"], r"^Invalid inference: device 'tpu' is not supported; choose one of cpu, cuda, mps \(or cuda:N\)$"),
         (["inference.max_batch_size=0"], r"^Invalid inference: max_batch_size must be at least 1, got 0$"),
     ],
@@ -265,7 +265,7 @@ def test_a_dtype_the_engine_cannot_run_is_refused_and_nothing_is_written(llama):
     path = save_run_config(local_build(), run_config_path("local", "x"))
     before = path.read_bytes()
     rc, out, err = llama("stack", "configure", "local", "--name", "x", "--yes", "--set", "inference.dtype=fp16")
-    assert (rc, out, err) == (2, "", "Error: Invalid inference: dtype 'fp16' is not supported; choose one of fp32, bf16, int8\n")
+    assert (rc, out, err) == (2, "", "Error: Invalid inference: dtype 'fp16' is not supported; choose one of fp32, bf16, int8, gguf\n")
     assert path.read_bytes() == before
 
 
@@ -276,7 +276,7 @@ def test_a_dtype_the_engine_cannot_run_is_asked_again_at_once():
     values = configure_struct(MetaReferenceInferenceConfig, {}, {}, Prompter(script.ask, script.say), "inference")
     assert script.lines[4:7] == [
         "Enter value for dtype (optional): fp16",
-        "Validation error: dtype 'fp16' is not supported; choose one of fp32, bf16, int8",
+        "Validation error: dtype 'fp16' is not supported; choose one of fp32, bf16, int8, gguf",
         "Enter value for dtype (optional): bf16",  # the rejected value is not offered back
     ]
     assert len(script.lines) == 10 and values["dtype"] == "bf16"
@@ -302,12 +302,12 @@ def test_a_hand_edited_dtype_is_refused_when_the_stack_is_loaded(llama):
     from llama_core.stack import Stack
 
     path = save_run_config(local_build(inference={"dtype": "fp16"}), run_config_path("local", "x"))
-    with pytest.raises(InvalidRequestError, match=r"^Invalid config for inference provider meta-reference: dtype 'fp16' is not supported; choose one of fp32, bf16, int8$") as e:
+    with pytest.raises(InvalidRequestError, match=r"^Invalid config for inference provider meta-reference: dtype 'fp16' is not supported; choose one of fp32, bf16, int8, gguf$") as e:
         Stack.from_config(path)
     assert e.value.field == "providers.inference"
     rc, out, err = llama("stack", "run", "local", "--name", "x")
     assert (rc, out) == (2, "")
-    assert err == "Error: Invalid config for inference provider meta-reference: dtype 'fp16' is not supported; choose one of fp32, bf16, int8\n"
+    assert err == "Error: Invalid config for inference provider meta-reference: dtype 'fp16' is not supported; choose one of fp32, bf16, int8, gguf\n"
 
 
 def fireworks_build(name: str) -> str:

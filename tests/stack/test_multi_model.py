@@ -177,7 +177,7 @@ def test_a_one_model_config_is_unchanged() -> None:
          rf"^{GUARD} is listed twice \(extra_models\[0\] and extra_models\[1\]\); list each model once.$"),
         ([{"model": "Prompt-Guard-86M"}], r"^Prompt-Guard-86M is not a Llama model; meta-reference inference cannot serve it. - at `\$.extra_models\[0\]`$"),
         ([{"model": "gpt-4o"}], r"^Unknown model 'gpt-4o'. See `llama model list --show-all`. - at `\$.extra_models\[0\]`$"),
-        ([{"model": GUARD, "dtype": "fp16"}], r"^dtype 'fp16' is not supported; choose one of fp32, bf16, int8 - at `\$.extra_models\[0\]`$"),
+        ([{"model": GUARD, "dtype": "fp16"}], r"^dtype 'fp16' is not supported; choose one of fp32, bf16, int8, gguf - at `\$.extra_models\[0\]`$"),
         ([{"model": GUARD, "max_seq_len": 0}], r"^max_seq_len must be at least 1, got 0 - at `\$.extra_models\[0\]`$"),
         ([{"checkpoint_dir": "/x"}], r"^Object missing required field `model` - at `\$.extra_models\[0\]`$"),
         ([{"model": GUARD, "modle": "x"}], r"^Object contains unknown field `modle` - at `\$.extra_models\[0\]`$"),

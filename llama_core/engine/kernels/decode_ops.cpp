@@ -10,7 +10,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "simd.h"
+#include "matmul.h"
+
+#include <omp.h>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -38,28 +40,34 @@ inline void axpy(float a, const T* v, float* out, int64_t D) {  // out += a * v
   for (; d < D; ++d) out[d] += a * to_float(v[d]);
 }
 
-// q (B, H, D) float32; caches (S, Hkv, L, D) of T; out (B, H, D) float32.
+// q (B, H, D) float32; caches (S, Hkv, L, D) of T; out (B, H, D) float32; query heads i0..i1 of B * H.
+template <typename T>
+void attend_range(const float* q, const T* kc, const T* vc, const int64_t* pos, int64_t first_slot, int64_t H,
+                  int64_t Hkv, int64_t L, int64_t D, float* out, int64_t i0, int64_t i1) {
+  const int64_t rep = H / Hkv;
+  const float scale = 1.f / std::sqrt(static_cast<float>(D));
+  std::vector<float> p;
+  for (int64_t i = i0; i < i1; ++i) {
+    const int64_t b = i / H, h = i % H, n = pos[b] + 1;
+    const int64_t row = ((first_slot + b) * Hkv + h / rep) * L * D;
+    const float* qi = q + i * D;
+    p.resize(n);
+    float mx = -INFINITY;
+    for (int64_t t = 0; t < n; ++t) mx = std::max(mx, p[t] = dot(qi, kc + row + t * D, D) * scale);
+    float sum = 0.f;
+    for (int64_t t = 0; t < n; ++t) sum += p[t] = std::exp(p[t] - mx);
+    float* o = out + i * D;
+    std::fill(o, o + D, 0.f);
+    for (int64_t t = 0; t < n; ++t) axpy(p[t] / sum, vc + row + t * D, o, D);
+  }
+}
+
 template <typename T>
 void attend(const float* q, const T* kc, const T* vc, const int64_t* pos, int64_t first_slot, int64_t B, int64_t H,
             int64_t Hkv, int64_t L, int64_t D, float* out) {
-  const int64_t rep = H / Hkv;
-  const float scale = 1.f / std::sqrt(static_cast<float>(D));
   const int64_t work = B * H * (pos[0] + 1) * D;  // rough: threads only pay on long contexts
   at::parallel_for(0, B * H, work > (1 << 18) ? 1 : B * H, [&](int64_t i0, int64_t i1) {
-    std::vector<float> p;
-    for (int64_t i = i0; i < i1; ++i) {
-      const int64_t b = i / H, h = i % H, n = pos[b] + 1;
-      const int64_t row = ((first_slot + b) * Hkv + h / rep) * L * D;
-      const float* qi = q + i * D;
-      p.resize(n);
-      float mx = -INFINITY;
-      for (int64_t t = 0; t < n; ++t) mx = std::max(mx, p[t] = dot(qi, kc + row + t * D, D) * scale);
-      float sum = 0.f;
-      for (int64_t t = 0; t < n; ++t) sum += p[t] = std::exp(p[t] - mx);
-      float* o = out + i * D;
-      std::fill(o, o + D, 0.f);
-      for (int64_t t = 0; t < n; ++t) axpy(p[t] / sum, vc + row + t * D, o, D);
-    }
+    attend_range(q, kc, vc, pos, first_slot, H, Hkv, L, D, out, i0, i1);
   });
 }
 
@@ -177,6 +185,123 @@ at::Tensor silu_mul(const at::Tensor& gate_up) {
   return y;
 }
 
+
+// The whole decode step, one new token per cache row (float32 activations): embedding, then per
+// layer RMSNorm, wq|wk|wv, RoPE + cache write + attention, wo (+ residual), RMSNorm, w1|w3, SwiGLU,
+// w2 (+ residual); final RMSNorm and the LM head -> logits (B, vocab). One OpenMP team for the step
+// with a barrier between phases: Python, the dispatcher and a thread wake-up per op leave the hot
+// path (they were most of a step outside the matmuls). Each weight is (weights[i], scales[i],
+// kinds[i]) as matmul.h reads it, in the order [wqkv, wo, w13, w2] per layer, then the LM head;
+// norms: [attention_norm, ffn_norm] per layer, then the final norm; freqs: the RoPE table (L, D/2, 2).
+at::Tensor decode_step(const at::Tensor& tokens, const at::Tensor& pos, int64_t first_slot, const at::Tensor& embedding,
+                       const at::Tensor& freqs, at::TensorList norms, at::TensorList weights, at::TensorList scales,
+                       at::IntArrayRef kinds, at::TensorList k_caches, at::TensorList v_caches, int64_t n_heads, double eps) {
+  const int64_t n_layers = static_cast<int64_t>(k_caches.size());
+  TORCH_CHECK(n_layers > 0 && v_caches.size() == k_caches.size(), "one k and v cache per layer");
+  TORCH_CHECK(static_cast<int64_t>(weights.size()) == 4 * n_layers + 1 && scales.size() == weights.size() &&
+                  kinds.size() == weights.size() && static_cast<int64_t>(norms.size()) == 2 * n_layers + 1,
+              "weights, scales and kinds: 4 per layer + the LM head; norms: 2 per layer + the final one");
+  TORCH_CHECK(embedding.scalar_type() == at::kFloat && embedding.dim() == 2 && embedding.is_contiguous(),
+              "the embedding must be a contiguous float32 (vocab, dim) table");
+  const int64_t B = tokens.numel(), dim = embedding.size(1);
+  const at::Tensor& kc0 = k_caches[0];
+  TORCH_CHECK(kc0.scalar_type() == at::kFloat && kc0.dim() == 4, "float32 caches (S, Hkv, L, D)");
+  const int64_t Hkv = kc0.size(1), L = kc0.size(2), D = kc0.size(3), H = n_heads;
+  TORCH_CHECK(first_slot >= 0 && first_slot + B <= kc0.size(0), "rows past the cache");
+  at::Tensor tok = tokens.to(at::kLong).contiguous(), p = pos.to(at::kLong).contiguous();
+  TORCH_CHECK(p.numel() == B, "one position per row");
+  const int64_t* tp = tok.data_ptr<int64_t>();
+  const int64_t* pp = p.data_ptr<int64_t>();
+  for (int64_t b = 0; b < B; ++b) {
+    TORCH_CHECK(pp[b] >= 0 && pp[b] < L && pp[b] < freqs.size(0), "position past the cache");
+    TORCH_CHECK(tp[b] >= 0 && tp[b] < embedding.size(0), "token id past the embedding");
+  }
+  TORCH_CHECK(freqs.scalar_type() == at::kFloat && freqs.is_contiguous() && freqs.size(1) * 2 == D, "freqs (L, D/2, 2) float32");
+  std::vector<WeightRef> w;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const at::Tensor& t = weights[i];
+    TORCH_CHECK(t.dim() == 2 && t.is_contiguous(), "weights must be contiguous matrices");
+    const int64_t kind = kinds[i];
+    const int64_t K = is_block_kind(kind) ? t.size(1) / block_bytes(kind) * QB : t.size(1);
+    const bool dtype_ok = is_block_kind(kind) ? t.scalar_type() == at::kByte
+                          : kind == F32       ? t.scalar_type() == at::kFloat
+                          : kind == BF16      ? t.scalar_type() == at::kBFloat16
+                                              : kind == I8ROW && t.scalar_type() == at::kChar && scales[i].numel() == t.size(0);
+    TORCH_CHECK(dtype_ok, "weight ", i, " does not match its kind");
+    w.push_back({kind, t.data_ptr(), kind == I8ROW ? scales[i].data_ptr<float>() : nullptr, t.size(0), K});
+  }
+  const int64_t width = (H + 2 * Hkv) * D, F = w[2].N / 2, V = w[4 * n_layers].N;
+  for (int64_t l = 0; l < n_layers; ++l) {
+    TORCH_CHECK(w[4 * l].N == width && w[4 * l].K == dim && w[4 * l + 1].N == dim && w[4 * l + 1].K == H * D &&
+                    w[4 * l + 2].N == 2 * F && w[4 * l + 2].K == dim && w[4 * l + 3].N == dim && w[4 * l + 3].K == F,
+                "layer ", l, "'s weights do not match the model's shapes");
+    TORCH_CHECK(k_caches[l].is_contiguous() && v_caches[l].is_contiguous() && k_caches[l].sizes() == kc0.sizes() &&
+                    v_caches[l].sizes() == kc0.sizes(), "the KV caches must be contiguous and alike");
+  }
+  TORCH_CHECK(w[4 * n_layers].K == dim, "the LM head does not match the model's dim");
+  for (const at::Tensor& n : norms)
+    TORCH_CHECK(n.scalar_type() == at::kFloat && n.is_contiguous() && n.numel() == dim, "norms must be float32 (dim,)");
+  auto f32 = embedding.options();
+  at::Tensor h = at::empty({B, dim}, f32), xn = at::empty({B, std::max(dim, H * D)}, f32), qkv = at::empty({B, width}, f32),
+             q = at::empty({B, H, D}, f32), att = at::empty({B, H * D}, f32), gu = at::empty({B, 2 * F}, f32),
+             act = at::empty({B, F}, f32), logits = at::empty({B, V}, f32);
+  float *hp = h.data_ptr<float>(), *xp = xn.data_ptr<float>(), *qkvp = qkv.data_ptr<float>(), *qp = q.data_ptr<float>(),
+        *ap = att.data_ptr<float>(), *gp = gu.data_ptr<float>(), *actp = act.data_ptr<float>(), *lp = logits.data_ptr<float>();
+  for (int64_t b = 0; b < B; ++b) std::copy_n(embedding.data_ptr<float>() + tp[b] * dim, dim, hp + b * dim);
+  std::vector<float> fc(B * D);  // each row's (cos, sin) at its position
+  for (int64_t b = 0; b < B; ++b) std::copy_n(freqs.data_ptr<float>() + pp[b] * D, D, fc.data() + b * D);
+  QuantizedX xq;
+  const int threads = std::max(1, at::get_num_threads());
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    auto matmul = [&](const WeightRef& wr, const float* x, float* y, bool residual) {  // x prepared by prepare()
+      const int64_t blocks = (wr.N + R - 1) / R, b0 = blocks * t / nt, b1 = blocks * (t + 1) / nt;
+      if (b0 < b1) matmul_rows(wr, x, xq, B, R * b0, std::min(wr.N, R * b1), y, residual);
+#pragma omp barrier
+    };
+    auto prepare = [&](const float* x, const WeightRef& wr) {  // one thread; the others wait at single's end
+      if (takes_quantized_x(wr)) quantize_x(x, B, wr.K, xq);
+    };
+    for (int64_t l = 0; l < n_layers; ++l) {
+      const WeightRef &wqkv = w[4 * l], &wo = w[4 * l + 1], &w13 = w[4 * l + 2], &w2 = w[4 * l + 3];
+#pragma omp single
+      {
+        rms_norm_rows(hp, norms[2 * l].data_ptr<float>(), xp, B, dim, eps);
+        prepare(xp, wqkv);
+      }
+      matmul(wqkv, xp, qkvp, false);
+#pragma omp single
+      rope_and_store(qkvp, fc.data(), k_caches[l].data_ptr<float>(), v_caches[l].data_ptr<float>(), pp, first_slot, B, H,
+                     Hkv, L, D, qp);
+      attend_range(qp, k_caches[l].data_ptr<float>(), v_caches[l].data_ptr<float>(), pp, first_slot, H, Hkv, L, D, ap,
+                   B * H * t / nt, B * H * (t + 1) / nt);
+#pragma omp barrier
+#pragma omp single
+      prepare(ap, wo);
+      matmul(wo, ap, hp, true);
+#pragma omp single
+      {
+        rms_norm_rows(hp, norms[2 * l + 1].data_ptr<float>(), xp, B, dim, eps);
+        prepare(xp, w13);
+      }
+      matmul(w13, xp, gp, false);
+#pragma omp single
+      {
+        silu_mul_rows(gp, actp, B, F);
+        prepare(actp, w2);
+      }
+      matmul(w2, actp, hp, true);
+    }
+#pragma omp single
+    {
+      rms_norm_rows(hp, norms[2 * n_layers].data_ptr<float>(), xp, B, dim, eps);
+      prepare(xp, w[4 * n_layers]);
+    }
+    matmul(w[4 * n_layers], xp, lp, false);
+  }
+  return logits;
+}
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(llama_kernels, m) {
@@ -185,5 +310,9 @@ TORCH_LIBRARY_FRAGMENT(llama_kernels, m) {
   m.def("silu_mul(Tensor gate_up) -> Tensor");
   m.impl("rms_norm", c10::DispatchKey::CPU, &rms_norm);
   m.impl("silu_mul", c10::DispatchKey::CPU, &silu_mul);
+  m.def("decode_step(Tensor tokens, Tensor pos, int first_slot, Tensor embedding, Tensor freqs, Tensor[] norms, "
+        "Tensor[] weights, Tensor[] scales, int[] kinds, Tensor(a!)[] k_caches, Tensor(b!)[] v_caches, int n_heads, "
+        "float eps) -> Tensor");
   m.impl("decode_attention", c10::DispatchKey::CPU, &decode_attention);
+  m.impl("decode_step", c10::DispatchKey::CPU, &decode_step);
 }
