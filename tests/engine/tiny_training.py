@@ -18,7 +18,7 @@ import torch
 
 
 def train_tiny(dest: Path, lessons: list[tuple[list[int], list[int]]], *, what: str, seed: int = 0,
-               margin: float = 6.0, max_steps: int = 400) -> Path:  # fmt: skip
+               margin: float = 6.0, max_steps: int = 400, lr: float = 3e-3) -> Path:  # fmt: skip
     """Write the trained checkpoint (params.json, consolidated.00.pth, tokenizer.model, trained.txt) to `dest`.
 
     Raises AssertionError when `what` has not learnt every answer in `max_steps` steps.
@@ -33,7 +33,7 @@ def train_tiny(dest: Path, lessons: list[tuple[list[int], list[int]]], *, what: 
     torch.manual_seed(seed)
     model = hf_model(args, random_state_dict(args, seed)).train()
     model.model.embed_tokens.weight.requires_grad_(False)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
     inputs = [(torch.tensor([prompt + answer[:-1]]), torch.tensor(answer), len(prompt) - 1) for prompt, answer in lessons]
     started = time.monotonic()
     gaps: list[float] = []
