@@ -45,6 +45,25 @@ def serve_ranks(spec: WorkerSpec, say: Callable[[str], None], stop: threading.Ev
         backoff = min(backoff * 2, _BACKOFF_MAX_S)
 
 
+def rank_main(rank: int, init_file: str, conn: object, spec: WorkerSpec, parent: int) -> None:
+    """worker_main, in a process that dies with this host's loop: a killed `llama stack worker` must
+    not leave its ranks in the group (its next start would add a second rank of the same number)."""
+    import ctypes
+    import os
+    import signal
+
+    if hasattr(ctypes, "CDLL"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+        except (OSError, AttributeError):
+            pass  # not Linux: the rank ends when the group does
+    if os.getppid() != parent:
+        return  # the loop died before the line above: nothing to serve for
+    from llama_core.engine.worker import worker_main
+
+    worker_main(rank, init_file, conn, spec)
+
+
 def _ranks(spec: WorkerSpec) -> str:
     """"Ranks 2-3 of 4" (or "Rank 1 of 2")."""
     first, last = spec.local_ranks.start, spec.local_ranks.stop - 1
@@ -53,14 +72,14 @@ def _ranks(spec: WorkerSpec) -> str:
 
 def _one_group(spec: WorkerSpec, say: Callable[[str], None], stop: threading.Event) -> tuple[bool, list[int | None]]:
     """Start the ranks, wait until one of them ends (or `stop`); (whether they joined, exit codes)."""
-    from llama_core.engine.worker import worker_main
+    import os
 
     ctx = mp.get_context("spawn")
     reports, child = ctx.Pipe(duplex=False)
     first = spec.local_ranks.start
     procs = []
     for rank in spec.local_ranks:
-        p = ctx.Process(target=worker_main, args=(rank, "", child if rank == first else None, spec),
+        p = ctx.Process(target=rank_main, args=(rank, "", child if rank == first else None, spec, os.getpid()),
                         name=f"llama-worker-{rank}", daemon=True)  # fmt: skip
         p.start()
         procs.append(p)

@@ -107,7 +107,11 @@ def test_two_hosts_serve_a_split_model_as_one_and_recover_from_losing_one(tmp_pa
                 assert got == pytest.approx(want, abs=1e-4)
             assert "Rank 1 of 2: joined" in worker_log.read_text()
 
-            stop_host(worker)  # the second host goes away: requests fail clearly, the server stays up
+            ranks = children(worker.pid)
+            assert len(ranks) == 1
+            worker.kill()  # the second host's command is killed: its rank goes with it, requests fail clearly
+            worker.wait(10)
+            wait_gone(ranks)
             lost = wait_lost(url)
             assert lost.status_code == 503
             message = lost.json()["error"]["message"]
@@ -127,6 +131,21 @@ def test_two_hosts_serve_a_split_model_as_one_and_recover_from_losing_one(tmp_pa
             stop_host(worker)
 
 
+def children(pid: int) -> list[int]:
+    """The pids of `pid`'s child processes (multiprocessing's resource tracker aside)."""
+    kids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return [k for k in kids if "resource_tracker" not in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")]
+
+
+def wait_gone(pids: list[int]) -> None:
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{p}").exists() and "Z" not in Path(f"/proc/{p}/stat").read_text().split()[2] for p in pids):
+        assert time.monotonic() < deadline, f"ranks {pids} outlived their `llama stack worker`"
+        time.sleep(0.1)
+
+
 def wait_for_line(log: Path, text: str) -> None:
     deadline = time.monotonic() + 30
     while text not in log.read_text():
@@ -143,6 +162,21 @@ def wait_lost(url: str) -> httpx.Response:
             return answer
         time.sleep(0.2)
     raise AssertionError("requests still succeed a minute after rank 1's host went away")
+
+
+def test_a_checkpoint_in_too_few_shards_is_refused_before_waiting_for_other_hosts(tmp_path: Path, tiny_ckpt: Path) -> None:
+    config = tmp_path / "unsplit.toml"
+    inference = {"provider_id": "meta-reference", "model": MODEL, "checkpoint_dir": str(tiny_ckpt), "max_seq_len": 64,
+                 "nnodes": 2, "master_addr": "127.0.0.1", "master_port": free_port()}  # fmt: skip
+    config.write_text(tomli_w.dumps({"name": "one", "distribution_id": "local", "providers": {"inference": inference}}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run([sys.executable, "-m", "llama_cli", "stack", "run", str(config), "--port", str(free_port())],
+                         capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        "Error: A model split over 2 hosts needs a checkpoint in as many shards (consolidated.NN.pth) as model-parallel "
+        f"ranks, a multiple of 2; {tiny_ckpt} has 1 shard(s). Meta's Llama 3.1 70B and 405B checkpoints come in 8 shards."
+    )
 
 
 def test_the_worker_refuses_a_config_that_does_not_span_hosts(tmp_path: Path, tiny_ckpt: Path) -> None:
