@@ -130,7 +130,7 @@ def download(
     out = output.console()
     with ProgressBars(output.console(stderr=True)) as bars:
         try:
-            dest = anyio.run(
+            done = anyio.run(
                 lambda: download_model(
                     model_id,
                     source=chosen,
@@ -145,6 +145,9 @@ def download(
         except KeyboardInterrupt:
             bars.note("Interrupted: what arrived is kept; run the same command again to resume.")
             raise
-    out.print(f"Successfully downloaded model to {dest}", markup=False)
+    if not done.fetched:  # verified in place: "downloaded" would be untrue (its notes said so)
+        out.print(f"The model is in {done.path}", markup=False)
+        return
+    out.print(f"Successfully downloaded model to {done.path}", markup=False)
     if chosen == Source.meta:
-        out.print(f"MD5 Checksums are at: {dest / 'checklist.chk'}", markup=False)
+        out.print(f"MD5 Checksums are at: {done.path / 'checklist.chk'}", markup=False)

@@ -73,6 +73,12 @@ def _spec(path: Path, node_rank: int | None, master_addr: str | None, master_por
         node_rank = int(env)
     if node_rank == 0:
         raise InvalidRequestError("Node rank 0 is the server's host: run `llama stack run` there.", field="node_rank")
+    if not 0 < node_rank < inference.nnodes:  # said here, not by the engine's check, whose range counts the server's host
+        raise InvalidRequestError(
+            f"Node rank must be from 1 to {inference.nnodes - 1} with nnodes {inference.nnodes} (0 is the server's host), "
+            f"not {node_rank}.",
+            field="node_rank",
+        )
     if master_port is not None and not 0 < master_port < 65536:
         raise InvalidRequestError(f"--master-port must be from 1 to 65535, not {master_port}.", field="master_port")
     inference = msgspec.structs.replace(

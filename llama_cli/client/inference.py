@@ -1,4 +1,4 @@
-"""`python -m llama_cli.client.inference HOST PORT [--stream]`: chat with a running stack.
+"""`python -m llama_cli.client.inference HOST PORT [--no-stream]`: chat with a running stack.
 
 With stdin a terminal it is an interactive chat (empty line or Ctrl-D ends it); otherwise it sends
 one prompt (piped stdin, `--message`, or the reference's troll prompt) and prints the answer:
@@ -7,6 +7,8 @@ one prompt (piped stdin, `--message`, or the reference's troll prompt) and print
     User>hello world, troll me in two-paragraphs about 42
 
     Assistant> ...
+
+The answer is streamed, printed word by word as the model writes it; `--no-stream` asks for it whole.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ def inference(
     host: Annotated[str, Parameter(help="Host of the stack server.")],
     port: Annotated[int, Parameter(help="Its port.")],
     *,
-    stream: Annotated[bool, Parameter(help="Stream the answer as it is generated.")] = True,
+    stream: Annotated[bool, Parameter(help="Print the answer as it is generated; --no-stream: whole, once done.")] = True,
     model: Annotated[str | None, Parameter(help="Model to ask (default: the first the stack serves).")] = None,
     message: Annotated[str | None, Parameter(help="The prompt (default: piped stdin, else the reference's).")] = None,
     max_tokens: Annotated[int, Parameter(help="Most tokens per answer (0: up to the context).")] = DEFAULT_MAX_TOKENS,

