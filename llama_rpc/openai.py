@@ -163,6 +163,7 @@ def _tool_definition(tool: oa.OpenAITool) -> ToolDefinition:
             description=prop.description,
             required=name in required,
             default=prop.default,
+            enum=prop.enum,
         )
         for name, prop in schema.properties.items()
     }
