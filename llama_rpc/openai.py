@@ -72,6 +72,7 @@ from llama_core.types.models import ModelsGetRequest, ModelsListRequest
 from llama_core.types.schema import MAX_JSON_DEPTH, decode_request, json_too_deep
 from llama_rpc import openai_types as oa
 from llama_rpc.errors import openai_error_body
+from llama_rpc.openai_logprobs import Joined, joined
 from llama_rpc.sse import closing, sse_stream
 
 # Each prefix, and whether its streams end with `data: [DONE]`: OpenAI's path does, as OpenAI does;
@@ -378,7 +379,8 @@ def chat_choice(index: int, response: ours.ChatCompletionResponse) -> dict[str, 
     if calls:
         out["tool_calls"] = calls
     reason = finish_reason(message.stop_reason, bool(calls))
-    return {"index": index, "message": out, "logprobs": chat_logprobs(response.logprobs), "finish_reason": reason}
+    logprobs = response.logprobs if calls else joined(content, response.logprobs)  # a call's entries are its text's
+    return {"index": index, "message": out, "logprobs": chat_logprobs(logprobs), "finish_reason": reason}
 
 
 def chat_response(env: Envelope, responses: list[ours.ChatCompletionResponse]) -> dict[str, Any]:
@@ -401,18 +403,20 @@ async def chat_chunks(
     # Raw tool-call text (in_progress) is never sent: a reply is content or calls, and the core's
     # stream gives the text of a call that did not parse as content (llama_core.providers.inference.stream).
     n_calls = 0
+    text = Joined()  # the content's entries, without the end-of-turn token's and a stop sequence's
     async with closing(chunks):
         async for item in chunks:
             event = item.event
             if event.event_type == ours.ChatCompletionResponseEventType.start:
                 yield chunk({"role": "assistant", "content": ""})
             elif event.event_type == ours.ChatCompletionResponseEventType.complete:
-                yield chunk({}, finish_reason(event.stop_reason, n_calls > 0), event.logprobs)
+                logprobs = event.logprobs if n_calls else text.take("", event.logprobs, last=True)
+                yield chunk({}, finish_reason(event.stop_reason, n_calls > 0), logprobs)
                 counts.append(item.metrics)
                 return
             elif isinstance(event.delta, str):
                 if event.delta:
-                    yield chunk({"content": event.delta}, logprobs=event.logprobs)
+                    yield chunk({"content": event.delta}, logprobs=text.take(event.delta, event.logprobs))
             elif event.delta.parse_status == ours.ToolCallParseStatus.success and isinstance(event.delta.content, ToolCall):
                 yield chunk({"tool_calls": [openai_tool_call(event.delta.content, n_calls)]}, logprobs=event.logprobs)
                 n_calls += 1
@@ -423,7 +427,8 @@ async def chat_chunks(
 def completion_choice(index: int, response: ours.CompletionResponse, prompt: str, echo: bool) -> dict[str, Any]:
     reason = finish_reason(response.stop_reason, False)
     text = (prompt if echo else "") + response.content
-    return {"text": text, "index": index, "logprobs": completion_logprobs(response.logprobs), "finish_reason": reason}
+    logprobs = completion_logprobs(joined(response.content, response.logprobs))
+    return {"text": text, "index": index, "logprobs": logprobs, "finish_reason": reason}
 
 
 def completion_response(env: Envelope, responses: list[ours.CompletionResponse], prompt: str, echo: bool) -> dict[str, Any]:
@@ -450,15 +455,17 @@ async def completion_chunks(
 
     if echo:
         yield chunk(prompt)
+    text = Joined()  # the entries of the text, without the end-of-turn token's and a stop sequence's
     async with closing(chunks):
         async for item in chunks:
             if item.stop_reason is not None:
-                yield chunk(item.delta, finish_reason(item.stop_reason, False), item.logprobs)
+                yield chunk(item.delta, finish_reason(item.stop_reason, False), text.take(item.delta, item.logprobs, last=True))
                 counts.append(item.metrics)
                 return
             if item.delta or item.logprobs:
-                yield chunk(item.delta, logprobs=item.logprobs)
-                offset += sum(len(_token_logprob(lp)[0]) for lp in item.logprobs or [])
+                logprobs = text.take(item.delta, item.logprobs)
+                yield chunk(item.delta, logprobs=logprobs)
+                offset += sum(len(_token_logprob(lp)[0]) for lp in logprobs or [])
     counts.append(msgspec.UNSET)
     yield chunk("", "stop")
 
