@@ -36,12 +36,13 @@ Non-goals: no Responses, Assistants, files or vector-store APIs; no token-array 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import msgspec
@@ -144,6 +145,22 @@ def _refuse_common(req: oa.OpenAIChatCompletionRequest | oa.OpenAICompletionRequ
     _refuse_unless(not req.logit_bias, "logit_bias", "no logit bias")
     if req.stream_options is not None and not req.stream:
         raise InvalidRequestError("`stream_options` is only allowed when `stream` is true.", field="stream_options")
+
+
+# Our completion's fields by /v1's names, for the `param` of an error the core raised.
+PROMPT_FIELDS = {"content": "prompt"}
+
+
+@contextlib.contextmanager
+def fields_renamed(names: dict[str, str]) -> Iterator[None]:
+    """Errors raised inside name their field as /v1 does (`content` -> `prompt`)."""
+    try:
+        yield
+    except InvalidRequestError as error:
+        head, dot, rest = (error.field or "").partition(".")
+        if head in names:
+            error.field = names[head] + dot + rest
+        raise
 
 
 def stop_list(stop: str | list[str] | None) -> list[str]:
@@ -540,7 +557,7 @@ def _register_prefix(app: Quart, stack: Any, prefix: str, done: bool) -> None:
         requests = choice_requests(completion_request(req), req.n or 1)
         env, counts = Envelope(req.model, "cmpl", req.stream_options), []
         prompt, echo = str(requests[0].content), bool(req.echo)
-        with strict_max_tokens():
+        with strict_max_tokens(), fields_renamed(PROMPT_FIELDS):
             if req.stream:
                 streams = [completion_chunks(env, await inference.completion(r), prompt, echo, i, counts)
                            for i, r in enumerate(requests)]  # fmt: skip

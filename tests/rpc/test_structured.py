@@ -270,3 +270,25 @@ def test_a_bad_schema_is_a_400_before_generation(tiny_url: str) -> None:
     assert response.status_code == 400
     assert response.json()["error"] == {"message": "The schema or grammar cannot be used: Invalid type: strin",
                                         "type": "invalid_request", "status": 400, "field": "response_format.json_schema"}
+
+
+# --- /v1 errors name /v1's fields (the core's completion prompt is `content`) ---------------------
+
+
+def test_a_too_long_completion_prompt_names_prompt(tiny_url: str) -> None:
+    response = httpx.post(tiny_url + "/v1/completions", json={"model": TINY, "prompt": "hello " * 600}, timeout=60)
+    assert response.status_code == 400
+    assert response.json() == {"error": {
+        "message": "The prompt has 602 tokens, but this model's context (max_seq_len) is 512. Shorten the prompt.",
+        "type": "invalid_request", "param": "prompt", "code": 400}}  # fmt: skip
+
+
+def test_an_empty_prompt_names_prompt(demo_url: str) -> None:
+    """SmolLM2 adds no BOS, so "" is no token at all: nothing to continue."""
+    response = httpx.post(demo_url + "/v1/completions", json={"model": DEMO, "prompt": ""}, timeout=60)
+    assert response.status_code == 400
+    assert response.json() == {"error": {
+        "message": "The prompt is empty: give at least one token of text to continue.",
+        "type": "invalid_request", "param": "prompt", "code": 400}}  # fmt: skip
+    native = httpx.post(demo_url + "/inference/completion", json={"model": DEMO, "content": ""}, timeout=60)
+    assert (native.status_code, native.json()["error"]["field"]) == (400, "content")
