@@ -26,7 +26,8 @@ values are checked when the body is decoded, against the same limits as the nati
 `n` > 1 asks the core for n choices at once (llama_core.choices: each its own sequence in the
 engine's batch, seeds told apart); a stream interleaves their chunks, each with its choice's
 `index`. `logprobs` (chat: `logprobs` and `top_logprobs`; completions: `logprobs` k) come from the
-engine's own log-probabilities of each generated token (stop tokens included), in OpenAI's shapes:
+engine's own log-probabilities of each generated token, kept to the returned text (no end-of-turn
+token, no stop sequence's tokens: llama_rpc/openai_logprobs.py), in OpenAI's shapes:
 chat `{"content": [{token, logprob, bytes, top_logprobs}], "refusal": null}`, completions
 `{tokens, token_logprobs, top_logprobs, text_offset}`.
 
