@@ -62,8 +62,8 @@ PROTOCOL_VERSIONS = ("2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05")
 SERVER_INFO = {"name": "llama-toolchain", "title": "Llama Stack", "version": llama_core.__version__}
 INSTRUCTIONS = (
     "Llama Stack APIs as tools: inference (chat, completion, embeddings), models, memory banks, "
-    "safety and agents, as this stack serves them. Set `stream: true` (or send a progressToken) "
-    "to get progress notifications while text is generated."
+    "safety and agents, as this stack serves them. To get progress notifications while text is "
+    "generated, send a progressToken in the call's `_meta` (the call then streams; `stream: true` alone sends none)."
 )
 RESOURCE_NOT_FOUND = -32002
 MODELS_URI = "llama://models/"
@@ -148,7 +148,8 @@ def output_schema(method: Method) -> dict[str, Any]:
 
 def tool(method: Method) -> dict[str, Any]:
     """The MCP Tool of one route."""
-    streams = " Streams progress with `stream: true`." if method.streams is Streams.on_request else ""
+    progress = " Sends notifications/progress per generated chunk when the call's `_meta` has a progressToken."
+    streams = progress if method.streams is Streams.on_request else ""
     return {
         "name": tool_name(method),
         "title": method.name,

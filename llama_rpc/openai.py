@@ -26,7 +26,8 @@ values are checked when the body is decoded, against the same limits as the nati
 `n` > 1 asks the core for n choices at once (llama_core.choices: each its own sequence in the
 engine's batch, seeds told apart); a stream interleaves their chunks, each with its choice's
 `index`. `logprobs` (chat: `logprobs` and `top_logprobs`; completions: `logprobs` k) come from the
-engine's own log-probabilities of each generated token (stop tokens included), in OpenAI's shapes:
+engine's own log-probabilities of each generated token, kept to the returned text (no end-of-turn
+token, no stop sequence's tokens: llama_rpc/openai_logprobs.py), in OpenAI's shapes:
 chat `{"content": [{token, logprob, bytes, top_logprobs}], "refusal": null}`, completions
 `{tokens, token_logprobs, top_logprobs, text_offset}`.
 
@@ -36,12 +37,13 @@ Non-goals: no Responses, Assistants, files or vector-store APIs; no token-array 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import msgspec
@@ -72,6 +74,7 @@ from llama_core.types.models import ModelsGetRequest, ModelsListRequest
 from llama_core.types.schema import MAX_JSON_DEPTH, decode_request, json_too_deep
 from llama_rpc import openai_types as oa
 from llama_rpc.errors import openai_error_body
+from llama_rpc.openai_logprobs import Joined, joined
 from llama_rpc.sse import closing, sse_stream
 
 # Each prefix, and whether its streams end with `data: [DONE]`: OpenAI's path does, as OpenAI does;
@@ -145,6 +148,22 @@ def _refuse_common(req: oa.OpenAIChatCompletionRequest | oa.OpenAICompletionRequ
         raise InvalidRequestError("`stream_options` is only allowed when `stream` is true.", field="stream_options")
 
 
+# Our completion's fields by /v1's names, for the `param` of an error the core raised.
+PROMPT_FIELDS = {"content": "prompt"}
+
+
+@contextlib.contextmanager
+def fields_renamed(names: dict[str, str]) -> Iterator[None]:
+    """Errors raised inside name their field as /v1 does (`content` -> `prompt`)."""
+    try:
+        yield
+    except InvalidRequestError as error:
+        head, dot, rest = (error.field or "").partition(".")
+        if head in names:
+            error.field = names[head] + dot + rest
+        raise
+
+
 def stop_list(stop: str | list[str] | None) -> list[str]:
     """OpenAI's `stop` (one string or a list) as our list."""
     return [stop] if isinstance(stop, str) else list(stop or [])
@@ -163,6 +182,7 @@ def _tool_definition(tool: oa.OpenAITool) -> ToolDefinition:
             description=prop.description,
             required=name in required,
             default=prop.default,
+            enum=prop.enum,
         )
         for name, prop in schema.properties.items()
     }
@@ -377,7 +397,8 @@ def chat_choice(index: int, response: ours.ChatCompletionResponse) -> dict[str, 
     if calls:
         out["tool_calls"] = calls
     reason = finish_reason(message.stop_reason, bool(calls))
-    return {"index": index, "message": out, "logprobs": chat_logprobs(response.logprobs), "finish_reason": reason}
+    logprobs = response.logprobs if calls else joined(content, response.logprobs)  # a call's entries are its text's
+    return {"index": index, "message": out, "logprobs": chat_logprobs(logprobs), "finish_reason": reason}
 
 
 def chat_response(env: Envelope, responses: list[ours.ChatCompletionResponse]) -> dict[str, Any]:
@@ -400,18 +421,20 @@ async def chat_chunks(
     # Raw tool-call text (in_progress) is never sent: a reply is content or calls, and the core's
     # stream gives the text of a call that did not parse as content (llama_core.providers.inference.stream).
     n_calls = 0
+    text = Joined()  # the content's entries, without the end-of-turn token's and a stop sequence's
     async with closing(chunks):
         async for item in chunks:
             event = item.event
             if event.event_type == ours.ChatCompletionResponseEventType.start:
                 yield chunk({"role": "assistant", "content": ""})
             elif event.event_type == ours.ChatCompletionResponseEventType.complete:
-                yield chunk({}, finish_reason(event.stop_reason, n_calls > 0), event.logprobs)
+                logprobs = event.logprobs if n_calls else text.take("", event.logprobs, last=True)
+                yield chunk({}, finish_reason(event.stop_reason, n_calls > 0), logprobs)
                 counts.append(item.metrics)
                 return
             elif isinstance(event.delta, str):
                 if event.delta:
-                    yield chunk({"content": event.delta}, logprobs=event.logprobs)
+                    yield chunk({"content": event.delta}, logprobs=text.take(event.delta, event.logprobs))
             elif event.delta.parse_status == ours.ToolCallParseStatus.success and isinstance(event.delta.content, ToolCall):
                 yield chunk({"tool_calls": [openai_tool_call(event.delta.content, n_calls)]}, logprobs=event.logprobs)
                 n_calls += 1
@@ -422,7 +445,8 @@ async def chat_chunks(
 def completion_choice(index: int, response: ours.CompletionResponse, prompt: str, echo: bool) -> dict[str, Any]:
     reason = finish_reason(response.stop_reason, False)
     text = (prompt if echo else "") + response.content
-    return {"text": text, "index": index, "logprobs": completion_logprobs(response.logprobs), "finish_reason": reason}
+    logprobs = completion_logprobs(joined(response.content, response.logprobs))
+    return {"text": text, "index": index, "logprobs": logprobs, "finish_reason": reason}
 
 
 def completion_response(env: Envelope, responses: list[ours.CompletionResponse], prompt: str, echo: bool) -> dict[str, Any]:
@@ -449,15 +473,17 @@ async def completion_chunks(
 
     if echo:
         yield chunk(prompt)
+    text = Joined()  # the entries of the text, without the end-of-turn token's and a stop sequence's
     async with closing(chunks):
         async for item in chunks:
             if item.stop_reason is not None:
-                yield chunk(item.delta, finish_reason(item.stop_reason, False), item.logprobs)
+                yield chunk(item.delta, finish_reason(item.stop_reason, False), text.take(item.delta, item.logprobs, last=True))
                 counts.append(item.metrics)
                 return
             if item.delta or item.logprobs:
-                yield chunk(item.delta, logprobs=item.logprobs)
-                offset += sum(len(_token_logprob(lp)[0]) for lp in item.logprobs or [])
+                logprobs = text.take(item.delta, item.logprobs)
+                yield chunk(item.delta, logprobs=logprobs)
+                offset += sum(len(_token_logprob(lp)[0]) for lp in logprobs or [])
     counts.append(msgspec.UNSET)
     yield chunk("", "stop")
 
@@ -532,7 +558,7 @@ def _register_prefix(app: Quart, stack: Any, prefix: str, done: bool) -> None:
         requests = choice_requests(completion_request(req), req.n or 1)
         env, counts = Envelope(req.model, "cmpl", req.stream_options), []
         prompt, echo = str(requests[0].content), bool(req.echo)
-        with strict_max_tokens():
+        with strict_max_tokens(), fields_renamed(PROMPT_FIELDS):
             if req.stream:
                 streams = [completion_chunks(env, await inference.completion(r), prompt, echo, i, counts)
                            for i, r in enumerate(requests)]  # fmt: skip

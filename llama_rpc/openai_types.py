@@ -79,12 +79,13 @@ OpenAIMessage: TypeAlias = OpenAISystemMessage | OpenAIDeveloperMessage | OpenAI
 
 
 class OpenAIParameter(_Struct):
-    """One property of a function's parameters: the JSON Schema keywords a tool prompt shows
-    (others, such as `enum` or `items`, are accepted and not used)."""
+    """One property of a function's parameters: the JSON Schema keywords a tool prompt shows and a
+    forced call's grammar keeps (others, such as `items`, are accepted and not used)."""
 
     type: str | list[str] | None = None
     description: str | None = None
     default: Any = None
+    enum: list[Any] | None = None
 
 
 class OpenAIFunctionParameters(_Struct):

@@ -34,6 +34,7 @@ LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 LOCAL_APP_SCHEMES = frozenset({"app", "file", "tauri", "vscode-webview", "vscode-file"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 OPTION = "--allowed-host"
+CORS_OPTION = "--cors-origin"
 SHOWN = 100  # characters of a refused header repeated in the answer
 _CACHE = 1024  # header values remembered per check (a client sends the same few every time)
 
@@ -117,9 +118,10 @@ class RequestGuard:
             name = host_name(host)[:SHOWN]
             return Forbidden(f"Host '{name}' is not allowed: this server answers to localhost; start it with {OPTION} {name} to allow it.")
         if origin and not self.origin_ok(origin):
+            # A page's fetch also needs CORS headers, which only --cors-origin adds: that is the option to name.
             shown = origin.strip()[:SHOWN]
-            name = origin_host(origin)[1][:SHOWN]
-            return Forbidden(f"Origin '{shown}' is not allowed: start the server with {OPTION} {name} to let its pages call it.")
+            option = f"{CORS_OPTION} {shown.lower().removesuffix('/')}"
+            return Forbidden(f"Origin '{shown}' is not allowed: start the server with {option} to let its pages call it.")
         if content_type and method in BODY_METHODS and not is_json(content_type):
             kind = content_type.partition(";")[0].strip()[:SHOWN]
             return UnsupportedMediaType(

@@ -22,18 +22,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from llama_core.errors import InvalidRequestError
-from llama_core.types import BuiltinTool, ToolDefinition, ToolPromptFormat, builtin_tool
+from llama_core.types import BuiltinTool, ToolDefinition, ToolParamDefinition, ToolPromptFormat, builtin_tool
 from llama_core.types.inference import GrammarResponseFormat, JsonSchemaResponseFormat, ResponseFormat
 from llama_core.prompt.tool_calls import QUERY_TOOLS
 
 JSON_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 
-# Integers JSON readers keep exactly (an unbounded one lets a small model write digits forever).
+# Integers JSON readers keep exactly, and strings of a bounded length: an unbounded one lets a small
+# model write digits or text until max_tokens cuts the call in half.
 SAFE_INTEGER = {"type": "integer", "minimum": -(2**53 - 1), "maximum": 2**53 - 1}
+MAX_STRING = 256
 
 # ToolParamDefinition.param_type (Python's names, JSON Schema's, and what /v1 passes on) -> JSON Schema.
 JSON_TYPES: dict[str, dict[str, Any]] = {
-    "string": {"type": "string"}, "str": {"type": "string"},
+    "string": {"type": "string", "maxLength": MAX_STRING}, "str": {"type": "string", "maxLength": MAX_STRING},
     "integer": SAFE_INTEGER, "int": SAFE_INTEGER,
     "number": {"type": "number"}, "float": {"type": "number"},
     "boolean": {"type": "boolean"}, "bool": {"type": "boolean"},
@@ -42,10 +44,11 @@ JSON_TYPES: dict[str, dict[str, Any]] = {
     "null": {"type": "null"},
 }  # fmt: skip
 
-# The same types as Python literals (python_list calls are parsed by ast.literal_eval), as Lark rules.
+# The same types as Python literals (python_list calls are parsed by ast.literal_eval), as Lark rules;
+# INT has at most 15 digits, inside the JSON range above.
 PYTHON_VALUES = r"""
-STRING: /"([^"\\\x00-\x1f]|\\["\\bfnrt]|\\u[0-9a-fA-F]{4})*"/
-INT: /-?(0|[1-9][0-9]{0,17})/
+STRING: /"([^"\\\x00-\x1f]|\\["\\bfnrt]|\\u[0-9a-fA-F]{4}){0,256}"/
+INT: /-?(0|[1-9][0-9]{0,14})/
 NUMBER: /-?(0|[1-9][0-9]{0,17})(\.[0-9]{1,17})?([eE][+-]?[0-9]{1,3})?/
 py_bool: "True" | "False"
 py_list: "[" (py_value (", " py_value)*)? "]"
@@ -145,18 +148,29 @@ def _parameters_schema(tool: ToolDefinition) -> dict[str, Any]:
     params = tool.parameters or {}
     return {
         "type": "object",
-        "properties": {name: JSON_TYPES.get(p.param_type.strip().lower(), {}) for name, p in params.items()},
+        "properties": {name: param_schema(p) for name, p in params.items()},
         "required": [name for name, p in params.items() if p.required],
         "additionalProperties": False,
     }
+
+
+def param_schema(p: ToolParamDefinition) -> dict[str, Any]:
+    """One parameter's JSON Schema: its type (`"string | null"` a union of them; an unknown one any
+    value) and its `enum`."""
+    types = [JSON_TYPES.get(t.strip().lower()) for t in p.param_type.split("|")]
+    schema: dict[str, Any] = {} if None in types else types[0] if len(types) == 1 else {"anyOf": types}  # type: ignore[assignment]
+    return {"enum": p.enum} if p.enum else schema
 
 
 def _python_arguments(tool: ToolDefinition) -> str:
     """`a=<value>, b=<value>`: the required parameters in order, then each optional one or not."""
     items = []
     for name, p in (tool.parameters or {}).items():
-        kind = JSON_TYPES.get(p.param_type.strip().lower(), {}).get("type")
-        items.append((p.required, f'"{_lark_text(name)}=" {PYTHON_RULES.get(kind, "py_value")}'))
+        schema = param_schema(p)
+        kinds = [s.get("type") for s in schema.get("anyOf", [schema])]
+        rules = [_python_literal(v) for v in p.enum] if p.enum else [PYTHON_RULES.get(k, "py_value") for k in kinds]
+        value = " | ".join(dict.fromkeys(rules))
+        items.append((p.required, f'"{_lark_text(name)}=" ({value})'))
     required = [item for needed, item in items if needed]
     optional = [item for needed, item in items if not needed]
     if required:
@@ -165,6 +179,12 @@ def _python_arguments(tool: ToolDefinition) -> str:
         return ""
     any_optional = "(" + " | ".join(optional) + ")"
     return f'({any_optional} (", " {any_optional})*)?'
+
+
+def _python_literal(value: Any) -> str:
+    """An enum value as the Lark string of its Python literal (what ast.literal_eval reads back)."""
+    literal = {True: "True", False: "False", None: "None"}.get(value) if value is None or isinstance(value, bool) else json.dumps(value)
+    return json.dumps(literal)
 
 
 def _lark_text(text: str) -> str:

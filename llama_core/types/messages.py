@@ -63,6 +63,7 @@ class ToolParamDefinition(Base):
     description: str | None = None
     required: bool = True
     default: Any = None
+    enum: list[Any] | None = None  # the only values allowed (JSON Schema's `enum`); a forced call keeps to them
 
 
 class ToolDefinition(Base):

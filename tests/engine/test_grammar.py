@@ -113,3 +113,28 @@ def test_a_grammar_without_a_tokenizer_is_refused_and_takes_no_slot(tiny) -> Non
     with pytest.raises(InvalidRequestError, match="no tokenizer"):
         batch.add("x", PROMPT, GenParams(grammar=json_schema_grammar({"type": "object"})))
     assert len(batch) == 0
+
+
+@pytest.mark.parametrize("fmt", [ToolPromptFormat.json, ToolPromptFormat.function_tag, ToolPromptFormat.python_list])
+def test_a_forced_call_keeps_to_the_enum_and_the_bounds_at_temperature_1(tiny, tiny_ckpt: Path, tokenizer, fmt) -> None:
+    """Sampled, the random model takes any path the grammar leaves open: an enum outside its values or
+    an unbounded integer would show in some seed (strings: tests/rpc/test_structured.py, which has room)."""
+    tools = [ToolDefinition(tool_name="forecast", parameters={
+        "unit": ToolParamDefinition(param_type="string", enum=["C", "F"]),
+        "days": ToolParamDefinition(param_type="integer"),
+        "sunny": ToolParamDefinition(param_type="bool | null"),
+    })]  # fmt: skip
+    schema = {
+        "type": "object",
+        "properties": {"unit": {"enum": ["C", "F"]}, "days": {"type": "integer", "maximum": 2**53 - 1, "minimum": -(2**53 - 1)},
+                       "sunny": {"type": ["boolean", "null"]}},
+        "required": ["unit", "days", "sunny"],
+        "additionalProperties": False,
+    }  # fmt: skip
+    grammar = tool_call_grammar(tools, fmt, tokenizer.python_tag_id)
+    jobs = {f"seed {seed}": (PROMPT, GenParams(max_tokens=120, stop_tokens=STOPS, grammar=grammar, temperature=1.0, seed=seed)) for seed in range(3)}
+    out = run(Batch(tiny, tokenizer_dir=str(tiny_ckpt)), jobs)
+    for body in out.values():
+        calls = parse_tool_calls(tokenizer.decode(body[:-1]))
+        assert body[-1] in STOPS and [c.tool_name for c in calls] == ["forecast"]
+        jsonschema.validate(calls[0].arguments, schema)

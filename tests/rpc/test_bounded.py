@@ -189,7 +189,7 @@ def test_openai_tool_shapes_that_are_right_still_map() -> None:
     request = decode_request(oa.OpenAIChatCompletionRequest, json.dumps(v1_tools(parameters)).encode())
     assert chat_request(request).tools == [
         ToolDefinition(tool_name="f", parameters={
-            "city": ToolParamDefinition(param_type="string | null", description="A city", required=True),
+            "city": ToolParamDefinition(param_type="string | null", description="A city", required=True, enum=["a"]),
             "n": ToolParamDefinition(param_type="string", required=False, default=3),
         })
     ]  # fmt: skip

@@ -15,7 +15,7 @@ from llama_core.prompt.templates import TEMPLATE_NAMES, render_template
 from llama_core.routes import METHODS
 from llama_core.types import ToolPromptFormat
 from llama_core.types.schema import json_schema
-from llama_rpc.mcp import tool, tool_methods
+from llama_rpc.mcp import INSTRUCTIONS, tool, tool_methods
 
 TOOL_METHODS = tool_methods(METHODS)
 
@@ -67,7 +67,11 @@ def test_every_route_has_one_tool_and_non_objects_are_wrapped() -> None:
         "type": "object", "properties": {"result": json_schema(METHODS["models/list"].response_type)}, "required": ["result"],
     }  # fmt: skip
     assert tool(METHODS["memory_banks/drop"])["outputSchema"]["properties"] == {"result": {"type": "string"}}
-    assert tool(METHODS["inference/completion"])["description"].endswith("Streams progress with `stream: true`.")
+    # MCP progress needs the caller's progressToken (`stream: true` alone sends no notification), so say that.
+    assert tool(METHODS["inference/completion"])["description"].endswith(
+        " Sends notifications/progress per generated chunk when the call's `_meta` has a progressToken."
+    )
+    assert "Set `stream: true`" not in INSTRUCTIONS and "send a progressToken in the call's `_meta`" in INSTRUCTIONS
 
 
 async def test_tools_call_gives_structured_content_and_a_text_block(stack: FakeStack) -> None:

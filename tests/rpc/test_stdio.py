@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import anyio
@@ -116,3 +118,41 @@ def test_arguments_name_a_config_as_llama_stack_run_does(tmp_path: Path, argv: l
                          capture_output=True, text=True, cwd=tmp_path, timeout=30)  # fmt: skip
     assert (rpc.returncode, rpc.stdout, rpc.stderr) == (1, "", message)
     assert (cli.returncode, cli.stdout, cli.stderr) == (2, "", message)
+
+
+def test_a_progress_call_is_answered_without_further_input(tiny_config: Path) -> None:
+    """Issue 16's probe: a `tools/call` with a progressToken, streamed or not, must end with its result
+    (and every progress notification) while the host sends nothing more; a host waits on that answer.
+    stdin stays open until the answers are read, so nothing but the call can wake the server."""
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip
+    arguments = {"model": "Llama3.2-1B-Instruct", "content": "hi", "sampling_params": {"max_tokens": 8}}
+    calls = [
+        {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+         "params": {"name": "inference_completion", "arguments": {**arguments, **extra}, "_meta": {"progressToken": 7}}}
+        for extra in ({}, {"stream": True})
+    ]  # fmt: skip
+    command = [sys.executable, "-m", "llama_cli", "stack", "run", str(tiny_config), "--stdio"]
+    with subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as server:
+        assert server.stdin is not None and server.stdout is not None
+        lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in server.stdout], daemon=True).start()  # type: ignore[union-attr]
+
+        def answer() -> dict:
+            return json.loads(lines.get(timeout=120))  # generous: a withheld answer fails here, not hangs
+
+        try:
+            server.stdin.write(json.dumps(init).encode() + b"\n")
+            server.stdin.flush()
+            assert answer()["id"] == 1
+            for call in calls:
+                server.stdin.write(json.dumps(call).encode() + b"\n")
+                server.stdin.flush()
+                progress = []
+                while (message := answer()).get("id") != 9:
+                    progress.append(message["params"]["progress"])
+                assert message["result"]["isError"] is False
+                assert progress == list(range(1, len(progress) + 1)) and len(progress) >= 2  # the last one came too
+        finally:
+            server.stdin.close()
+            server.wait(timeout=60)

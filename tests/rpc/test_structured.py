@@ -214,6 +214,29 @@ def test_a_named_tool_choice_calls_that_tool(tiny_url: str) -> None:
         jsonschema.validate(json.loads(call.function.arguments), tool["function"]["parameters"])
 
 
+FORECAST = {"type": "function", "function": {"name": "forecast", "parameters": {
+    "type": "object", "properties": {"unit": {"type": "string", "enum": ["C", "F"]}, "days": {"type": "integer"},
+                                     "city": {"type": "string"}, "hourly": {"type": "boolean"}},
+    "required": ["unit", "days", "city"]}}}  # fmt: skip
+
+
+@pytest.mark.parametrize("choice", ["required", "named"])
+def test_a_forced_call_validates_against_the_tools_parameters(tiny_url: str, choice: str) -> None:
+    """At temperature 1 the random model writes anything the grammar allows: the enum, the integer's
+    and the string's bounds and the required names must all be in the grammar, or some seed breaks them."""
+    tool_choice = "required" if choice == "required" else {"type": "function", "function": {"name": "forecast"}}
+    parameters = FORECAST["function"]["parameters"]
+    for seed in range(4):
+        reply = client(tiny_url).chat.completions.create(
+            model=TINY, messages=ASK, tools=[FORECAST], tool_choice=tool_choice, max_tokens=200, temperature=1, seed=seed
+        )
+        assert reply.choices[0].finish_reason == "tool_calls", (seed, reply.choices[0])
+        (call,) = reply.choices[0].message.tool_calls
+        arguments = json.loads(call.function.arguments)
+        jsonschema.validate(arguments, parameters | {"additionalProperties": False})
+        assert len(arguments["city"]) <= 256 and abs(arguments["days"]) <= 2**53 - 1
+
+
 def test_native_tool_choice_required_in_function_tag(tiny_url: str) -> None:
     body = {
         "model": TINY, "messages": ASK, "tool_choice": "required", "tool_prompt_format": "function_tag",
@@ -247,3 +270,25 @@ def test_a_bad_schema_is_a_400_before_generation(tiny_url: str) -> None:
     assert response.status_code == 400
     assert response.json()["error"] == {"message": "The schema or grammar cannot be used: Invalid type: strin",
                                         "type": "invalid_request", "status": 400, "field": "response_format.json_schema"}
+
+
+# --- /v1 errors name /v1's fields (the core's completion prompt is `content`) ---------------------
+
+
+def test_a_too_long_completion_prompt_names_prompt(tiny_url: str) -> None:
+    response = httpx.post(tiny_url + "/v1/completions", json={"model": TINY, "prompt": "hello " * 600}, timeout=60)
+    assert response.status_code == 400
+    assert response.json() == {"error": {
+        "message": "The prompt has 602 tokens, but this model's context (max_seq_len) is 512. Shorten the prompt.",
+        "type": "invalid_request", "param": "prompt", "code": 400}}  # fmt: skip
+
+
+def test_an_empty_prompt_names_prompt(demo_url: str) -> None:
+    """SmolLM2 adds no BOS, so "" is no token at all: nothing to continue."""
+    response = httpx.post(demo_url + "/v1/completions", json={"model": DEMO, "prompt": ""}, timeout=60)
+    assert response.status_code == 400
+    assert response.json() == {"error": {
+        "message": "The prompt is empty: give at least one token of text to continue.",
+        "type": "invalid_request", "param": "prompt", "code": 400}}  # fmt: skip
+    native = httpx.post(demo_url + "/inference/completion", json={"model": DEMO, "content": ""}, timeout=60)
+    assert (native.status_code, native.json()["error"]["field"]) == (400, "content")

@@ -228,9 +228,12 @@ def test_a_stop_sequence_ends_a_v1_completion_in_the_workers(oai: openai.OpenAI,
     finally:
         stop_spying()
     assert (cut.text, cut.finish_reason) == (text[: text.find(stop)], "stop")
-    n = len(cut.logprobs.tokens)
-    assert n < 24 and cut.logprobs.tokens == full.logprobs.tokens[:n]
-    assert stop in "".join(cut.logprobs.tokens) and stop not in "".join(cut.logprobs.tokens[:-1])  # the last token completed it
+    # The token that completed the stop sequence is the n-th; the entries join to the text (a token
+    # across the text's end keeps the part inside it; those inside the stop sequence are left out).
+    n = next(k for k in range(1, 25) if stop in "".join(full.logprobs.tokens[:k]))
+    assert n < 24 and "".join(cut.logprobs.tokens) == cut.text
+    kept = len(cut.logprobs.tokens)
+    assert cut.logprobs.tokens[: kept - 1] == full.logprobs.tokens[: kept - 1] and kept <= n
     # The workers made exactly those n tokens and ended the sequence themselves: nothing to cancel.
     (submit,) = [m for m in sent[before:] if isinstance(m, Submit)]
     made = [out for m in received if isinstance(m, Tokens) for out in m.items if out.seq_id == submit.seq_id]
@@ -241,3 +244,47 @@ def test_a_stop_sequence_ends_a_v1_completion_in_the_workers(oai: openai.OpenAI,
     lines = httpx.post(f"{oai.base_url}completions", json={**args, "stop": [stop], "stream": True}, timeout=120).text
     pieces = [json.loads(line.removeprefix("data: "))["choices"][0]["text"] for line in lines.split("\n\n") if line.startswith("data: {")]
     assert "".join(pieces) == cut.text
+
+
+# --- logprobs join to the text ---------------------------------------------------------------------
+
+
+def joined_bytes(entries: list[Any]) -> bytes:
+    return b"".join(bytes(e.bytes) for e in entries)
+
+
+def chat_entries(oai: openai.OpenAI, args: dict[str, Any]) -> tuple[str, str, list[Any], str, list[Any]]:
+    """(finish_reason, content, its entries) whole, then (content, entries) streamed."""
+    choice = oai.chat.completions.create(**args).choices[0]
+    chunks = [c.choices[0] for c in oai.chat.completions.create(**args, stream=True) if c.choices]
+    streamed = [e for c in chunks if c.logprobs for e in c.logprobs.content]
+    text = "".join(c.delta.content or "" for c in chunks)
+    return choice.finish_reason, choice.message.content, choice.logprobs.content, text, streamed
+
+
+def test_chat_logprobs_leave_out_the_end_of_turn_token(oai: openai.OpenAI) -> None:
+    """A schema of one value: the model writes it, then only <|eot_id|> is left; its entry is not in the text."""
+    schema = {"type": "json_schema", "json_schema": {"name": "v", "schema": {"enum": ["yes"]}, "strict": True}}
+    args = dict(model=MODEL, messages=USER, max_tokens=20, logprobs=True, response_format=schema)
+    reason, content, entries, text, streamed = chat_entries(oai, args)
+    assert (reason, content, text) == ("stop", '"yes"', '"yes"')
+    assert joined_bytes(entries) == joined_bytes(streamed) == b'"yes"'
+    assert "<|eot_id|>" not in [e.token for e in entries + streamed]
+
+
+def test_logprobs_leave_out_a_stop_sequences_tokens(oai: openai.OpenAI) -> None:
+    free = oai.chat.completions.create(model=MODEL, messages=USER, max_tokens=12, logprobs=True).choices[0]
+    stop = free.message.content[5:8]  # three characters inside the greedy reply: its tokens are cut there
+    args = dict(model=MODEL, messages=USER, max_tokens=12, logprobs=True, stop=[stop])
+    reason, content, entries, text, streamed = chat_entries(oai, args)
+    assert reason == "stop" and content == text == free.message.content[: free.message.content.index(stop)]
+    assert joined_bytes(entries) == joined_bytes(streamed) == content.encode()
+
+    prompt = "Once upon a time"
+    free_text = oai.completions.create(model=MODEL, prompt=prompt, max_tokens=12).choices[0].text
+    stop = free_text[5:8]
+    whole = oai.completions.create(model=MODEL, prompt=prompt, max_tokens=12, logprobs=1, stop=[stop]).choices[0]
+    chunks = [c.choices[0] for c in oai.completions.create(model=MODEL, prompt=prompt, max_tokens=12, logprobs=1, stop=[stop], stream=True)]
+    assert whole.finish_reason == "stop" and whole.text == "".join(c.text for c in chunks) == free_text[: free_text.index(stop)]
+    assert "".join(whole.logprobs.tokens) == whole.text
+    assert "".join(t for c in chunks if c.logprobs for t in c.logprobs.tokens) == whole.text

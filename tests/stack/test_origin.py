@@ -17,7 +17,8 @@ from llama_rpc.origin import RequestGuard, host_name, is_json, origin_host
 
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}
 REFUSED_HOST = "Host 'evil.example' is not allowed: this server answers to localhost; start it with --allowed-host evil.example to allow it."
-REFUSED_ORIGIN = "Origin 'http://evil.example' is not allowed: start the server with --allowed-host evil.example to let its pages call it."
+# A page's fetch needs CORS headers too, which --cors-origin adds and --allowed-host does not: name that.
+REFUSED_ORIGIN = "Origin 'http://evil.example' is not allowed: start the server with --cors-origin http://evil.example to let its pages call it."
 NOT_JSON = "Content-Type {} is not accepted: send the body as JSON with `Content-Type: application/json`."
 
 
@@ -82,7 +83,7 @@ def test_origins(origin: str, ok: bool) -> None:
     got = refusal(RequestGuard("127.0.0.1:5000"), origin=origin)
     assert (got is None) is ok
     if not ok:
-        assert got is not None and got[0] == 403 and got[1].startswith(f"Origin '{origin}' is not allowed: start the server with --allowed-host ")
+        assert got is not None and got[0] == 403 and got[1].startswith(f"Origin '{origin}' is not allowed: start the server with --cors-origin ")
 
 
 def test_allowed_hosts_add_names_to_host_and_origin() -> None:

@@ -332,7 +332,7 @@ class LocalModel:
         if len(prompt) >= self.config.max_seq_len:
             raise InvalidRequestError(
                 f"The prompt has {len(prompt)} tokens, but this model's context (max_seq_len) is "
-                f"{self.config.max_seq_len}. Shorten the messages.",
+                f"{self.config.max_seq_len}. Shorten the {'prompt' if field == 'content' else field}.",
                 field=field,
             )
 
@@ -376,6 +376,8 @@ class LocalModel:
         """A raw completion's token ids (BOS, then the text); call it in a worker thread, as chat_prompt."""
         self._check_bytes(len(content_text(content).encode()), "content")
         prompt = self._fmt.encode_content(content)
+        if not prompt:  # "" with a tokenizer that adds no BOS (SmolLM2): nothing to continue
+            raise InvalidRequestError("The prompt is empty: give at least one token of text to continue.", field="content")
         self._check_length(prompt, "content")
         return prompt
 
