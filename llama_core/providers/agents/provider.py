@@ -25,7 +25,10 @@ Turns of one session run one at a time, in arrival order (the second sees the fi
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -63,7 +66,7 @@ from llama_core.types.agents import (
     Session,
     Turn,
 )
-from llama_core.types.memory import DropMemoryBankRequest, GetMemoryBankRequest
+from llama_core.types.memory import DropMemoryBankRequest, GetMemoryBankRequest, MemoryBank
 from llama_core.types.messages import builtin_tool
 
 log = logging.getLogger(__name__)
@@ -158,15 +161,18 @@ class MetaReferenceAgenticSystem:
         return AgenticSystemCreateResponse(agent_id=await self._db("create_agent", request.agent_config))
 
     async def delete_agentic_system(self, request: AgenticSystemDeleteRequest) -> None:
-        """Delete the agent and its sessions (and the sessions' own memory banks)."""
-        for bank in await self._db("delete_agent", request.agent_id):
-            await self._drop(bank.bank_id)
+        """Delete the agent and its sessions (and the sessions' scratch folders and own memory banks)."""
+        for session_id, bank in await self._db("delete_agent", request.agent_id):
+            await self._forget_session(session_id, bank)
 
-    async def _drop(self, bank_id: str) -> None:
-        if self.stack.unserved_reason("memory") is not None:
+    async def _forget_session(self, session_id: str, bank: MemoryBank | None) -> None:
+        """What a deleted session leaves outside the store: its lock, scratch folder and own bank."""
+        self._locks.pop(session_id, None)
+        await anyio.to_thread.run_sync(_remove_tree, self.root / "scratch" / session_id)
+        if bank is None or self.stack.unserved_reason("memory") is not None:
             return
         try:
-            await self.stack.api("memory").drop_memory_bank(DropMemoryBankRequest(bank_id=bank_id))
+            await self.stack.api("memory").drop_memory_bank(DropMemoryBankRequest(bank_id=bank.bank_id))
         except NotFoundError:
             pass  # dropped already
 
@@ -182,11 +188,9 @@ class MetaReferenceAgenticSystem:
         return await self._db("session", request.agent_id, request.session_id, request.turn_ids)
 
     async def delete_agentic_system_session(self, request: AgenticSystemSessionDeleteRequest) -> None:
-        """Delete the session, its turns and its own memory bank."""
+        """Delete the session, its turns, its scratch folder and its own memory bank."""
         bank = await self._db("delete_session", request.agent_id, request.session_id)
-        self._locks.pop(request.session_id, None)
-        if bank is not None:
-            await self._drop(bank.bank_id)
+        await self._forget_session(request.session_id, bank)
 
     async def attach_memory_bank_to_agentic_system(self, request: AgenticSystemMemoryBankAttachRequest) -> None:
         """Make the session's turns retrieve from these banks too."""
@@ -276,6 +280,24 @@ class MetaReferenceAgenticSystem:
                     if isinstance(payload, AgenticSystemTurnResponseTurnCompletePayload):
                         await self._db("add_turn", request.agent_id, payload.turn)
                     yield payload
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove the folder `path` and all in it, if there. Sandboxed code runs as our user and may
+    have taken the bits off a folder of its own: each is given rwx back first (never through a link).
+    What still cannot go is logged: the session is gone from the store by then."""
+    if path.is_symlink() or not path.is_dir():
+        return
+    path.chmod(0o700)
+    for folder, subfolders, _ in os.walk(path):
+        for name in subfolders:
+            if not os.path.islink(sub := os.path.join(folder, name)):
+                os.chmod(sub, 0o700)
+
+    def report(_function: Any, failed: str, exc_info: Any) -> None:
+        log.warning("could not remove %s of a deleted session: %s", failed, exc_info[1])
+
+    shutil.rmtree(path, onerror=report)
 
 
 class _closing:
