@@ -18,6 +18,9 @@ Errors (all before a turn starts, so a stream never opens on a bad request): a m
 unknown agent, session, turn, step or bank 404; a config this provider cannot run (two tools of
 one kind, a function named like a builtin, max_infer_iters out of range, the `custom` query
 generator or an `llm` one whose template does not parse, code_interpreter without bubblewrap) 400;
+a config whose every turn would fail, with the error the turn would raise (a model, or an `llm` query
+generator's model, not served: 404; a shield type safety does not know or configure, tools on a
+model without tool calling, instructions past the model's context: 400 naming the config field);
 an attachment that cannot be read (a file:// URL, a fetch that fails) 400, one past 16 MiB 413.
 Turns of one session run one at a time, in arrival order (the second sees the first's messages).
 """
@@ -41,7 +44,15 @@ from llama_core.paths import config_dir
 from llama_core.providers.agents import files, query, rag, sandbox
 from llama_core.providers.agents.store import AgentStore, check_id
 from llama_core.providers.agents.tools import ToolContext
-from llama_core.providers.agents.turn import TurnInput, TurnRun, attachments_to_bank, has_code_interpreter, kind, memory_tool
+from llama_core.providers.agents.turn import (
+    TurnInput,
+    TurnRun,
+    attachments_to_bank,
+    has_code_interpreter,
+    kind,
+    memory_tool,
+    tool_definitions,
+)
 from llama_core.types.agents import (
     AgentConfig,
     AgenticSystemCreateRequest,
@@ -63,11 +74,14 @@ from llama_core.types.agents import (
     Attachment,
     CodeInterpreterToolDefinition,
     FunctionCallToolDefinition,
+    LLMMemoryQueryGeneratorConfig,
     Session,
     Turn,
 )
+from llama_core.types.inference import ChatCompletionRequest
 from llama_core.types.memory import DropMemoryBankRequest, GetMemoryBankRequest, MemoryBank
-from llama_core.types.messages import builtin_tool
+from llama_core.types.messages import SystemMessage, UserMessage, builtin_tool
+from llama_core.types.safety import ShieldDefinition
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +89,9 @@ MAX_INFER_ITERS = 100
 SESSION_NAME_CHARS = 256
 
 # Overridable per turn: the request field and the AgentConfig field share the name.
+# A chat request's field at fault, as the AgentConfig field it came from.
+CHAT_FIELDS = {"messages": "instructions"}
+
 OVERRIDES = ("instructions", "sampling_params", "input_shields", "output_shields", "tools", "tool_choice", "tool_prompt_format")
 
 
@@ -135,17 +152,60 @@ class MetaReferenceAgenticSystem:
                     raise UnsupportedError(e.message, field=where) from None
             if tool.input_shields or tool.output_shields:
                 self._need("safety", f"The shields of {where}")
+            for name in ("input_shields", "output_shields"):
+                self._check_shields(getattr(tool, name), f"{where}.{name}")
         for name in ("input_shields", "output_shields"):
             if getattr(config, name):
                 self._need("safety", f"{field}.{name}")
+                self._check_shields(getattr(config, name), f"{field}.{name}")
+        await self._check_model(config, field)
         tool = memory_tool(config)
         if tool is not None:
             where = f"{field}.tools[{config.tools.index(tool)}]"
             query.check_generator(tool.query_generator_config, f"{where}.query_generator_config")
+            generator = tool.query_generator_config
+            if isinstance(generator, LLMMemoryQueryGeneratorConfig):
+                try:
+                    await self._check_chat(ChatCompletionRequest(model=generator.model, messages=[UserMessage(content="q")]))
+                except NotFoundError as e:
+                    raise NotFoundError(f"{e.message} ({where}.query_generator_config.model)") from None
             if tool.max_chunks < 1 or tool.max_tokens_in_context < 1:
                 raise InvalidRequestError("max_chunks and max_tokens_in_context must be at least 1.", field=where)
             self._need("memory", f"The memory tool ({where})")
             await self._check_banks([b.bank_id for b in tool.memory_bank_configs], f"{where}.memory_bank_configs")
+
+    def _check_shields(self, definitions: list[ShieldDefinition], field: str) -> None:
+        """The turn's own 400 for a shield type the safety provider does not know or configure."""
+        row_for = getattr(self.stack.api("safety"), "row_for", None) if definitions else None
+        for i, definition in enumerate(definitions if row_for is not None else ()):
+            try:
+                row_for(definition, i)
+            except InvalidRequestError as e:
+                e.field = f"{field}[{i}].shield_type"
+                raise
+
+    async def _check_model(self, config: AgentConfig, field: str) -> None:
+        """The turn's own 404 for a model not served and 400 for tools on a model without tool
+        calling (field `tools`), or instructions past its context (field `instructions`)."""
+        system = [SystemMessage(content=config.instructions)] if config.instructions else []
+        request = ChatCompletionRequest(
+            model=config.model, messages=system, tools=tool_definitions(config), tool_choice=config.tool_choice,
+            tool_prompt_format=config.tool_prompt_format,
+        )  # fmt: skip
+        try:
+            await self._check_chat(request)
+        except InvalidRequestError as e:
+            if e.field:
+                e.field = f"{field}.{CHAT_FIELDS.get(e.field, e.field)}"
+            raise
+
+    async def _check_chat(self, request: ChatCompletionRequest) -> None:
+        """The inference provider's check of a chat request, where it has one (meta-reference)."""
+        if self.stack.unserved_reason("inference") is not None:
+            return
+        check = getattr(self.stack.api("inference"), "check_chat", None)
+        if check is not None:
+            await check(request)
 
     async def _check_banks(self, bank_ids: list[str], field: str) -> None:
         memory = self.stack.api("memory")
