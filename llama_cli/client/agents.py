@@ -15,6 +15,9 @@ prints the turn's events as they come, as the reference's EventLogger did:
 
 With stdin a terminal it is interactive (empty line or Ctrl-D ends it); otherwise it sends one
 message (`--message`, piped stdin, or DEFAULT_MESSAGE) and exits.
+
+The demo model (SmolLM2-135M-Instruct) cannot call tools: `--tool` needs a Llama 3.1 or later model
+(e.g. `llama download --model-id Llama3.2-1B-Instruct`); the stack refuses the agent otherwise.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ def agents(
     port: Annotated[int, Parameter(help="Its port.")],
     *,
     model: Annotated[str | None, Parameter(help="The agent's model (default: the first the stack serves).")] = None,
-    tool: Annotated[tuple[Literal["brave_search", "wolfram_alpha", "code_interpreter", "photogen"], ...], Parameter(help="A builtin tool to give the agent (repeatable): brave_search, wolfram_alpha, code_interpreter.")] = (),
+    tool: Annotated[tuple[Literal["brave_search", "wolfram_alpha", "code_interpreter", "photogen"], ...], Parameter(help="A builtin tool to give the agent (repeatable): brave_search, wolfram_alpha, code_interpreter. Tools need a Llama 3.1+ model (e.g. `llama download --model-id Llama3.2-1B-Instruct`): the demo model SmolLM2-135M-Instruct cannot call tools.")] = (),
     message: Annotated[str | None, Parameter(help="The message (default: piped stdin, else a greeting).")] = None,
     max_tokens: Annotated[int, Parameter(help="Most tokens per inference (0: up to the context).")] = 0,
     api_key: ApiKey = None,

@@ -118,3 +118,21 @@ def test_eight_concurrent_sessions_each_answer_as_alone(demo_url: str) -> None:
         together = list(pool.map(one_turn, QUESTIONS))
     assert together == solo
     assert all(solo) and len(set(solo)) > 1
+
+
+@pytest.mark.parametrize(
+    "tool",
+    [{"type": "code_interpreter"}, {"type": "brave_search"},
+     {"type": "function_call", "function_name": "get_weather", "description": "The weather in a city.", "parameters": {}}],
+)  # fmt: skip
+def test_tools_on_the_demo_model_are_refused_at_create(demo_url: str, tool: dict) -> None:
+    response = post(demo_url, "create", {"agent_config": {**AGENT, "tools": [tool]}})
+    assert (response.status_code, response.json()["error"]) == (400, {
+        "type": "unsupported", "status": 400, "field": "agent_config.tools",
+        "message": "SmolLM2-135M-Instruct does not support tool calling.",
+    })  # fmt: skip
+    # A memory tool is retrieval, no tool the model calls; tool_choice none offers the model none.
+    memory = post(demo_url, "create", {"agent_config": {**AGENT, "tools": [{"type": "memory"}]}})
+    assert memory.status_code == 200, memory.text
+    none = post(demo_url, "create", {"agent_config": {**AGENT, "tools": [tool], "tool_choice": "none"}})
+    assert none.status_code == 200, none.text

@@ -83,6 +83,43 @@ def test_configs_it_cannot_run_are_refused(agent_url: str, config: dict, status:
     assert (got_status, err["message"], err.get("field")) == (status, message, field)
 
 
+UNKNOWN_SHIELD = (
+    "Unknown shield_type 'nope'. Choose one of: code_scanner_guard, injection_shield, jailbreak_shield, llama_guard, "
+    "third_party_shield; or give an execution_config to call a REST shield under your own name."
+)
+
+REST_SHIELD = {"shield_type": "toxicity", "execution_config": {"url": {"uri": "http://127.0.0.1:9/"}, "method": "POST"}}
+
+
+@pytest.mark.parametrize(
+    ("config", "status", "message", "field"),
+    [
+        ({**PLAIN, "model": "Llama3.1-8B-Instruct"}, 404,
+         f"Model 'Llama3.1-8B-Instruct' is not served here; this stack serves {MODEL}.", None),
+        ({**PLAIN, "input_shields": [{"shield_type": "nope"}]}, 400, UNKNOWN_SHIELD, "agent_config.input_shields[0].shield_type"),
+        ({**PLAIN, "output_shields": [REST_SHIELD, {"shield_type": "llama_guard"}]}, 400,
+         "The llama_guard shield is not configured in this stack. Turn it on with `llama stack configure local --name agents "
+         '--set safety.llama_guard_shield.model=Llama-Guard-3-1B` (or answer y to "Do you want to configure llama_guard_shield?"), '
+         "then restart the stack.", "agent_config.output_shields[1].shield_type"),
+        ({**PLAIN, "tools": [{"type": "brave_search", "output_shields": [REST_SHIELD, {"shield_type": "nope"}]}]},
+         400, UNKNOWN_SHIELD, "agent_config.tools[0].output_shields[1].shield_type"),
+        ({**PLAIN, "tools": [{"type": "memory", "query_generator_config": {"type": "llm", "model": "Llama3.1-8B-Instruct", "template": "q"}}]},
+         404, f"Model 'Llama3.1-8B-Instruct' is not served here; this stack serves {MODEL}. "
+              "(agent_config.tools[0].query_generator_config.model)", None),
+    ],
+)  # fmt: skip
+def test_configs_whose_turns_would_fail_are_refused_at_create(agent_url: str, config: dict, status: int, message: str, field: str | None) -> None:
+    got_status, err = error(post(agent_url, "create", {"agent_config": config}))
+    assert (got_status, err["message"], err.get("field")) == (status, message, field)
+
+
+def test_instructions_past_the_context_are_refused_at_create_naming_them(agent_url: str) -> None:
+    got_status, err = error(post(agent_url, "create", {"agent_config": {**PLAIN, "instructions": "word " * 2000}}))
+    assert (got_status, err["field"]) == (400, "agent_config.instructions")
+    assert err["message"].startswith("The prompt has ")
+    assert err["message"].endswith(" tokens, but this model's context (max_seq_len) is 1024. Shorten the messages.")
+
+
 def test_an_input_shield_violation_ends_the_turn_with_its_message(agent_url: str) -> None:
     with serving_endpoint() as endpoint:
         shield = {"shield_type": "toxicity", "execution_config": {"url": {"uri": endpoint.url + "/violation"}, "method": "POST"}}

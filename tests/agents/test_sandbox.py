@@ -6,6 +6,7 @@ import base64
 import shutil
 from pathlib import Path
 
+import anyio
 import pytest
 
 from llama_core.errors import UnsupportedError
@@ -87,3 +88,65 @@ async def test_without_bwrap_the_code_is_refused_naming_the_package(tmp_path: Pa
         await run_code("open('ran', 'w')", tmp_path, TIGHT)
     assert e.value.message.startswith("code_interpreter needs bubblewrap (the `bwrap` command)")
     assert not (tmp_path / "ran").exists()
+
+
+
+# Three children each holding 600 MiB: every one is under the 1 GiB a process may map, together they are not.
+FORKED_MEMORY = """\
+import os, time
+for _ in range(3):
+    if os.fork() == 0:
+        block = bytearray(600 * 2**20)  # zeroed pages: touched, so resident
+        time.sleep(20)
+        os._exit(0)
+print('forked', flush=True)
+for _ in range(3):
+    os.wait()
+print('all done')
+"""
+
+# A fork bomb on a leash (at most FORKS processes, a hundred a second) whose children each beat on
+# their own file in the scratch folder until killed: a beat after the run means one outlived it.
+FORK_BOMB = """\
+import os, time
+print('forking', flush=True)
+for i in range(FORKS):
+    if os.fork() == 0:
+        while True:
+            with open(f'beat-{i}', 'a') as f:
+                f.write('.')
+            time.sleep(0.05)
+    time.sleep(0.01)
+print('all forked', flush=True)
+"""
+
+
+def _beats(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_size for p in folder.glob("beat-*")}
+
+
+async def test_memory_held_by_forked_children_is_killed_at_the_total_limit(tmp_path: Path) -> None:
+    with anyio.fail_after(60):
+        result = await run_code(FORKED_MEMORY, tmp_path, Limits(wall_seconds=30))
+    assert result.text == "killed: memory over 1 GiB in total\n[stdout]forked\n[/stdout]"
+
+
+async def test_a_fork_bomb_is_killed_at_the_process_limit(tmp_path: Path) -> None:
+    with anyio.fail_after(60):
+        result = await run_code(FORK_BOMB.replace("FORKS", "300"), tmp_path, Limits(wall_seconds=30, processes=64))
+    assert result.text == "killed: more than 64 processes\n[stdout]forking\n[/stdout]"
+    beats = _beats(tmp_path)
+    assert 0 < len(beats) < 300  # stopped long before its 300 children (about 62: bwrap's two make 64)
+    await anyio.sleep(0.5)
+    assert _beats(tmp_path) == beats  # none outlived the sandbox
+
+
+async def test_the_wall_limit_kills_every_process_in_the_sandbox(tmp_path: Path) -> None:
+    code = FORK_BOMB.replace("FORKS", "10") + "time.sleep(60)"
+    with anyio.fail_after(60):
+        result = await run_code(code, tmp_path, Limits(wall_seconds=2))
+    assert result.text == "killed: wall time limit of 2 s\n[stdout]forking\nall forked\n[/stdout]"
+    beats = _beats(tmp_path)
+    assert len(beats) == 10
+    await anyio.sleep(0.5)
+    assert _beats(tmp_path) == beats

@@ -5,6 +5,7 @@ the llm memory query generator."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -149,6 +150,36 @@ def test_an_attachment_is_a_file_the_code_interpreter_opens(agent_url: str) -> N
     assert turn["steps"][1]["tool_responses"][0]["content"] == f"completed\n[stdout]{text}\n[/stdout]"
     session = post(agent_url, "session/get", {"agent_id": agent_id, "session_id": session_id}).json()
     assert session["memory_bank"] is None
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed (.ci/run installs it)")
+def test_deleting_a_session_or_its_agent_removes_its_scratch_folder(agent_url: str, llama_home: Path) -> None:
+    """On a stack of its own (inference over `remote` on the shared one), so its folders are this test's."""
+    from rpc.server import running_server
+
+    from llama_core.config import RunConfig
+    from llama_core.stack import Stack
+    from llama_rpc.http import create_app
+
+    providers = {"inference": {"provider_id": "remote", "url": agent_url}, "agentic_system": {"provider_id": "meta-reference"}}
+    stack = Stack.from_config(RunConfig(name="scratch", distribution_id="remote", providers=providers))
+    scratch = llama_home / "runtime" / "agents" / "scratch"
+    with running_server(lambda: create_app(stack), stack=stack) as url:
+        agent_id, first = new_session(url, {**PLAIN, "tools": [{"type": "code_interpreter"}], "max_infer_iters": 1})
+        second = post(url, "session/create", {"agent_id": agent_id, "session_name": "second"}).json()["session_id"]
+        for session_id in (first, second):
+            body = {"agent_id": agent_id, "session_id": session_id, "messages": [{"role": "user", "content": "hi"}],
+                    "attachments": [{"content": "words", "mime_type": "text/plain"}], "sampling_params": {"max_tokens": 1}}  # fmt: skip
+            events(post(url, "turn/create", body))
+            assert (scratch / session_id / "attachment.txt").read_text() == "words"
+        locked = scratch / second / "locked"  # as sandboxed code may leave a folder of its own
+        (locked / "inner").mkdir(parents=True)
+        (locked / "inner" / "file").write_text("x")
+        locked.chmod(0)
+        assert post(url, "session/delete", {"agent_id": agent_id, "session_id": first}).status_code == 200
+        assert sorted(p.name for p in scratch.iterdir()) == [second]
+        assert post(url, "delete", {"agent_id": agent_id}).status_code == 200
+        assert list(scratch.iterdir()) == []
 
 
 def test_an_attachment_that_cannot_be_read_is_a_400_before_the_turn(agent_url: str) -> None:

@@ -18,6 +18,9 @@ Errors (all before a turn starts, so a stream never opens on a bad request): a m
 unknown agent, session, turn, step or bank 404; a config this provider cannot run (two tools of
 one kind, a function named like a builtin, max_infer_iters out of range, the `custom` query
 generator or an `llm` one whose template does not parse, code_interpreter without bubblewrap) 400;
+a config whose every turn would fail, with the error the turn would raise (a model, or an `llm` query
+generator's model, not served: 404; a shield type safety does not know or configure, tools on a
+model without tool calling, instructions past the model's context: 400 naming the config field);
 an attachment that cannot be read (a file:// URL, a fetch that fails) 400, one past 16 MiB 413.
 Turns of one session run one at a time, in arrival order (the second sees the first's messages).
 """
@@ -25,7 +28,10 @@ Turns of one session run one at a time, in arrival order (the second sees the fi
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -38,7 +44,15 @@ from llama_core.paths import config_dir
 from llama_core.providers.agents import files, query, rag, sandbox
 from llama_core.providers.agents.store import AgentStore, check_id
 from llama_core.providers.agents.tools import ToolContext
-from llama_core.providers.agents.turn import TurnInput, TurnRun, attachments_to_bank, has_code_interpreter, kind, memory_tool
+from llama_core.providers.agents.turn import (
+    TurnInput,
+    TurnRun,
+    attachments_to_bank,
+    has_code_interpreter,
+    kind,
+    memory_tool,
+    tool_definitions,
+)
 from llama_core.types.agents import (
     AgentConfig,
     AgenticSystemCreateRequest,
@@ -60,11 +74,14 @@ from llama_core.types.agents import (
     Attachment,
     CodeInterpreterToolDefinition,
     FunctionCallToolDefinition,
+    LLMMemoryQueryGeneratorConfig,
     Session,
     Turn,
 )
-from llama_core.types.memory import DropMemoryBankRequest, GetMemoryBankRequest
-from llama_core.types.messages import builtin_tool
+from llama_core.types.inference import ChatCompletionRequest
+from llama_core.types.memory import DropMemoryBankRequest, GetMemoryBankRequest, MemoryBank
+from llama_core.types.messages import SystemMessage, UserMessage, builtin_tool
+from llama_core.types.safety import ShieldDefinition
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +89,9 @@ MAX_INFER_ITERS = 100
 SESSION_NAME_CHARS = 256
 
 # Overridable per turn: the request field and the AgentConfig field share the name.
+# A chat request's field at fault, as the AgentConfig field it came from.
+CHAT_FIELDS = {"messages": "instructions"}
+
 OVERRIDES = ("instructions", "sampling_params", "input_shields", "output_shields", "tools", "tool_choice", "tool_prompt_format")
 
 
@@ -132,17 +152,60 @@ class MetaReferenceAgenticSystem:
                     raise UnsupportedError(e.message, field=where) from None
             if tool.input_shields or tool.output_shields:
                 self._need("safety", f"The shields of {where}")
+            for name in ("input_shields", "output_shields"):
+                self._check_shields(getattr(tool, name), f"{where}.{name}")
         for name in ("input_shields", "output_shields"):
             if getattr(config, name):
                 self._need("safety", f"{field}.{name}")
+                self._check_shields(getattr(config, name), f"{field}.{name}")
+        await self._check_model(config, field)
         tool = memory_tool(config)
         if tool is not None:
             where = f"{field}.tools[{config.tools.index(tool)}]"
             query.check_generator(tool.query_generator_config, f"{where}.query_generator_config")
+            generator = tool.query_generator_config
+            if isinstance(generator, LLMMemoryQueryGeneratorConfig):
+                try:
+                    await self._check_chat(ChatCompletionRequest(model=generator.model, messages=[UserMessage(content="q")]))
+                except NotFoundError as e:
+                    raise NotFoundError(f"{e.message} ({where}.query_generator_config.model)") from None
             if tool.max_chunks < 1 or tool.max_tokens_in_context < 1:
                 raise InvalidRequestError("max_chunks and max_tokens_in_context must be at least 1.", field=where)
             self._need("memory", f"The memory tool ({where})")
             await self._check_banks([b.bank_id for b in tool.memory_bank_configs], f"{where}.memory_bank_configs")
+
+    def _check_shields(self, definitions: list[ShieldDefinition], field: str) -> None:
+        """The turn's own 400 for a shield type the safety provider does not know or configure."""
+        row_for = getattr(self.stack.api("safety"), "row_for", None) if definitions else None
+        for i, definition in enumerate(definitions if row_for is not None else ()):
+            try:
+                row_for(definition, i)
+            except InvalidRequestError as e:
+                e.field = f"{field}[{i}].shield_type"
+                raise
+
+    async def _check_model(self, config: AgentConfig, field: str) -> None:
+        """The turn's own 404 for a model not served and 400 for tools on a model without tool
+        calling (field `tools`), or instructions past its context (field `instructions`)."""
+        system = [SystemMessage(content=config.instructions)] if config.instructions else []
+        request = ChatCompletionRequest(
+            model=config.model, messages=system, tools=tool_definitions(config), tool_choice=config.tool_choice,
+            tool_prompt_format=config.tool_prompt_format,
+        )  # fmt: skip
+        try:
+            await self._check_chat(request)
+        except InvalidRequestError as e:
+            if e.field:
+                e.field = f"{field}.{CHAT_FIELDS.get(e.field, e.field)}"
+            raise
+
+    async def _check_chat(self, request: ChatCompletionRequest) -> None:
+        """The inference provider's check of a chat request, where it has one (meta-reference)."""
+        if self.stack.unserved_reason("inference") is not None:
+            return
+        check = getattr(self.stack.api("inference"), "check_chat", None)
+        if check is not None:
+            await check(request)
 
     async def _check_banks(self, bank_ids: list[str], field: str) -> None:
         memory = self.stack.api("memory")
@@ -158,15 +221,18 @@ class MetaReferenceAgenticSystem:
         return AgenticSystemCreateResponse(agent_id=await self._db("create_agent", request.agent_config))
 
     async def delete_agentic_system(self, request: AgenticSystemDeleteRequest) -> None:
-        """Delete the agent and its sessions (and the sessions' own memory banks)."""
-        for bank in await self._db("delete_agent", request.agent_id):
-            await self._drop(bank.bank_id)
+        """Delete the agent and its sessions (and the sessions' scratch folders and own memory banks)."""
+        for session_id, bank in await self._db("delete_agent", request.agent_id):
+            await self._forget_session(session_id, bank)
 
-    async def _drop(self, bank_id: str) -> None:
-        if self.stack.unserved_reason("memory") is not None:
+    async def _forget_session(self, session_id: str, bank: MemoryBank | None) -> None:
+        """What a deleted session leaves outside the store: its lock, scratch folder and own bank."""
+        self._locks.pop(session_id, None)
+        await anyio.to_thread.run_sync(_remove_tree, self.root / "scratch" / session_id)
+        if bank is None or self.stack.unserved_reason("memory") is not None:
             return
         try:
-            await self.stack.api("memory").drop_memory_bank(DropMemoryBankRequest(bank_id=bank_id))
+            await self.stack.api("memory").drop_memory_bank(DropMemoryBankRequest(bank_id=bank.bank_id))
         except NotFoundError:
             pass  # dropped already
 
@@ -182,11 +248,9 @@ class MetaReferenceAgenticSystem:
         return await self._db("session", request.agent_id, request.session_id, request.turn_ids)
 
     async def delete_agentic_system_session(self, request: AgenticSystemSessionDeleteRequest) -> None:
-        """Delete the session, its turns and its own memory bank."""
+        """Delete the session, its turns, its scratch folder and its own memory bank."""
         bank = await self._db("delete_session", request.agent_id, request.session_id)
-        self._locks.pop(request.session_id, None)
-        if bank is not None:
-            await self._drop(bank.bank_id)
+        await self._forget_session(request.session_id, bank)
 
     async def attach_memory_bank_to_agentic_system(self, request: AgenticSystemMemoryBankAttachRequest) -> None:
         """Make the session's turns retrieve from these banks too."""
@@ -276,6 +340,24 @@ class MetaReferenceAgenticSystem:
                     if isinstance(payload, AgenticSystemTurnResponseTurnCompletePayload):
                         await self._db("add_turn", request.agent_id, payload.turn)
                     yield payload
+
+
+def _remove_tree(path: Path) -> None:
+    """Remove the folder `path` and all in it, if there. Sandboxed code runs as our user and may
+    have taken the bits off a folder of its own: each is given rwx back first (never through a link).
+    What still cannot go is logged: the session is gone from the store by then."""
+    if path.is_symlink() or not path.is_dir():
+        return
+    path.chmod(0o700)
+    for folder, subfolders, _ in os.walk(path):
+        for name in subfolders:
+            if not os.path.islink(sub := os.path.join(folder, name)):
+                os.chmod(sub, 0o700)
+
+    def report(_function: Any, failed: str, exc_info: Any) -> None:
+        log.warning("could not remove %s of a deleted session: %s", failed, exc_info[1])
+
+    shutil.rmtree(path, onerror=report)
 
 
 class _closing:

@@ -11,8 +11,12 @@ The sandbox (`bwrap`, Debian package `bubblewrap`):
 - the session's scratch folder the one writable place, the working directory (at SCRATCH_MOUNT).
 
 Limits (`Limits`): CPU seconds, memory (address space) and file size are rlimits the
-runner inside sets on itself, hard, before the code runs; wall time is ours (the sandbox is killed
-on expiry); stdout and stderr each stop at `output_bytes` (the sandbox is killed when one passes).
+runner inside sets on itself, hard, before the code runs. An rlimit binds one process, and the code
+may fork: a watchdog here sums the resident memory of every process in the sandbox and counts them
+every WATCH_SECONDS (from /proc), and kills the whole sandbox when the total passes `memory_mib` or
+the count passes `processes`. Wall time is ours too (the sandbox is killed on expiry); stdout and
+stderr each stop at `output_bytes` (the sandbox is killed when one passes). Killing the sandbox
+kills bwrap's init of its PID namespace, which takes every process inside with it.
 
 The result text is the status line, then `[stdout]…[/stdout]` and `[stderr]…[/stderr]` when not
 empty. Files the code writes into the scratch folder (a matplotlib PNG) come back as attachments,
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import anyio
+import anyio.to_thread
 from anyio.abc import Process
 from anyio.streams.memory import MemoryObjectSendStream
 
@@ -44,6 +49,8 @@ from llama_core.types.common import URL
 
 SCRATCH_MOUNT = "/tmp/scratch"
 ATTACHMENT_BYTES = 8 * 2**20
+WATCH_SECONDS = 0.05
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE")
 
 # Runs first inside the sandbox: the limits, then the code read from stdin, as a script named <code>.
 RUNNER = """\
@@ -62,13 +69,15 @@ exec(compile(source, "<code>", "exec"), namespace)
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """What one run may use: CPU seconds, wall seconds, memory (MiB of address space) and bytes of
-    each of stdout and stderr (files it writes: 16 times that, each)."""
+    """What one run may use: CPU seconds (each process), wall seconds, memory (MiB: the address space
+    of each process, and the resident memory of all of them together), processes (at once, bwrap's
+    two included) and bytes of each of stdout and stderr (files it writes: 16 times that, each)."""
 
     cpu_seconds: int = 10
     wall_seconds: float = 30.0
     memory_mib: int = 1024
     output_bytes: int = 64 * 1024
+    processes: int = 64
 
 
 @dataclass(slots=True)
@@ -156,11 +165,50 @@ async def _read(stream: anyio.abc.ByteReceiveStream, limit: int, sink: bytearray
             return
 
 
+def _tree(root: int) -> dict[int, int]:
+    """Every process descended from `root` (not `root` itself) with its resident bytes, read from
+    /proc (this kernel may lack /proc/PID/task/TID/children, so every process's parent is read)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:  # gone meanwhile
+            continue
+        # The name, in parentheses, may hold spaces; after it come state, ppid, ... and rss (24th field).
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        pid = int(entry.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(fields[21]) * PAGE_BYTES
+    found: dict[int, int] = {}
+    stack = list(children.get(root, ()))
+    while stack:
+        pid = stack.pop()
+        if pid not in found:
+            found[pid] = rss[pid]
+            stack += children.get(pid, ())
+    return found
+
+
 def _kill(process: Process) -> None:
+    """Kill bwrap and its children: one of them is the init of the sandbox's PID namespace, whose
+    death kills everything inside at once (a fork bomb cannot outrun it)."""
+    for pid in _tree(process.pid) if process.returncode is None else ():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _size(mib: int) -> str:
+    return f"{mib // 1024} GiB" if mib % 1024 == 0 else f"{mib} MiB"
 
 
 async def run_code(code: str, scratch: Path, limits: Limits) -> CodeResult:
@@ -186,10 +234,25 @@ async def run_code(code: str, scratch: Path, limits: Limits) -> CodeResult:
                         async def on_output_limit() -> None:
                             nonlocal killed
                             await receive_over.receive()
-                            killed = f"killed: output over the limit of {limits.output_bytes} bytes"
+                            killed = killed or f"killed: output over the limit of {limits.output_bytes} bytes"
                             _kill(process)
 
+                        async def on_usage_limit() -> None:
+                            nonlocal killed
+                            while True:
+                                await anyio.sleep(WATCH_SECONDS)
+                                tree = await anyio.to_thread.run_sync(_tree, process.pid)
+                                if len(tree) > limits.processes:
+                                    killed = killed or f"killed: more than {limits.processes} processes"
+                                elif sum(tree.values()) > limits.memory_mib * 2**20:
+                                    killed = killed or f"killed: memory over {_size(limits.memory_mib)} in total"
+                                else:
+                                    continue
+                                _kill(process)
+                                return
+
                         watch.start_soon(on_output_limit)
+                        watch.start_soon(on_usage_limit)
                         await process.wait()
                         watch.cancel_scope.cancel()
                 if wall.cancelled_caught:

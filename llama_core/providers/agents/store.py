@@ -142,16 +142,15 @@ class AgentStore:
             raise NotFoundError(f"Unknown agent '{agent_id}'.")
         return _config.decode(row[0])
 
-    def delete_agent(self, agent_id: str) -> list[MemoryBank]:
-        """Delete the agent, its sessions and turns; returns the sessions' own banks (to drop)."""
+    def delete_agent(self, agent_id: str) -> list[tuple[str, MemoryBank | None]]:
+        """Delete the agent, its sessions and turns; returns each session's id and own bank, if any
+        (for the caller to remove the session's scratch folder and drop the bank)."""
         check_id(agent_id, "agent_id")
         with self._transaction() as db:
-            banks = db.execute(
-                "SELECT memory_bank FROM sessions WHERE agent_id = ? AND memory_bank IS NOT NULL", (agent_id,)
-            ).fetchall()
+            rows = db.execute("SELECT session_id, memory_bank FROM sessions WHERE agent_id = ?", (agent_id,)).fetchall()
             if db.execute("DELETE FROM agents WHERE agent_id = ?", (agent_id,)).rowcount == 0:
                 raise NotFoundError(f"Unknown agent '{agent_id}'.")
-        return [_bank.decode(row[0]) for row in banks]
+        return [(session_id, _bank.decode(bank) if bank is not None else None) for session_id, bank in rows]
 
     # --- sessions -----------------------------------------------------------------------------
 

@@ -221,6 +221,14 @@ class MetaReferenceInference:
             raise NotFoundError(f"Model '{shown(model_id)}' is not served here; this stack serves {served}.")
         return local
 
+    async def check_chat(self, request: ChatCompletionRequest) -> None:
+        """Raise now what `chat_completion(request)` would raise on its prompt, generating nothing:
+        NotFoundError (404, naming the served models) for a model not served here, UnsupportedError
+        (400, field `tools`) for tools on a model without tool calling, InvalidRequestError (400,
+        field `messages`) for messages past its context. (The agentic system checks a config with it.)"""
+        local = self.local(request.model)
+        await anyio.to_thread.run_sync(local.chat_prompt, request)
+
     # -- Inference ---------------------------------------------------------------------------------
 
     async def chat_completion(
