@@ -22,23 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from llama_core.config import TGIImplConfig
 from llama_core.errors import InvalidRequestError, LlamaError, ProviderError, UnavailableError, UnsupportedError, shown
 from llama_core.providers.inference.local_embeddings import is_embedding_model, local_embeddings
-from llama_core.providers.inference.openai_compat import FINISH_REASONS, OpenAIStyleInference
-from llama_core.providers.inference.served_model import Served, served_name
+from llama_core.providers.inference.openai_compat import FINISH_REASONS
+from llama_core.providers.inference.self_hosted import SelfHostedInference
+from llama_core.providers.inference.served_model import Served
 from llama_core.providers.inference.vendor_stream import (
     OpenStream,
     Piece,
     completion_chunks,
     cut_piece,
     drain,
-    error_message,
     stop_at,
     stream_lines,
 )
-from llama_core.providers.vendor_errors import stream_failure, vendor_detail, vendor_error
-from llama_core.redact import redact
+from llama_core.providers.vendor_errors import stream_failure, vendor_detail
 from llama_core.sse import iter_sse_data
 from llama_core.types import SamplingParams, SamplingStrategy, StopReason, content_text
 from llama_core.types.inference import (
@@ -110,79 +108,27 @@ def stream_error(event: dict[str, Any], secrets: set[str]) -> LlamaError:
     return cls(f"{VENDOR} {what}: {vendor_detail(VENDOR, what, str(event.get('error')), secrets)}")
 
 
-class TGIInference(OpenAIStyleInference):
+class TGIInference(SelfHostedInference):
     """apis.Inference served by a TGI server. An async context manager: entering asks what it serves."""
 
     vendor = VENDOR
-    key_name = "api_token"
-    model_ids: dict[str, str] = {}  # TGI serves what /info says, asked at start
     finish_reasons = TGI_FINISH
     chat_path = "/v1/chat/completions"
-
-    def __init__(self, config: TGIImplConfig) -> None:
-        super().__init__(config)
-        self.shown_url = redact(config.url)
-        self.served: list[Served] = []
+    info_path = "/info"
+    start_hint = "start it (`text-generation-launcher --model-id MODEL`, or its container)"
+    key_hint = "the api_token in the run config"
 
     @property
     def api_base(self) -> str:
         """TGI's routes hang off its root (/generate, /info) as well as /v1."""
         return str(self.config.url).rstrip("/")
 
-    async def __aenter__(self) -> TGIInference:
-        await super().__aenter__()
-        try:
-            await self.refresh()
-        except BaseException:
-            await self.__aexit__()
-            raise
-        return self
-
-    def auth_headers(self) -> dict[str, str]:
-        """A bearer token only when the config has one (TGI itself asks for none)."""
-        return {"Authorization": f"Bearer {self.config.api_token}"} if self.config.api_token else {}
-
-    def key_source(self) -> str:
-        return "the api_token in the run config"
-
-    def unreachable(self, reason: str) -> LlamaError:
-        return UnavailableError(
-            f"TGI is not answering at {self.shown_url}: start it (`text-generation-launcher --model-id MODEL`, "
-            f"or its container) and wait until it has loaded the model ({reason})."
-        )
-
-    async def refresh(self) -> list[Served]:
-        """The model TGI serves now (GET /info)."""
-        assert self._http is not None, "use `async with TGIInference(...)` first"
-        import httpx
-
-        try:
-            response = await self._http.get("/info", headers=self.auth_headers())
-        except httpx.TransportError as e:
-            raise self.unreachable(redact(f"{e or type(e).__name__}", self.secrets())) from None
-        if response.status_code >= 400:
-            raise vendor_error(VENDOR, response.status_code, error_message(response.content),
-                               secrets=self.secrets(), key=self.key_source())  # fmt: skip
-        model_id = self._json(response).get("model_id")
+    def parse_served(self, data: Any) -> list[Served]:
+        """TGI's /info: the one `model_id` it serves."""
+        model_id = data.get("model_id")
         if not isinstance(model_id, str) or not model_id:
             raise ProviderError("TGI's /info answer names no model_id.")
-        self.served = [Served(model_id)]
-        return self.served
-
-    async def model_for(self, model_id: str) -> str:
-        """TGI's model id for `model_id`; asks /info again before refusing (a restarted TGI may
-        serve another). NotFoundError naming what it serves otherwise."""
-        try:
-            return served_name(model_id, self.served, VENDOR, self.shown_url)
-        except LlamaError:
-            return served_name(model_id, await self.refresh(), VENDOR, self.shown_url)
-
-    def vendor_model(self, model_id: str) -> str:
-        return served_name(model_id, self.served, VENDOR, self.shown_url)
-
-    async def served_models(self) -> list[str]:
-        """What TGI serves: its registry descriptor where the model is one of ours, else its model_id."""
-        return [m.descriptor() for m in await self.refresh()]
+        return [Served(model_id)]
 
     def chat_body(self, request: ChatCompletionRequest, model: str | None = None) -> dict[str, Any]:
         """The Messages API body; UnsupportedError for what it cannot sample with (top_k, repetition_penalty)."""
