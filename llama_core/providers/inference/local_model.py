@@ -94,6 +94,8 @@ def worker_spec(config: MetaReferenceInferenceConfig, ckpt_dir: Path, node_rank:
     """
     rendezvous = None
     nnodes = config.nnodes or 1
+    shards = shard_count(ckpt_dir)
+    world_size = config.model_parallel_size or shards
     if nnodes > 1:
         addr = config.master_addr or os.environ.get("MASTER_ADDR")
         port = config.master_port or os.environ.get("MASTER_PORT") or 29500
@@ -101,18 +103,17 @@ def worker_spec(config: MetaReferenceInferenceConfig, ckpt_dir: Path, node_rank:
             raise InvalidRequestError(f"MASTER_PORT must be a port number, not {str(port)[:20]!r}.", field="master_port")
         if addr:
             rendezvous = f"tcp://[{addr}]:{port}" if ":" in addr else f"tcp://{addr}:{port}"
-        shards, ranks = shard_count(ckpt_dir), config.model_parallel_size or shard_count(ckpt_dir)
-        if shards != ranks or shards % nnodes:  # said now, not after the other hosts joined
+        if shards != world_size or shards % nnodes:  # said now, not after the other hosts joined
             raise InvalidRequestError(
                 f"A model split over {nnodes} hosts needs a checkpoint in as many shards (consolidated.NN.pth) as "
                 f"model-parallel ranks, a multiple of {nnodes}; {ckpt_dir} has {shards} shard(s)"
-                + (f" and model_parallel_size is {ranks}" if ranks != shards else "")
+                + (f" and model_parallel_size is {world_size}" if world_size != shards else "")
                 + ". Meta's Llama 3.1 70B and 405B checkpoints come in 8 shards.",
                 field="nnodes",
             )
     return WorkerSpec(
         ckpt_dir=str(ckpt_dir),
-        world_size=config.model_parallel_size or shard_count(ckpt_dir),
+        world_size=world_size,
         device=config.device,
         dtype=config.dtype,
         max_seq_len=config.max_seq_len,
