@@ -53,10 +53,8 @@ def worker(
 
 def _spec(path: Path, node_rank: int | None, master_addr: str | None, master_port: int | None):  # noqa: ANN202 - WorkerSpec, imported late
     """The WorkerSpec of host `node_rank` for the run config at `path`; a LlamaError saying what is wrong."""
-    from llama_core import paths
     from llama_core.errors import CheckpointError, InvalidRequestError
-    from llama_core.models import resolve_model
-    from llama_core.providers.inference.local_model import worker_spec
+    from llama_core.providers.inference.local_model import LocalModel, worker_spec
     from llama_core.stack import Stack
 
     inference = Stack.from_config(path).provider_config("inference")
@@ -84,7 +82,7 @@ def _spec(path: Path, node_rank: int | None, master_addr: str | None, master_por
     inference = msgspec.structs.replace(
         inference, master_addr=master_addr or inference.master_addr, master_port=master_port or inference.master_port
     )
-    ckpt_dir = Path(inference.checkpoint_dir or paths.model_checkpoint_dir(resolve_model(inference.model).descriptor)).expanduser()
+    ckpt_dir = LocalModel(inference).ckpt_dir  # where the server's host looks for it too
     if not ckpt_dir.is_dir():
         raise CheckpointError(f"No checkpoint for {inference.model} on this host in {ckpt_dir}; copy or download it here first.")
     return worker_spec(inference, ckpt_dir, node_rank)
