@@ -21,9 +21,10 @@ There, for each dtype, ours and transformers each run in fresh processes (so pea
 interleaved for --rounds and the best of each kept (the build machines are shared), on
 the demo model (SmolLM2-135M-Instruct, converted once into a cache) or --model-dir. Measured:
 prefill tok/s (one prompt of --prompt-len), decode tok/s at batch 1, aggregate decode tok/s at
---batch, peak RSS (on CUDA: peak GPU memory allocated); plus the bandwidth roofline for batch-1
-decode: measured read bandwidth / bytes read per token (weights except the embedding table, plus
-the KV cache). As a check on the same weights, how many of the batch-1 greedy tokens match
+--batch, peak RSS (on CUDA: peak GPU memory allocated); plus the share of the bandwidth roofline
+batch-1 decode reached: tok/s x bytes read per token (weights except the embedding table, plus the
+KV cache) / the read bandwidth probed just before and after that decode in its own process, the
+median over the chunks of every decode (decode_with_bandwidth). As a check on the same weights, how many of the batch-1 greedy tokens match
 transformers' (all of them in fp32; bf16 rounding may part the two after a near-tie).
 
 benches/random_checkpoint.py writes random weights of a registry model's shape (e.g. a
@@ -45,6 +46,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -90,16 +92,59 @@ def timed(fn: Callable[[], Any], device: str) -> Callable[[], None]:
     return run
 
 
-def read_bandwidth_gbs(threads: int, device: str) -> float:
-    import torch
+class BandwidthProbe:
+    """Read bandwidth as torch.sum over a buffer far past the caches (GPU L2 is 50-60 MB), in GB/s.
 
-    torch.set_num_threads(threads)
-    n = (2048 if device == "cuda" else 128) * 1024 * 1024  # far past the caches (GPU L2 is 50-60 MB)
-    big = torch.ones(n, device=device)
-    return big.numel() * 4 / best_of(timed(big.sum, device), 5) / 1e9
+    The roofline's denominator. Measured once per run it swung 23-66 GB/s between runs on the shared
+    build machines, so it is probed between the chunks of the decode it judges, in the same process
+    (`decode_with_bandwidth`): load that slows a chunk slows the probes on either side of it too.
+    """
+
+    def __init__(self, threads: int, device: str) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        self.device = device
+        self.buffer = torch.ones((1024 if device == "cuda" else 64) * 1024 * 1024, device=device)
+
+    def gbs(self, repeats: int = 2) -> float:
+        return self.buffer.numel() * 4 / best_of(timed(self.buffer.sum, self.device), repeats) / 1e9
+
+
+def decode_with_bandwidth(start: Callable[[], Callable[[], Any]], new: int, threads: int, device: str,
+                          repeats: int = 2, chunk: int = 16) -> dict[str, Any]:
+    """Batch-1 decode tok/s, the best of `repeats` decodes of `new` steps (`start()` prefills and
+    returns the step), timed in chunks of `chunk` steps with a bandwidth probe between chunks; each
+    chunk's (tok/s, GB/s of the faster probe beside it) goes to "paired". Peak memory is read
+    before the probe's buffer exists."""
+    rss = peak_memory_mb(device)
+    probe = BandwidthProbe(threads, device)
+    best, pairs = 0.0, []
+    for _ in range(repeats):
+        step = start()
+        synchronize(device)
+        before, total = probe.gbs(), 0.0
+        for done in range(0, new, chunk):
+            n = min(chunk, new - done)
+            seconds = best_of(timed(lambda: [step() for _ in range(n)], device), 1)
+            after = probe.gbs()
+            pairs.append((n / seconds, max(before, after)))
+            before, total = after, total + seconds
+        best = max(best, new / total)
+    return {"decode1": best, "paired": pairs, "rss_mb": rss}
 
 
 # ---- one engine in one process --------------------------------------------------------------------
+
+
+def started(model: Any, prompt: list[int], new: int) -> Callable[[], Any]:
+    """A batch of one greedy sequence, prefilled: its step, to be called `new` times."""
+    from llama_core.engine.generation import Batch
+    from llama_core.engine.messages import GenParams
+
+    batch = Batch(model)
+    batch.add(0, prompt, GenParams(max_tokens=new + 1))
+    return batch.step
 
 
 def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, device: str) -> dict[str, Any]:
@@ -129,12 +174,13 @@ def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int,
         tokens[:] = [first[0]] + [step[0].token for step in steps]
         return elapsed
 
-    t1 = min(decode(1) for _ in range(2))  # decode() times its steps only, not the prefill in add()
+    decode(1)  # warm-up, and the greedy tokens; decode() times its steps only, not the prefill in add()
     greedy_tokens = list(tokens)
     tb = min(decode(batch) for _ in range(2))
     json_tps, free_tps = constrained_decode(model, model_dir, ps[0], new, device)
-    return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb, "tokens": greedy_tokens,
-            "json1": json_tps, "free1": free_tps}
+    threads = torch.get_num_threads()
+    return {"prefill": prompt_len / t_prefill, "decodeB": batch * new / tb, "tokens": greedy_tokens,
+            "json1": json_tps, "free1": free_tps} | decode_with_bandwidth(lambda: started(model, ps[0], new), new, threads, device)
 
 
 # A reply that may run long: a constrained sequence must not end (its grammar complete) in a few steps.
@@ -253,8 +299,9 @@ def run_ours_vs_llamacpp(model_dir: Path, mode: str, prompt_len: int, new: int, 
         tokens += [b.step()[0].token for _ in range(n)]  # decode only: add() held the prefill
         return time.perf_counter() - start, tokens
 
-    t_decode = min(generate(ps, new)[0] for _ in range(2))
-    return {"prefill": prompt_len / t_prefill, "decode1": new / t_decode, "tokens": generate(chat, quality_tokens - 1)[1]}
+    tokens = generate(chat, quality_tokens - 1)[1]  # also the warm-up
+    decoded = decode_with_bandwidth(lambda: started(model, ps, new), new, torch.get_num_threads(), "cpu")
+    return {"prefill": prompt_len / t_prefill, "tokens": tokens} | decoded
 
 
 def run_llamacpp(gguf: Path, prompt_len: int, new: int, threads: int, chat: list[int], quality_tokens: int) -> dict[str, Any]:
@@ -314,7 +361,7 @@ def child(argv: list[str]) -> None:
         else:
             run = run_ours if engine == "ours" else run_hf
             result = run(Path(model_dir), dtype, int(prompt_len), int(new), int(batch), device)
-    result["rss_mb"] = peak_memory_mb(device)
+    result.setdefault("rss_mb", peak_memory_mb(device))
     print(json.dumps(result))
 
 
@@ -328,9 +375,21 @@ def measure(engine: str, model_dir: Path, dtype: str, a: argparse.Namespace) -> 
 
 
 def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each speed at its best over the rounds; peak memory at its lowest; the first run's tokens."""
-    best = {k: (min if k == "rss_mb" else max)(r[k] for r in runs) for k in runs[0] if k != "tokens"}
-    return best | {"tokens": runs[0]["tokens"]}
+    """Each speed at its best over the rounds; peak memory at its lowest; the first run's tokens;
+    every round's (decode tok/s, GB/s) chunks."""
+    listed = ("tokens", "paired")
+    best = {k: (min if k == "rss_mb" else max)(r[k] for r in runs) for k in runs[0] if k not in listed}
+    return best | {"tokens": runs[0]["tokens"], "paired": [p for r in runs for p in r.get("paired", [])]}
+
+
+def roofline_share(pairs: list[list[float]], bytes_per_token: float) -> str:
+    """The share of the roofline each chunk of decode reached (its tok/s x bytes per token / the
+    bandwidth probed beside it): the median over every chunk of every round, and the quartiles."""
+    shares = sorted(tps * bytes_per_token / (gbs * 1e9) for tps, gbs in pairs)
+    bandwidths = sorted(gbs for _, gbs in pairs)
+    q1, median, q3 = statistics.quantiles(shares, n=4)
+    return (f"{100 * median:.0f}% of roofline (median of {len(shares)} chunks, quartiles {100 * q1:.0f}-{100 * q3:.0f}%; "
+            f"bandwidth beside them {statistics.median(bandwidths):.0f} GB/s)")
 
 
 def matching_prefix(a: list[int], b: list[int]) -> int:
@@ -375,9 +434,8 @@ def against_llamacpp(model_dir: Path, a: argparse.Namespace) -> None:
     gguf = next(model_dir.glob("*.gguf"), None)
     if gguf is None:
         raise SystemExit(f"{model_dir} has no GGUF file to run llama.cpp on")
-    bw = read_bandwidth_gbs(a.threads, "cpu")
     print(f"model {model_dir.name} ({gguf.name}) on cpu, {a.threads} threads, prompt {a.prompt_len}, "
-          f"{a.new_tokens} new tokens, best of {a.rounds} interleaved rounds; measured read bandwidth {bw:.1f} GB/s")
+          f"{a.new_tokens} new tokens, best of {a.rounds} interleaved rounds")
     configs = [("llama.cpp", str(gguf))] + [("ours-vs-llama.cpp", mode) for mode in a.modes.split(",")]
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {c: [] for c in configs}
     for _ in range(a.rounds):  # interleaved: every configuration sees the same drift in machine load
@@ -386,8 +444,10 @@ def against_llamacpp(model_dir: Path, a: argparse.Namespace) -> None:
     best = {c: best_run(r) for c, r in runs.items()}
     anchor = best[configs[0]]
     ctx = a.prompt_len + a.new_tokens // 2
+    bw = statistics.median(gbs for c in configs[1:] for _, gbs in best[c]["paired"])  # probed beside our decodes
     print(f"llama.cpp {llama_cpp.__version__} on {gguf.name}: prefill {anchor['prefill']:.0f} tok/s | decode b1 "
-          f"{anchor['decode1']:.1f} tok/s (roofline {bw * 1e9 / gguf_bytes_per_token(gguf, model_dir, ctx):.1f})", flush=True)
+          f"{anchor['decode1']:.1f} tok/s (roofline {bw * 1e9 / gguf_bytes_per_token(gguf, model_dir, ctx):.1f} at the "
+          f"median bandwidth probed beside ours, {bw:.0f} GB/s)", flush=True)
     fp32 = next((best[c]["tokens"] for c in configs if c[1] == "fp32"), None)
     from tokenizers import Tokenizer
 
@@ -401,14 +461,13 @@ def against_llamacpp(model_dir: Path, a: argparse.Namespace) -> None:
     for c in configs[1:]:
         ours, mode = best[c], c[1]
         bytes_read = gguf_bytes_per_token(gguf, model_dir, ctx) if mode == "gguf" else bytes_per_token(model_dir, mode, ctx, "cpu")
-        roof = bw * 1e9 / bytes_read
         quality = ""
         if mode != "fp32" and fp32 is not None:
             quality = (f" | greedy reply tokens equal to fp32's {matching_prefix(ours['tokens'], reply)}/{len(reply)}: "
                        f"{text(ours['tokens'])!r}")
         print(f"ours {mode}: prefill {ours['prefill']:.0f} tok/s ({ours['prefill'] / anchor['prefill']:.2f}x llama.cpp) | "
-              f"decode b1 {ours['decode1']:.1f} tok/s ({ours['decode1'] / anchor['decode1']:.2f}x llama.cpp; roofline "
-              f"{roof:.1f}, {100 * ours['decode1'] / roof:.0f}%) | peak RSS {ours['rss_mb']:.0f} MB{quality}", flush=True)
+              f"decode b1 {ours['decode1']:.1f} tok/s ({ours['decode1'] / anchor['decode1']:.2f}x llama.cpp; "
+              f"{roofline_share(ours['paired'], bytes_read)}) | peak RSS {ours['rss_mb']:.0f} MB{quality}", flush=True)
     if fp32 is not None:
         print(f"greedy reply: fp32 {text(fp32)!r}; llama.cpp {text(anchor['tokens'])!r}, its tokens equal to fp32's "
               f"{matching_prefix(anchor['tokens'], reply)}/{len(reply)}", flush=True)
@@ -446,10 +505,8 @@ def main() -> None:
         model_dir = prepare_demo_model(default_model_dir())
     if a.against == "llama.cpp":
         return against_llamacpp(model_dir, a)
-    bw = read_bandwidth_gbs(a.threads, a.device)
     where = torch_device_name(a.device) if a.device == "cuda" else f"cpu, {a.threads} threads"
-    print(f"model {model_dir.name} on {where}, prompt {a.prompt_len}, {a.new_tokens} new tokens, "
-          f"batch {a.batch}; measured read bandwidth {bw:.1f} GB/s")
+    print(f"model {model_dir.name} on {where}, prompt {a.prompt_len}, {a.new_tokens} new tokens, batch {a.batch}")
     memory = "peak GPU memory" if a.device == "cuda" else "peak RSS"
     for dtype in a.dtypes.split(","):
         runs: dict[str, list[dict[str, float]]] = {"ours": [], "hf": []}
@@ -457,13 +514,13 @@ def main() -> None:
             for engine in runs:
                 runs[engine].append(measure(engine, model_dir, dtype, a))
         ours, theirs = (best_run(runs[e]) for e in ("ours", "hf"))
-        roof = bw * 1e9 / bytes_per_token(model_dir, dtype, a.prompt_len + a.new_tokens // 2, a.device)
+        bytes_read = bytes_per_token(model_dir, dtype, a.prompt_len + a.new_tokens // 2, a.device)
         hf = "transformers" if hf_dtype(dtype, a.device) == dtype else f"transformers {hf_dtype(dtype, a.device)}"
         print(
             f"{dtype}: prefill {ours['prefill']:.0f} tok/s ({hf} {theirs['prefill']:.0f}, "
             f"{ours['prefill'] / theirs['prefill']:.2f}x) | decode b1 {ours['decode1']:.1f} tok/s "
             f"(transformers {theirs['decode1']:.1f}, {ours['decode1'] / theirs['decode1']:.2f}x; "
-            f"roofline {roof:.1f}, {100 * ours['decode1'] / roof:.0f}%) | decode b{a.batch} "
+            f"{roofline_share(ours['paired'], bytes_read)}) | decode b{a.batch} "
             f"{ours['decodeB']:.1f} tok/s (transformers {theirs['decodeB']:.1f}, "
             f"{ours['decodeB'] / theirs['decodeB']:.2f}x; {ours['decodeB'] / ours['decode1']:.1f}x our b1) | "
             f"{memory} {ours['rss_mb']:.0f} MB (transformers {theirs['rss_mb']:.0f} MB) | greedy tokens equal to "
