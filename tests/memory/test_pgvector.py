@@ -107,6 +107,35 @@ async def test_a_lost_connection_is_a_503_and_the_next_request_connects_again(da
         assert [b.name for b in await memory.list_memory_banks(ListMemoryBanksRequest())] == [bank.name, "kv2"]
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_health_says_unreachable_while_postgresql_is_down(database: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
+    """/health's memory entry asks the server: ok after a dropped connection (it reconnects), unreachable
+    once the server is gone, with the reason in the log only; and it waits for no request holding the lock."""
+    import contextlib
+
+    import psycopg
+
+    from .postgres import running_postgres
+
+    with contextlib.ExitStack() as cluster:
+        server = cluster.enter_context(running_postgres())
+        async with PGVectorMemory(PGVectorImplConfig(**server)) as memory:  # type: ignore[arg-type]
+            assert await memory.health() == {"status": "ok"}
+            with psycopg.connect(dbname=str(server["db"]), **{k: server[k] for k in ("host", "port", "user", "password")},
+                                 autocommit=True) as admin:  # type: ignore[arg-type]
+                admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'llama-stack'")
+            assert await memory.health() == {"status": "ok"}
+            assert memory.db is not None
+            with memory.db.lock:  # a request in flight holds the connection: the answer does not wait for it
+                assert await memory.health() == {"status": "ok"}
+            cluster.close()  # the server stops under the open provider
+            with caplog.at_level("WARNING"):
+                assert await memory.health() == {"status": "unreachable"}
+    assert f"memory health: Cannot connect to PostgreSQL as llama@127.0.0.1:{server['port']}/{server['db']}: " in caplog.text
+    assert str(server["password"]) not in caplog.text
+
+
 def test_text_postgresql_cannot_store_is_a_400(database: dict[str, Any], tmp_path: Path) -> None:
     """NUL: SQLite keeps it, PostgreSQL's text cannot; the bank is left as it was."""
     from rpc.server import running_server

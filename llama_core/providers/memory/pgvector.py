@@ -34,6 +34,7 @@ another running stack seen before a restart.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -51,6 +52,8 @@ from llama_core.providers.memory.bank import Prepared, conflict_error, missing_e
 from llama_core.providers.memory.provider import FaissMemory
 from llama_core.redact import known_secrets, redact
 from llama_core.types.memory import Chunk, KeywordMemoryBankConfig, MemoryBank, MemoryBankDocument, QueryDocumentsResponse
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import psycopg
@@ -133,6 +136,17 @@ class Database:
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self.lock, self._live() as conn:
             return conn.execute(sql, params).fetchall()
+
+    def ping(self) -> None:
+        """Ask the server `SELECT 1` (UnavailableError when it does not answer, as for any call); while a
+        request holds the connection, that request answers for it (no wait on the lock)."""
+        if not self.lock.acquire(blocking=False):
+            return
+        try:
+            with self._live() as conn:
+                conn.execute("SELECT 1")
+        finally:
+            self.lock.release()
 
     def close(self) -> None:
         with self.lock:
@@ -342,6 +356,23 @@ class PGVectorMemory(FaissMemory):
 
     def _keyword_match(self, text: str) -> list[str]:  # type: ignore[override]
         return _WORD.findall(text.lower())
+
+    async def health(self) -> dict[str, object]:
+        """{"status": "ok"} while PostgreSQL answers, else "unreachable" (the reason goes to the log, not
+        to /health, which answers without the API key). A connection the server dropped is retried once."""
+        import anyio.to_thread
+
+        db = self.db
+        if db is None:
+            return {"status": "down"}
+        for _ in range(2):
+            try:
+                await anyio.to_thread.run_sync(db.ping)
+                return {"status": "ok"}
+            except UnavailableError as e:
+                reason = e.message
+        log.warning("memory health: %s", reason)
+        return {"status": "unreachable"}
 
     async def __aexit__(self, *exc_info: object) -> None:
         import anyio
