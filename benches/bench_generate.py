@@ -29,6 +29,15 @@ transformers' (all of them in fp32; bf16 rounding may part the two after a near-
 benches/random_checkpoint.py writes random weights of a registry model's shape (e.g. a
 Llama-3.2-1B-shaped checkpoint) for --model-dir.
 
+Ours alone (--against none), as benches/cuda_check.sh runs it on a GPU: for each dtype and each
+--graphs setting (LLAMA_CUDA_GRAPHS on or off: the decode step captured in CUDA graphs, or the
+dynamic forward), in fresh processes, one line: prefill, batch-1 decode tok/s and its share of the
+bandwidth roofline, the first decode run's extra seconds (compile and capture), peak GPU memory,
+and how many greedy tokens equal the graphs-off run's.
+
+    python benches/bench_generate.py --against none --model-dir DIR --device cuda --dtypes bf16,int8
+                                     [--graphs on,off] [--prompt-len 128] [--new-tokens 128]
+
 int8 is weight-only (per-row scales, activations in fp32 on CPU): beside it, transformers runs the
 float weights.
 
@@ -102,7 +111,23 @@ def read_bandwidth_gbs(threads: int, device: str) -> float:
 # ---- one engine in one process --------------------------------------------------------------------
 
 
-def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, device: str) -> dict[str, Any]:
+def decode_path(model: Any) -> str:
+    """Which decode step this model runs: the CPU's native op, the CUDA graphs (compiled or not,
+    or failed: the dynamic forward), or the dynamic forward."""
+    from llama_core.engine import kernels
+
+    if model._step_weights is not None and kernels.cpu_kernels_available():
+        return "native step"
+    graphs = model._graphs
+    if graphs is None:
+        return "dynamic forward"
+    if graphs.failed:
+        return "graphs failed: dynamic forward"
+    return "graphs of the compiled step" if graphs.compiled else "graphs of the uncompiled step"
+
+
+def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, device: str,
+             grammar: bool = True) -> dict[str, Any]:
     import torch
 
     from llama_core.engine.checkpoint import load_model
@@ -129,12 +154,16 @@ def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int,
         tokens[:] = [first[0]] + [step[0].token for step in steps]
         return elapsed
 
-    t1 = min(decode(1) for _ in range(2))  # decode() times its steps only, not the prefill in add()
+    first = decode(1)  # decode() times its steps only, not the prefill in add(); the first compiles
+    t1 = min(first, decode(1))
     greedy_tokens = list(tokens)
-    tb = min(decode(batch) for _ in range(2))
-    json_tps, free_tps = constrained_decode(model, model_dir, ps[0], new, device)
-    return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb, "tokens": greedy_tokens,
-            "json1": json_tps, "free1": free_tps}
+    result = {"prefill": prompt_len / t_prefill, "decode1": new / t1, "tokens": greedy_tokens, "warmup_s": first - t1,
+              "path": decode_path(model)}
+    if batch > 1 or grammar:  # beside transformers always (batch 1 too); alone only past 1
+        result["decodeB"] = batch * new / min(decode(batch) for _ in range(2))
+    if grammar:
+        result["json1"], result["free1"] = constrained_decode(model, model_dir, ps[0], new, device)
+    return result
 
 
 # A reply that may run long: a constrained sequence must not end (its grammar complete) in a few steps.
@@ -312,25 +341,29 @@ def child(argv: list[str]) -> None:
         if engine == "ours-vs-llama.cpp":
             result = run_ours_vs_llamacpp(Path(model_dir), dtype, int(prompt_len), int(new), int(quality))
         else:
-            run = run_ours if engine == "ours" else run_hf
-            result = run(Path(model_dir), dtype, int(prompt_len), int(new), int(batch), device)
+            run = run_hf if engine == "hf" else run_ours
+            result = run(Path(model_dir), dtype, int(prompt_len), int(new), int(batch), device,
+                         **({"grammar": False} if engine == "ours-only" else {}))
     result["rss_mb"] = peak_memory_mb(device)
     print(json.dumps(result))
 
 
-def measure(engine: str, model_dir: Path, dtype: str, a: argparse.Namespace) -> dict[str, Any]:
+def measure(engine: str, model_dir: Path, dtype: str, a: argparse.Namespace, env: dict[str, str] | None = None) -> dict[str, Any]:
     argv = [engine, str(model_dir), dtype, str(a.threads), str(a.prompt_len), str(a.new_tokens), str(a.batch), a.device,
             str(a.quality_tokens)]
-    proc = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True,
+                          env=None if env is None else os.environ | env)
     if proc.returncode != 0:
         raise SystemExit(f"{engine} {dtype} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each speed at its best over the rounds; peak memory at its lowest; the first run's tokens."""
-    best = {k: (min if k == "rss_mb" else max)(r[k] for r in runs) for k in runs[0] if k != "tokens"}
-    return best | {"tokens": runs[0]["tokens"]}
+    """Each speed at its best over the rounds; peak memory and warm-up at their lowest; the first
+    run's tokens and decode path."""
+    best = {k: (min if k in ("rss_mb", "warmup_s") else max)(r[k] for r in runs) for k in runs[0]
+            if k not in ("tokens", "path")}
+    return runs[0] | best
 
 
 def matching_prefix(a: list[int], b: list[int]) -> int:
@@ -414,6 +447,27 @@ def against_llamacpp(model_dir: Path, a: argparse.Namespace) -> None:
               f"{matching_prefix(anchor['tokens'], reply)}/{len(reply)}", flush=True)
 
 
+def ours_alone(model_dir: Path, a: argparse.Namespace, bw: float) -> None:
+    """One line per dtype and --graphs setting, each in fresh processes, interleaved for --rounds."""
+    settings = a.graphs.split(",")
+    memory = "peak GPU memory" if a.device == "cuda" else "peak RSS"
+    for dtype in a.dtypes.split(","):
+        runs: dict[str, list[dict[str, Any]]] = {g: [] for g in settings}
+        for _ in range(a.rounds):
+            for g in settings:
+                runs[g].append(measure("ours-only", model_dir, dtype, a, {"LLAMA_CUDA_GRAPHS": "0" if g == "off" else "1"}))
+        best = {g: best_run(r) for g, r in runs.items()}
+        roof = bw * 1e9 / bytes_per_token(model_dir, dtype, a.prompt_len + a.new_tokens // 2, a.device)
+        base = best.get("off")
+        for g, r in best.items():
+            same = ""
+            if base is not None and g != "off":
+                same = f" | greedy tokens equal to graphs-off's {matching_prefix(r['tokens'], base['tokens'])}/{len(base['tokens'])}"
+            print(f"{model_dir.name} {dtype} graphs {g} ({r['path']}): prefill {r['prefill']:.0f} tok/s | decode b1 "
+                  f"{r['decode1']:.1f} tok/s (roofline {roof:.1f}, {100 * r['decode1'] / roof:.0f}%) | first decode run "
+                  f"+{r['warmup_s']:.1f} s | {memory} {r['rss_mb']:.0f} MB{same}", flush=True)
+
+
 def torch_device_name(device: str) -> str:
     import torch
 
@@ -425,8 +479,9 @@ def main() -> None:
         return child(sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", type=Path, default=None)
-    p.add_argument("--against", choices=["llama.cpp", "transformers"], default=None,
-                   help="the anchor: llama.cpp on the demo model, transformers with --model-dir")
+    p.add_argument("--against", choices=["llama.cpp", "transformers", "none"], default=None,
+                   help="the anchor: llama.cpp on the demo model, transformers with --model-dir, or none (ours alone)")
+    p.add_argument("--graphs", default="on,off", help="with --against none: LLAMA_CUDA_GRAPHS settings to compare")
     p.add_argument("--modes", default="fp32,int8,gguf", help="our modes beside llama.cpp")
     p.add_argument("--quality-tokens", type=int, default=48, help="greedy tokens compared with fp32's")
     p.add_argument("--dtypes", default="fp32,bf16")
@@ -449,7 +504,9 @@ def main() -> None:
     bw = read_bandwidth_gbs(a.threads, a.device)
     where = torch_device_name(a.device) if a.device == "cuda" else f"cpu, {a.threads} threads"
     print(f"model {model_dir.name} on {where}, prompt {a.prompt_len}, {a.new_tokens} new tokens, "
-          f"batch {a.batch}; measured read bandwidth {bw:.1f} GB/s")
+          f"batch {a.batch}; measured read bandwidth {bw:.1f} GB/s", flush=True)
+    if a.against == "none":
+        return ours_alone(model_dir, a, bw)
     memory = "peak GPU memory" if a.device == "cuda" else "peak RSS"
     for dtype in a.dtypes.split(","):
         runs: dict[str, list[dict[str, float]]] = {"ours": [], "hf": []}
