@@ -11,8 +11,9 @@ reads a tensor's value on the host (no `.item()`, no `int(tensor)`, no branch on
 traces whole (torch.compile fullgraph) and replays from a CUDA graph.
 
 `GraphedDecoder` is the CUDA decode path (model.forward takes it for T == 1 rows from slot 0):
-the step compiled by inductor, then captured in one CUDA graph per (batch size, key bucket), all
-graphs in one memory pool. Compiled with our own capture rather than mode="reduce-overhead":
+the step with its layer and its head compiled by inductor (compiled_step), then captured in one
+CUDA graph per (batch size, key bucket), all graphs in one memory pool. Compiled with our own
+capture rather than mode="reduce-overhead":
   - the graph's only inputs are the two small tensors we copy into (tokens, positions); weights
     and KV caches are read and written in place at fixed addresses by construction, where
     reduce-overhead's cudagraph trees copy every input it does not infer as static into its own
@@ -28,7 +29,7 @@ The key window's length is marked dynamic: one compile serves every bucket below
 cache, and a new bucket costs one capture (milliseconds), not a compile. The window that is the
 whole cache (a row past half of max_seq_len) is contiguous, which the compiler treats apart: one
 more compile. So does the first batch size past 1 (torch then makes the batch dimension dynamic):
-at most four compiles per model, each logged.
+at most four compiles of one layer (and of the head) per model; the first is logged.
 
 LLAMA_CUDA_GRAPHS=0 turns the path off (the dynamic forward, as before); where inductor cannot
 compile (no Triton, no C compiler), the eager step is captured instead, and where capture fails
@@ -37,8 +38,10 @@ the dynamic forward runs, each said once in the log.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
+import warnings
 from typing import Any, NamedTuple
 
 import torch
@@ -141,32 +144,61 @@ def attention(q: Tensor, keys: Tensor, values: Tensor, mask: Tensor) -> Tensor:
     return torch.bmm(probs, values.flatten(0, 1)).reshape(B, H * D)
 
 
+def layer_step(h: Tensor, layer: LayerWeights, k_cache: Tensor, v_cache: Tensor, input_pos: Tensor, cos: Tensor,
+               sin: Tensor, key_pos: Tensor, dims: Dims) -> Tensor:
+    """One transformer block for rows first_slot..: h (B, dim) -> (B, dim); k, v written into the
+    caches at [row, :, input_pos[row]]; attention over keys 0..L-1 (L = key_pos.shape[0]), each
+    row's masked to its own prefix (key position <= its position)."""
+    B = h.shape[0]
+    H, Hkv, D, L, first = dims.n_heads, dims.n_kv_heads, dims.head_dim, key_pos.shape[0], dims.first_slot
+    qkv = linear(rms_norm(h, layer.attention_norm, dims.eps), layer.wqkv)
+    qk = rope(qkv[:, : (H + Hkv) * D].view(B, H + Hkv, D), cos, sin)  # q and k rotated at once
+    q, k = qk.split([H, Hkv], dim=1)
+    v = qkv[:, (H + Hkv) * D :].view(B, Hkv, D)
+    rows = torch.arange(first, first + B, device=h.device)
+    k_cache[rows, :, input_pos] = k
+    v_cache[rows, :, input_pos] = v
+    mask = (key_pos[None, :] <= input_pos[:, None])[:, None, None]  # (B, 1, 1, L)
+    y = attention(q, k_cache[first : first + B, :, :L], v_cache[first : first + B, :, :L], mask)
+    h = h + linear(y, layer.wo)
+    gate, up = linear(rms_norm(h, layer.ffn_norm, dims.eps), layer.w13).chunk(2, dim=-1)
+    return h + linear(F.silu(gate) * up, layer.w2)
+
+
+def head_step(h: Tensor, norm: Tensor, output: Weight, eps: float) -> Tensor:
+    """The final norm and the LM head: h (B, dim) -> logits (B, vocab) float32."""
+    return linear(rms_norm(h, norm, eps), output).float()
+
+
 def decode_step(weights: StepWeights, dims: Dims, k_caches: list[Tensor], v_caches: list[Tensor], freqs: Tensor,
-                tokens: Tensor, input_pos: Tensor, key_pos: Tensor) -> Tensor:
+                tokens: Tensor, input_pos: Tensor, key_pos: Tensor, layer: Any = layer_step, head: Any = head_step) -> Tensor:
     """One token for each of cache rows first_slot .. first_slot+B-1: tokens, input_pos (B,) int64;
     key_pos: arange(L) (the key window; each row's position < L). Writes each layer's k, v at
     [row, :, input_pos[row]] in place. Caches (max_batch, Hkv, max_seq_len, D); freqs: the RoPE
-    table (max_seq_len, D/2, 2) float32. -> logits (B, vocab) float32."""
-    B = tokens.shape[0]
-    H, Hkv, D, L = dims.n_heads, dims.n_kv_heads, dims.head_dim, key_pos.shape[0]
-    first = dims.first_slot
-    rows = torch.arange(first, first + B, device=tokens.device)
-    mask = (key_pos[None, :] <= input_pos[:, None])[:, None, None]  # (B, 1, 1, L): own prefix only
+    table (max_seq_len, D/2, 2) float32. -> logits (B, vocab) float32. `layer` and `head` are
+    layer_step and head_step, or their compiled forms."""
     angles = freqs[input_pos]  # (B, D/2, 2)
     cos, sin = angles[:, None, :, 0], angles[:, None, :, 1]
     h = F.embedding(tokens, weights.embedding)  # (B, dim)
-    for layer, k_cache, v_cache in zip(weights.layers, k_caches, v_caches):
-        qkv = linear(rms_norm(h, layer.attention_norm, dims.eps), layer.wqkv)
-        qk = rope(qkv[:, : (H + Hkv) * D].view(B, H + Hkv, D), cos, sin)  # q and k rotated at once
-        q, k = qk.split([H, Hkv], dim=1)
-        v = qkv[:, (H + Hkv) * D :].view(B, Hkv, D)
-        k_cache[rows, :, input_pos] = k
-        v_cache[rows, :, input_pos] = v
-        y = attention(q, k_cache[first : first + B, :, :L], v_cache[first : first + B, :, :L], mask)
-        h = h + linear(y, layer.wo)
-        gate, up = linear(rms_norm(h, layer.ffn_norm, dims.eps), layer.w13).chunk(2, dim=-1)
-        h = h + linear(F.silu(gate) * up, layer.w2)
-    return linear(rms_norm(h, weights.norm, dims.eps), weights.output).float()
+    for lw, k_cache, v_cache in zip(weights.layers, k_caches, v_caches):
+        h = layer(h, lw, k_cache, v_cache, input_pos, cos, sin, key_pos, dims)
+    return head(h, weights.norm, weights.output, dims.eps)
+
+
+def compiled_step(backend: str = "inductor") -> Any:
+    """decode_step with layer_step and head_step each compiled (fullgraph), as the CUDA path runs it.
+
+    Per layer, not the whole step: every layer is the same code on the same shapes, so one compile
+    serves them all, where the whole step unrolls every layer into one graph that inductor lowers
+    node by node (its compile time grows with the depth; the demo model has 30 layers). The few
+    ops between (embedding, RoPE table lookup) run as they are, inside the same CUDA graph.
+    coordinate_descent_tuning: inductor lowers a one-row matmul to a fused reduction
+    (torch/_inductor/decomposition.py's mm), where the int8 -> bf16 conversion and the scale
+    fuse; inductor's own cudagraphs off: GraphedDecoder captures."""
+    options = {"coordinate_descent_tuning": True, "triton.cudagraphs": False} if backend == "inductor" else None
+    layer = torch.compile(layer_step, fullgraph=True, backend=backend, options=options)
+    head = torch.compile(head_step, fullgraph=True, backend=backend, options=options)
+    return functools.partial(decode_step, layer=layer, head=head)
 
 
 def run_static_step(model: Any, tokens: Tensor, input_pos: Tensor, kv_len: int, first_slot: int = 0,
@@ -224,16 +256,12 @@ class GraphedDecoder:
         self.compiled = compile
         self.step: Any = decode_step
         if compile:
-            # coordinate_descent_tuning: inductor lowers a one-row matmul to a fused reduction
-            # (torch/_inductor/decomposition.py's mm), where the int8 -> bf16 conversion and the
-            # scale fuse; no cudagraphs of inductor's own: the capture below is ours.
-            # One code object serves every model of the process (each its own compiles): past
-            # dynamo's default limit of 8 it would run the step uncompiled, silently.
+            # One code object per function serves every model of the process (each its own
+            # compiles): past dynamo's default limit of 8 it would run uncompiled, silently.
             config = torch._dynamo.config
             limit = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # renamed in 2.7
             setattr(config, limit, max(getattr(config, limit), 64))
-            self.step = torch.compile(decode_step, fullgraph=True,
-                                      options={"coordinate_descent_tuning": True, "triton.cudagraphs": False})
+            self.step = compiled_step()
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: dict[tuple[int, int], _Graph] = {}
         self.failed = False
@@ -302,7 +330,9 @@ class GraphedDecoder:
         """Run the step twice on a side stream, as capture requires (lazy inits stay out of the graph)."""
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
+        with torch.cuda.stream(side), warnings.catch_warnings():
+            # fp32 stays IEEE float32 on purpose (parity with the CPU): inductor's TF32 advice is noise
+            warnings.filterwarnings("ignore", message="TensorFloat32 tensor cores")
             for _ in range(2):
                 self._run(tokens, positions, key_pos)
         torch.cuda.current_stream().wait_stream(side)

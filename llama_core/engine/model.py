@@ -334,6 +334,8 @@ class Transformer(nn.Module):
 
         tokens: (B, T) ids for cache rows first_slot .. first_slot+B-1; input_pos: (B,) position of
         each row's first token; kv_len: exactly max(input_pos) + T, if the caller knows it (saves a sync).
+        A decode step (T == 1) runs as one native op on CPU (kernels.decode_step), and on CUDA from
+        slot 0 as cuda_step's static step replayed from a CUDA graph (LLAMA_CUDA_GRAPHS=0: as below).
         """
         assert self.max_seq_len > 0, "call setup_caches first"
         B, T = tokens.shape

@@ -93,9 +93,11 @@ def test_static_step_traces_whole_and_one_compile_serves_every_bucket(fp32) -> N
     assert counter.frame_count == 1
 
 
-def test_int8_static_step_traces_whole(tiny_ckpt: Path) -> None:
-    model = load_model(tiny_ckpt, max_seq_len=64, max_batch_size=2, dtype="int8", device="cpu")[0]
-    compiled = torch.compile(cuda_step.decode_step, backend="eager", fullgraph=True)
+@pytest.mark.parametrize("dtype", ["fp32", "int8"])
+def test_the_per_layer_compiled_step_traces_whole(tiny_ckpt: Path, dtype: str) -> None:
+    """As the CUDA path compiles it (compiled_step: the layer and the head, fullgraph each)."""
+    model = load_model(tiny_ckpt, max_seq_len=64, max_batch_size=2, dtype=dtype, device="cpu")[0]
+    compiled = cuda_step.compiled_step(backend="eager")
     with torch.inference_mode():
         tokens, pos = torch.tensor([374, 9822]), torch.tensor([0, 0])
         assert torch.equal(cuda_step.run_static_step(model, tokens, pos, 1, step=compiled),
@@ -167,8 +169,9 @@ def test_no_graphs_off_cuda_or_when_switched_off(fp32, monkeypatch: pytest.Monke
 # ---- CUDA ------------------------------------------------------------------------------------------
 
 
-def cuda_model(tiny_ckpt: Path, dtype: str, max_seq_len: int = 256):
-    return load_model(tiny_ckpt, max_seq_len=max_seq_len, max_batch_size=4, dtype=dtype, device="cuda")[0]
+def cuda_model(tiny_ckpt: Path, dtype: str):
+    """The tiny model on CUDA; every test's the same shapes, so they share the step's compiles."""
+    return load_model(tiny_ckpt, max_seq_len=256, max_batch_size=4, dtype=dtype, device="cuda")[0]
 
 
 def dynamic(model, tokens: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
@@ -208,7 +211,7 @@ def test_cuda_graphed_fp32_equals_the_dynamic_forward(tiny_ckpt: Path, rows: int
     assert model._graphs is not None
     for g, d, _ in steps(model, cuda_model(tiny_ckpt, "fp32"), rows, 8):
         torch.testing.assert_close(g, d, rtol=1e-4, atol=1e-4)  # reordered float32 sums
-    assert {L for (_, L) in model._graphs.graphs} == {64, 128}
+    assert {L for (_, L) in model._graphs.graphs} == ({64, 128} if rows == 1 else {128}) and model._graphs.compiled
 
 
 @needs_cuda
@@ -228,7 +231,7 @@ def test_cuda_graph_replay_equals_the_step_it_captured(tiny_ckpt: Path, dtype: s
     tokens, pos = torch.tensor([374, 9822], device="cuda"), torch.tensor([5, 2], device="cuda")
     replayed = graphed(model, tokens, pos)
     decoder = model._graphs
-    assert list(decoder.graphs) == [(2, 64)] and not decoder.failed
+    assert list(decoder.graphs) == [(2, 64)] and decoder.compiled and not decoder.failed
     with torch.inference_mode():
         direct = cuda_step.run_static_step(model, tokens, pos, 6, step=decoder.step)
     assert torch.equal(replayed, direct)
@@ -243,7 +246,7 @@ def test_cuda_int8_stays_close_to_bf16(tiny_ckpt: Path) -> None:
 @needs_cuda
 def test_cuda_greedy_through_batch_is_fp32s(tiny_ckpt: Path) -> None:
     """Batch (the engine's stepper) on the graphed path: the pinned fp32 greedy ids."""
-    model = cuda_model(tiny_ckpt, "fp32", max_seq_len=64)
+    model = cuda_model(tiny_ckpt, "fp32")
     assert [r.token for r in generate(model, PROMPT, GenParams(max_tokens=20))] == TINY_GREEDY
     assert (1, 64) in model._graphs.graphs
 
