@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Issue 17's CUDA checks in one run on a machine with an NVIDIA GPU; everything lands in $OUT.
+# At most about 8 minutes on an H200 with 16 cores: each phase has its own time limit (setup and
+# checkpoints about 30 s, tests 140 s, bench 170 + 100 s, anatomy 60 s).
+#
+#   bash benches/cuda_check.sh --fetch-wheels   # first, where a package registry answers: the
+#                                               # wheels a GPU image may lack, into $WHEELS (.whl/)
+#   bash benches/cuda_check.sh                  # then on the GPU machine, .whl/ carried along
+#
+# (a) The python3 with a CUDA torch ($PYTHON to choose another). When it has none, `pip install
+#     torch==2.13.0` (PyPI's Linux x86-64 wheel is the CUDA build). When the engine's imports
+#     (fairscale, msgspec, llama-models) are missing, they come from $WHEELS if it holds wheels
+#     (a machine that reaches no registry), else `pip install -e '.[dev]'` from the registry.
+# (b) The CUDA tests: tests/engine/test_cuda_step.py (the static step against the dynamic
+#     forward in fp32 and bf16, graph replay against the step it captured, int8 against bf16,
+#     Batch's greedy ids, the capture-failure fallback), with its CPU tests.
+# (c) benches/bench_generate.py --against none on random checkpoints of the Llama-3.2-1B shape
+#     and the demo model's (SmolLM2-135M): bf16 and int8, graphs on and off, one line each
+#     (batch-1 decode tok/s, % of the bandwidth roofline, the first run's compile seconds).
+# (d) The step's anatomy on the 1B shape: graph replays alone vs Batch.step (host overhead).
+#
+# Files in $OUT: summary.txt (the lines to read first), setup.log, tests.log, bench-*.log, anatomy.log.
+# A dry run of the same phases without a GPU (CUDA tests skip, no anatomy):
+#   DEVICE=cpu SHAPES=SmolLM2-135M-Instruct NEW_TOKENS=16 bash benches/cuda_check.sh
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+WHEELS=${WHEELS:-.whl}
+PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+SHAPES=${SHAPES:-Llama3.2-1B-Instruct SmolLM2-135M-Instruct}  # registry ids (random_checkpoint.py --like)
+NEW_TOKENS=${NEW_TOKENS:-128}
+
+if [ "${1:-}" = "--fetch-wheels" ]; then  # pure-Python wheels, and msgspec's for CPython ${PYVER:-3.12}
+    mkdir -p "$WHEELS"
+    "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version "${PYVER:-3.12}" --implementation cp \
+        --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+        -d "$WHEELS" msgspec==0.23.0 llama-models==0.0.63 || exit 1
+    "$PY" -m pip wheel -q --no-deps -w "$WHEELS" fairscale==0.4.13 || exit 1  # an sdist only: built here
+    ls -l "$WHEELS"
+    exit 0
+fi
+
+OUT=${OUT:-$PWD/cuda-check-out}
+mkdir -p "$OUT"
+WORK=${WORK:-/tmp/cuda-check}
+mkdir -p "$WORK"
+SUMMARY="$OUT/summary.txt"
+: >"$SUMMARY"
+say() { echo "$*" | tee -a "$SUMMARY"; }
+elapsed() { echo "$(( $(date +%s) - START ))s"; }
+START=$(date +%s)
+
+# ---- (a) setup -------------------------------------------------------------------------------------
+{
+    if [ "$DEVICE" = cuda ] && ! "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)'; then
+        echo "no CUDA torch in $PY: pip install torch==2.13.0"
+        "$PY" -m pip install -q torch==2.13.0
+    fi
+    missing=$("$PY" -c 'import importlib.util as u; print(" ".join(m for m in ("fairscale", "msgspec", "llama_models", "pytest") if u.find_spec(m) is None))')
+    if [ -n "$missing" ]; then
+        echo "missing: $missing"
+        if ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+            "$PY" -m pip install -q --no-index --no-deps --no-compile --target "$WORK/site" "$WHEELS"/*.whl
+        else
+            "$PY" -m pip install -q -e '.[dev]'
+        fi
+    fi
+} >"$OUT/setup.log" 2>&1
+export PYTHONPATH="$PWD:$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+export LLAMA_CPU_KERNELS=0  # the CPU kernels' build (a minute) is not what this run checks
+if ! "$PY" -c "import torch, fairscale, msgspec, llama_models; assert '$DEVICE' == 'cpu' or torch.cuda.is_available()" >>"$OUT/setup.log" 2>&1; then
+    say "setup failed: see setup.log"
+    tail -5 "$OUT/setup.log"
+    exit 1
+fi
+say "$("$PY" -c 'import torch; print(f"torch {torch.__version__}, {torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"}")' 2>&1 | tail -1)"
+say "setup done at $(elapsed)"
+
+# ---- (b) the CUDA tests ----------------------------------------------------------------------------
+timeout 140 "$PY" -m pytest -q -rs -p no:cacheprovider tests/engine/test_cuda_step.py >"$OUT/tests.log" 2>&1
+say "tests (rc $?): $(grep -E '(passed|failed|error)' "$OUT/tests.log" | tail -1) at $(elapsed)"
+
+# ---- (c) the bench ---------------------------------------------------------------------------------
+for like in $SHAPES; do
+    ckpt="$WORK/${like%-Instruct}-shape"
+    [ -f "$ckpt/params.json" ] || "$PY" benches/random_checkpoint.py --like "$like" "$ckpt" >>"$OUT/setup.log" 2>&1
+    limit=$([ "$like" = Llama3.2-1B-Instruct ] && echo 170 || echo 100)
+    log="$OUT/bench-${like%-Instruct}.log"
+    timeout "$limit" "$PY" benches/bench_generate.py --against none --model-dir "$ckpt" --device "$DEVICE" \
+        --dtypes bf16,int8 --graphs on,off --rounds 1 --batch 1 --prompt-len 128 --new-tokens "$NEW_TOKENS" >"$log" 2>&1
+    rc=$?
+    grep -E "^(model|.*graphs (on|off))" "$log" | tee -a "$SUMMARY"
+    [ $rc -eq 0 ] || say "bench ${like} rc $rc: see $(basename "$log")"
+    say "bench ${like} done at $(elapsed)"
+done
+
+# ---- (d) where a step's time goes, 1B shape --------------------------------------------------------
+[ "$DEVICE" = cuda ] && [ -f "$WORK/Llama3.2-1B-shape/params.json" ] && timeout 60 "$PY" - "$WORK/Llama3.2-1B-shape" >"$OUT/anatomy.log" 2>&1 <<'EOF'
+import sys, time
+import torch
+from llama_core.engine.checkpoint import load_model
+from llama_core.engine.generation import Batch
+from llama_core.engine.messages import GenParams
+from llama_core.engine.parallel import init_model_parallel
+
+init_model_parallel(backend="nccl")
+for dtype in ("bf16", "int8"):
+    model = load_model(sys.argv[1], max_seq_len=1024, max_batch_size=1, dtype=dtype, device="cuda")[0]
+    batch = Batch(model)
+    batch.add(0, list(range(1000, 1300)), GenParams(max_tokens=400))  # 203 steps in key bucket 512
+    for _ in range(3):  # compile and capture
+        batch.step()
+    n = 200
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(n):
+        batch.step()
+    torch.cuda.synchronize()
+    step_ms = (time.perf_counter() - start) / n * 1e3
+    tokens, pos = torch.tensor([5], device="cuda"), torch.tensor([140], device="cuda")
+    model._graphs(tokens, pos, 141)
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(n):
+        model._graphs(tokens, pos, 141)
+    torch.cuda.synchronize()
+    replay_ms = (time.perf_counter() - start) / n * 1e3
+    g = next(iter(model._graphs.graphs.values())).graph
+    events = [torch.cuda.Event(enable_timing=True) for _ in range(2)]
+    events[0].record()
+    for _ in range(n):
+        g.replay()
+    events[1].record()
+    torch.cuda.synchronize()
+    gpu_ms = events[0].elapsed_time(events[1]) / n
+    print(f"1B {dtype}: Batch.step {step_ms:.3f} ms | decoder call (copies, replay, clone) {replay_ms:.3f} ms | "
+          f"graph replay alone {gpu_ms:.3f} ms (GPU time) | compiled: {model._graphs.compiled}", flush=True)
+    del model, batch
+    torch.cuda.empty_cache()
+EOF
+say "anatomy (rc $?): $(grep -sE '^1B' "$OUT/anatomy.log" | tr '\n' ' ')"
+say "all done at $(elapsed)"
