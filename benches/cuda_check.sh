@@ -74,11 +74,11 @@ if ! "$PY" -c "import torch, fairscale, msgspec, llama_models; assert '$DEVICE' 
     tail -5 "$OUT/setup.log"
     exit 1
 fi
-say "$("$PY" -c 'import torch; print(f"torch {torch.__version__}, {torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"}")' 2>&1 | tail -1)"
+say "$("$PY" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "(no CUDA device)")' 2>&1 | tail -1)"
 say "setup done at $(elapsed)"
 
 # ---- (b) the CUDA tests ----------------------------------------------------------------------------
-timeout 140 "$PY" -m pytest -q -rs -p no:cacheprovider tests/engine/test_cuda_step.py >"$OUT/tests.log" 2>&1
+timeout 140 "$PY" -m pytest -rs -p no:cacheprovider tests/engine/test_cuda_step.py >"$OUT/tests.log" 2>&1
 say "tests (rc $?): $(grep -E '(passed|failed|error)' "$OUT/tests.log" | tail -1) at $(elapsed)"
 
 # ---- (c) the bench ---------------------------------------------------------------------------------
@@ -96,7 +96,12 @@ for like in $SHAPES; do
 done
 
 # ---- (d) where a step's time goes, 1B shape --------------------------------------------------------
-[ "$DEVICE" = cuda ] && [ -f "$WORK/Llama3.2-1B-shape/params.json" ] && timeout 60 "$PY" - "$WORK/Llama3.2-1B-shape" >"$OUT/anatomy.log" 2>&1 <<'EOF'
+if [ "$DEVICE" != cuda ] || [ ! -f "$WORK/Llama3.2-1B-shape/params.json" ]; then
+    say "anatomy skipped: it needs CUDA and the 1B shape"
+    say "all done at $(elapsed)"
+    exit 0
+fi
+timeout 60 "$PY" - "$WORK/Llama3.2-1B-shape" >"$OUT/anatomy.log" 2>&1 <<'EOF'
 import sys, time
 import torch
 from llama_core.engine.checkpoint import load_model
