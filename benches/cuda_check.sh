@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 17's CUDA checks in one run on a machine with an NVIDIA GPU; everything lands in $OUT.
-# At most about 8 minutes on an H200 with 16 cores: each phase has its own time limit (setup and
-# checkpoints about 30 s, tests 140 s, bench 170 + 100 s, anatomy 60 s).
+# At most 8 minutes on an H200 with 16 cores: each phase has its own time limit (setup and the
+# checkpoints about 40 s, the 1B bench 160 s, tests 120 s, the demo bench 110 s, anatomy 50 s).
 #
 #   bash benches/cuda_check.sh --fetch-wheels   # first, where a package registry answers: the
 #                                               # wheels a GPU image may lack, into $WHEELS (.whl/)
@@ -11,13 +11,15 @@
 #     torch==2.13.0` (PyPI's Linux x86-64 wheel is the CUDA build). When the engine's imports
 #     (fairscale, msgspec, llama-models) are missing, they come from $WHEELS if it holds wheels
 #     (a machine that reaches no registry), else `pip install -e '.[dev]'` from the registry.
-# (b) The CUDA tests: tests/engine/test_cuda_step.py (the static step against the dynamic
+#     Then random checkpoints of the Llama-3.2-1B shape and the demo model's (SmolLM2-135M).
+# (b) benches/bench_generate.py --against none on the 1B shape (first: issue 17's goal is there),
+#     then (c) the CUDA tests, then (b) again on the demo shape: bf16 and int8, graphs on and
+#     off, one line each (batch-1 decode tok/s, % of the bandwidth roofline, the first run's
+#     compile seconds, greedy tokens against graphs off).
+# (c) The CUDA tests: tests/engine/test_cuda_step.py (the static step against the dynamic
 #     forward in fp32 and bf16, graph replay against the step it captured, int8 against bf16,
 #     Batch's greedy ids, the capture-failure fallback), with its CPU tests.
-# (c) benches/bench_generate.py --against none on random checkpoints of the Llama-3.2-1B shape
-#     and the demo model's (SmolLM2-135M): bf16 and int8, graphs on and off, one line each
-#     (batch-1 decode tok/s, % of the bandwidth roofline, the first run's compile seconds).
-# (d) The step's anatomy on the 1B shape: graph replays alone vs Batch.step (host overhead).
+# (d) The step's anatomy on the 1B shape: Batch.step, the decoder's call, and a graph replay alone.
 #
 # Files in $OUT: summary.txt (the lines to read first), setup.log, tests.log, bench-*.log, anatomy.log.
 # A dry run of the same phases without a GPU (CUDA tests skip, no anatomy):
@@ -77,22 +79,33 @@ fi
 say "$("$PY" -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else "(no CUDA device)")' 2>&1 | tail -1)"
 say "setup done at $(elapsed)"
 
-# ---- (b) the CUDA tests ----------------------------------------------------------------------------
-timeout 140 "$PY" -m pytest -rs -p no:cacheprovider tests/engine/test_cuda_step.py >"$OUT/tests.log" 2>&1
-say "tests (rc $?): $(grep -E '(passed|failed|error)' "$OUT/tests.log" | tail -1) at $(elapsed)"
-
-# ---- (c) the bench ---------------------------------------------------------------------------------
-for like in $SHAPES; do
+read -r -a shapes <<<"$SHAPES"
+for like in "${shapes[@]}"; do
     ckpt="$WORK/${like%-Instruct}-shape"
     [ -f "$ckpt/params.json" ] || "$PY" benches/random_checkpoint.py --like "$like" "$ckpt" >>"$OUT/setup.log" 2>&1
-    limit=$([ "$like" = Llama3.2-1B-Instruct ] && echo 170 || echo 100)
-    log="$OUT/bench-${like%-Instruct}.log"
-    timeout "$limit" "$PY" benches/bench_generate.py --against none --model-dir "$ckpt" --device "$DEVICE" \
+done
+say "checkpoints done at $(elapsed)"
+
+bench() {  # one shape's lines: bench LIKE SECONDS
+    local like=$1 ckpt="$WORK/${1%-Instruct}-shape" log="$OUT/bench-${1%-Instruct}.log" rc
+    timeout "$2" "$PY" benches/bench_generate.py --against none --model-dir "$ckpt" --device "$DEVICE" \
         --dtypes bf16,int8 --graphs on,off --rounds 1 --batch 1 --prompt-len 128 --new-tokens "$NEW_TOKENS" >"$log" 2>&1
     rc=$?
     grep -E "^(model|.*graphs (on|off))" "$log" | tee -a "$SUMMARY"
-    [ $rc -eq 0 ] || say "bench ${like} rc $rc: see $(basename "$log")"
-    say "bench ${like} done at $(elapsed)"
+    [ $rc -eq 0 ] || say "bench $like rc $rc: see $(basename "$log")"
+    say "bench $like done at $(elapsed)"
+}
+
+# ---- (b) the bench on the first shape (the 1B) -----------------------------------------------------
+bench "${shapes[0]}" 160
+
+# ---- (c) the CUDA tests ----------------------------------------------------------------------------
+timeout 120 "$PY" -m pytest -rs -p no:cacheprovider tests/engine/test_cuda_step.py >"$OUT/tests.log" 2>&1
+say "tests (rc $?): $(grep -E '(passed|failed|error)' "$OUT/tests.log" | tail -1) at $(elapsed)"
+
+# ---- (b) the bench on the other shapes (the demo's) ------------------------------------------------
+for like in "${shapes[@]:1}"; do
+    bench "$like" 110
 done
 
 # ---- (d) where a step's time goes, 1B shape --------------------------------------------------------
@@ -101,7 +114,7 @@ if [ "$DEVICE" != cuda ] || [ ! -f "$WORK/Llama3.2-1B-shape/params.json" ]; then
     say "all done at $(elapsed)"
     exit 0
 fi
-timeout 60 "$PY" - "$WORK/Llama3.2-1B-shape" >"$OUT/anatomy.log" 2>&1 <<'EOF'
+timeout 50 "$PY" - "$WORK/Llama3.2-1B-shape" >"$OUT/anatomy.log" 2>&1 <<'EOF'
 import sys, time
 import torch
 from llama_core.engine.checkpoint import load_model
