@@ -21,9 +21,10 @@ There, for each dtype, ours and transformers each run in fresh processes (so pea
 interleaved for --rounds and the best of each kept (the build machines are shared), on
 the demo model (SmolLM2-135M-Instruct, converted once into a cache) or --model-dir. Measured:
 prefill tok/s (one prompt of --prompt-len), decode tok/s at batch 1, aggregate decode tok/s at
---batch, peak RSS (on CUDA: peak GPU memory allocated); plus the bandwidth roofline for batch-1
-decode: measured read bandwidth / bytes read per token (weights except the embedding table, plus
-the KV cache). As a check on the same weights, how many of the batch-1 greedy tokens match
+--batch, peak RSS (on CUDA: peak GPU memory allocated); plus the share of the bandwidth roofline
+batch-1 decode reached: tok/s x bytes read per token (weights except the embedding table, plus the
+KV cache) / the read bandwidth probed just before and after that decode in its own process, the
+median over the chunks of every decode (decode_with_bandwidth). As a check on the same weights, how many of the batch-1 greedy tokens match
 transformers' (all of them in fp32; bf16 rounding may part the two after a near-tie).
 
 benches/random_checkpoint.py writes random weights of a registry model's shape (e.g. a
@@ -32,8 +33,8 @@ Llama-3.2-1B-shaped checkpoint) for --model-dir.
 Ours alone (--against none), as benches/cuda_check.sh runs it on a GPU: for each dtype and each
 --graphs setting (LLAMA_CUDA_GRAPHS on or off: the decode step captured in CUDA graphs, or the
 dynamic forward), in fresh processes, one line: prefill, batch-1 decode tok/s and its share of the
-bandwidth roofline, the first decode run's extra seconds (compile and capture), peak GPU memory,
-and how many greedy tokens equal the graphs-off run's.
+roofline (as above), the first decode's extra seconds (compile and capture), peak memory, and
+how many greedy tokens equal the graphs-off run's.
 
     python benches/bench_generate.py --against none --model-dir DIR --device cuda --dtypes bf16,int8
                                      [--graphs on,off] [--prompt-len 128] [--new-tokens 128]
@@ -54,6 +55,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -99,35 +101,62 @@ def timed(fn: Callable[[], Any], device: str) -> Callable[[], None]:
     return run
 
 
-def read_bandwidth_gbs(threads: int, device: str) -> float:
-    import torch
+class BandwidthProbe:
+    """Read bandwidth as torch.sum over a buffer far past the caches (GPU L2 is 50-60 MB), in GB/s.
 
-    torch.set_num_threads(threads)
-    n = (2048 if device == "cuda" else 128) * 1024 * 1024  # far past the caches (GPU L2 is 50-60 MB)
-    big = torch.ones(n, device=device)
-    return big.numel() * 4 / best_of(timed(big.sum, device), 5) / 1e9
+    The roofline's denominator. Measured once per run it swung 23-66 GB/s between runs on the shared
+    build machines, so it is probed between the chunks of the decode it judges, in the same process
+    (`decode_with_bandwidth`): load that slows a chunk slows the probes on either side of it too.
+    """
+
+    def __init__(self, threads: int, device: str) -> None:
+        import torch
+
+        torch.set_num_threads(threads)
+        self.device = device
+        self.buffer = torch.ones((1024 if device == "cuda" else 64) * 1024 * 1024, device=device)
+
+    def gbs(self, repeats: int = 2) -> float:
+        return self.buffer.numel() * 4 / best_of(timed(self.buffer.sum, self.device), repeats) / 1e9
+
+
+def decode_with_bandwidth(start: Callable[[], Callable[[], Any]], new: int, threads: int, device: str,
+                          repeats: int = 2, chunk: int = 16) -> dict[str, Any]:
+    """Batch-1 decode tok/s, the best of `repeats` decodes of `new` steps (`start()` prefills and
+    returns the step), timed in chunks of `chunk` steps with a bandwidth probe between chunks; each
+    chunk's (tok/s, GB/s of the faster probe beside it) goes to "paired". Peak memory is read
+    before the probe's buffer exists."""
+    rss = peak_memory_mb(device)
+    probe = BandwidthProbe(threads, device)
+    best, pairs = 0.0, []
+    for _ in range(repeats):
+        step = start()
+        synchronize(device)
+        before, total = probe.gbs(), 0.0
+        for done in range(0, new, chunk):
+            n = min(chunk, new - done)
+            seconds = best_of(timed(lambda: [step() for _ in range(n)], device), 1)
+            after = probe.gbs()
+            pairs.append((n / seconds, max(before, after)))
+            before, total = after, total + seconds
+        best = max(best, new / total)
+    return {"decode1": best, "paired": pairs, "rss_mb": rss}
 
 
 # ---- one engine in one process --------------------------------------------------------------------
 
 
-def decode_path(model: Any) -> str:
-    """Which decode step this model runs: the CPU's native op, the CUDA graphs (compiled or not,
-    or failed: the dynamic forward), or the dynamic forward."""
-    from llama_core.engine import kernels
+def started(model: Any, prompt: list[int], new: int) -> Callable[[], Any]:
+    """A batch of one greedy sequence, prefilled: its step, to be called `new` times."""
+    from llama_core.engine.generation import Batch
+    from llama_core.engine.messages import GenParams
 
-    if model._step_weights is not None and kernels.cpu_kernels_available():
-        return "native step"
-    graphs = model._graphs
-    if graphs is None:
-        return "dynamic forward"
-    if graphs.failed:
-        return "graphs failed: dynamic forward"
-    return "graphs of the compiled step" if graphs.compiled else "graphs of the uncompiled step"
+    batch = Batch(model)
+    batch.add(0, prompt, GenParams(max_tokens=new + 1))
+    return batch.step
 
 
-def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, device: str,
-             grammar: bool = True) -> dict[str, Any]:
+def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, device: str) -> dict[str, Any]:
     import torch
 
     from llama_core.engine.checkpoint import load_model
@@ -154,16 +183,13 @@ def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int,
         tokens[:] = [first[0]] + [step[0].token for step in steps]
         return elapsed
 
-    first = decode(1)  # decode() times its steps only, not the prefill in add(); the first compiles
-    t1 = min(first, decode(1))
+    decode(1)  # warm-up, and the greedy tokens; decode() times its steps only, not the prefill in add()
     greedy_tokens = list(tokens)
-    result = {"prefill": prompt_len / t_prefill, "decode1": new / t1, "tokens": greedy_tokens, "warmup_s": first - t1,
-              "path": decode_path(model)}
-    if batch > 1 or grammar:  # beside transformers always (batch 1 too); alone only past 1
-        result["decodeB"] = batch * new / min(decode(batch) for _ in range(2))
-    if grammar:
-        result["json1"], result["free1"] = constrained_decode(model, model_dir, ps[0], new, device)
-    return result
+    tb = min(decode(batch) for _ in range(2))
+    json_tps, free_tps = constrained_decode(model, model_dir, ps[0], new, device)
+    threads = torch.get_num_threads()
+    return {"prefill": prompt_len / t_prefill, "decodeB": batch * new / tb, "tokens": greedy_tokens,
+            "json1": json_tps, "free1": free_tps} | decode_with_bandwidth(lambda: started(model, ps[0], new), new, threads, device)
 
 
 # A reply that may run long: a constrained sequence must not end (its grammar complete) in a few steps.
@@ -243,6 +269,76 @@ def run_hf(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, d
     return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb, "tokens": tokens}
 
 
+# ---- ours alone, graphs on and off (--against none) -------------------------------------------------
+
+
+def decode_path(model: Any) -> str:
+    """Which decode step this model runs: the CPU's native op, the CUDA graphs (of the compiled
+    step, the uncompiled one, or failed: the dynamic forward), or the dynamic forward."""
+    from llama_core.engine import kernels
+
+    if model._step_weights is not None and kernels.cpu_kernels_available():
+        return "native step"
+    graphs = model._graphs
+    if graphs is None:
+        return "dynamic forward"
+    if graphs.failed:
+        return "graphs failed: dynamic forward"
+    return "graphs of the compiled step" if graphs.compiled else "graphs of the uncompiled step"
+
+
+def run_ours_alone(model_dir: Path, dtype: str, prompt_len: int, new: int, device: str) -> dict[str, Any]:
+    """Prefill tok/s, the first greedy decode's extra seconds over the second (compile and capture
+    on CUDA), batch-1 decode as decode_with_bandwidth measures it, the greedy tokens, the path."""
+    import torch
+
+    from llama_core.engine.checkpoint import load_model
+    from llama_core.engine.generation import prefill
+    from llama_core.engine.parallel import init_model_parallel
+
+    init_model_parallel(backend="nccl" if device == "cuda" else "gloo")
+    model, _ = load_model(model_dir, max_seq_len=prompt_len + new + 8, max_batch_size=1, dtype=dtype, device=device)
+    prompt = prompts(1, prompt_len, model.args.vocab_size)[0]
+    with torch.inference_mode():
+        t_prefill = best_of(timed(lambda: prefill(model, torch.tensor(prompt, device=device), 0), device))
+
+    def greedy() -> tuple[float, list[int]]:
+        step = started(model, prompt, new)
+        synchronize(device)
+        start = time.perf_counter()
+        tokens = [step()[0].token for _ in range(new)]
+        synchronize(device)
+        return time.perf_counter() - start, tokens
+
+    first, tokens = greedy()
+    warm = first - greedy()[0]
+    decoded = decode_with_bandwidth(lambda: started(model, prompt, new), new, torch.get_num_threads(), device)
+    return {"prefill": prompt_len / t_prefill, "tokens": tokens, "warmup_s": warm, "path": decode_path(model)} | decoded
+
+
+def ours_alone(model_dir: Path, a: argparse.Namespace) -> None:
+    """One line per dtype and --graphs setting, each in fresh processes, interleaved for --rounds."""
+    where = torch_device_name(a.device) if a.device == "cuda" else f"cpu, {a.threads} threads"
+    print(f"model {model_dir.name} on {where}, prompt {a.prompt_len}, {a.new_tokens} new tokens, batch 1", flush=True)
+    memory = "peak GPU memory" if a.device == "cuda" else "peak RSS"
+    settings = a.graphs.split(",")
+    for dtype in a.dtypes.split(","):
+        runs: dict[str, list[dict[str, Any]]] = {g: [] for g in settings}
+        for _ in range(a.rounds):  # interleaved, so every setting sees the same drift in machine load
+            for g in settings:
+                runs[g].append(measure("ours-alone", model_dir, dtype, a, {"LLAMA_CUDA_GRAPHS": "0" if g == "off" else "1"}))
+        best = {g: best_run(r) for g, r in runs.items()}
+        bytes_read = bytes_per_token(model_dir, dtype, a.prompt_len + a.new_tokens // 2, a.device)
+        base = best.get("off")
+        for g, r in best.items():
+            same = ""
+            if base is not None and g != "off":
+                same = f" | greedy tokens equal to graphs-off's {matching_prefix(r['tokens'], base['tokens'])}/{len(base['tokens'])}"
+            print(f"{model_dir.name} {dtype} graphs {g} ({r['path']}): prefill {r['prefill']:.0f} tok/s | decode b1 "
+                  f"{r['decode1']:.1f} tok/s ({roofline_share(r['paired'], bytes_read)}) | first decode +{r['warmup_s']:.1f} s "
+                  f"| {memory} {r['rss_mb']:.0f} MB{same}", flush=True)
+
+
 # ---- against llama.cpp on the demo model's GGUF ----------------------------------------------------
 
 QUALITY_PROMPT = "What is the capital of France? Answer in two sentences."
@@ -282,8 +378,9 @@ def run_ours_vs_llamacpp(model_dir: Path, mode: str, prompt_len: int, new: int, 
         tokens += [b.step()[0].token for _ in range(n)]  # decode only: add() held the prefill
         return time.perf_counter() - start, tokens
 
-    t_decode = min(generate(ps, new)[0] for _ in range(2))
-    return {"prefill": prompt_len / t_prefill, "decode1": new / t_decode, "tokens": generate(chat, quality_tokens - 1)[1]}
+    tokens = generate(chat, quality_tokens - 1)[1]  # also the warm-up
+    decoded = decode_with_bandwidth(lambda: started(model, ps, new), new, torch.get_num_threads(), "cpu")
+    return {"prefill": prompt_len / t_prefill, "tokens": tokens} | decoded
 
 
 def run_llamacpp(gguf: Path, prompt_len: int, new: int, threads: int, chat: list[int], quality_tokens: int) -> dict[str, Any]:
@@ -340,11 +437,12 @@ def child(argv: list[str]) -> None:
         torch.set_num_threads(int(threads))
         if engine == "ours-vs-llama.cpp":
             result = run_ours_vs_llamacpp(Path(model_dir), dtype, int(prompt_len), int(new), int(quality))
+        elif engine == "ours-alone":
+            result = run_ours_alone(Path(model_dir), dtype, int(prompt_len), int(new), device)
         else:
-            run = run_hf if engine == "hf" else run_ours
-            result = run(Path(model_dir), dtype, int(prompt_len), int(new), int(batch), device,
-                         **({"grammar": False} if engine == "ours-only" else {}))
-    result["rss_mb"] = peak_memory_mb(device)
+            run = run_ours if engine == "ours" else run_hf
+            result = run(Path(model_dir), dtype, int(prompt_len), int(new), int(batch), device)
+    result.setdefault("rss_mb", peak_memory_mb(device))
     print(json.dumps(result))
 
 
@@ -352,18 +450,28 @@ def measure(engine: str, model_dir: Path, dtype: str, a: argparse.Namespace, env
     argv = [engine, str(model_dir), dtype, str(a.threads), str(a.prompt_len), str(a.new_tokens), str(a.batch), a.device,
             str(a.quality_tokens)]
     proc = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True,
-                          env=None if env is None else os.environ | env)
+                          env=None if env is None else os.environ | env)  # env: e.g. LLAMA_CUDA_GRAPHS
     if proc.returncode != 0:
         raise SystemExit(f"{engine} {dtype} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def best_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Each speed at its best over the rounds; peak memory and warm-up at their lowest; the first
-    run's tokens and decode path."""
-    best = {k: (min if k in ("rss_mb", "warmup_s") else max)(r[k] for r in runs) for k in runs[0]
-            if k not in ("tokens", "path")}
-    return runs[0] | best
+    """Each speed at its best over the rounds; peak memory at its lowest; the first run's tokens;
+    every round's (decode tok/s, GB/s) chunks."""
+    listed = ("tokens", "paired")
+    best = {k: (min if k == "rss_mb" else max)(r[k] for r in runs) for k in runs[0] if k not in listed}
+    return best | {"tokens": runs[0]["tokens"], "paired": [p for r in runs for p in r.get("paired", [])]}
+
+
+def roofline_share(pairs: list[list[float]], bytes_per_token: float) -> str:
+    """The share of the roofline each chunk of decode reached (its tok/s x bytes per token / the
+    bandwidth probed beside it): the median over every chunk of every round, and the quartiles."""
+    shares = sorted(tps * bytes_per_token / (gbs * 1e9) for tps, gbs in pairs)
+    bandwidths = sorted(gbs for _, gbs in pairs)
+    q1, median, q3 = statistics.quantiles(shares, n=4)
+    return (f"{100 * median:.0f}% of roofline (median of {len(shares)} chunks, quartiles {100 * q1:.0f}-{100 * q3:.0f}%; "
+            f"bandwidth beside them {statistics.median(bandwidths):.0f} GB/s)")
 
 
 def matching_prefix(a: list[int], b: list[int]) -> int:
@@ -408,9 +516,8 @@ def against_llamacpp(model_dir: Path, a: argparse.Namespace) -> None:
     gguf = next(model_dir.glob("*.gguf"), None)
     if gguf is None:
         raise SystemExit(f"{model_dir} has no GGUF file to run llama.cpp on")
-    bw = read_bandwidth_gbs(a.threads, "cpu")
     print(f"model {model_dir.name} ({gguf.name}) on cpu, {a.threads} threads, prompt {a.prompt_len}, "
-          f"{a.new_tokens} new tokens, best of {a.rounds} interleaved rounds; measured read bandwidth {bw:.1f} GB/s")
+          f"{a.new_tokens} new tokens, best of {a.rounds} interleaved rounds")
     configs = [("llama.cpp", str(gguf))] + [("ours-vs-llama.cpp", mode) for mode in a.modes.split(",")]
     runs: dict[tuple[str, str], list[dict[str, Any]]] = {c: [] for c in configs}
     for _ in range(a.rounds):  # interleaved: every configuration sees the same drift in machine load
@@ -419,8 +526,10 @@ def against_llamacpp(model_dir: Path, a: argparse.Namespace) -> None:
     best = {c: best_run(r) for c, r in runs.items()}
     anchor = best[configs[0]]
     ctx = a.prompt_len + a.new_tokens // 2
+    bw = statistics.median(gbs for c in configs[1:] for _, gbs in best[c]["paired"])  # probed beside our decodes
     print(f"llama.cpp {llama_cpp.__version__} on {gguf.name}: prefill {anchor['prefill']:.0f} tok/s | decode b1 "
-          f"{anchor['decode1']:.1f} tok/s (roofline {bw * 1e9 / gguf_bytes_per_token(gguf, model_dir, ctx):.1f})", flush=True)
+          f"{anchor['decode1']:.1f} tok/s (roofline {bw * 1e9 / gguf_bytes_per_token(gguf, model_dir, ctx):.1f} at the "
+          f"median bandwidth probed beside ours, {bw:.0f} GB/s)", flush=True)
     fp32 = next((best[c]["tokens"] for c in configs if c[1] == "fp32"), None)
     from tokenizers import Tokenizer
 
@@ -434,38 +543,16 @@ def against_llamacpp(model_dir: Path, a: argparse.Namespace) -> None:
     for c in configs[1:]:
         ours, mode = best[c], c[1]
         bytes_read = gguf_bytes_per_token(gguf, model_dir, ctx) if mode == "gguf" else bytes_per_token(model_dir, mode, ctx, "cpu")
-        roof = bw * 1e9 / bytes_read
         quality = ""
         if mode != "fp32" and fp32 is not None:
             quality = (f" | greedy reply tokens equal to fp32's {matching_prefix(ours['tokens'], reply)}/{len(reply)}: "
                        f"{text(ours['tokens'])!r}")
         print(f"ours {mode}: prefill {ours['prefill']:.0f} tok/s ({ours['prefill'] / anchor['prefill']:.2f}x llama.cpp) | "
-              f"decode b1 {ours['decode1']:.1f} tok/s ({ours['decode1'] / anchor['decode1']:.2f}x llama.cpp; roofline "
-              f"{roof:.1f}, {100 * ours['decode1'] / roof:.0f}%) | peak RSS {ours['rss_mb']:.0f} MB{quality}", flush=True)
+              f"decode b1 {ours['decode1']:.1f} tok/s ({ours['decode1'] / anchor['decode1']:.2f}x llama.cpp; "
+              f"{roofline_share(ours['paired'], bytes_read)}) | peak RSS {ours['rss_mb']:.0f} MB{quality}", flush=True)
     if fp32 is not None:
         print(f"greedy reply: fp32 {text(fp32)!r}; llama.cpp {text(anchor['tokens'])!r}, its tokens equal to fp32's "
               f"{matching_prefix(anchor['tokens'], reply)}/{len(reply)}", flush=True)
-
-
-def ours_alone(model_dir: Path, a: argparse.Namespace, bw: float) -> None:
-    """One line per dtype and --graphs setting, each in fresh processes, interleaved for --rounds."""
-    settings = a.graphs.split(",")
-    memory = "peak GPU memory" if a.device == "cuda" else "peak RSS"
-    for dtype in a.dtypes.split(","):
-        runs: dict[str, list[dict[str, Any]]] = {g: [] for g in settings}
-        for _ in range(a.rounds):
-            for g in settings:
-                runs[g].append(measure("ours-only", model_dir, dtype, a, {"LLAMA_CUDA_GRAPHS": "0" if g == "off" else "1"}))
-        best = {g: best_run(r) for g, r in runs.items()}
-        roof = bw * 1e9 / bytes_per_token(model_dir, dtype, a.prompt_len + a.new_tokens // 2, a.device)
-        base = best.get("off")
-        for g, r in best.items():
-            same = ""
-            if base is not None and g != "off":
-                same = f" | greedy tokens equal to graphs-off's {matching_prefix(r['tokens'], base['tokens'])}/{len(base['tokens'])}"
-            print(f"{model_dir.name} {dtype} graphs {g} ({r['path']}): prefill {r['prefill']:.0f} tok/s | decode b1 "
-                  f"{r['decode1']:.1f} tok/s (roofline {roof:.1f}, {100 * r['decode1'] / roof:.0f}%) | first decode run "
-                  f"+{r['warmup_s']:.1f} s | {memory} {r['rss_mb']:.0f} MB{same}", flush=True)
 
 
 def torch_device_name(device: str) -> str:
@@ -481,7 +568,7 @@ def main() -> None:
     p.add_argument("--model-dir", type=Path, default=None)
     p.add_argument("--against", choices=["llama.cpp", "transformers", "none"], default=None,
                    help="the anchor: llama.cpp on the demo model, transformers with --model-dir, or none (ours alone)")
-    p.add_argument("--graphs", default="on,off", help="with --against none: LLAMA_CUDA_GRAPHS settings to compare")
+    p.add_argument("--graphs", default="on,off", help="with --against none: the LLAMA_CUDA_GRAPHS settings compared")
     p.add_argument("--modes", default="fp32,int8,gguf", help="our modes beside llama.cpp")
     p.add_argument("--quality-tokens", type=int, default=48, help="greedy tokens compared with fp32's")
     p.add_argument("--dtypes", default="fp32,bf16")
@@ -499,14 +586,12 @@ def main() -> None:
         from llama_core.download.demo import prepare_demo_model
 
         model_dir = prepare_demo_model(default_model_dir())
+    if a.against == "none":
+        return ours_alone(model_dir, a)
     if a.against == "llama.cpp":
         return against_llamacpp(model_dir, a)
-    bw = read_bandwidth_gbs(a.threads, a.device)
     where = torch_device_name(a.device) if a.device == "cuda" else f"cpu, {a.threads} threads"
-    print(f"model {model_dir.name} on {where}, prompt {a.prompt_len}, {a.new_tokens} new tokens, "
-          f"batch {a.batch}; measured read bandwidth {bw:.1f} GB/s", flush=True)
-    if a.against == "none":
-        return ours_alone(model_dir, a, bw)
+    print(f"model {model_dir.name} on {where}, prompt {a.prompt_len}, {a.new_tokens} new tokens, batch {a.batch}")
     memory = "peak GPU memory" if a.device == "cuda" else "peak RSS"
     for dtype in a.dtypes.split(","):
         runs: dict[str, list[dict[str, float]]] = {"ours": [], "hf": []}
@@ -514,13 +599,13 @@ def main() -> None:
             for engine in runs:
                 runs[engine].append(measure(engine, model_dir, dtype, a))
         ours, theirs = (best_run(runs[e]) for e in ("ours", "hf"))
-        roof = bw * 1e9 / bytes_per_token(model_dir, dtype, a.prompt_len + a.new_tokens // 2, a.device)
+        bytes_read = bytes_per_token(model_dir, dtype, a.prompt_len + a.new_tokens // 2, a.device)
         hf = "transformers" if hf_dtype(dtype, a.device) == dtype else f"transformers {hf_dtype(dtype, a.device)}"
         print(
             f"{dtype}: prefill {ours['prefill']:.0f} tok/s ({hf} {theirs['prefill']:.0f}, "
             f"{ours['prefill'] / theirs['prefill']:.2f}x) | decode b1 {ours['decode1']:.1f} tok/s "
             f"(transformers {theirs['decode1']:.1f}, {ours['decode1'] / theirs['decode1']:.2f}x; "
-            f"roofline {roof:.1f}, {100 * ours['decode1'] / roof:.0f}%) | decode b{a.batch} "
+            f"{roofline_share(ours['paired'], bytes_read)}) | decode b{a.batch} "
             f"{ours['decodeB']:.1f} tok/s (transformers {theirs['decodeB']:.1f}, "
             f"{ours['decodeB'] / theirs['decodeB']:.2f}x; {ours['decodeB'] / ours['decode1']:.1f}x our b1) | "
             f"{memory} {ours['rss_mb']:.0f} MB (transformers {theirs['rss_mb']:.0f} MB) | greedy tokens equal to "
