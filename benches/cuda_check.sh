@@ -23,7 +23,7 @@
 #
 # Files in $OUT: summary.txt (the lines to read first), setup.log, tests.log, bench-*.log, anatomy.log.
 # A dry run of the same phases without a GPU (CUDA tests skip, no anatomy):
-#   DEVICE=cpu SHAPES=SmolLM2-135M-Instruct NEW_TOKENS=16 bash benches/cuda_check.sh
+#   DEVICE=cpu SHAPES=SmolLM2-135M-Instruct DTYPES=fp32 NEW_TOKENS=8 bash benches/cuda_check.sh
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 WHEELS=${WHEELS:-.whl}
@@ -31,6 +31,7 @@ PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 SHAPES=${SHAPES:-Llama3.2-1B-Instruct SmolLM2-135M-Instruct}  # registry ids (random_checkpoint.py --like)
 NEW_TOKENS=${NEW_TOKENS:-128}
+DTYPES=${DTYPES:-bf16,int8}
 
 if [ "${1:-}" = "--fetch-wheels" ]; then  # pure-Python wheels, and msgspec's for CPython ${PYVER:-3.12}
     mkdir -p "$WHEELS"
@@ -89,7 +90,7 @@ say "checkpoints done at $(elapsed)"
 bench() {  # one shape's lines: bench LIKE SECONDS
     local like=$1 ckpt="$WORK/${1%-Instruct}-shape" log="$OUT/bench-${1%-Instruct}.log" rc
     timeout "$2" "$PY" benches/bench_generate.py --against none --model-dir "$ckpt" --device "$DEVICE" \
-        --dtypes bf16,int8 --graphs on,off --rounds 1 --batch 1 --prompt-len 128 --new-tokens "$NEW_TOKENS" >"$log" 2>&1
+        --dtypes "$DTYPES" --graphs on,off --rounds 1 --batch 1 --prompt-len 128 --new-tokens "$NEW_TOKENS" >"$log" 2>&1
     rc=$?
     grep -E "^(model|.*graphs (on|off))" "$log" | tee -a "$SUMMARY"
     [ $rc -eq 0 ] || say "bench $like rc $rc: see $(basename "$log")"
