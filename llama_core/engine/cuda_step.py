@@ -23,8 +23,9 @@ capture rather than mode="reduce-overhead":
     forward) are ours to see and test;
   - inductor still fuses what matters: int8 weights are multiplied as F.linear(x, q.to(x.dtype))
     * scale, which for one row it lowers to one reduction that reads the int8 bytes and applies
-    the scale (with coordinate_descent_tuning, as gpt-fast's recipe does), so int8 reads half
-    the bytes of bf16 instead of materialising a bf16 copy of the weight each step.
+    the scale (with coordinate_descent_tuning, as gpt-fast's recipe does), so that int8 reads
+    half the bytes of bf16 rather than a bf16 copy of the weight made each step (not measured
+    yet: benches/cuda_check.sh does, on a GPU).
 The key window's length is marked dynamic: one compile serves every bucket below the whole
 cache, and a new bucket costs one capture (milliseconds), not a compile. The window that is the
 whole cache (a row past half of max_seq_len) is contiguous, which the compiler treats apart: one
@@ -111,8 +112,9 @@ def kv_bucket(kv_len: int, max_seq_len: int) -> int:
 
 
 def linear(x: Tensor, w: Weight) -> Tensor:
-    """x @ w.T in x's dtype; an int8 weight's row scales applied after the matmul (inductor fuses
-    the int8 -> x.dtype conversion into the matmul's loads and the scale into its epilogue)."""
+    """x @ w.T in x's dtype; an int8 weight's row scales applied after the matmul. Compiled for one
+    row (compiled_step), inductor makes this one reduction that loads the int8 bytes, converts
+    them in registers and scales the sums; eagerly it is a float copy of the weight per call."""
     if isinstance(w, Int8Weight):
         return (F.linear(x, w.q.to(x.dtype)) * w.scale).to(x.dtype)
     return F.linear(x, w)
