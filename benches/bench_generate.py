@@ -30,6 +30,15 @@ transformers' (all of them in fp32; bf16 rounding may part the two after a near-
 benches/random_checkpoint.py writes random weights of a registry model's shape (e.g. a
 Llama-3.2-1B-shaped checkpoint) for --model-dir.
 
+Ours alone (--against none), as benches/cuda_check.sh runs it on a GPU: for each dtype and each
+--graphs setting (LLAMA_CUDA_GRAPHS on or off: the decode step captured in CUDA graphs, or the
+dynamic forward), in fresh processes, one line: prefill, batch-1 decode tok/s and its share of the
+roofline (as above), the first decode's extra seconds (compile and capture), peak memory, and
+how many greedy tokens equal the graphs-off run's.
+
+    python benches/bench_generate.py --against none --model-dir DIR --device cuda --dtypes bf16,int8
+                                     [--graphs on,off] [--prompt-len 128] [--new-tokens 128]
+
 int8 is weight-only (per-row scales, activations in fp32 on CPU): beside it, transformers runs the
 float weights.
 
@@ -260,6 +269,76 @@ def run_hf(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, d
     return {"prefill": prompt_len / t_prefill, "decode1": new / t1, "decodeB": batch * new / tb, "tokens": tokens}
 
 
+# ---- ours alone, graphs on and off (--against none) -------------------------------------------------
+
+
+def decode_path(model: Any) -> str:
+    """Which decode step this model runs: the CPU's native op, the CUDA graphs (of the compiled
+    step, the uncompiled one, or failed: the dynamic forward), or the dynamic forward."""
+    from llama_core.engine import kernels
+
+    if model._step_weights is not None and kernels.cpu_kernels_available():
+        return "native step"
+    graphs = model._graphs
+    if graphs is None:
+        return "dynamic forward"
+    if graphs.failed:
+        return "graphs failed: dynamic forward"
+    return "graphs of the compiled step" if graphs.compiled else "graphs of the uncompiled step"
+
+
+def run_ours_alone(model_dir: Path, dtype: str, prompt_len: int, new: int, device: str) -> dict[str, Any]:
+    """Prefill tok/s, the first greedy decode's extra seconds over the second (compile and capture
+    on CUDA), batch-1 decode as decode_with_bandwidth measures it, the greedy tokens, the path."""
+    import torch
+
+    from llama_core.engine.checkpoint import load_model
+    from llama_core.engine.generation import prefill
+    from llama_core.engine.parallel import init_model_parallel
+
+    init_model_parallel(backend="nccl" if device == "cuda" else "gloo")
+    model, _ = load_model(model_dir, max_seq_len=prompt_len + new + 8, max_batch_size=1, dtype=dtype, device=device)
+    prompt = prompts(1, prompt_len, model.args.vocab_size)[0]
+    with torch.inference_mode():
+        t_prefill = best_of(timed(lambda: prefill(model, torch.tensor(prompt, device=device), 0), device))
+
+    def greedy() -> tuple[float, list[int]]:
+        step = started(model, prompt, new)
+        synchronize(device)
+        start = time.perf_counter()
+        tokens = [step()[0].token for _ in range(new)]
+        synchronize(device)
+        return time.perf_counter() - start, tokens
+
+    first, tokens = greedy()
+    warm = first - greedy()[0]
+    decoded = decode_with_bandwidth(lambda: started(model, prompt, new), new, torch.get_num_threads(), device)
+    return {"prefill": prompt_len / t_prefill, "tokens": tokens, "warmup_s": warm, "path": decode_path(model)} | decoded
+
+
+def ours_alone(model_dir: Path, a: argparse.Namespace) -> None:
+    """One line per dtype and --graphs setting, each in fresh processes, interleaved for --rounds."""
+    where = torch_device_name(a.device) if a.device == "cuda" else f"cpu, {a.threads} threads"
+    print(f"model {model_dir.name} on {where}, prompt {a.prompt_len}, {a.new_tokens} new tokens, batch 1", flush=True)
+    memory = "peak GPU memory" if a.device == "cuda" else "peak RSS"
+    settings = a.graphs.split(",")
+    for dtype in a.dtypes.split(","):
+        runs: dict[str, list[dict[str, Any]]] = {g: [] for g in settings}
+        for _ in range(a.rounds):  # interleaved, so every setting sees the same drift in machine load
+            for g in settings:
+                runs[g].append(measure("ours-alone", model_dir, dtype, a, {"LLAMA_CUDA_GRAPHS": "0" if g == "off" else "1"}))
+        best = {g: best_run(r) for g, r in runs.items()}
+        bytes_read = bytes_per_token(model_dir, dtype, a.prompt_len + a.new_tokens // 2, a.device)
+        base = best.get("off")
+        for g, r in best.items():
+            same = ""
+            if base is not None and g != "off":
+                same = f" | greedy tokens equal to graphs-off's {matching_prefix(r['tokens'], base['tokens'])}/{len(base['tokens'])}"
+            print(f"{model_dir.name} {dtype} graphs {g} ({r['path']}): prefill {r['prefill']:.0f} tok/s | decode b1 "
+                  f"{r['decode1']:.1f} tok/s ({roofline_share(r['paired'], bytes_read)}) | first decode +{r['warmup_s']:.1f} s "
+                  f"| {memory} {r['rss_mb']:.0f} MB{same}", flush=True)
+
+
 # ---- against llama.cpp on the demo model's GGUF ----------------------------------------------------
 
 QUALITY_PROMPT = "What is the capital of France? Answer in two sentences."
@@ -358,6 +437,8 @@ def child(argv: list[str]) -> None:
         torch.set_num_threads(int(threads))
         if engine == "ours-vs-llama.cpp":
             result = run_ours_vs_llamacpp(Path(model_dir), dtype, int(prompt_len), int(new), int(quality))
+        elif engine == "ours-alone":
+            result = run_ours_alone(Path(model_dir), dtype, int(prompt_len), int(new), device)
         else:
             run = run_ours if engine == "ours" else run_hf
             result = run(Path(model_dir), dtype, int(prompt_len), int(new), int(batch), device)
@@ -365,10 +446,11 @@ def child(argv: list[str]) -> None:
     print(json.dumps(result))
 
 
-def measure(engine: str, model_dir: Path, dtype: str, a: argparse.Namespace) -> dict[str, Any]:
+def measure(engine: str, model_dir: Path, dtype: str, a: argparse.Namespace, env: dict[str, str] | None = None) -> dict[str, Any]:
     argv = [engine, str(model_dir), dtype, str(a.threads), str(a.prompt_len), str(a.new_tokens), str(a.batch), a.device,
             str(a.quality_tokens)]
-    proc = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, __file__, "--child", *argv], capture_output=True, text=True,
+                          env=None if env is None else os.environ | env)  # env: e.g. LLAMA_CUDA_GRAPHS
     if proc.returncode != 0:
         raise SystemExit(f"{engine} {dtype} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -484,8 +566,9 @@ def main() -> None:
         return child(sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", type=Path, default=None)
-    p.add_argument("--against", choices=["llama.cpp", "transformers"], default=None,
-                   help="the anchor: llama.cpp on the demo model, transformers with --model-dir")
+    p.add_argument("--against", choices=["llama.cpp", "transformers", "none"], default=None,
+                   help="the anchor: llama.cpp on the demo model, transformers with --model-dir, or none (ours alone)")
+    p.add_argument("--graphs", default="on,off", help="with --against none: the LLAMA_CUDA_GRAPHS settings compared")
     p.add_argument("--modes", default="fp32,int8,gguf", help="our modes beside llama.cpp")
     p.add_argument("--quality-tokens", type=int, default=48, help="greedy tokens compared with fp32's")
     p.add_argument("--dtypes", default="fp32,bf16")
@@ -503,6 +586,8 @@ def main() -> None:
         from llama_core.download.demo import prepare_demo_model
 
         model_dir = prepare_demo_model(default_model_dir())
+    if a.against == "none":
+        return ours_alone(model_dir, a)
     if a.against == "llama.cpp":
         return against_llamacpp(model_dir, a)
     where = torch_device_name(a.device) if a.device == "cuda" else f"cpu, {a.threads} threads"

@@ -2,10 +2,13 @@
 
 Speed depends on shapes, not values: a Llama-3.2-1B-shaped checkpoint with seeded random weights
 decodes exactly as fast as the real one. --like is a registry model id (its params.json, the
-Llama 3 tokenizer from the llama-models wheel, tied embeddings where the HF release ties them)
-or a checkpoint directory (its params.json and tokenizer files are copied).
+Llama 3 tokenizer from the llama-models wheel, tied embeddings where the HF release or the
+registry's config ties them; a model of a smaller vocabulary, such as the demo model, gets a
+byte-level tokenizer.json of 256 ids, enough to load) or a checkpoint directory (its params.json
+and tokenizer files are copied).
 
     python benches/random_checkpoint.py --like Llama3.2-1B-Instruct DEST
+    python benches/random_checkpoint.py --like SmolLM2-135M-Instruct DEST
     python benches/random_checkpoint.py --like ~/.cache/llama-toolchain/SmolLM2-135M-Instruct DEST
 """
 
@@ -27,18 +30,36 @@ from tests.engine.tiny_checkpoint import llama3_tokenizer_model, random_state_di
 TIED = {"Llama3.2-1B", "Llama3.2-3B"}  # their HF releases tie the LM head to the embedding
 
 
+LLAMA3_VOCAB = 128256
+
+
 def args_like(like: str) -> tuple[ModelArgs, list[Path]]:
-    """The shape and the tokenizer files to copy for `like` (a registry id or a checkpoint dir)."""
+    """The shape and the tokenizer files to copy for `like` (a registry id or a checkpoint dir);
+    no files where the Llama 3 tokenizer has more ids than the model (write_byte_tokenizer)."""
     path = Path(like).expanduser()
     if (path / "params.json").is_file():
         return ModelArgs.from_file(path / "params.json"), [path / f for f in TOKENIZER_FILES if (path / f).is_file()]
     from llama_core.models.registry import resolve_model
 
     model = resolve_model(like)
-    tied = model.core_model_id.removesuffix("-Instruct") in TIED
+    tied = model.arch_args.get("tie_word_embeddings", False) or model.core_model_id.removesuffix("-Instruct") in TIED
     args = ModelArgs.from_params(model.arch_args, rope_scaling_factor=model.rope_scaling_factor,
                                  tie_word_embeddings=tied)
-    return args, [llama3_tokenizer_model()]
+    return args, [llama3_tokenizer_model()] if args.vocab_size >= LLAMA3_VOCAB else []
+
+
+def write_byte_tokenizer(dest: Path) -> None:
+    """A byte-level BPE tokenizer.json of 256 ids and no merges, then <|endoftext|> (id 256, its
+    end of sequence): loads, encodes any text, and fits any vocabulary (random weights need no
+    real one)."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+    vocab = {symbol: i for i, symbol in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens([AddedToken("<|endoftext|>", special=True)])
+    tokenizer.save(str(dest / "tokenizer.json"))
 
 
 def main() -> None:
@@ -52,6 +73,8 @@ def main() -> None:
     save_checkpoint(a.dest, args, sd)
     for f in tokenizer_files:
         shutil.copyfile(f, a.dest / f.name)
+    if not tokenizer_files:
+        write_byte_tokenizer(a.dest)
     n = sum(v.numel() for v in sd.values())
     print(f"{a.dest}: {n / 1e6:.0f}M random parameters shaped like {a.like}")
 

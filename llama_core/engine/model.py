@@ -13,6 +13,7 @@ earlier occupant) and the other rows never leak in.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +25,9 @@ from llama_core.engine.args import ModelArgs
 from llama_core.engine import kernels
 from llama_core.engine.kernels import BlockWeight, Weight, concat_blocks, linear, quantize_int8, rms_norm, silu_mul
 from llama_core.engine.parallel import model_parallel_size
+
+if TYPE_CHECKING:
+    from llama_core.engine.cuda_step import GraphedDecoder
 
 Blocks = dict[str, BlockWeight]  # a GGUF file's own quantized weights by Meta name (gguf.read_blocks)
 
@@ -266,6 +270,7 @@ class Transformer(nn.Module):
             self.tie_weights()
         self.output_weight: Weight | None = None  # set by prepare_weights
         self._step_weights: tuple[list[Tensor], list[Tensor], list[Tensor], list[int]] | None = None  # likewise
+        self._graphs: GraphedDecoder | None = None  # the CUDA decode path (cuda_step.py); likewise
         self.register_buffer("freqs_cis", torch.empty(0, 0, 2), persistent=False)  # set by setup_caches
         self.max_batch_size = 0
         self.max_seq_len = 0
@@ -287,6 +292,9 @@ class Transformer(nn.Module):
         if (int8 or blocks is not None) and not self.args.tie_word_embeddings:
             _release(self.output)
         self._step_weights = self._collect_step_weights()
+        from llama_core.engine.cuda_step import graphed_decoder
+
+        self._graphs = graphed_decoder(self)
 
     def _collect_step_weights(self) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[int]] | None:
         """decode_step's norms, weights, scales and kinds; None where it cannot run this model
@@ -317,6 +325,8 @@ class Transformer(nn.Module):
                                     weight.dtype, weight.device)
         self.freqs_cis = precompute_freqs_cis(self.args, max_seq_len).to(weight.device)
         self.max_batch_size, self.max_seq_len = max_batch_size, max_seq_len
+        if self._graphs is not None:
+            self._graphs.clear()  # captured against the caches just replaced
 
     def forward(self, tokens: Tensor, input_pos: Tensor, first_slot: int = 0, kv_len: int | None = None,
                 last_only: bool = False) -> Tensor:
@@ -324,12 +334,18 @@ class Transformer(nn.Module):
 
         tokens: (B, T) ids for cache rows first_slot .. first_slot+B-1; input_pos: (B,) position of
         each row's first token; kv_len: exactly max(input_pos) + T, if the caller knows it (saves a sync).
+        A decode step (T == 1) runs as one native op on CPU (kernels.decode_step), and on CUDA from
+        slot 0 as cuda_step's static step replayed from a CUDA graph (LLAMA_CUDA_GRAPHS=0: as below).
         """
         assert self.max_seq_len > 0, "call setup_caches first"
         B, T = tokens.shape
         device = tokens.device
         if T == 1 and self._step_weights is not None and B <= kernels.MAX_KERNEL_ROWS and kernels.cpu_kernels_available():
             return self._decode_step(tokens, input_pos, first_slot)
+        if T == 1 and first_slot == 0 and self._graphs is not None:  # CUDA: the captured static step
+            logits = self._graphs(tokens[:, 0], input_pos, kv_len)
+            if logits is not None:  # None: graphs failed here, said once in the log
+                return logits[:, None]
         pos = input_pos.to(device)[:, None] + torch.arange(T, device=device)  # (B, T)
         if kv_len is None:
             kv_len = int(pos.max()) + 1
