@@ -268,6 +268,13 @@ class GraphedDecoder:
         self.graphs: dict[tuple[int, int], _Graph] = {}
         self.failed = False
 
+    def warm(self) -> None:
+        """Compile and capture batch 1's first key bucket now, at load, rather than in the first
+        request: a dummy token at position 0 of slot 0, which no sequence holds yet (a prefill
+        writes that position before any step reads it)."""
+        zero = torch.zeros(1, dtype=torch.long, device=self.model.tok_embeddings.weight.device)
+        self(zero, zero, 1)
+
     def clear(self) -> None:
         """Drop the graphs: they hold the addresses of caches that setup_caches replaced."""
         self.graphs.clear()

@@ -296,6 +296,14 @@ class Transformer(nn.Module):
 
         self._graphs = graphed_decoder(self)
 
+    def warm_up(self) -> None:
+        """Build now, at load, what the first decode step would build in a request: the CPU kernels
+        (a minute the first time on a machine), or on CUDA the step's compile and first graph."""
+        if self.tok_embeddings.weight.device.type == "cpu":
+            kernels.cpu_kernels_available()
+        elif self._graphs is not None:
+            self._graphs.warm()
+
     def _collect_step_weights(self) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[int]] | None:
         """decode_step's norms, weights, scales and kinds; None where it cannot run this model
         (model parallel, not float32, off the CPU)."""

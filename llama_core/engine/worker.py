@@ -100,10 +100,7 @@ def _load(rank: int, init_file: str, spec: WorkerSpec) -> Any:
         max_seq_len=spec.max_seq_len,
         max_batch_size=spec.max_batch_size,
     )
-    if device.type == "cpu":  # the decode kernels' first build (tens of seconds) at load, not in the first request
-        from llama_core.engine.kernels import cpu_kernels_available
-
-        cpu_kernels_available()
+    model.warm_up()  # the CPU kernels' first build or the CUDA step's compile: at load, not in the first request
     return Batch(model, max_batch_size=spec.max_batch_size, max_seq_len=spec.max_seq_len, tokenizer_dir=spec.ckpt_dir)
 
 

@@ -277,3 +277,13 @@ def test_cuda_capture_failure_falls_back_with_one_log_line(tiny_ckpt: Path, capl
     ours = [r for r in caplog.records if r.name == "llama_core.engine.cuda_step"]
     assert [r.getMessage().split(" (")[0] for r in ours] == ["CUDA graph capture of the decode step failed"]
     torch.testing.assert_close(out, dynamic(model, tokens, pos), rtol=0, atol=0)
+
+
+@needs_cuda
+def test_cuda_warm_up_compiles_and_captures_before_any_request_and_leaves_greedy_unchanged(tiny_ckpt: Path) -> None:
+    """The worker calls warm_up at load: batch 1's first graph exists before the first request, and
+    the dummy step it runs at slot 0 changes nothing that request sees."""
+    model = cuda_model(tiny_ckpt, "fp32")
+    model.warm_up()
+    assert list(model._graphs.graphs) == [(1, 64)] and model._graphs.compiled and not model._graphs.failed
+    assert [r.token for r in generate(model, PROMPT, GenParams(max_tokens=20))] == TINY_GREEDY
