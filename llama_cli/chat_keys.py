@@ -7,7 +7,7 @@ prompt until Enter). So no thread of ours waits on the terminal where a signal m
 
 - the event loop owns SIGINT (`CtrlC.handling`): asyncio's wakeup fd wakes it whichever thread the
   signal landed on, and the press cancels what it stops now (a reply prints nothing after it);
-- `read_line` runs input() on a daemon thread and waits for it on the loop, so the loop stays free
+- `read_line` reads the line (`terminal_line`) on a daemon thread and waits for it on the loop, so the loop stays free
   to hear Ctrl-C at the prompt. A read that Ctrl-C abandons is left blocked on the terminal: it is
   only abandoned when the chat ends, and a daemon thread does not hold the process's exit.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -77,6 +78,18 @@ class CtrlC:
         await checkpoint_if_cancelled()  # a cancel anyio has not delivered yet to a task already woken
 
 
+def terminal_line(prompt: str) -> str:
+    """input(prompt) as the terminal itself edits and echoes the line (its ^C, the bytes typed), on
+    every install: input() hands the line to GNU readline once any module has imported it (cyclopts
+    4.x does, 5.x does not), which echoes no ^C and drops a byte that is not UTF-8. EOFError at Ctrl-D."""
+    sys.stdout.write(prompt)
+    sys.stdout.flush()
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.removesuffix("\n")
+
+
 async def read_line(prompt: str) -> str | None:
     """input(prompt) without blocking the event loop; None at end of input (Ctrl-D).
 
@@ -87,7 +100,7 @@ async def read_line(prompt: str) -> str | None:
 
     def read() -> None:
         try:
-            got.append(input(prompt))
+            got.append(terminal_line(prompt))
         except EOFError:
             got.append(None)
         except BaseException as e:  # noqa: BLE001 - handed to the loop's task, which raises it

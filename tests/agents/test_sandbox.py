@@ -117,6 +117,8 @@ for i in range(FORKS):
                 f.write('.')
             time.sleep(0.05)
     time.sleep(0.01)
+while len([n for n in os.listdir('.') if n.startswith('beat-')]) < FORKS:  # each child has started (a loaded machine is slow to schedule them)
+    time.sleep(0.01)
 print('all forked', flush=True)
 """
 

@@ -70,11 +70,14 @@ def test_demo_model_from_a_clean_home_answers(llama, wheel_dir, monkeypatch):
     assert rc == 0, err
     assert out == "The capital of France is Paris.\n"  # int8 weight-only keeps the answer
 
-    rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--dtype", "gguf", "--temperature", "0", "--max-tokens", "12", "What is the capital of France?")
+    # The GGUF's own Q4_1 blocks, with 8-bit activations as llama.cpp computes them, tip the capital
+    # prompt's near-tie first token away from fp32's "The" (llama.cpp on the same file answers "L'Étoile,
+    # la Cité, la Nation"), and which way its later near-ties fall moves with torch's float kernels
+    # (torch 2.6, the lowest we allow, ends "la Cité, la France"). This prompt has none, on either.
+    rc, out, err = llama("model", "run", "-m", DEMO_MODEL, "--dtype", "gguf", "--temperature", "0", "--max-tokens", "12",
+                         "What colour is the sky on a clear day?")
     assert rc == 0, err
-    # The GGUF's own Q4_1 blocks, with 8-bit activations as llama.cpp computes them, tip this prompt's
-    # near-tie first token away from fp32's "The"; llama.cpp on the same file answers "L'Étoile, la Cité, la Nation".
-    assert out == "L'Étoile, la Marseillaise,\n"
+    assert out == "The sky on a clear day is often described as a deep\n"
 
 
 def fake_pip(wheel_members: dict[str, bytes]):
