@@ -1,10 +1,45 @@
-"""Shared fixtures: async tests run under both asyncio and trio; every test gets its own ~/.llama."""
+"""Shared fixtures: async tests run under both asyncio and trio; every test gets its own ~/.llama.
+
+The suite runs on two pytest-xdist workers (pyproject's addopts: -n 2 --dist loadfile). Each test
+module stays on one worker, so that its module fixtures are built once, and the modules that share a
+costly session fixture (a trained model and the stack serving it) stay together (SHARED_MODULES).
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Two workers on two cores: torch's intra-op threads (one per core by default) in both, or in the
+# engine processes they start, would oversubscribe the cores, and OpenMP spin-waits then take turns
+# with each other (training the tiny agent model took minutes instead of seconds on a busy machine).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# Test modules that share a session fixture costing seconds: run on one worker, it is built once.
+SHARED_MODULES = {
+    **dict.fromkeys(  # agent_ckpt, agent_url (tests/agents/conftest.py): the trained tiny agent model, served
+        ["tests/agents/test_routes.py", "tests/agents/test_turn_features.py", "tests/agents/test_turns_engine.py"], "agent-model"
+    ),
+    **dict.fromkeys(  # guard_ckpt, guard_url (tests/safety/conftest.py): the trained tiny Llama Guard, served
+        ["tests/safety/test_client.py", "tests/safety/test_llama_guard.py"], "guard-model"
+    ),
+}
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """`--dist loadfile`, with each SHARED_MODULES group as one unit of work."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LoadSharedFile(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return SHARED_MODULES.get(module, module)
+
+    return LoadSharedFile(config, log)
 
 
 @pytest.fixture(params=["asyncio", "trio"])
