@@ -26,6 +26,27 @@ SHARED_MODULES = {
         ["tests/safety/test_client.py", "tests/safety/test_llama_guard.py"], "guard-model"
     ),
 }
+# The session fixtures behind SHARED_MODULES: a module that uses one must be in its group.
+SHARED_FIXTURES = {"agent_ckpt": "agent-model", "agent_url": "agent-model", "guard_ckpt": "guard-model", "guard_url": "guard-model"}
+_UNGROUPED = pytest.StashKey[str]()  # on an item whose module is missing from its group: why
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Keep SHARED_MODULES whole: a new module using a SHARED_FIXTURES fixture must join its group
+    (else, on the other worker, it would train and serve that model a second time). Its tests fail
+    at setup, saying so, before any fixture is built."""
+    for item in items:
+        module = item.nodeid.split("::", 1)[0]
+        for name in getattr(item, "fixturenames", ()):
+            group = SHARED_FIXTURES.get(name)
+            if group is not None and SHARED_MODULES.get(module) != group:
+                item.stash[_UNGROUPED] = f"{module} uses {name}: add it to SHARED_MODULES (tests/conftest.py) as {group!r}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if (why := item.stash.get(_UNGROUPED, None)) is not None:
+        pytest.fail(why, pytrace=False)  # before any fixture is set up
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
