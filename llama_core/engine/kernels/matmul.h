@@ -42,7 +42,9 @@ struct WeightRef {
   }
 };
 
-constexpr int R = 4;  // weight rows per block
+// Weight rows per block: eight streams in flight per core. Against 4, interleaved in one process on the
+// demo model's matrices (2 threads): fp32 83 -> 93% of torch.sum's read bandwidth, int8 66 -> 69-72%.
+constexpr int R = 8;
 // Software prefetch distance. The hardware prefetcher alone leaves the core waiting on DRAM
 // (measured on a 2-core EPYC: int8 3.1 -> 5.4 GB/s, bf16 5.2 -> 7.2, fp32 7.2 -> 8.4 per core).
 constexpr int PF_BLOCKS = 2;
