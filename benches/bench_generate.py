@@ -335,7 +335,7 @@ def ours_alone(model_dir: Path, a: argparse.Namespace) -> None:
             if base is not None and g != "off":
                 same = f" | greedy tokens equal to graphs-off's {matching_prefix(r['tokens'], base['tokens'])}/{len(base['tokens'])}"
             print(f"{model_dir.name} {dtype} graphs {g} ({r['path']}): prefill {r['prefill']:.0f} tok/s | decode b1 "
-                  f"{r['decode1']:.1f} tok/s ({roofline_share(r['paired'], bytes_read)}) | first decode +{r['warmup_s']:.1f} s "
+                  f"{r['decode1']:.1f} tok/s ({roofline_share(r['paired'], bytes_read)}) | first decode {r['warmup_s']:+.1f} s "
                   f"| {memory} {r['rss_mb']:.0f} MB{same}", flush=True)
 
 
@@ -469,7 +469,7 @@ def roofline_share(pairs: list[list[float]], bytes_per_token: float) -> str:
     bandwidth probed beside it): the median over every chunk of every round, and the quartiles."""
     shares = sorted(tps * bytes_per_token / (gbs * 1e9) for tps, gbs in pairs)
     bandwidths = sorted(gbs for _, gbs in pairs)
-    q1, median, q3 = statistics.quantiles(shares, n=4)
+    q1, median, q3 = statistics.quantiles(shares, n=4, method="inclusive")  # within the data, also for a few chunks
     return (f"{100 * median:.0f}% of roofline (median of {len(shares)} chunks, quartiles {100 * q1:.0f}-{100 * q3:.0f}%; "
             f"bandwidth beside them {statistics.median(bandwidths):.0f} GB/s)")
 
@@ -511,7 +511,11 @@ def gguf_bytes_per_token(gguf: Path, model_dir: Path, ctx: int) -> float:
 
 def against_llamacpp(model_dir: Path, a: argparse.Namespace) -> None:
     """One line per configuration: llama.cpp on the GGUF, then each of our modes with its ratio to it."""
-    import llama_cpp
+    try:
+        import llama_cpp
+    except ImportError:
+        raise SystemExit("llama.cpp is not installed: pip install -e '.[bench]' (llama-cpp-python compiles for about "
+                         "half an hour), or --against transformers --model-dir DIR") from None
 
     gguf = next(model_dir.glob("*.gguf"), None)
     if gguf is None:
@@ -561,22 +565,38 @@ def torch_device_name(device: str) -> str:
     return torch.cuda.get_device_name() if device == "cuda" else device
 
 
+def listed(*allowed: str) -> Callable[[str], str]:
+    """An argparse type: a comma-separated list of `allowed` names."""
+    def parse(value: str) -> str:
+        wrong = [v for v in value.split(",") if v not in allowed]
+        if wrong:
+            raise argparse.ArgumentTypeError(f"{', '.join(wrong)}: not one of {', '.join(allowed)}")
+        return value
+    return parse
+
+
+def positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: a whole number >= 1")
+    return int(value)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         return child(sys.argv[2:])
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     p.add_argument("--model-dir", type=Path, default=None)
     p.add_argument("--against", choices=["llama.cpp", "transformers", "none"], default=None,
                    help="the anchor: llama.cpp on the demo model, transformers with --model-dir, or none (ours alone)")
-    p.add_argument("--graphs", default="on,off", help="with --against none: the LLAMA_CUDA_GRAPHS settings compared")
-    p.add_argument("--modes", default="fp32,int8,gguf", help="our modes beside llama.cpp")
+    p.add_argument("--graphs", default="on,off", type=listed("on", "off"), help="with --against none: the LLAMA_CUDA_GRAPHS settings compared")
+    p.add_argument("--modes", default="fp32,int8,gguf", type=listed("fp32", "bf16", "int8", "gguf"), help="our modes beside llama.cpp")
     p.add_argument("--quality-tokens", type=int, default=48, help="greedy tokens compared with fp32's")
-    p.add_argument("--dtypes", default="fp32,bf16")
+    p.add_argument("--dtypes", default="fp32,bf16", type=listed("fp32", "bf16", "int8"))
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--prompt-len", type=int, default=128)
     p.add_argument("--new-tokens", type=int, default=None, help="default 128 against llama.cpp, else 32")
     p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--rounds", type=int, default=2, help="fresh processes per engine, interleaved; best kept")
+    p.add_argument("--rounds", type=positive, default=2, help="fresh processes per engine, interleaved; best kept")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     a = p.parse_args()
     model_dir = a.model_dir
