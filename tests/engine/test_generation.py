@@ -232,3 +232,11 @@ def test_chunked_prefill_gives_the_same_tokens(tiny, monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr(generation, "PREFILL_CHUNK", 4)  # the 6-token prompt goes in as 4 + 2
     assert tokens(tiny, PROMPT, max_tokens=20) == TINY_GREEDY
+
+
+def test_fp16_on_cpu_decodes_as_transformers_does_in_fp16(tiny_ckpt: Path) -> None:
+    """fp16 (load_model's, not the CLI's) takes torch's decode path on CPU: the native attention holds
+    float32 or bfloat16 caches only (it raised on fp16's). Its greedy ids are transformers' in fp16."""
+    model = load_model(tiny_ckpt, max_seq_len=64, max_batch_size=1, dtype="fp16", device="cpu")[0]
+    reference = hf_model(model.args, read_shard(locate(tiny_ckpt).shards[0])).to(torch.float16)
+    assert tokens(model, PROMPT, max_tokens=8) == hf_greedy(reference, PROMPT, 8)

@@ -132,8 +132,9 @@ def _use_kernel(x: Tensor, max_rows: int) -> bool:
 
 
 def on_cpu_decode_path(x: Tensor) -> bool:
-    """One token per sequence (B, 1, K), few sequences, on CPU, kernels built: where they pay."""
-    return (x.dim() < 3 or x.shape[-2] == 1) and _use_kernel(x, MAX_KERNEL_ROWS)
+    """One token per sequence (B, 1, K), few sequences, float32 or bfloat16 (what the ops take), on
+    CPU, kernels built: where they pay."""
+    return (x.dim() < 3 or x.shape[-2] == 1) and x.dtype in (torch.float32, torch.bfloat16) and _use_kernel(x, MAX_KERNEL_ROWS)
 
 
 def decode_attention(qkv: Tensor, freqs_cis: Tensor, k_cache: Tensor, v_cache: Tensor, pos: Tensor,
