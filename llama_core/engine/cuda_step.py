@@ -269,11 +269,14 @@ class GraphedDecoder:
         self.failed = False
 
     def warm(self) -> None:
-        """Compile and capture batch 1's first key bucket now, at load, rather than in the first
-        request: a dummy token at position 0 of slot 0, which no sequence holds yet (a prefill
-        writes that position before any step reads it)."""
-        zero = torch.zeros(1, dtype=torch.long, device=self.model.tok_embeddings.weight.device)
-        self(zero, zero, 1)
+        """Compile and capture the first key bucket now, at load, rather than in the first request:
+        for one row, and for two where the batch allows (the compile for several rows, which later
+        batch sizes reuse). Dummy tokens at position 0 of slots 0 and 1, which no sequence holds yet
+        (a prefill writes that position before any step reads it)."""
+        device = self.model.tok_embeddings.weight.device
+        for rows in sorted({1, min(2, self.model.max_batch_size)}):
+            zeros = torch.zeros(rows, dtype=torch.long, device=device)
+            self(zeros, zeros, 1)
 
     def clear(self) -> None:
         """Drop the graphs: they hold the addresses of caches that setup_caches replaced."""
@@ -313,7 +316,7 @@ class GraphedDecoder:
         tokens_buf.copy_(tokens)
         pos_buf.copy_(input_pos)
         if self.compiled and not self.graphs:
-            log.info("Compiling the CUDA decode step: up to a minute now, and again at the first batch of several rows.")
+            log.warning("Compiling the CUDA decode step (up to a minute; once more for the first batch of several rows).")
         try:
             self._warm_up(tokens_buf, pos_buf, key_pos)
         except Exception as e:  # inductor could not compile here (no Triton, no C compiler...)

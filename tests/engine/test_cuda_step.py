@@ -285,5 +285,5 @@ def test_cuda_warm_up_compiles_and_captures_before_any_request_and_leaves_greedy
     the dummy step it runs at slot 0 changes nothing that request sees."""
     model = cuda_model(tiny_ckpt, "fp32")
     model.warm_up()
-    assert list(model._graphs.graphs) == [(1, 64)] and model._graphs.compiled and not model._graphs.failed
+    assert list(model._graphs.graphs) == [(1, 64), (2, 64)] and model._graphs.compiled and not model._graphs.failed
     assert [r.token for r in generate(model, PROMPT, GenParams(max_tokens=20))] == TINY_GREEDY
