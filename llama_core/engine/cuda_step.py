@@ -329,10 +329,14 @@ class GraphedDecoder:
             except Exception as e2:
                 return self._fail("The decode step failed", e2)
         graph = torch.cuda.CUDAGraph()
+        stream = torch.cuda.current_stream()
         try:
             with torch.cuda.graph(graph, pool=self.pool):
                 logits = self._run(tokens_buf, pos_buf, key_pos)
         except Exception as e:
+            # torch.cuda.graph's exit ends the capture before it restores the stream: when ending
+            # the capture raises too, this thread would stay on the capture's side stream.
+            torch.cuda.set_stream(stream)
             return self._fail("CUDA graph capture of the decode step failed", e)
         g = _Graph(graph, tokens_buf, pos_buf, key_pos, logits)
         self.graphs[(B, L)] = g

@@ -277,6 +277,7 @@ def test_cuda_capture_failure_falls_back_with_one_log_line(tiny_ckpt: Path, capl
     ours = [r for r in caplog.records if r.name == "llama_core.engine.cuda_step"]
     assert [r.getMessage().split(" (")[0] for r in ours] == ["CUDA graph capture of the decode step failed"]
     torch.testing.assert_close(out, dynamic(model, tokens, pos), rtol=0, atol=0)
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()  # not left on the failed capture's stream
 
 
 @needs_cuda
