@@ -266,6 +266,7 @@ class GraphedDecoder:
             self.step = compiled_step()
         self.pool = torch.cuda.graph_pool_handle()
         self.graphs: dict[tuple[int, int], _Graph] = {}
+        self.refused: set[tuple[int, int]] = set()  # (batch, bucket) whose capture failed beside working graphs
         self.failed = False
 
     def warm(self) -> None:
@@ -281,12 +282,13 @@ class GraphedDecoder:
     def clear(self) -> None:
         """Drop the graphs: they hold the addresses of caches that setup_caches replaced."""
         self.graphs.clear()
+        self.refused.clear()
 
     def __call__(self, tokens: Tensor, input_pos: Tensor, kv_len: int | None) -> Tensor | None:
-        if self.failed:
-            return None
         B = tokens.shape[0]
         L = kv_bucket(kv_len if kv_len is not None else self.model.max_seq_len, self.model.max_seq_len)
+        if self.failed or (B, L) in self.refused:
+            return None
         with torch.inference_mode():
             g = self.graphs.get((B, L))
             if g is None:
@@ -337,6 +339,11 @@ class GraphedDecoder:
             # torch.cuda.graph's exit ends the capture before it restores the stream: when ending
             # the capture raises too, this thread would stay on the capture's side stream.
             torch.cuda.set_stream(stream)
+            if self.graphs:  # the step captures elsewhere: this shape alone (out of memory, say) goes without
+                log.warning("CUDA graph capture of the decode step for %d rows and %d keys failed (%s); those steps run "
+                            "without CUDA graphs.", B, L, _reason(e))
+                self.refused.add((B, L))
+                return None
             return self._fail("CUDA graph capture of the decode step failed", e)
         g = _Graph(graph, tokens_buf, pos_buf, key_pos, logits)
         self.graphs[(B, L)] = g

@@ -281,6 +281,34 @@ def test_cuda_capture_failure_falls_back_with_one_log_line(tiny_ckpt: Path, capl
 
 
 @needs_cuda
+def test_a_capture_failing_beside_working_graphs_refuses_that_shape_only(tiny_ckpt: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Once a shape has a graph, another shape's failed capture (out of memory, say) sends that shape
+    alone to the dynamic forward; the captured graphs keep replaying."""
+    model = cuda_model(tiny_ckpt, "fp32")
+    decoder = model._graphs
+    fill_slots(model)
+    one = (torch.tensor([374], device="cuda"), torch.tensor([5], device="cuda"))
+    graphed(model, *one)
+    assert list(decoder.graphs) == [(1, 64)]
+    working = decoder.step
+
+    def syncing_step(*args):
+        logits = working(*args)
+        return logits * (logits.sum().item() == logits.sum().item())  # .item(): illegal while capturing
+
+    decoder.step = syncing_step
+    two = (torch.tensor([374, 9822], device="cuda"), torch.tensor([5, 2], device="cuda"))
+    with caplog.at_level(logging.WARNING, logger="llama_core.engine.cuda_step"):
+        out = graphed(model, *two)
+    assert decoder.refused == {(2, 64)} and not decoder.failed and list(decoder.graphs) == [(1, 64)]
+    assert [r.getMessage().split(" (")[0] for r in caplog.records if r.name == "llama_core.engine.cuda_step"] == [
+        "CUDA graph capture of the decode step for 2 rows and 64 keys failed"]
+    torch.testing.assert_close(out, dynamic(model, *two), rtol=0, atol=0)
+    assert torch.cuda.current_stream() == torch.cuda.default_stream()
+    torch.testing.assert_close(graphed(model, *one), dynamic(model, *one), rtol=1e-4, atol=1e-4)  # still replayed
+
+
+@needs_cuda
 def test_cuda_warm_up_compiles_and_captures_before_any_request_and_leaves_greedy_unchanged(tiny_ckpt: Path) -> None:
     """The worker calls warm_up at load: batch 1's first graph exists before the first request, and
     the dummy step it runs at slot 0 changes nothing that request sees."""
