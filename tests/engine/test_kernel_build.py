@@ -5,6 +5,7 @@ missing compiler said in words. These build a three-line library (seconds), not 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,6 +93,17 @@ def test_a_missing_compiler_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyP
     src = checkout(tmp_path / "src")
     with pytest.raises(OSError, match=r"^no C\+\+ compiler \(/nonexistent/c\+\+; on Debian: apt-get install g\+\+\)$"):
         load_library("tiny", [src / "tiny.cpp"], [src / "tiny.h"], ["-O1"])
+
+
+def test_a_compiler_given_with_flags_or_a_launcher_builds(tmp_path: Path) -> None:
+    # CXX="ccache g++" or "g++ -fsomething" is a compiler (was: "no C++ compiler"), and its words reach the build.
+    cxx = shutil.which("c++")
+    assert cxx is not None
+    src = checkout(tmp_path / "src")
+    (src / "tiny.cpp").write_text('extern "C" int llama_answer() { return LLAMA_ANSWER; }\n')
+    rc, library, err = finished(load(src, tmp_path / "cache", CXX=f"{cxx} -DLLAMA_ANSWER=42"))
+    assert rc == 0, err
+    assert sorted(p.name for p in Path(library).parent.iterdir()) == [".lock", Path(library).name]
 
 
 @pytest.mark.skipif(os.environ.get("LLAMA_REQUIRE_KERNELS") != "1", reason="CI sets LLAMA_REQUIRE_KERNELS=1")

@@ -26,6 +26,7 @@ import io
 import logging
 import os
 import platform
+import shlex
 import shutil
 import sys
 import tempfile
@@ -60,7 +61,9 @@ def kernel_key(sources: Sequence[Path], headers: Sequence[Path], cflags: Sequenc
 def missing_tools() -> str | None:
     """What the build needs and this machine lacks (a C++ compiler, ninja), as a phrase; None if nothing."""
     compiler = os.environ.get("CXX", "c++")
-    if shutil.which(compiler) is None:
+    # CXX may carry a launcher or flags ("ccache g++", "g++ -fsomething"): ninja runs it through a shell.
+    words = shlex.split(compiler)
+    if not words or shutil.which(words[0]) is None:
         return f"no C++ compiler ({compiler}; on Debian: apt-get install g++)"
     if shutil.which("ninja", path=_tool_path()) is None:
         return "no ninja (pip install ninja, or apt-get install ninja-build)"
@@ -116,14 +119,34 @@ def _build(name: str, key: str, sources: Sequence[Path], headers: Sequence[Path]
             from torch.utils.cpp_extension import load
 
         os.environ["PATH"] = _tool_path()
-        load(
-            name=f"{name}_{key}",
-            sources=[str(scratch / p.name) for p in sources],
-            extra_include_paths=[str(scratch)],
-            extra_cflags=list(cflags),
-            build_directory=str(scratch),
-            is_python_module=False,
-        )
+        with _compiler_as_one_program(scratch):
+            load(
+                name=f"{name}_{key}",
+                sources=[str(scratch / p.name) for p in sources],
+                extra_include_paths=[str(scratch)],
+                extra_cflags=list(cflags),
+                build_directory=str(scratch),
+                is_python_module=False,
+            )
         os.replace(scratch / f"{name}_{key}.so", library)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _compiler_as_one_program(scratch: Path) -> Iterator[None]:
+    # torch quotes $CXX as one program name in its build file, so "ccache g++" or "g++ -fsomething"
+    # would be run as a program of that name: such a CXX becomes a script that runs those words.
+    compiler = os.environ.get("CXX", "c++")
+    words = shlex.split(compiler)
+    if len(words) < 2:
+        yield
+        return
+    script = scratch / "cxx.sh"
+    script.write_text(f'#!/bin/sh\nexec {shlex.join(words)} "$@"\n')
+    script.chmod(0o755)
+    os.environ["CXX"] = str(script)
+    try:
+        yield
+    finally:
+        os.environ["CXX"] = compiler
