@@ -136,3 +136,43 @@ def test_without_a_compiler_the_engine_says_once_that_it_takes_the_slower_path(t
     assert (proc.returncode, proc.stdout) == (0, "False True True\n"), proc.stderr
     assert proc.stderr == ("CPU decode kernels unavailable (no C++ compiler (/nonexistent/c++; on Debian: apt-get install "
                            "g++)); using torch's slower linear.\n")
+
+
+# Holds the build lock of the decode kernels' key (as a build in progress, or one stopped by Ctrl-Z, does).
+HOLD = textwrap.dedent("""
+    import time
+    from llama_core.engine.kernels import CFLAGS, HEADERS, KERNEL_DIR, SOURCES
+    from llama_core.engine.kernels.build import _exclusive, cache_dir, kernel_key
+    folder = cache_dir() / kernel_key([KERNEL_DIR / n for n in SOURCES], [KERNEL_DIR / n for n in HEADERS], CFLAGS)
+    folder.mkdir(parents=True)
+    with _exclusive(folder / ".lock"):
+        print(folder, flush=True)
+        time.sleep(600)
+""")
+
+
+def test_a_build_held_by_another_process_is_waited_on_for_a_bounded_time_saying_so(tmp_path: Path) -> None:
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("the decode kernels need AVX2")
+    env = os.environ | {"LLAMA_KERNELS_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    holder = subprocess.Popen([sys.executable, "-c", HOLD], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert holder.stdout is not None
+        folder = Path(holder.stdout.readline().strip())
+        proc = subprocess.run(
+            [sys.executable, "-c", FALLBACK], capture_output=True, text=True, timeout=240,
+            env=env | {"LLAMA_KERNELS_WAIT_S": "1"},
+        )  # fmt: skip
+    finally:
+        holder.kill()
+        holder.communicate()
+    assert (proc.returncode, proc.stdout) == (0, "False True True\n"), proc.stderr
+    assert proc.stderr == (
+        f"Waiting for another process (pid {holder.pid}) that is compiling the CPU decode kernels (at most 1 s: "
+        "LLAMA_KERNELS_WAIT_S) ...\n"
+        f"CPU decode kernels unavailable (pid {holder.pid} was still compiling them after 1 s; LLAMA_KERNELS_WAIT_S "
+        "sets the wait); using torch's slower linear.\n"
+    )
+    assert [p.name for p in folder.iterdir()] == [".lock"]  # it built nothing

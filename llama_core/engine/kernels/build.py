@@ -9,9 +9,11 @@ waits forever, silently. Here instead:
   compiler flags, torch's version and the Python ABI: same sources, one build, wherever they lie.
 - A present library is loaded directly (no compiler, no build file, no torch lock).
 - A build holds an flock on `<cache>/<key>/.lock`, which the kernel releases when its holder dies
-  (even by SIGKILL). Under it, leftovers of killed builds are swept, the sources compile in a scratch
-  folder, and the finished library is renamed into place: a build either completes or leaves nothing
-  that another process waits on or loads.
+  (even by SIGKILL); a process that finds it held says so, naming the holder's pid, and waits at
+  most $LLAMA_KERNELS_WAIT_S seconds (300; a holder stopped by Ctrl-Z would hold it forever). Under
+  it, leftovers of killed builds are swept, the sources compile in a scratch folder, and the finished
+  library is renamed into place: a build either completes or leaves nothing that another process
+  waits on or loads.
 
 The cache is `$LLAMA_KERNELS_CACHE`, else `$XDG_CACHE_HOME/llama-toolchain/kernels` (~/.cache/...).
 Non-goals: no CUDA sources, no cross-compiling, no eviction of old keys.
@@ -30,6 +32,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -38,6 +41,8 @@ import torch
 log = logging.getLogger(__name__)
 
 KEY_CHARS = 16  # of the sha256: the folder name and the library's suffix
+DEFAULT_WAIT_S = 300.0  # for another process's build: the decode kernels take about a minute on one core
+WAIT_POLL_S = 0.2
 
 
 def cache_dir() -> Path:
@@ -77,19 +82,60 @@ def _tool_path() -> str:
 
 @contextlib.contextmanager
 def _exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold the flock on lock_file (its content: the holder's pid). Waits for another holder at most
+    $LLAMA_KERNELS_WAIT_S seconds (default 300), saying so: a holder stopped by SIGSTOP or Ctrl-Z
+    never releases it. Raises TimeoutError past the wait, ValueError on a bad LLAMA_KERNELS_WAIT_S."""
     with open(lock_file, "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)  # released by the kernel if this process dies
         try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the kernel if its holder dies
+        except BlockingIOError:
+            _wait_for_lock(f)
+        try:
+            f.truncate(0)
+            f.write(f"{os.getpid()}\n".encode())
+            f.flush()
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _wait_for_lock(f: io.BufferedRandom) -> None:
+    wait_s = _wait_bound()
+    f.seek(0)
+    holder = f.read().decode(errors="replace").strip() or "unknown"
+    log.warning("Waiting for another process (pid %s) that is compiling the CPU decode kernels (at most %g s: "
+                "LLAMA_KERNELS_WAIT_S) ...", holder, wait_s)  # fmt: skip
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"pid {holder} was still compiling them after {wait_s:g} s; "
+                                   "LLAMA_KERNELS_WAIT_S sets the wait") from None  # fmt: skip
+            time.sleep(WAIT_POLL_S)
+
+
+def _wait_bound() -> float:
+    text = os.environ.get("LLAMA_KERNELS_WAIT_S", "")
+    if not text:
+        return DEFAULT_WAIT_S
+    try:
+        wait_s = float(text)
+    except ValueError:
+        wait_s = -1.0
+    if not 0 <= wait_s < float("inf"):
+        raise ValueError(f"LLAMA_KERNELS_WAIT_S must be a number of seconds, not {text!r}")
+    return wait_s
+
+
 def load_library(name: str, sources: Sequence[Path], headers: Sequence[Path], cflags: Sequence[str]) -> Path:
     """Load the library built from `sources` (building it first if no process ever did); its path.
 
-    Raises OSError (a missing compiler or ninja, named) or RuntimeError (torch's, with the compiler's
-    output) when it cannot be built or loaded; the caller decides what a missing library means.
+    Raises OSError (a missing compiler or ninja, named), RuntimeError (torch's, with the compiler's
+    output), TimeoutError (another process's build outlasted LLAMA_KERNELS_WAIT_S) or ValueError (a
+    bad LLAMA_KERNELS_WAIT_S) when it cannot be built or loaded; the caller decides what that means.
     """
     key = kernel_key(sources, headers, cflags)
     folder = cache_dir() / key
