@@ -138,6 +138,17 @@ def test_without_a_compiler_the_engine_says_once_that_it_takes_the_slower_path(t
                            "g++)); using torch's slower linear.\n")
 
 
+def test_without_avx2_the_engine_says_once_that_it_takes_the_slower_path(tmp_path: Path) -> None:
+    # ATEN_CPU_CAPABILITY=default is what torch reports on a CPU without AVX2 (an old x86, or ARM's DEFAULT).
+    proc = subprocess.run(
+        [sys.executable, "-c", FALLBACK], capture_output=True, text=True, timeout=240,
+        env=os.environ | {"LLAMA_KERNELS_CACHE": str(tmp_path / "empty"), "ATEN_CPU_CAPABILITY": "default",
+                          "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (0, "False True True\n"), proc.stderr
+    assert proc.stderr == "CPU decode kernels need AVX2 (this CPU reports DEFAULT); using torch's slower linear.\n"
+    assert not (tmp_path / "empty").exists()  # nothing built, nor tried
+
 # Holds the build lock of the decode kernels' key (as a build in progress, or one stopped by Ctrl-Z, does).
 HOLD = textwrap.dedent("""
     import time
