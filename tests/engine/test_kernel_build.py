@@ -5,6 +5,7 @@ missing compiler said in words. These build a three-line library (seconds), not 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -106,6 +107,24 @@ def test_a_compiler_given_with_flags_or_a_launcher_builds(tmp_path: Path) -> Non
     assert sorted(p.name for p in Path(library).parent.iterdir()) == [".lock", Path(library).name]
 
 
+def test_a_failed_build_says_the_compilers_error_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llama_core.engine.kernels.build import load_library
+
+    monkeypatch.setenv("LLAMA_KERNELS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # a build puts the venv's scripts first
+    src = checkout(tmp_path / "src")
+    (src / "tiny.cpp").write_text('#include "llama_missing.h"\n' + SOURCE)
+    with pytest.raises(RuntimeError) as raised:
+        load_library("tiny", [src / "tiny.cpp"], [src / "tiny.h"], ["-O1"])
+    first, rest = str(raised.value).split("\n", 1)
+    # gcc: "...: No such file or directory"; clang: "'llama_missing.h' file not found"
+    assert re.fullmatch(r"tiny\.cpp:1:10: fatal error: '?llama_missing\.h'?(: No such file or directory| file not found)",
+                        first), str(raised.value)  # fmt: skip
+    assert rest.startswith("Error building extension 'tiny_")  # torch's message, ninja's and the compiler's output
+    (folder,) = (tmp_path / "cache").iterdir()
+    assert [p.name for p in folder.iterdir()] == [".lock"]
+
+
 @pytest.mark.skipif(os.environ.get("LLAMA_REQUIRE_KERNELS") != "1", reason="CI sets LLAMA_REQUIRE_KERNELS=1")
 def test_the_decode_kernels_build_on_this_machine() -> None:
     # .ci/run sets LLAMA_REQUIRE_KERNELS=1, so a CI machine where they silently fall back to torch fails here.
@@ -187,3 +206,21 @@ def test_a_build_held_by_another_process_is_waited_on_for_a_bounded_time_saying_
         "sets the wait); using torch's slower linear.\n"
     )
     assert [p.name for p in folder.iterdir()] == [".lock"]  # it built nothing
+
+
+def test_a_failed_build_of_the_decode_kernels_names_the_compilers_error(tmp_path: Path) -> None:
+    import torch
+
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+        pytest.skip("the decode kernels need AVX2")
+    cxx = shutil.which("c++")
+    assert cxx is not None
+    proc = subprocess.run(
+        [sys.executable, "-c", FALLBACK], capture_output=True, text=True, timeout=240,
+        env=os.environ | {"LLAMA_KERNELS_CACHE": str(tmp_path / "cache"), "CXX": f"{cxx} -include llama_missing.h",
+                          "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (0, "False True True\n"), proc.stderr
+    *_, failed = proc.stderr.splitlines()
+    assert re.fullmatch(r"CPU decode kernels unavailable \(.*fatal error: '?llama_missing\.h'?(: No such file or "
+                        r"directory| file not found)\); using torch's slower linear\.", failed), proc.stderr  # fmt: skip

@@ -28,6 +28,7 @@ import io
 import logging
 import os
 import platform
+import re
 import shlex
 import shutil
 import sys
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 KEY_CHARS = 16  # of the sha256: the folder name and the library's suffix
 DEFAULT_WAIT_S = 300.0  # for another process's build: the decode kernels take about a minute on one core
 WAIT_POLL_S = 0.2
+COMPILER_ERROR = re.compile(r"\berror:")  # gcc's and clang's "error:", "fatal error:"; not -Werror, -Wno-error=
 
 
 def cache_dir() -> Path:
@@ -133,8 +135,8 @@ def _wait_bound() -> float:
 def load_library(name: str, sources: Sequence[Path], headers: Sequence[Path], cflags: Sequence[str]) -> Path:
     """Load the library built from `sources` (building it first if no process ever did); its path.
 
-    Raises OSError (a missing compiler or ninja, named), RuntimeError (torch's, with the compiler's
-    output), TimeoutError (another process's build outlasted LLAMA_KERNELS_WAIT_S) or ValueError (a
+    Raises OSError (a missing compiler or ninja, named), RuntimeError (the compiler's first error line,
+    then torch's message with the compiler's output), TimeoutError (another process's build outlasted LLAMA_KERNELS_WAIT_S) or ValueError (a
     bad LLAMA_KERNELS_WAIT_S) when it cannot be built or loaded; the caller decides what that means.
     """
     key = kernel_key(sources, headers, cflags)
@@ -166,17 +168,27 @@ def _build(name: str, key: str, sources: Sequence[Path], headers: Sequence[Path]
 
         os.environ["PATH"] = _tool_path()
         with _compiler_as_one_program(scratch):
-            load(
-                name=f"{name}_{key}",
-                sources=[str(scratch / p.name) for p in sources],
-                extra_include_paths=[str(scratch)],
-                extra_cflags=list(cflags),
-                build_directory=str(scratch),
-                is_python_module=False,
-            )
+            try:
+                load(
+                    name=f"{name}_{key}",
+                    sources=[str(scratch / p.name) for p in sources],
+                    extra_include_paths=[str(scratch)],
+                    extra_cflags=list(cflags),
+                    build_directory=str(scratch),
+                    is_python_module=False,
+                )
+            except RuntimeError as e:
+                raise RuntimeError(_compiler_error_first(str(e), scratch)) from e
         os.replace(scratch / f"{name}_{key}.so", library)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _compiler_error_first(message: str, scratch: Path) -> str:
+    # torch's message starts with ninja's command line; a reader wants the compiler's first error
+    # ("linear.cpp:3:10: fatal error: Python.h: No such file or directory"), shown first, then the rest.
+    first = next((line.strip() for line in message.splitlines() if COMPILER_ERROR.search(line)), None)
+    return message if first is None else f"{first.replace(f'{scratch}{os.sep}', '')}\n{message}"
 
 
 @contextlib.contextmanager
