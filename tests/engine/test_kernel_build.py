@@ -224,3 +224,26 @@ def test_a_failed_build_of_the_decode_kernels_names_the_compilers_error(tmp_path
     *_, failed = proc.stderr.splitlines()
     assert re.fullmatch(r"CPU decode kernels unavailable \(.*fatal error: '?llama_missing\.h'?(: No such file or "
                         r"directory| file not found)\); using torch's slower linear\.", failed), proc.stderr  # fmt: skip
+
+
+def test_the_wait_for_a_held_build_lock_is_bounded_by_a_valid_llama_kernels_wait_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llama_core.engine.kernels.build import _exclusive
+
+    lock = tmp_path / ".lock"
+    with _exclusive(lock):  # flock conflicts between two opens of the file, even in one process
+        monkeypatch.setenv("LLAMA_KERNELS_WAIT_S", "soon")
+        with pytest.raises(ValueError, match=r"^LLAMA_KERNELS_WAIT_S must be a number of seconds, not 'soon'$"):
+            with _exclusive(lock):
+                pass
+        monkeypatch.setenv("LLAMA_KERNELS_WAIT_S", "0")
+        with pytest.raises(TimeoutError, match=rf"^pid {os.getpid()} was still compiling them after 0 s; "):
+            with _exclusive(lock):
+                pass
+    assert caplog.messages == [
+        f"Waiting for another process (pid {os.getpid()}) that is compiling the CPU decode kernels (at most 0 s: "
+        "LLAMA_KERNELS_WAIT_S) ..."
+    ]
+    with _exclusive(lock):  # released: taken at once, whatever the bound
+        assert lock.read_text() == f"{os.getpid()}\n"
