@@ -114,7 +114,8 @@ def cpu_kernels_available() -> bool:
     once, where they cannot be used (no AVX2, no compiler or ninja, a failed build)."""
     if os.environ.get("LLAMA_CPU_KERNELS", "1") == "0":
         return False
-    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "AVX512"):
+    if (capability := torch.backends.cpu.get_cpu_capability()) not in ("AVX2", "AVX512"):
+        log.warning("CPU decode kernels need AVX2 (this CPU reports %s); using torch's slower linear.", capability)
         return False
     from llama_core.engine.kernels.build import load_library
 
