@@ -233,3 +233,18 @@ def test_a_spec_the_engine_cannot_run_is_refused_before_anything_starts(tiny_ckp
         spec(tiny_ckpt, max_batch_size=0)
     with pytest.raises(InvalidRequestError, match=r"^device 'tpu' is not supported; choose one of cpu, cuda, mps \(or cuda:N\).$"):
         spec(tiny_ckpt, device="tpu")
+
+
+def test_a_rank_sets_a_short_openmp_spin_unless_the_user_chose_one() -> None:
+    """The rank's OpenMP wait (worker.OPENMP_DEFAULTS) is set before libgomp loads: importing the
+    worker, as a spawned rank does before worker_main runs, must not load torch."""
+    import subprocess
+    import sys
+
+    from llama_core.engine.worker import openmp_environment
+
+    assert openmp_environment({"PATH": "/bin"}) == {"GOMP_SPINCOUNT": "2000"}
+    assert openmp_environment({"OMP_WAIT_POLICY": "active"}) == {}
+    assert openmp_environment({"GOMP_SPINCOUNT": "300000"}) == {}
+    probe = "import sys, llama_core.engine.worker; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "[]\n"
