@@ -9,8 +9,8 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
-from providers.fakes import FakeVendor, Reply, sample, stream_of
-from rpc.server import free_port, running_server
+from providers.fakes import FakeVendor, Reply, no_sleep, sample, serving, stream_of
+from rpc.server import free_port
 
 from llama_core.config import OllamaImplConfig
 from llama_core.errors import NotFoundError, ProviderError, UnavailableError, UnsupportedError
@@ -58,29 +58,18 @@ PARIS_CALL = ToolCall(call_id="ignored", tool_name="get_current_weather", argume
 
 
 @pytest.fixture(scope="module")
-def ollama_server() -> Iterator[tuple[FakeVendor, str]]:
-    vendor = FakeVendor({("GET", "/api/tags"): Reply(body=sample("ollama/tags.json"))})
-    with running_server(lambda: vendor) as url:
-        yield vendor, url
+def served() -> Iterator[tuple[FakeVendor, str]]:
+    with serving({("GET", "/api/tags"): Reply(body=sample("ollama/tags.json"))}) as served:
+        yield served
 
 
 @pytest.fixture
-def vendor(ollama_server: tuple[FakeVendor, str]) -> FakeVendor:
-    ollama_server[0].reset()
-    return ollama_server[0]
-
-
-@pytest.fixture
-async def ollama(ollama_server: tuple[FakeVendor, str], vendor: FakeVendor) -> AsyncIterator[OllamaInference]:
-    async with OllamaInference(OllamaImplConfig(url=ollama_server[1] + "/")) as provider:
-        provider.retry = RetryPolicy(retry_connect_errors=False, sleep=_no_sleep)
+async def ollama(served: tuple[FakeVendor, str], vendor: FakeVendor) -> AsyncIterator[OllamaInference]:
+    async with OllamaInference(OllamaImplConfig(url=served[1] + "/")) as provider:
+        provider.retry = RetryPolicy(retry_connect_errors=False, sleep=no_sleep)
         assert vendor.paths() == ["/api/tags"]  # entering checks that Ollama runs
         vendor.requests.clear()
         yield provider
-
-
-async def _no_sleep(seconds: float) -> None:
-    pass
 
 
 def chat(stream: bool = False, **fields: Any) -> ChatCompletionRequest:

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from providers.fakes import FakeVendor, Reply, sample, stream_of
-from rpc.server import free_port, running_server
+from providers.fakes import PARIS, WEATHER, FakeVendor, Reply, no_sleep, sample, serving, stream_of
+from rpc.server import free_port
 
 from llama_core.config import TGIImplConfig
 from llama_core.errors import InvalidRequestError, NotFoundError, ProviderError, UnavailableError, UnsupportedError
@@ -21,8 +21,6 @@ from llama_core.types import (
     SamplingParams,
     StopReason,
     ToolCall,
-    ToolDefinition,
-    ToolParamDefinition,
     UserMessage,
 )
 from llama_core.types.inference import (
@@ -38,36 +36,19 @@ pytestmark = pytest.mark.anyio
 
 SSE = "text/event-stream"
 SERVED = "meta-llama/Llama-3.1-8B-Instruct"
-WEATHER = ToolDefinition(
-    tool_name="get_current_weather",
-    description="Get the current weather",
-    parameters={"location": ToolParamDefinition(param_type="string"), "format": ToolParamDefinition(param_type="string", required=False)},
-)
-PARIS = {"location": "Paris, FR", "format": "celsius"}
 MODEL = "Llama3.1-8B-Instruct"
 
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[FakeVendor, str]]:
-    vendor = FakeVendor({("GET", "/info"): Reply(body=sample("tgi/info.json"))})
-    with running_server(lambda: vendor) as url:
-        yield vendor, url
-
-
-@pytest.fixture
-def vendor(served: tuple[FakeVendor, str]) -> FakeVendor:
-    served[0].reset()
-    return served[0]
-
-
-async def _no_sleep(seconds: float) -> None:
-    pass
+    with serving({("GET", "/info"): Reply(body=sample("tgi/info.json"))}) as served:
+        yield served
 
 
 @pytest.fixture
 async def tgi(served: tuple[FakeVendor, str], vendor: FakeVendor) -> AsyncIterator[TGIInference]:
     async with TGIInference(TGIImplConfig(url=served[1] + "/")) as provider:
-        provider.retry = RetryPolicy(sleep=_no_sleep)
+        provider.retry = RetryPolicy(sleep=no_sleep)
         assert [(r.path, "authorization" in r.headers) for r in vendor.requests] == [("/info", False)]
         vendor.requests.clear()
         yield provider

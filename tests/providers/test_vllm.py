@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from providers.fakes import FakeVendor, Reply, sample, stream_of
+from providers.fakes import PARIS, WEATHER, FakeVendor, Reply, no_sleep, sample, serving, stream_of
 from rpc.server import free_port, running_server
 
 from llama_core.config import VLLMImplConfig
@@ -20,8 +20,6 @@ from llama_core.types import (
     SamplingParams,
     StopReason,
     ToolCall,
-    ToolDefinition,
-    ToolParamDefinition,
     UserMessage,
 )
 from llama_core.types.inference import ChatCompletionRequest, ChatCompletionResponse, CompletionRequest, CompletionResponse, ToolCallDelta
@@ -31,35 +29,18 @@ pytestmark = pytest.mark.anyio
 SSE = "text/event-stream"
 SERVED = "meta-llama/Llama-3.1-8B-Instruct"
 TOKEN = "vllm-secret-token-1"
-WEATHER = ToolDefinition(
-    tool_name="get_current_weather",
-    description="Get the current weather",
-    parameters={"location": ToolParamDefinition(param_type="string"), "format": ToolParamDefinition(param_type="string", required=False)},
-)
-PARIS = {"location": "Paris, FR", "format": "celsius"}
 
 
 @pytest.fixture(scope="module")
 def served() -> Iterator[tuple[FakeVendor, str]]:
-    vendor = FakeVendor({("GET", "/v1/models"): Reply(body=sample("vllm/models.json"))})
-    with running_server(lambda: vendor) as url:
-        yield vendor, url
-
-
-@pytest.fixture
-def vendor(served: tuple[FakeVendor, str]) -> FakeVendor:
-    served[0].reset()
-    return served[0]
-
-
-async def _no_sleep(seconds: float) -> None:
-    pass
+    with serving({("GET", "/v1/models"): Reply(body=sample("vllm/models.json"))}) as served:
+        yield served
 
 
 @pytest.fixture
 async def vllm(served: tuple[FakeVendor, str], vendor: FakeVendor) -> AsyncIterator[VLLMInference]:
     async with VLLMInference(VLLMImplConfig(url=served[1], api_token=TOKEN)) as provider:
-        provider.retry = RetryPolicy(sleep=_no_sleep)
+        provider.retry = RetryPolicy(sleep=no_sleep)
         assert [(r.path, r.headers["authorization"]) for r in vendor.requests] == [("/v1/models", f"Bearer {TOKEN}")]
         vendor.requests.clear()
         yield provider
@@ -233,7 +214,7 @@ async def test_a_vllm_that_goes_down_is_a_503_and_comes_back(served: tuple[FakeV
         provider = VLLMInference(VLLMImplConfig(url=url))
         await provider.__aenter__()
     try:
-        provider.retry = RetryPolicy(sleep=_no_sleep)
+        provider.retry = RetryPolicy(sleep=no_sleep)
         with pytest.raises(UnavailableError, match=rf"^vLLM is not answering at {url}: "):
             await provider.chat_completion(chat())
         vendor.then("/v1/chat/completions", Reply(body=sample("vllm/chat.json")))

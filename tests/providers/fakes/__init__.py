@@ -20,9 +20,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rpc.server import running_server
+
+from llama_core.types import ToolDefinition, ToolParamDefinition
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -142,3 +148,24 @@ class FakeVendor:
         if reply.cut:
             raise CutStream("the vendor dropped the connection")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+@contextmanager
+def serving(defaults: dict[tuple[str, str], Reply] | None = None) -> Iterator[tuple[FakeVendor, str]]:
+    """A FakeVendor with `defaults` on a loopback server: (the vendor, its base URL)."""
+    vendor = FakeVendor(defaults)
+    with running_server(lambda: vendor) as url:
+        yield vendor, url
+
+
+async def no_sleep(seconds: float) -> None:
+    """A RetryPolicy's sleep that does not wait: retries in a test come at once."""
+
+
+# The tool call every vendor's samples make, and its arguments.
+WEATHER = ToolDefinition(
+    tool_name="get_current_weather",
+    description="Get the current weather",
+    parameters={"location": ToolParamDefinition(param_type="string"), "format": ToolParamDefinition(param_type="string", required=False)},
+)
+PARIS = {"location": "Paris, FR", "format": "celsius"}

@@ -9,8 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from providers.fakes import FakeVendor, Reply, sample, stream_of
-from rpc.server import running_server
+from providers.fakes import PARIS, WEATHER, FakeVendor, Reply, no_sleep, sample, serving, stream_of
 
 from llama_core.errors import (
     InvalidRequestError,
@@ -30,7 +29,6 @@ from llama_core.types import (
     SystemMessage,
     ToolCall,
     ToolDefinition,
-    ToolParamDefinition,
     ToolResponseMessage,
     UserMessage,
 )
@@ -49,12 +47,6 @@ from llama_core.types.inference import (
 
 SSE = "text/event-stream"
 MODEL = "Llama3.1-8B-Instruct"
-WEATHER = ToolDefinition(
-    tool_name="get_current_weather",
-    description="Get the current weather",
-    parameters={"location": ToolParamDefinition(param_type="string"), "format": ToolParamDefinition(param_type="string", required=False)},
-)
-PARIS = {"location": "Paris, FR", "format": "celsius"}
 
 
 @dataclass(frozen=True)
@@ -70,25 +62,14 @@ class Case:
 
 @pytest.fixture(scope="module")
 def served(case: Case) -> Iterator[tuple[FakeVendor, str]]:
-    vendor = FakeVendor()
-    with running_server(lambda: vendor) as url:
-        yield vendor, url
-
-
-@pytest.fixture
-def vendor(served: tuple[FakeVendor, str]) -> FakeVendor:
-    served[0].reset()
-    return served[0]
-
-
-async def _no_sleep(seconds: float) -> None:
-    pass
+    with serving() as served:
+        yield served
 
 
 @pytest.fixture
 async def provider(case: Case, served: tuple[FakeVendor, str], vendor: FakeVendor) -> AsyncIterator[OpenAIStyleInference]:
     async with case.provider(case.config(url=served[1] + case.url_suffix, api_key="k-config")) as p:
-        p.retry = RetryPolicy(sleep=_no_sleep)
+        p.retry = RetryPolicy(sleep=no_sleep)
         yield p
 
 
