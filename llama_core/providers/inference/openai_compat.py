@@ -197,6 +197,12 @@ def sampling_fields(sp: SamplingParams) -> dict[str, Any]:
         fields["top_k"] = sp.top_k
     if sp.max_tokens > 0:
         fields["max_tokens"] = sp.max_tokens
+    return fields | seed_penalty_stop(sp)
+
+
+def seed_penalty_stop(sp: SamplingParams) -> dict[str, Any]:
+    """seed, repetition_penalty (unless 1) and stop (when set): named alike by OpenAI-style servers and TGI."""
+    fields: dict[str, Any] = {}
     if sp.seed is not None:
         fields["seed"] = sp.seed
     if sp.repetition_penalty != 1.0:

@@ -24,7 +24,7 @@ import msgspec
 
 from llama_core.errors import InvalidRequestError, LlamaError, ProviderError, UnavailableError, UnsupportedError, shown
 from llama_core.providers.inference.local_embeddings import is_embedding_model, local_embeddings
-from llama_core.providers.inference.openai_compat import FINISH_REASONS
+from llama_core.providers.inference.openai_compat import FINISH_REASONS, seed_penalty_stop
 from llama_core.providers.inference.self_hosted import SelfHostedInference
 from llama_core.providers.inference.served_model import Served
 from llama_core.providers.inference.vendor_stream import (
@@ -82,14 +82,7 @@ def generate_parameters(sp: SamplingParams) -> dict[str, Any]:
             params["top_k"] = sp.top_k
     if sp.max_tokens > 0:
         params["max_new_tokens"] = sp.max_tokens
-    if sp.seed is not None:
-        params["seed"] = sp.seed
-    if sp.repetition_penalty != 1.0:
-        params["repetition_penalty"] = sp.repetition_penalty
-    if sp.stop:
-        params["stop"] = sp.stop
-    params["details"] = True
-    return params
+    return params | seed_penalty_stop(sp) | {"details": True}
 
 
 def finish_of(details: Any, last_token: Any) -> StopReason:
