@@ -10,6 +10,8 @@ import anyio
 import msgspec
 import pytest
 from providers.fakes import FakeVendor, Reply, no_sleep, sample, serving, stream_of
+from providers.fakes import chat as vendor_chat
+from providers.fakes import events as stream_events
 from rpc.server import free_port
 
 from llama_core.config import OllamaImplConfig
@@ -38,7 +40,6 @@ from llama_core.types.inference import (
     GrammarResponseFormat,
     JsonSchemaResponseFormat,
     EmbeddingsUsage,
-    ToolCallDelta,
 )
 
 pytestmark = pytest.mark.anyio
@@ -73,20 +74,11 @@ async def ollama(served: tuple[FakeVendor, str], vendor: FakeVendor) -> AsyncIte
 
 
 def chat(stream: bool = False, **fields: Any) -> ChatCompletionRequest:
-    return ChatCompletionRequest(model=MODEL, messages=[UserMessage(content="What is the capital of France?")], stream=stream, **fields)
+    return vendor_chat(MODEL, stream, **fields)
 
 
 async def events(stream: Any) -> list[tuple[str, Any, str | None]]:
-    """(event type, delta, stop reason) of each chunk; a parsed tool call's id is dropped (it is random)."""
-    out = []
-    async for chunk in stream:
-        e = chunk.event
-        delta = e.delta
-        if isinstance(delta, ToolCallDelta):
-            content = delta.content if isinstance(delta.content, str) else (delta.content.tool_name, delta.content.arguments)
-            delta = (str(delta.parse_status), content)
-        out.append((str(e.event_type), delta, e.stop_reason and str(e.stop_reason)))
-    return out
+    return await stream_events(stream, call_ids=False)  # Ollama sends no call id; ours is random
 
 
 async def test_chat_maps_messages_tools_and_options(ollama: OllamaInference, vendor: FakeVendor) -> None:

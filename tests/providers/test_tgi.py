@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from providers.fakes import PARIS, WEATHER, FakeVendor, Reply, no_sleep, sample, serving, stream_of
+from providers.fakes import MODEL, PARIS, SSE, WEATHER, FakeVendor, Reply, chat, events, no_sleep, sample, serving, stream_of
 from rpc.server import free_port
 
 from llama_core.config import TGIImplConfig
@@ -21,22 +21,12 @@ from llama_core.types import (
     SamplingParams,
     StopReason,
     ToolCall,
-    UserMessage,
 )
-from llama_core.types.inference import (
-    ChatCompletionRequest,
-    ChatCompletionResponse,
-    CompletionRequest,
-    CompletionResponse,
-    EmbeddingsRequest,
-    ToolCallDelta,
-)
+from llama_core.types.inference import ChatCompletionResponse, CompletionRequest, CompletionResponse, EmbeddingsRequest
 
 pytestmark = pytest.mark.anyio
 
-SSE = "text/event-stream"
 SERVED = "meta-llama/Llama-3.1-8B-Instruct"
-MODEL = "Llama3.1-8B-Instruct"
 
 
 @pytest.fixture(scope="module")
@@ -58,24 +48,8 @@ def sse(name: str, **kw: Any) -> Reply:
     return Reply(body=stream_of(sample(f"tgi/{name}"), b"\n\n"), content_type=SSE, **kw)
 
 
-def chat(model: str = MODEL, stream: bool = False, **fields: Any) -> ChatCompletionRequest:
-    return ChatCompletionRequest(model=model, messages=[UserMessage(content="What is the capital of France?")], stream=stream, **fields)
-
-
 def complete(stream: bool = False, **sampling: Any) -> CompletionRequest:
     return CompletionRequest(model=MODEL, content="The sky is", stream=stream, sampling_params=SamplingParams(**sampling))
-
-
-async def events(stream: Any) -> list[tuple[str, Any, str | None]]:
-    out = []
-    async for chunk in stream:
-        e = chunk.event
-        delta = e.delta
-        if isinstance(delta, ToolCallDelta):
-            c = delta.content
-            delta = (str(delta.parse_status), c if isinstance(c, str) else (c.call_id, c.tool_name, c.arguments))
-        out.append((str(e.event_type), delta, e.stop_reason and str(e.stop_reason)))
-    return out
 
 
 async def test_served_models_are_what_info_says(tgi: TGIInference, vendor: FakeVendor) -> None:

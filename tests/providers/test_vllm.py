@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from providers.fakes import PARIS, WEATHER, FakeVendor, Reply, no_sleep, sample, serving, stream_of
+from providers.fakes import PARIS, SSE, WEATHER, FakeVendor, Reply, chat, events, no_sleep, sample, serving, stream_of
 from rpc.server import free_port, running_server
 
 from llama_core.config import VLLMImplConfig
@@ -20,13 +20,11 @@ from llama_core.types import (
     SamplingParams,
     StopReason,
     ToolCall,
-    UserMessage,
 )
-from llama_core.types.inference import ChatCompletionRequest, ChatCompletionResponse, CompletionRequest, CompletionResponse, ToolCallDelta
+from llama_core.types.inference import ChatCompletionResponse, CompletionRequest, CompletionResponse
 
 pytestmark = pytest.mark.anyio
 
-SSE = "text/event-stream"
 SERVED = "meta-llama/Llama-3.1-8B-Instruct"
 TOKEN = "vllm-secret-token-1"
 
@@ -48,22 +46,6 @@ async def vllm(served: tuple[FakeVendor, str], vendor: FakeVendor) -> AsyncItera
 
 def sse(name: str, keep: int | None = None, **kw: Any) -> Reply:
     return Reply(body=stream_of(sample(f"vllm/{name}"), b"\n\n")[:keep], content_type=SSE, **kw)
-
-
-def chat(model: str = "Llama3.1-8B-Instruct", stream: bool = False, **fields: Any) -> ChatCompletionRequest:
-    return ChatCompletionRequest(model=model, messages=[UserMessage(content="What is the capital of France?")], stream=stream, **fields)
-
-
-async def events(stream: Any) -> list[tuple[str, Any, str | None]]:
-    out = []
-    async for chunk in stream:
-        e = chunk.event
-        delta = e.delta
-        if isinstance(delta, ToolCallDelta):
-            c = delta.content
-            delta = (str(delta.parse_status), c if isinstance(c, str) else (c.call_id, c.tool_name, c.arguments))
-        out.append((str(e.event_type), delta, e.stop_reason and str(e.stop_reason)))
-    return out
 
 
 async def test_served_models_are_what_vllm_lists(vllm: VLLMInference, vendor: FakeVendor) -> None:

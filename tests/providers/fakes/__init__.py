@@ -28,9 +28,12 @@ from typing import Any
 
 from rpc.server import running_server
 
-from llama_core.types import ToolDefinition, ToolParamDefinition
+from llama_core.types import ToolDefinition, ToolParamDefinition, UserMessage
+from llama_core.types.inference import ChatCompletionRequest, ToolCallDelta
 
 SAMPLES = Path(__file__).parent / "samples"
+SSE = "text/event-stream"
+MODEL = "Llama3.1-8B-Instruct"  # the model the vendors' samples answer for
 
 
 def sample(name: str) -> bytes:
@@ -169,3 +172,24 @@ WEATHER = ToolDefinition(
     parameters={"location": ToolParamDefinition(param_type="string"), "format": ToolParamDefinition(param_type="string", required=False)},
 )
 PARIS = {"location": "Paris, FR", "format": "celsius"}
+
+
+def chat(model: str = MODEL, stream: bool = False, **fields: Any) -> ChatCompletionRequest:
+    """The question the vendors' chat samples answer."""
+    return ChatCompletionRequest(model=model, messages=[UserMessage(content="What is the capital of France?")], stream=stream, **fields)
+
+
+async def events(stream: Any, call_ids: bool = True) -> list[tuple[str, Any, str | None]]:
+    """(event type, delta, stop reason) per chunk; a tool call as (status, content or ([id,] name, args)),
+    its id left out with `call_ids=False` (where the vendor sends none and ours is random)."""
+    out = []
+    async for chunk in stream:
+        e = chunk.event
+        delta = e.delta
+        if isinstance(delta, ToolCallDelta):
+            c = delta.content
+            if not isinstance(c, str):
+                c = (c.call_id, c.tool_name, c.arguments) if call_ids else (c.tool_name, c.arguments)
+            delta = (str(delta.parse_status), c)
+        out.append((str(e.event_type), delta, e.stop_reason and str(e.stop_reason)))
+    return out

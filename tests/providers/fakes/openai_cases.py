@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from providers.fakes import PARIS, WEATHER, FakeVendor, Reply, no_sleep, sample, serving, stream_of
+from providers.fakes import MODEL, PARIS, SSE, WEATHER, FakeVendor, Reply, chat, events, no_sleep, sample, serving, stream_of
 
 from llama_core.errors import (
     InvalidRequestError,
@@ -42,11 +42,8 @@ from llama_core.types.inference import (
     EmbeddingsUsage,
     GrammarResponseFormat,
     JsonSchemaResponseFormat,
-    ToolCallDelta,
 )
 
-SSE = "text/event-stream"
-MODEL = "Llama3.1-8B-Instruct"
 
 
 @dataclass(frozen=True)
@@ -79,23 +76,6 @@ def json_reply(case: Case, name: str, **kw: Any) -> Reply:
 
 def sse_reply(case: Case, name: str, keep: int | None = None, **kw: Any) -> Reply:
     return Reply(body=stream_of(sample(f"{case.samples}/{name}"), b"\n\n")[:keep], content_type=SSE, **kw)
-
-
-def chat(stream: bool = False, **fields: Any) -> ChatCompletionRequest:
-    return ChatCompletionRequest(model=MODEL, messages=[UserMessage(content="What is the capital of France?")], stream=stream, **fields)
-
-
-async def events(stream: Any) -> list[tuple[str, Any, str | None]]:
-    """(event type, delta, stop reason) per chunk; tool calls as (status, content or (id, name, args))."""
-    out = []
-    async for chunk in stream:
-        e = chunk.event
-        delta = e.delta
-        if isinstance(delta, ToolCallDelta):
-            c = delta.content
-            delta = (str(delta.parse_status), c if isinstance(c, str) else (c.call_id, c.tool_name, c.arguments))
-        out.append((str(e.event_type), delta, e.stop_reason and str(e.stop_reason)))
-    return out
 
 
 async def test_chat_request_and_reply(case: Case, provider: OpenAIStyleInference, vendor: FakeVendor) -> None:
