@@ -156,6 +156,21 @@ def started(model: Any, prompt: list[int], new: int) -> Callable[[], Any]:
     return batch.step
 
 
+def greedy_run(model: Any, prompt: list[int], new: int, device: str) -> tuple[float, list[int]]:
+    """Seconds of `new` greedy decode steps after the prompt (its prefill not timed), and the tokens:
+    the prefill's, then the steps'."""
+    from llama_core.engine.generation import Batch
+    from llama_core.engine.messages import GenParams
+
+    batch = Batch(model)
+    first = batch.add(0, prompt, GenParams(max_tokens=new + 1)).token
+    synchronize(device)
+    start = time.perf_counter()
+    tokens = [batch.step()[0].token for _ in range(new)]
+    synchronize(device)
+    return time.perf_counter() - start, [first, *tokens]
+
+
 def run_ours(model_dir: Path, dtype: str, prompt_len: int, new: int, batch: int, device: str) -> dict[str, Any]:
     import torch
 
@@ -302,16 +317,8 @@ def run_ours_alone(model_dir: Path, dtype: str, prompt_len: int, new: int, devic
     with torch.inference_mode():
         t_prefill = best_of(timed(lambda: prefill(model, torch.tensor(prompt, device=device), 0), device))
 
-    def greedy() -> tuple[float, list[int]]:
-        step = started(model, prompt, new)
-        synchronize(device)
-        start = time.perf_counter()
-        tokens = [step()[0].token for _ in range(new)]
-        synchronize(device)
-        return time.perf_counter() - start, tokens
-
-    first, tokens = greedy()
-    warm = first - greedy()[0]
+    first, tokens = greedy_run(model, prompt, new, device)
+    warm = first - greedy_run(model, prompt, new, device)[0]
     decoded = decode_with_bandwidth(lambda: started(model, prompt, new), new, torch.get_num_threads(), device)
     return {"prefill": prompt_len / t_prefill, "tokens": tokens, "warmup_s": warm, "path": decode_path(model)} | decoded
 
@@ -360,8 +367,7 @@ def run_ours_vs_llamacpp(model_dir: Path, mode: str, prompt_len: int, new: int, 
     import torch
 
     from llama_core.engine.checkpoint import load_model
-    from llama_core.engine.generation import Batch, prefill
-    from llama_core.engine.messages import GenParams
+    from llama_core.engine.generation import prefill
     from llama_core.engine.parallel import init_model_parallel
 
     init_model_parallel(backend="gloo")
@@ -371,14 +377,7 @@ def run_ours_vs_llamacpp(model_dir: Path, mode: str, prompt_len: int, new: int, 
     with torch.inference_mode():
         t_prefill = best_of(lambda: prefill(model, torch.tensor(ps), 0))
 
-    def generate(prompt: list[int], n: int) -> tuple[float, list[int]]:
-        b = Batch(model)
-        tokens = [b.add(0, prompt, GenParams(max_tokens=n + 1)).token]
-        start = time.perf_counter()
-        tokens += [b.step()[0].token for _ in range(n)]  # decode only: add() held the prefill
-        return time.perf_counter() - start, tokens
-
-    tokens = generate(chat, quality_tokens - 1)[1]  # also the warm-up
+    tokens = greedy_run(model, chat, quality_tokens - 1, "cpu")[1]  # also the warm-up
     decoded = decode_with_bandwidth(lambda: started(model, ps, new), new, torch.get_num_threads(), "cpu")
     return {"prefill": prompt_len / t_prefill, "tokens": tokens} | decoded
 
@@ -468,10 +467,9 @@ def roofline_share(pairs: list[list[float]], bytes_per_token: float) -> str:
     """The share of the roofline each chunk of decode reached (its tok/s x bytes per token / the
     bandwidth probed beside it): the median over every chunk of every round, and the quartiles."""
     shares = sorted(tps * bytes_per_token / (gbs * 1e9) for tps, gbs in pairs)
-    bandwidths = sorted(gbs for _, gbs in pairs)
     q1, median, q3 = statistics.quantiles(shares, n=4, method="inclusive")  # within the data, also for a few chunks
     return (f"{100 * median:.0f}% of roofline (median of {len(shares)} chunks, quartiles {100 * q1:.0f}-{100 * q3:.0f}%; "
-            f"bandwidth beside them {statistics.median(bandwidths):.0f} GB/s)")
+            f"bandwidth beside them {statistics.median(gbs for _, gbs in pairs):.0f} GB/s)")
 
 
 def matching_prefix(a: list[int], b: list[int]) -> int:
